@@ -1,0 +1,253 @@
+"""Tests of ``fundflow alerts`` (fundflow.alerts_cli), through click's CliRunner."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from fundflow.alerts_cli import alerts
+from fundflow.schemas.records import Alert
+from fundflow.store import SQLiteSink
+
+A = Alert(
+    alert_id="fund_pool:P1:1",
+    detector="fund_pool",
+    severity="high",
+    subject_id="P1",
+    accounts=("ACC-1", "ACC-2"),
+    first_ts="2026-03-01T10:00:00+08:00",
+    last_ts="2026-03-01T12:00:00+08:00",
+    amount="150000.00",
+    summary="Investor money pooled in the platform's own account, then paid out to "
+    "earlier investors as interest.",
+    evidence={"txn_ids": ["T1", "T2"], "pooled_fen": 15000000},
+    detector_version="1.0",
+    revision=2,
+)
+B = Alert(
+    alert_id="reserve_misuse:PAY1:7",
+    detector="reserve_misuse",
+    severity="critical",
+    subject_id="PAY1",
+    accounts=("RES-1",),
+    first_ts="2026-03-01T09:00:00+08:00",
+    last_ts="2026-03-02T09:00:00+08:00",
+    amount="9.99",
+    summary="备付金被挪用于关联公司。",
+    evidence={"shortfall_fen": 999, "注": "中文"},
+    detector_version="1.0",
+    revision=1,
+)
+C = Alert(
+    alert_id="fund_pool:P2:3",
+    detector="fund_pool",
+    severity="low",
+    subject_id="P2",
+    accounts=(),
+    first_ts="2026-03-01T09:30:00+08:00",
+    last_ts="2026-03-01T09:45:00+08:00",
+    amount="0.50",
+    summary='Small, with a comma, and a "quote".',
+    evidence={},
+    detector_version="1.1",
+    revision=1,
+)
+ORDERED = [B, C, A]  # by first_ts
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "alerts.db"
+    with SQLiteSink(path) as sink:
+        sink.upsert([A, B, C])
+    return str(path)
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_list_prints_a_table_oldest_first(runner, db):
+    result = runner.invoke(alerts, ["list", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "alert_id               severity  detector        subject  amount     first_ts                   summary",
+        "reserve_misuse:PAY1:7  critical  reserve_misuse  PAY1          9.99  2026-03-01T09:00:00+08:00  备付金被挪用于关联公司。",
+        "fund_pool:P2:3         low       fund_pool       P2            0.50  2026-03-01T09:30:00+08:00  Small, with a comma, and a \"quote\".",
+        "fund_pool:P1:1         high      fund_pool       P1       150000.00  2026-03-01T10:00:00+08:00  Investor money pooled in the platform's own account, then p…",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "ids"),
+    [
+        (["--detector", "fund_pool"], ["fund_pool:P2:3", "fund_pool:P1:1"]),
+        (["--severity", "critical"], ["reserve_misuse:PAY1:7"]),
+        (["--subject", "P1"], ["fund_pool:P1:1"]),
+        (["--detector", "fund_pool", "--severity", "high"], ["fund_pool:P1:1"]),
+        (["--limit", "2"], ["reserve_misuse:PAY1:7", "fund_pool:P2:3"]),
+        (["--subject", "nobody"], []),
+    ],
+)
+def test_list_filters(runner, db, args, ids):
+    result = runner.invoke(alerts, ["list", "--db", db, *args])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("alert_id ")
+    assert [line.split()[0] for line in lines[1:]] == ids
+
+
+def test_list_uses_fundflow_db_in_the_current_directory(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with SQLiteSink("fundflow.db") as sink:
+        sink.upsert([C])
+    result = runner.invoke(alerts, ["list"])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        "alert_id",
+        "fund_pool:P2:3",
+    ]
+
+
+def test_show_prints_the_whole_alert_as_json(runner, db):
+    result = runner.invoke(alerts, ["show", "reserve_misuse:PAY1:7", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "{\n"
+        '  "alert_id": "reserve_misuse:PAY1:7",\n'
+        '  "detector": "reserve_misuse",\n'
+        '  "severity": "critical",\n'
+        '  "subject_id": "PAY1",\n'
+        '  "accounts": [\n'
+        '    "RES-1"\n'
+        "  ],\n"
+        '  "first_ts": "2026-03-01T09:00:00+08:00",\n'
+        '  "last_ts": "2026-03-02T09:00:00+08:00",\n'
+        '  "amount": "9.99",\n'
+        '  "summary": "备付金被挪用于关联公司。",\n'
+        '  "evidence": {\n'
+        '    "shortfall_fen": 999,\n'
+        '    "注": "中文"\n'
+        "  },\n"
+        '  "detector_version": "1.0",\n'
+        '  "revision": 1\n'
+        "}\n"
+    )
+    assert msgspec.json.decode(result.stdout, type=Alert) == B
+
+
+def test_show_unknown_id_exits_2_with_one_line(runner, db):
+    result = runner.invoke(alerts, ["show", "nope", "--db", db])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"Error: no alert 'nope' in {db}\n"
+
+
+def test_export_jsonl_round_trips_to_identical_alerts(runner, db):
+    result = runner.invoke(alerts, ["export", "--db", db])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout_bytes.splitlines()
+    # The store keeps evidence with sorted keys (its JSON columns are
+    # deterministic), so each line is the alert encoded in that order.
+    assert lines == [msgspec.json.encode(a, order="deterministic") for a in ORDERED]
+    assert lines[2] == (
+        b'{"alert_id":"fund_pool:P1:1","detector":"fund_pool","severity":"high",'
+        b'"subject_id":"P1","accounts":["ACC-1","ACC-2"],'
+        b'"first_ts":"2026-03-01T10:00:00+08:00","last_ts":"2026-03-01T12:00:00+08:00",'
+        b'"amount":"150000.00","summary":"Investor money pooled in the platform\'s own '
+        b'account, then paid out to earlier investors as interest.",'
+        b'"evidence":{"pooled_fen":15000000,"txn_ids":["T1","T2"]},'
+        b'"detector_version":"1.0","revision":2}'
+    )
+    assert [msgspec.json.decode(line, type=Alert) for line in lines] == ORDERED
+
+
+def test_export_jsonl_with_filters_to_a_file(runner, db, tmp_path):
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(
+        alerts,
+        ["export", "--db", db, "--detector", "fund_pool", "--format", "jsonl", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert out.read_bytes() == b"".join(
+        msgspec.json.encode(a, order="deterministic") + b"\n" for a in (C, A)
+    )
+
+
+def test_export_csv_has_header_and_one_row_per_alert(runner, db):
+    result = runner.invoke(alerts, ["export", "--db", db, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == [
+        "alert_id", "detector", "severity", "subject_id", "accounts", "first_ts",
+        "last_ts", "amount", "summary", "evidence", "detector_version", "revision",
+    ]  # fmt: skip
+    assert rows[1:] == [
+        ["reserve_misuse:PAY1:7", "reserve_misuse", "critical", "PAY1", '["RES-1"]',
+         "2026-03-01T09:00:00+08:00", "2026-03-02T09:00:00+08:00", "9.99",
+         "备付金被挪用于关联公司。", '{"shortfall_fen":999,"注":"中文"}', "1.0", "1"],
+        ["fund_pool:P2:3", "fund_pool", "low", "P2", "[]",
+         "2026-03-01T09:30:00+08:00", "2026-03-01T09:45:00+08:00", "0.50",
+         'Small, with a comma, and a "quote".', "{}", "1.1", "1"],
+        ["fund_pool:P1:1", "fund_pool", "high", "P1", '["ACC-1","ACC-2"]',
+         "2026-03-01T10:00:00+08:00", "2026-03-01T12:00:00+08:00", "150000.00",
+         A.summary, '{"pooled_fen":15000000,"txn_ids":["T1","T2"]}', "1.0", "2"],
+    ]  # fmt: skip
+    assert json.loads(rows[3][9]) == A.evidence
+
+
+def test_export_csv_severity_filter(runner, db):
+    result = runner.invoke(alerts, ["export", "--db", db, "--format", "csv", "--severity", "low"])
+    assert result.exit_code == 0, result.output
+    assert [r[0] for r in csv.reader(io.StringIO(result.stdout))] == ["alert_id", "fund_pool:P2:3"]
+
+
+@pytest.mark.parametrize(
+    "args", [["list"], ["show", "fund_pool:P1:1"], ["export"], ["export", "--format", "csv"]]
+)
+def test_missing_db_exits_2_with_one_line_and_creates_nothing(runner, tmp_path, args):
+    missing = tmp_path / "missing.db"
+    result = runner.invoke(alerts, [*args, "--db", str(missing)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"Error: alert store not found: {missing}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_a_store_exits_2_with_one_line(runner, tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    result = runner.invoke(alerts, ["list", "--db", str(junk)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {junk} is not a fundflow alert store: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_unwritable_out_exits_2_with_one_line(runner, db, tmp_path):
+    plain = tmp_path / "plain-file"
+    plain.write_text("x")
+    out = plain / "out.jsonl"
+    result = runner.invoke(alerts, ["export", "--db", db, "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write {out}: Not a directory\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--severity", "urgent"],
+        ["list", "--limit", "0"],
+        ["export", "--format", "xml"],
+    ],
+)
+def test_bad_options_exit_2(runner, db, args):
+    result = runner.invoke(alerts, [*args, "--db", db])
+    assert result.exit_code == 2
+    assert "Error: Invalid value for" in result.stderr
