@@ -1,0 +1,167 @@
+"""The one detector interface.
+
+A detector is fed one record at a time with :meth:`Detector.update` (which
+returns the detector) and asked what it found with :attr:`Detector.alerts`;
+the engine takes them with :meth:`Detector.drain`. Time is the records' time:
+each detector keeps its own event-time clock and looks at it (idle money,
+closing days) whenever event time crosses a tick of the configured step.
+A detector never raises on odd data: a missing reference is an unknown party.
+
+A detector works on its own (it then keeps its own reference data) or inside
+an :class:`~fundflow.detectors.engine.Engine`, which shares one
+:class:`~fundflow.detectors.reference.Reference` among all detectors and
+hands them resolved :class:`~fundflow.detectors.reference.Flow` objects.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, ClassVar, Self
+from zoneinfo import ZoneInfo
+
+from fundflow.schemas.records import (
+    Account,
+    Alert,
+    ClearingTxn,
+    CustodyTxn,
+    Entity,
+    Loan,
+    Product,
+)
+
+from .alerting import AlertBook, local_offset_ms
+from .config import Config, load_config
+from .reference import Flow, Reference
+
+_REFERENCE_TYPES = (Entity, Account, Product, Loan)
+_TXN_TYPES = (CustodyTxn, ClearingTxn)
+
+
+class Detector:
+    """Base class: dispatch, clock, alert book, reset and snapshots.
+
+    Subclasses set ``name`` and ``version``, build their state in
+    :meth:`_fresh` (a dict of attribute names to initial values: exactly what
+    a snapshot saves) and implement ``_on_flow`` and, where they care,
+    ``_on_reference``, ``_on_report``, ``_on_tick`` and ``_on_finish``.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: Config | None = None, ref: Reference | None = None) -> None:
+        self.config = config or load_config()
+        self._owns_ref = ref is None
+        self.ref = ref if ref is not None else Reference()
+        self.zone = ZoneInfo(self.config.engine.zone)
+        self._tick_ms = self.config.engine.tick_ms
+        self._state_names: tuple[str, ...] = ()
+        self.reset()
+
+    # -- the interface ------------------------------------------------------
+
+    def update(self, record: Any) -> Self:
+        """Feed one record (a Flow, a transaction, a reference record, a
+        reserve report or a balance). Returns the detector."""
+        if type(record) is Flow:
+            self._clock(record.ts)
+            self._on_flow(record)
+        elif isinstance(record, _TXN_TYPES):
+            self._clock(record.ts)
+            self._on_flow(self.ref.flow(record))
+        elif isinstance(record, _REFERENCE_TYPES):
+            if self._owns_ref:
+                self.ref.add(record)
+            self._on_reference(record)
+        else:
+            self._on_report(record)
+        return self
+
+    def advance(self, now_ms: int) -> Self:
+        """Tell the detector that event time has reached ``now_ms``."""
+        self._clock(now_ms)
+        return self
+
+    def finish(self) -> Self:
+        """The stream has ended (end of a replay): settle what waits for time."""
+        self._on_finish()
+        return self
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """Alerts raised since the last :meth:`drain`, oldest first."""
+        return self.book.out
+
+    def drain(self) -> list[Alert]:
+        return self.book.drain()
+
+    def reset(self) -> None:
+        """Forget everything seen: the detector is as new (reference data it
+        owns included)."""
+        if self._owns_ref:
+            self.ref = Reference()
+        self.book = AlertBook(self.name, self.version, self.zone, self.config.alerts)
+        self.now = -1
+        self._next_tick = -1
+        state = self._fresh()
+        self._state_names = tuple(state)
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def snapshot(self) -> bytes:
+        """The detector's state as bytes (pickle of its own plain data)."""
+        state = {k: getattr(self, k) for k in self._state_names}
+        payload = {
+            "state": state,
+            "said": self.book.said,
+            "now": self.now,
+            "next_tick": self._next_tick,
+            "ref": self.ref if self._owns_ref else None,
+        }
+        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> Self:
+        """Replace the state with one from :meth:`snapshot` (trusted input:
+        the detector's own checkpoint, never outside data)."""
+        payload = pickle.loads(blob)
+        for key, value in payload["state"].items():
+            setattr(self, key, value)
+        self.book.said = payload["said"]
+        self.book.out = []
+        self.now = payload["now"]
+        self._next_tick = payload["next_tick"]
+        if self._owns_ref and payload["ref"] is not None:
+            self.ref = payload["ref"]
+        return self
+
+    # -- for subclasses ------------------------------------------------------
+
+    def _fresh(self) -> dict[str, Any]:
+        return {}
+
+    def _on_flow(self, flow: Flow) -> None:
+        pass
+
+    def _on_reference(self, record: Any) -> None:
+        pass
+
+    def _on_report(self, record: Any) -> None:
+        pass
+
+    def _on_tick(self, now_ms: int) -> None:
+        pass
+
+    def _on_finish(self) -> None:
+        pass
+
+    def _clock(self, ts: int) -> None:
+        if ts > self.now:
+            if ts >= self._next_tick:
+                if self._next_tick >= 0:
+                    # Settle the past before the record that crossed the tick.
+                    self._on_tick(ts)
+                # Ticks fall on local boundaries (a day's end is always one).
+                off = local_offset_ms(ts, self.zone)
+                step = self._tick_ms
+                self._next_tick = ((ts + off) // step + 1) * step - off
+            self.now = ts

@@ -1,0 +1,369 @@
+"""fund_pool — 资金池 (seed 二(一)1: P2P platforms "不得设立资金池").
+
+A platform is an information intermediary: a lender's money should move from
+the lender's custody sub-account straight to the borrower's for a named loan.
+A pool is lender money gathered in accounts the platform controls and paid
+out from there. Two signals, per platform (the custody transaction's
+``platform_id``), on the platform's custody ledger:
+
+``gather_scatter``
+    In a sliding window (default 7 days) the platform's controlled accounts
+    receive lender money (from ``lender_sub`` or ``personal`` accounts, any
+    purpose but ``fee``) from at least ``min_sources`` distinct accounts,
+    together at least ``min_inflow``, and pay at least
+    ``min_pass_through_pct`` of it onward to borrowers or lenders. Money
+    moving between controlled accounts (intermediaries owned by related
+    entities, then the pool account) is followed: it stays inside, and only
+    lender money still inside can be paid out as pass-through. Fees up to
+    ``fee_allowance_pct`` of what the platform's lenders invested in the
+    window are not pool money; a fee beyond that allowance is.
+``idle_investor_money``
+    ``invest`` money with no ``loan_id`` credited to a ``platform_custody``
+    account that has not left it (first in, first out) a window after it
+    arrived: money waiting for a borrower is a pool too.
+
+A lender paying a borrower's sub-account directly for a named loan never
+touches a controlled account and is never counted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .base import Detector
+from .reference import Flow
+
+LENDER_ROLES = frozenset({"lender_sub", "personal"})
+SINK_ROLES = frozenset({"borrower_sub", "lender_sub", "personal", "corporate"})
+SINK_PURPOSES = frozenset({"disburse", "repay", "payout", "interest"})
+
+# Event kinds in a platform's window.
+_IN, _OUT, _INVEST, _FEE = 0, 1, 2, 3
+
+
+class _Platform:
+    """One platform's window and what is inside its controlled accounts."""
+
+    __slots__ = (
+        "events",
+        "inflow",
+        "outflow",
+        "invested",
+        "fees",
+        "sources",
+        "sinks",
+        "pool_accounts",
+        "taint",
+        "lots",
+        "episode",
+        "episode_first",
+        "last_true",
+        "idle_episode",
+    )
+
+    def __init__(self) -> None:
+        # (ts, kind, amount, party account, txn_id, controlled account)
+        self.events: deque[tuple[int, int, int, str, str, str]] = deque()
+        self.inflow = 0
+        self.outflow = 0
+        self.invested = 0
+        self.fees = 0
+        self.sources: dict[str, int] = {}
+        self.sinks: dict[str, int] = {}
+        self.pool_accounts: dict[str, int] = {}
+        # controlled account -> lender money still in it
+        self.taint: dict[str, int] = {}
+        # platform_custody account -> FIFO lots [ts, remaining, txn_id] of invest money with no loan
+        self.lots: dict[str, deque[list[Any]]] = {}
+        self.episode = -1
+        self.episode_first = -1
+        self.last_true = -1
+        # platform_custody account -> ts the stranded money was first seen
+        self.idle_episode: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _drop(counts: dict[str, int], key: str) -> None:
+    n = counts[key] - 1
+    if n:
+        counts[key] = n
+    else:
+        del counts[key]
+
+
+class FundPool(Detector):
+    """Finds fund pools; see the module docstring for the rule.
+
+    >>> from fundflow.schemas.records import Account, CustodyTxn
+    >>> det = FundPool()
+    >>> _ = det.update(Account(account_id="POOL", owner_id="P", bank_id="B",
+    ...                        role="platform_custody", platform_id="P"))
+    >>> det.alerts
+    []
+    """
+
+    name = "fund_pool"
+    version = "1.0"
+
+    def _fresh(self) -> dict[str, Any]:
+        cfg = self.config.fund_pool
+        self._window = cfg.window_ms
+        return {"platforms": {}}
+
+    # -- flows ---------------------------------------------------------------
+
+    def _on_flow(self, f: Flow) -> None:
+        pid = f.platform_id
+        if pid is None or f.currency != "CNY":
+            return
+        src, dst = f.src, f.dst
+        ref = self.ref
+        src_in = ref.controls(pid, src)
+        dst_in = ref.controls(pid, dst)
+        from_lender = src is not None and src.role in LENDER_ROLES and not src_in
+        if not (src_in or dst_in or (from_lender and f.purpose == "invest")):
+            return
+        st: _Platform | None = self.platforms.get(pid)
+        if st is None:
+            st = self.platforms[pid] = _Platform()
+        self._expire(st, f.ts)
+        if from_lender and f.purpose == "invest":
+            st.events.append((f.ts, _INVEST, f.amount, f.src_id, f.txn_id, ""))
+            st.invested += f.amount
+        if src_in and dst_in:
+            self._move_inside(st, f)
+        elif dst_in and from_lender:
+            self._gather(st, f)
+            self._check(pid, st, f.ts)
+        elif src_in:
+            self._consume_lots(st, f.src_id, f.amount)
+            if self._scatter(st, f):
+                self._check(pid, st, f.ts)
+
+    def _gather(self, st: _Platform, f: Flow) -> None:
+        if f.purpose == "fee":
+            allowance = st.invested * self.config.fund_pool.fee_allowance_pct // 100
+            if st.fees + f.amount <= allowance:
+                st.events.append((f.ts, _FEE, f.amount, f.src_id, f.txn_id, f.dst_id))
+                st.fees += f.amount
+                return
+        st.events.append((f.ts, _IN, f.amount, f.src_id, f.txn_id, f.dst_id))
+        st.inflow += f.amount
+        _bump(st.sources, f.src_id)
+        _bump(st.pool_accounts, f.dst_id)
+        st.taint[f.dst_id] = st.taint.get(f.dst_id, 0) + f.amount
+        if f.purpose == "invest" and f.loan_id is None and f.dst is not None and f.dst.role == "platform_custody":
+            st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.txn_id])
+
+    def _move_inside(self, st: _Platform, f: Flow) -> None:
+        """Money between two controlled accounts: lender money follows it."""
+        self._consume_lots(st, f.src_id, f.amount)
+        have = st.taint.get(f.src_id, 0)
+        if have:
+            moved = min(have, f.amount)
+            if have == moved:
+                del st.taint[f.src_id]
+            else:
+                st.taint[f.src_id] = have - moved
+            st.taint[f.dst_id] = st.taint.get(f.dst_id, 0) + moved
+
+    def _scatter(self, st: _Platform, f: Flow) -> bool:
+        dst = f.dst
+        if dst is not None:
+            if dst.role not in SINK_ROLES:
+                return False
+        elif f.purpose not in SINK_PURPOSES:
+            return False
+        have = st.taint.get(f.src_id, 0)
+        if not have:
+            return False  # the platform's own money, not pass-through
+        moved = min(have, f.amount)
+        if have == moved:
+            del st.taint[f.src_id]
+        else:
+            st.taint[f.src_id] = have - moved
+        st.events.append((f.ts, _OUT, moved, f.dst_id, f.txn_id, f.src_id))
+        st.outflow += moved
+        _bump(st.sinks, f.dst_id)
+        # The account paying lender money out is a pool account too, even when
+        # the money was gathered by an intermediary and forwarded to it.
+        _bump(st.pool_accounts, f.src_id)
+        return True
+
+    def _consume_lots(self, st: _Platform, account: str, amount: int) -> None:
+        lots = st.lots.get(account)
+        if not lots:
+            return
+        while amount and lots:
+            lot = lots[0]
+            if lot[1] <= amount:
+                amount -= lot[1]
+                lots.popleft()
+            else:
+                lot[1] -= amount
+                amount = 0
+        if not lots:
+            del st.lots[account]
+            st.idle_episode.pop(account, None)
+
+    def _expire(self, st: _Platform, now: int) -> None:
+        events = st.events
+        horizon = now - self._window
+        while events and events[0][0] <= horizon:
+            ts, kind, amount, party, _txn, account = events.popleft()
+            if kind == _IN:
+                st.inflow -= amount
+                _drop(st.sources, party)
+                _drop(st.pool_accounts, account)
+            elif kind == _OUT:
+                st.outflow -= amount
+                _drop(st.sinks, party)
+                _drop(st.pool_accounts, account)
+            elif kind == _INVEST:
+                st.invested -= amount
+            else:
+                st.fees -= amount
+
+    # -- findings ------------------------------------------------------------
+
+    def _check(self, pid: str, st: _Platform, now: int) -> None:
+        cfg = self.config.fund_pool
+        inflow = st.inflow
+        if (
+            len(st.sources) < cfg.min_sources
+            or inflow < cfg.min_inflow
+            or st.outflow * 100 < inflow * cfg.min_pass_through_pct
+        ):
+            return
+        if st.episode < 0 or now - st.last_true > self._window:
+            st.episode = now
+            st.episode_first = next(ts for ts, kind, *_ in st.events if kind == _IN)
+        st.last_true = now
+        severity = band(
+            inflow,
+            ((cfg.severity_medium, "medium"), (cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+            "low",
+        )
+        aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
+        self.book.offer(aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now))
+
+    def _evidence(self, pid: str, st: _Platform, now: int) -> tuple[list[str], str, dict[str, Any]]:
+        n = self.config.alerts.sample_txns
+        ins = [e[4] for e in st.events if e[1] == _IN]
+        outs = [e[4] for e in st.events if e[1] == _OUT]
+        k_out = min(len(outs), n // 2)
+        samples = ins[: n - k_out] + outs[:k_out]
+        pools = sorted(st.pool_accounts, key=lambda a: (-st.pool_accounts[a], a))
+        ratio = ratio_text(st.outflow, st.inflow)
+        evidence = {
+            "signal": "gather_scatter",
+            "pool_accounts": pools[:20],
+            "distinct_sources": len(st.sources),
+            "distinct_sinks": len(st.sinks),
+            "inflow": yuan(st.inflow),
+            "outflow": yuan(st.outflow),
+            "pass_through_ratio": ratio,
+            "window_start": iso(now - self._window, self.zone),
+            "window_end": iso(now, self.zone),
+            "sample_txn_ids": samples,
+            "thresholds": self.config.thresholds(self.name),
+        }
+        summary = (
+            f"Platform {pid} gathered {yuan(st.inflow)} yuan from {len(st.sources)} lender accounts "
+            f"through {len(pools)} account(s) it controls within {self._window // 86_400_000} days "
+            f"and paid {ratio} of it on to {len(st.sinks)} borrower/lender accounts."
+        )
+        return pools[:20], summary, evidence
+
+    def _on_tick(self, now: int) -> None:
+        cfg = self.config.fund_pool
+        horizon = now - self._window
+        for pid in sorted(self.platforms):
+            st = self.platforms[pid]
+            for account in sorted(st.lots):
+                stranded = 0
+                first_ts = -1
+                txns: list[str] = []
+                for ts, remaining, txn_id in st.lots[account]:
+                    if ts > horizon:
+                        break
+                    if first_ts < 0:
+                        first_ts = ts
+                    stranded += remaining
+                    txns.append(txn_id)
+                if stranded < max(cfg.idle_min_amount, 1):
+                    continue
+                episode = st.idle_episode.setdefault(account, first_ts)
+                severity = band(
+                    stranded,
+                    ((cfg.severity_medium, "medium"), (cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+                    "low",
+                )
+                aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
+                self.book.offer(
+                    aid,
+                    pid,
+                    severity,
+                    stranded,
+                    first_ts,
+                    now,
+                    lambda pid=pid, account=account, stranded=stranded, first_ts=first_ts, txns=txns: (
+                        [account],
+                        f"Platform {pid} holds {yuan(stranded)} yuan of investors' money with no loan "
+                        f"in custody account {account} for longer than {self._window // 86_400_000} days.",
+                        {
+                            "signal": "idle_investor_money",
+                            "pool_accounts": [account],
+                            "stranded": yuan(stranded),
+                            "oldest_since": iso(first_ts, self.zone),
+                            "as_of": iso(now, self.zone),
+                            "sample_txn_ids": txns[: self.config.alerts.sample_txns],
+                            "thresholds": self.config.thresholds(self.name),
+                        },
+                    ),
+                    final=self._finishing,
+                )
+
+    def _on_finish(self) -> None:
+        self._finishing = True
+        try:
+            if self.now >= 0:
+                self._on_tick(self.now)
+            for pid in sorted(self.platforms):
+                st = self.platforms[pid]
+                if st.episode >= 0:
+                    self._final_gather(pid, st)
+        finally:
+            self._finishing = False
+
+    def _final_gather(self, pid: str, st: _Platform) -> None:
+        """At the end of a stream, state the figures of the window that last
+        met the rule if they moved since the last revision."""
+        cfg = self.config.fund_pool
+        if st.last_true != self.now:
+            return
+        inflow = st.inflow
+        severity = band(
+            inflow,
+            ((cfg.severity_medium, "medium"), (cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+            "low",
+        )
+        aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
+        now = st.last_true
+        self.book.offer(
+            aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now), final=True
+        )
+
+    _finishing = False

@@ -1,0 +1,441 @@
+"""maturity_mismatch — 期限错配 / 期限拆分 (seed 二(一)1: P2P platforms must not
+"期限错配、期限拆分").
+
+Money raised from investors for a short term must not fund loans for a longer
+term: the platform would need new investors to pay the old ones. Per
+platform, three signals:
+
+``mismatch_exposure``
+    A funding of loan L (term Tl) by product P (term Tp) with Tl > Tp is
+    mismatched. Fundings are ``invest``/``disburse`` transactions naming a
+    ``loan_id``; the product is named on the same transaction or, where it is
+    not, traced first-in-first-out through the platform's controlled
+    accounts back to the ``invest`` transactions that brought the money in
+    with a ``product_id`` (lineage). Repayments (``repay`` with the loan id)
+    close the book pro rata. An alert when the mismatched part of the open
+    book exceeds ``max_exposure``, or ``max_exposure_pct`` of the open book
+    once that book holds at least ``min_book``.
+``term_ratio``
+    The amount-weighted mean term of the platform's outstanding loans (loan
+    records, from ``issued_at``, less repayments) over that of the money its
+    investors hold in products (``invest`` with a ``product_id``, until the
+    product term has run) above ``max_term_ratio``, once both sides hold at
+    least ``min_book``. Looked at on each clock tick.
+``term_split``
+    One loan funded by two or more products each shorter than the loan, or
+    by one shorter product again after its term ran out (rolled over).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Any
+
+from fundflow.schemas.records import Loan
+
+from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .base import Detector
+from .config import DAY_MS
+from .reference import Flow
+
+FUNDING_PURPOSES = frozenset({"invest", "disburse"})
+
+
+class _Loan:
+    __slots__ = ("funded", "repaid", "mismatched", "short", "rolled", "outstanding", "active")
+
+    def __init__(self) -> None:
+        self.funded = 0
+        self.repaid = 0
+        self.mismatched = 0
+        # product id -> [first funding ts, amount] for products shorter than the loan
+        self.short: dict[str, list[int]] = {}
+        self.rolled = False
+        # principal still outstanding, as counted in the term ratio
+        self.outstanding = 0
+        self.active = False
+
+    def open_parts(self) -> tuple[int, int]:
+        """(open funded amount, open mismatched amount)."""
+        if self.funded <= 0:
+            return 0, 0
+        open_funded = max(0, self.funded - self.repaid)
+        return open_funded, self.mismatched * open_funded // self.funded
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class _Platform:
+    __slots__ = (
+        "loans",
+        "book",
+        "exposure",
+        "exposure_episode",
+        "exposure_first",
+        "lots",
+        "loan_amount",
+        "loan_weighted",
+        "product_amount",
+        "product_weighted",
+        "expiries",
+        "pending_loans",
+        "ratio_episode",
+        "ratio_moved",
+        "last_ts",
+        "mismatch_txns",
+    )
+
+    def __init__(self) -> None:
+        self.loans: dict[str, _Loan] = {}
+        self.book = 0
+        self.exposure = 0
+        self.exposure_episode = -1
+        self.exposure_first = -1
+        # controlled account -> FIFO lots [ts, remaining, product_id] (lineage)
+        self.lots: dict[str, deque[list[Any]]] = {}
+        self.loan_amount = 0
+        self.loan_weighted = 0
+        self.product_amount = 0
+        self.product_weighted = 0
+        # (expiry ts, amount, term days) of product investments
+        self.expiries: list[tuple[int, int, int]] = []
+        # (issued_at, loan_id) of loans not yet issued
+        self.pending_loans: list[tuple[int, str]] = []
+        self.ratio_episode = -1
+        # the term ratio's figures changed since the last tick looked at them
+        self.ratio_moved = False
+        self.last_ts = -1
+        self.mismatch_txns: deque[str] = deque(maxlen=20)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class MaturityMismatch(Detector):
+    """Finds maturity mismatch and term splitting; see the module docstring."""
+
+    name = "maturity_mismatch"
+    version = "1.0"
+
+    def _fresh(self) -> dict[str, Any]:
+        return {"platforms": {}}
+
+    def _platform(self, pid: str) -> _Platform:
+        st = self.platforms.get(pid)
+        if st is None:
+            st = self.platforms[pid] = _Platform()
+        return st
+
+    # -- reference -----------------------------------------------------------
+
+    def _on_reference(self, record: Any) -> None:
+        if type(record) is Loan:
+            st = self._platform(record.platform_id)
+            loan = st.loans.get(record.loan_id)
+            if loan is None or not loan.active:
+                heapq.heappush(st.pending_loans, (record.issued_at, record.loan_id))
+
+    # -- flows ---------------------------------------------------------------
+
+    def _on_flow(self, f: Flow) -> None:
+        pid = f.platform_id
+        if pid is None or f.currency != "CNY":
+            return
+        purpose = f.purpose
+        if purpose == "invest" and f.product_id is not None:
+            self._product_money(pid, f)
+        if f.loan_id is not None:
+            if purpose in FUNDING_PURPOSES:
+                self._fund(pid, f)
+            elif purpose == "repay":
+                self._repay(pid, f)
+        elif purpose == "invest" and f.product_id is not None and self.ref.controls(pid, f.dst):
+            st = self._platform(pid)
+            st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.product_id])
+        elif f.src is not None and self.ref.controls(pid, f.src):
+            st = self.platforms.get(pid)
+            if st is not None and f.src_id in st.lots:
+                taken = self._take_lots(st, f.src_id, f.amount)
+                if self.ref.controls(pid, f.dst):
+                    lots = st.lots.setdefault(f.dst_id, deque())
+                    lots.extend([f.ts, amount, product] for product, amount in taken)
+
+    def _product_money(self, pid: str, f: Flow) -> None:
+        product = self.ref.products.get(f.product_id)  # type: ignore[arg-type]
+        if product is None:
+            return
+        st = self._platform(pid)
+        term = product.term_days
+        st.product_amount += f.amount
+        st.product_weighted += f.amount * term
+        st.ratio_moved = True
+        heapq.heappush(st.expiries, (f.ts + term * DAY_MS, f.amount, term))
+
+    def _take_lots(self, st: _Platform, account: str, amount: int) -> list[tuple[str, int]]:
+        lots = st.lots.get(account)
+        taken: list[tuple[str, int]] = []
+        while amount and lots:
+            lot = lots[0]
+            part = min(lot[1], amount)
+            taken.append((lot[2], part))
+            amount -= part
+            lot[1] -= part
+            if not lot[1]:
+                lots.popleft()
+        if lots is not None and not lots:
+            del st.lots[account]
+        return taken
+
+    def _fund(self, pid: str, f: Flow) -> None:
+        st = self._platform(pid)
+        loan_id: str = f.loan_id  # type: ignore[assignment]
+        loan = st.loans.get(loan_id)
+        if loan is None:
+            loan = st.loans[loan_id] = _Loan()
+        before = loan.open_parts()
+        if f.product_id is not None:
+            links = [(f.product_id, f.amount)]
+        elif f.src is not None and f.src_id in st.lots:
+            links = self._take_lots(st, f.src_id, f.amount)
+        else:
+            links = []
+        loan.funded += f.amount
+        record = self.ref.loans.get(loan_id)
+        if record is not None:
+            for product_id, part in links:
+                product = self.ref.products.get(product_id)
+                if product is None or product.term_days >= record.term_days:
+                    continue
+                loan.mismatched += part
+                st.mismatch_txns.append(f.txn_id)
+                self._split(pid, st, loan_id, loan, product_id, product.term_days, part, f)
+        self._rebook(pid, st, loan, before, f.ts)
+
+    def _repay(self, pid: str, f: Flow) -> None:
+        st = self.platforms.get(pid)
+        if st is None:
+            return
+        loan = st.loans.get(f.loan_id)  # type: ignore[arg-type]
+        if loan is None:
+            return
+        before = loan.open_parts()
+        loan.repaid += f.amount
+        if loan.active:
+            record = self.ref.loans.get(f.loan_id)  # type: ignore[arg-type]
+            if record is not None:
+                self._set_outstanding(st, loan, max(0, record.principal - loan.repaid), record.term_days)
+        self._rebook(pid, st, loan, before, f.ts)
+
+    def _rebook(self, pid: str, st: _Platform, loan: _Loan, before: tuple[int, int], ts: int) -> None:
+        after = loan.open_parts()
+        st.book += after[0] - before[0]
+        st.exposure += after[1] - before[1]
+        st.last_ts = max(st.last_ts, ts)
+        self._check_exposure(pid, st, ts)
+
+    # -- findings ------------------------------------------------------------
+
+    def _check_exposure(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
+        cfg = self.config.maturity_mismatch
+        exposure, book = st.exposure, st.book
+        over = exposure > cfg.max_exposure or (
+            book >= cfg.min_book and exposure * 100 > book * cfg.max_exposure_pct
+        )
+        if not over:
+            st.exposure_episode = -1
+            return
+        if st.exposure_episode < 0:
+            st.exposure_episode = now
+            st.exposure_first = now
+        severity = band(exposure, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium")
+        aid = make_alert_id(self.name, pid, "mismatch_exposure", st.exposure_episode)
+        self.book.offer(
+            aid, pid, severity, exposure, st.exposure_first, now, lambda: self._exposure_evidence(pid, st), final=final
+        )
+
+    def _exposure_evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
+        rows = []
+        for loan_id in sorted(st.loans):
+            loan = st.loans[loan_id]
+            open_funded, open_mismatched = loan.open_parts()
+            if not open_mismatched:
+                continue
+            record = self.ref.loans.get(loan_id)
+            rows.append(
+                {
+                    "loan_id": loan_id,
+                    "loan_term_days": None if record is None else record.term_days,
+                    "products": self._product_terms(loan),
+                    "open_mismatched": yuan(open_mismatched),
+                    "open_funded": yuan(open_funded),
+                }
+            )
+        rows.sort(key=lambda r: (-int(r["open_mismatched"].replace(".", "")), r["loan_id"]))
+        accounts = sorted(
+            {self.ref.loans[r["loan_id"]].borrower_account for r in rows[:20] if r["loan_id"] in self.ref.loans}
+        )
+        share = ratio_text(st.exposure, st.book)
+        summary = (
+            f"Platform {pid} funds longer loans with shorter investor products: {yuan(st.exposure)} yuan "
+            f"of its {yuan(st.book)} yuan open book ({share}) is mismatched across {len(rows)} loans."
+        )
+        evidence = {
+            "signal": "mismatch_exposure",
+            "mismatched_exposure": yuan(st.exposure),
+            "open_book": yuan(st.book),
+            "exposure_share": share,
+            "loans": rows[:20],
+            "sample_txn_ids": list(st.mismatch_txns),
+            "thresholds": self.config.thresholds(self.name),
+        }
+        return accounts, summary, evidence
+
+    def _product_terms(self, loan: _Loan) -> list[dict[str, Any]]:
+        out = []
+        for product_id in sorted(loan.short):
+            product = self.ref.products.get(product_id)
+            out.append({"product_id": product_id, "term_days": None if product is None else product.term_days})
+        return out
+
+    def _split(
+        self, pid: str, st: _Platform, loan_id: str, loan: _Loan, product_id: str, term: int, part: int, f: Flow
+    ) -> None:
+        entry = loan.short.get(product_id)
+        if entry is None:
+            loan.short[product_id] = [f.ts, part]
+        else:
+            if f.ts >= entry[0] + term * DAY_MS:
+                loan.rolled = True
+            entry[1] += part
+        if len(loan.short) < 2 and not loan.rolled:
+            return
+        cfg = self.config.maturity_mismatch
+        amount = sum(e[1] for e in loan.short.values())
+        first = min(e[0] for e in loan.short.values())
+        severity = band(amount, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium")
+        aid = make_alert_id(self.name, pid, "term_split", loan_id)
+        record = self.ref.loans[loan_id]
+
+        def build() -> tuple[list[str], str, dict[str, Any]]:
+            products = self._product_terms(loan)
+            how = "rolled over" if loan.rolled and len(loan.short) < 2 else f"split across {len(products)} products"
+            return (
+                [record.borrower_account],
+                f"Platform {pid} funds loan {loan_id} ({record.term_days} days) with shorter investor "
+                f"products, {how}: {yuan(amount)} yuan.",
+                {
+                    "signal": "term_split",
+                    "loan_id": loan_id,
+                    "loan_term_days": record.term_days,
+                    "loan_principal": yuan(record.principal),
+                    "products": [
+                        p | {"amount": yuan(loan.short[p["product_id"]][1])} for p in products
+                    ],
+                    "rolled_over": loan.rolled,
+                    "sample_txn_ids": [f.txn_id],
+                    "thresholds": self.config.thresholds(self.name),
+                },
+            )
+
+        self.book.offer(aid, pid, severity, amount, first, f.ts, build)
+
+    # -- the book's term ratio -----------------------------------------------
+
+    def _set_outstanding(self, st: _Platform, loan: _Loan, amount: int, term: int) -> None:
+        delta = amount - loan.outstanding
+        loan.outstanding = amount
+        st.loan_amount += delta
+        st.loan_weighted += delta * term
+        st.ratio_moved = True
+
+    def _on_tick(self, now: int) -> None:
+        for pid in sorted(self.platforms):
+            st = self.platforms[pid]
+            changed = False
+            while st.pending_loans and st.pending_loans[0][0] <= now:
+                _, loan_id = heapq.heappop(st.pending_loans)
+                record = self.ref.loans.get(loan_id)
+                if record is None or record.platform_id != pid:
+                    continue
+                loan = st.loans.get(loan_id)
+                if loan is None:
+                    loan = st.loans[loan_id] = _Loan()
+                if loan.active:
+                    continue
+                loan.active = True
+                self._set_outstanding(st, loan, max(0, record.principal - loan.repaid), record.term_days)
+                changed = True
+            while st.expiries and st.expiries[0][0] <= now:
+                _, amount, term = heapq.heappop(st.expiries)
+                st.product_amount -= amount
+                st.product_weighted -= amount * term
+                changed = True
+            # Investor money and repayments move the ratio between ticks, however
+            # long ago the last record was: look whenever a figure moved.
+            if changed or st.ratio_moved or st.ratio_episode >= 0:
+                st.ratio_moved = False
+                self._check_ratio(pid, st, now)
+
+    def _check_ratio(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
+        cfg = self.config.maturity_mismatch
+        loans, products = st.loan_amount, st.product_amount
+        if loans < cfg.min_book or products < cfg.min_book or st.product_weighted <= 0:
+            st.ratio_episode = -1
+            return
+        # ratio = (loan_weighted / loans) / (product_weighted / products), in integers
+        num = st.loan_weighted * products
+        den = loans * st.product_weighted
+        n, d = cfg.max_term_ratio.as_integer_ratio()
+        if num * d <= n * den:
+            st.ratio_episode = -1
+            return
+        if st.ratio_episode < 0:
+            st.ratio_episode = now
+        hn, hd = cfg.ratio_high.as_integer_ratio()
+        cn, cd = cfg.ratio_critical.as_integer_ratio()
+        severity = "critical" if num * cd >= cn * den else "high" if num * hd >= hn * den else "medium"
+        aid = make_alert_id(self.name, pid, "term_ratio", st.ratio_episode)
+        ratio = ratio_text(num, den, 2)
+        loan_term = ratio_text(st.loan_weighted, loans, 1)
+        product_term = ratio_text(st.product_weighted, products, 1)
+        episode = st.ratio_episode
+
+        def build() -> tuple[list[str], str, dict[str, Any]]:
+            return (
+                [],
+                f"Platform {pid}'s outstanding loans run {loan_term} days on average against "
+                f"{product_term} days for its investors' money: a term ratio of {ratio}.",
+                {
+                    "signal": "term_ratio",
+                    "term_ratio": ratio,
+                    "loan_mean_term_days": loan_term,
+                    "product_mean_term_days": product_term,
+                    "outstanding_loans": yuan(loans),
+                    "investor_money": yuan(products),
+                    "as_of": iso(now, self.zone),
+                    "thresholds": self.config.thresholds(self.name),
+                },
+            )
+
+        self.book.offer(aid, pid, severity, loans, episode, now, build, final=final)
+
+    def _on_finish(self) -> None:
+        if self.now < 0:
+            return
+        self._on_tick(self.now)
+        for pid in sorted(self.platforms):
+            st = self.platforms[pid]
+            if st.exposure_episode >= 0:
+                self._check_exposure(pid, st, st.last_ts, final=True)
+            if st.ratio_episode >= 0:
+                self._check_ratio(pid, st, self.now, final=True)

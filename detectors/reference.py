@@ -1,0 +1,159 @@
+"""Reference data and the resolved view of a transaction.
+
+:class:`Reference` holds the slowly changing records (entities, accounts,
+products, loans) every detector reads, and answers the questions they share:
+which entities are related to which, and which accounts a platform controls.
+:class:`Flow` is one transaction with its two parties looked up once, so the
+detectors need not each repeat the look-ups; custody and clearing
+transactions become the same shape.
+
+An account named in a transaction but never described by an ``account``
+record is an outside party: its :class:`Flow` side is ``None`` (role
+``unknown``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from fundflow.schemas.records import Account, ClearingTxn, CustodyTxn, Entity, Loan, Product
+
+# Roles whose accounts a platform runs for itself (detectors.md, fund_pool).
+PLATFORM_ROLES = frozenset({"platform_own", "platform_custody", "operating"})
+
+
+class Flow(msgspec.Struct, frozen=True, gc=False):
+    """A transaction as the detectors see it: ``amount`` fen from ``src_id``
+    to ``dst_id`` at ``ts``; ``src``/``dst`` are the account records, or
+    ``None`` for an unknown party. ``platform_id`` is set for custody
+    transactions, ``system`` and ``initiator_id`` for clearing ones."""
+
+    txn_id: str
+    ts: int
+    amount: int
+    currency: str
+    purpose: str | None
+    src_id: str
+    dst_id: str
+    src: Account | None
+    dst: Account | None
+    platform_id: str | None
+    product_id: str | None
+    loan_id: str | None
+    system: str | None
+    initiator_id: str | None
+    custody: bool
+
+
+class Reference:
+    """The reference records seen so far; the latest record for an id wins."""
+
+    def __init__(self) -> None:
+        self.entities: dict[str, Entity] = {}
+        self.accounts: dict[str, Account] = {}
+        self.products: dict[str, Product] = {}
+        self.loans: dict[str, Loan] = {}
+        # entity id -> ids related to it in either direction (it lists them,
+        # or they list it), kept in step with entity records.
+        self._related: dict[str, set[str]] = {}
+        self._lists: dict[str, tuple[str, ...]] = {}
+        self._listed_by: dict[str, set[str]] = {}
+
+    # -- updates ------------------------------------------------------------
+
+    def add(self, record: Entity | Account | Product | Loan) -> None:
+        t = type(record)
+        if t is Account:
+            self.accounts[record.account_id] = record  # type: ignore[union-attr]
+        elif t is Entity:
+            self._add_entity(record)  # type: ignore[arg-type]
+        elif t is Product:
+            self.products[record.product_id] = record  # type: ignore[union-attr]
+        elif t is Loan:
+            self.loans[record.loan_id] = record  # type: ignore[union-attr]
+
+    def _add_entity(self, entity: Entity) -> None:
+        eid = entity.entity_id
+        old = self._lists.get(eid, ())
+        new = tuple(dict.fromkeys(r.entity_id for r in entity.related if r.entity_id != eid))
+        for other in old:
+            self._listed_by.get(other, set()).discard(eid)
+        for other in new:
+            self._listed_by.setdefault(other, set()).add(eid)
+        self._lists[eid] = new
+        for x in {eid, *old, *new}:
+            peers = set(self._lists.get(x, ())) | self._listed_by.get(x, set())
+            if peers:
+                self._related[x] = peers
+            else:
+                self._related.pop(x, None)
+        self.entities[eid] = entity
+
+    # -- questions ----------------------------------------------------------
+
+    def related(self, entity_id: str) -> set[str]:
+        """Entities directly related to ``entity_id`` (either side listed it)."""
+        return self._related.get(entity_id, _EMPTY)
+
+    def is_related_or_self(self, entity_id: str, other: str) -> bool:
+        return entity_id == other or other in self._related.get(entity_id, _EMPTY)
+
+    def controls(self, platform_id: str, account: Account | None) -> bool:
+        """Whether ``platform_id`` controls ``account``: a platform role tied
+        to the platform, or any account owned by it or a related entity."""
+        if account is None:
+            return False
+        owner = account.owner_id
+        if owner == platform_id:
+            return True
+        if account.role in PLATFORM_ROLES and account.platform_id == platform_id:
+            return True
+        return owner in self._related.get(platform_id, _EMPTY)
+
+    def has_license(self, entity_id: str, license_name: str) -> bool | None:
+        """``None`` when the entity is unknown."""
+        e = self.entities.get(entity_id)
+        if e is None:
+            return None
+        return license_name in e.licenses
+
+    def flow(self, txn: CustodyTxn | ClearingTxn) -> Flow:
+        accounts = self.accounts
+        if type(txn) is CustodyTxn:
+            return Flow(
+                txn.txn_id,
+                txn.ts,
+                txn.amount,
+                txn.currency,
+                txn.purpose,
+                txn.debit_account,
+                txn.credit_account,
+                accounts.get(txn.debit_account),
+                accounts.get(txn.credit_account),
+                txn.platform_id,
+                txn.product_id,
+                txn.loan_id,
+                None,
+                None,
+                True,
+            )
+        return Flow(
+            txn.txn_id,
+            txn.ts,
+            txn.amount,
+            txn.currency,
+            txn.purpose,
+            txn.payer_account,
+            txn.payee_account,
+            accounts.get(txn.payer_account),
+            accounts.get(txn.payee_account),
+            None,
+            None,
+            None,
+            txn.system,  # type: ignore[union-attr]
+            txn.initiator_id,  # type: ignore[union-attr]
+            False,
+        )
+
+
+_EMPTY: set[str] = set()

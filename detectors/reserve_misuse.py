@@ -1,0 +1,391 @@
+"""reserve_misuse — 挪用客户备付金 (seed 二(三)1: "非银行支付机构不得挪用、占用客户备付金,
+客户备付金账户应开立在人民银行或符合要求的商业银行").
+
+A payment institution holds its clients' money in ``client_reserve`` accounts
+and must not use it for itself. Per institution (the owner of the reserve
+account), four signals:
+
+``coverage_shortfall``
+    The institution's reserve balances at the end of day D against the
+    ``client_liabilities`` its report for D states. A ratio below
+    1 - ``tolerance_pct`` is an alert; severity grows with the shortfall.
+    Balances are the latest ``balance`` record of each reserve account plus
+    every transaction since (custody and clearing alike, each ``txn_id``
+    once). A report is compared when event time passes the end of its day
+    (or at the end of a replay), so the day's own payments are in; a report
+    that arrives after its day closed is compared with that day's recorded
+    closing total.
+``reserve_outflow``
+    Money debited from a reserve account and credited to the institution's
+    own or a related entity's account (other than its own reserve accounts),
+    or to any account whose role is not ``settlement``, ``client_reserve``,
+    ``personal`` or ``corporate`` — unless it is an outside party paid for a
+    normal purpose (``refund``, ``payout``, ``withdraw``, ``settlement``).
+``reserve_at_unlicensed_bank``
+    A reserve account held at a bank whose entity record lacks the
+    ``custody`` licence.
+``reserve_interest``
+    ``interest`` credited to a reserve account ("吃利差").
+
+Balances are kept per reserve account as a settled base plus a short tail of
+recent movements, so a bank snapshot (``balance``) that arrives a little late
+still lands on the right transactions.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from fundflow.schemas.records import Account, Balance, ReserveReport
+
+from .alerting import band, day_end_ms, iso, local_day, make_alert_id, ratio_text, yuan
+from .base import Detector
+from .config import DAY_MS
+from .reference import Flow
+
+CLIENT_ROLES = frozenset({"settlement", "client_reserve", "personal", "corporate"})
+
+
+class _Reserve:
+    """One reserve account's balance: ``base`` at ``base_ms`` plus ``tail``."""
+
+    __slots__ = ("base", "base_ms", "tail", "tail_sum")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.base_ms = -1
+        self.tail: deque[tuple[int, int]] = deque()
+        self.tail_sum = 0
+
+    @property
+    def balance(self) -> int:
+        return self.base + self.tail_sum
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.base, self.base_ms, self.tail, self.tail_sum)
+
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
+        self.base, self.base_ms, self.tail, self.tail_sum = s
+
+
+class _Institution:
+    __slots__ = ("accounts", "closes", "pending", "shortfall_episode", "misuse", "flagged_banks")
+
+    def __init__(self) -> None:
+        self.accounts: set[str] = set()
+        # local day -> closing reserve total (fen)
+        self.closes: dict[str, int] = {}
+        # local day -> liabilities reported for a day not yet closed
+        self.pending: dict[str, int] = {}
+        self.shortfall_episode: str | None = None
+        # (signal, account) -> [episode_start, last_ts, amount, txn_ids]
+        self.misuse: dict[tuple[str, str], list[Any]] = {}
+        self.flagged_banks: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class ReserveMisuse(Detector):
+    """Finds misused client reserves; see the module docstring for the rule."""
+
+    name = "reserve_misuse"
+    version = "1.0"
+
+    def _fresh(self) -> dict[str, Any]:
+        return {"reserves": {}, "institutions": {}, "closed_through": None, "unmatched_reports": 0}
+
+    # -- records -------------------------------------------------------------
+
+    def _institution(self, owner: str) -> _Institution:
+        inst = self.institutions.get(owner)
+        if inst is None:
+            inst = self.institutions[owner] = _Institution()
+        return inst
+
+    def _on_reference(self, record: Any) -> None:
+        if type(record) is Account and record.role == "client_reserve":
+            self._institution(record.owner_id).accounts.add(record.account_id)
+            self.reserves.setdefault(record.account_id, _Reserve())
+
+    def _on_report(self, record: Any) -> None:
+        if type(record) is Balance:
+            self._on_balance(record)
+        elif type(record) is ReserveReport:
+            self._on_liabilities(record)
+
+    def _on_balance(self, b: Balance) -> None:
+        res = self.reserves.get(b.account_id)
+        if res is None:
+            res = self.reserves[b.account_id] = _Reserve()
+        if self.closed_through is None:
+            self._start_days(b.as_of)
+        if b.as_of < res.base_ms:
+            return  # older than what is already settled: superseded
+        # Movements after the snapshot stay; those before are in it.
+        kept = deque((ts, d) for ts, d in res.tail if ts > b.as_of)
+        res.tail = kept
+        res.tail_sum = sum(d for _, d in kept)
+        res.base = b.balance
+        res.base_ms = b.as_of
+
+    def _on_liabilities(self, r: ReserveReport) -> None:
+        inst = self._institution(r.institution_id)
+        closed = self.closed_through
+        if closed is not None and r.as_of <= closed:
+            total = inst.closes.get(r.as_of)
+            if total is not None:
+                self._compare(r.institution_id, inst, r.as_of, total, r.client_liabilities)
+            else:
+                # Its day closed before the stream began or beyond the kept
+                # closing totals: nothing to compare it with.
+                self.unmatched_reports += 1
+            return
+        inst.pending[r.as_of] = r.client_liabilities
+
+    # -- flows ---------------------------------------------------------------
+
+    def _on_flow(self, f: Flow) -> None:
+        src, dst = f.src, f.dst
+        src_res = src is not None and src.role == "client_reserve"
+        dst_res = dst is not None and dst.role == "client_reserve"
+        if not (src_res or dst_res) or f.currency != "CNY":
+            return
+        if self.closed_through is None:
+            self._start_days(f.ts)
+        if src_res:
+            self._move(f.src_id, f.ts, -f.amount)
+            self._check_outflow(src, f)  # type: ignore[arg-type]
+        if dst_res:
+            self._move(f.dst_id, f.ts, f.amount)
+            if f.purpose == "interest":
+                self._episode(dst.owner_id, "reserve_interest", f.dst_id, f)  # type: ignore[union-attr]
+
+    def _move(self, account: str, ts: int, delta: int) -> None:
+        res = self.reserves.get(account)
+        if res is None:
+            res = self.reserves[account] = _Reserve()
+        if ts <= res.base_ms:
+            return  # already inside the balance snapshot
+        res.tail.append((ts, delta))
+        res.tail_sum += delta
+        # Fold movements older than the lateness window into the base.
+        horizon = ts - self.config.engine.dedup_window_ms
+        tail = res.tail
+        while tail and tail[0][0] < horizon:
+            t, d = tail.popleft()
+            res.base += d
+            res.tail_sum -= d
+            res.base_ms = t
+
+    def _check_outflow(self, src: Account, f: Flow) -> None:
+        owner = src.owner_id
+        dst = f.dst
+        if dst is not None and dst.role == "client_reserve" and dst.owner_id == owner:
+            return  # between its own reserve accounts
+        own = dst is not None and self.ref.is_related_or_self(owner, dst.owner_id)
+        if not own:
+            role = dst.role if dst is not None else "unknown"
+            if role in CLIENT_ROLES:
+                return
+            if f.purpose in self.config.reserve_misuse.outside_purposes:
+                return
+        self._episode(owner, "reserve_outflow", f.dst_id, f)
+
+    def _episode(self, owner: str, signal: str, account: str, f: Flow) -> None:
+        cfg = self.config.reserve_misuse
+        inst = self._institution(owner)
+        key = (signal, account)
+        ep = inst.misuse.get(key)
+        if ep is None or f.ts - ep[1] > cfg.episode_gap_ms:
+            ep = inst.misuse[key] = [f.ts, f.ts, 0, []]
+        ep[1] = max(ep[1], f.ts)
+        ep[2] += f.amount
+        if len(ep[3]) < self.config.alerts.sample_txns:
+            ep[3].append(f.txn_id)
+        severity = band(
+            ep[2],
+            (
+                (cfg.misuse_severity_medium, "medium"),
+                (cfg.misuse_severity_high, "high"),
+                (cfg.misuse_severity_critical, "critical"),
+            ),
+            "low",
+        )
+        aid = make_alert_id(self.name, owner, signal, account, ep[0])
+        self.book.offer(aid, owner, severity, ep[2], ep[0], ep[1], lambda: self._misuse_evidence(owner, signal, account, f, ep))
+
+    def _misuse_evidence(
+        self, owner: str, signal: str, account: str, f: Flow, ep: list[Any]
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        inst = self.institutions[owner]
+        reserve_accounts = sorted(inst.accounts)
+        if signal == "reserve_interest":
+            summary = f"Interest of {yuan(ep[2])} yuan was credited to client reserve account {account} of {owner}."
+            accounts = [account]
+        else:
+            dst = f.dst
+            who = "unknown party" if dst is None else f"{dst.role} account owned by {dst.owner_id}"
+            summary = (
+                f"{owner} moved {yuan(ep[2])} yuan of client reserves to {account} ({who}), "
+                f"which is not a client or an outside party paid for normal business."
+            )
+            accounts = [f.src_id, account]
+        evidence = {
+            "signal": signal,
+            "counterparty_account": account,
+            "counterparty_owner": None if f.dst is None or signal == "reserve_interest" else f.dst.owner_id,
+            "reserve_accounts": reserve_accounts,
+            "reserve_balance": yuan(sum(self.reserves[a].balance for a in reserve_accounts if a in self.reserves)),
+            "amount": yuan(ep[2]),
+            "offending_txn_ids": list(ep[3]),
+            "thresholds": self.config.thresholds(self.name),
+        }
+        return accounts, summary, evidence
+
+    # -- days ----------------------------------------------------------------
+
+    def _start_days(self, ts: int) -> None:
+        """Days close from the local day of the first event on."""
+        if self.closed_through is None:
+            self.closed_through = _prev_day(local_day(ts, self.zone))
+
+    def _on_tick(self, now: int) -> None:
+        # Close every local day that ended at or before `now`. The clock still
+        # reads the last event before the tick: days start from its day, not
+        # from `now`'s, or the first day would never close.
+        self._start_days(self.now if self.now >= 0 else now)
+        today = local_day(now, self.zone)
+        day = _next_day(self.closed_through)
+        while day < today:
+            self._close_day(day)
+            self.closed_through = day
+            day = _next_day(day)
+        self._check_banks(now)
+
+    def _close_day(self, day: str) -> None:
+        keep = self.config.reserve_misuse.report_lateness_days
+        for owner in sorted(self.institutions):
+            inst = self.institutions[owner]
+            if not inst.accounts and not inst.pending:
+                continue
+            total = self._total(inst)
+            inst.closes[day] = total
+            while len(inst.closes) > keep + 1:
+                del inst.closes[min(inst.closes)]
+            liabilities = inst.pending.pop(day, None)
+            if liabilities is not None:
+                self._compare(owner, inst, day, total, liabilities)
+
+    def _total(self, inst: _Institution) -> int:
+        reserves = self.reserves
+        return sum(reserves[a].balance for a in inst.accounts if a in reserves)
+
+    def _compare(self, owner: str, inst: _Institution, day: str, total: int, liabilities: int) -> None:
+        cfg = self.config.reserve_misuse
+        if liabilities <= 0:
+            return
+        shortfall = liabilities - total
+        if shortfall * 10000 <= liabilities * cfg.tolerance_bp:
+            inst.shortfall_episode = None
+            return
+        if inst.shortfall_episode is None:
+            inst.shortfall_episode = day
+        episode = inst.shortfall_episode
+        short_bp = shortfall * 10000 // liabilities
+        if short_bp < cfg.shortfall_low_max_bp:
+            severity = "low"
+        elif short_bp < cfg.shortfall_medium_max_bp:
+            severity = "medium"
+        elif short_bp < cfg.shortfall_high_max_bp:
+            severity = "high"
+        else:
+            severity = "critical"
+        end = day_end_ms(day, self.zone)
+        first = day_end_ms(episode, self.zone)
+        aid = make_alert_id(self.name, owner, "coverage_shortfall", episode)
+        accounts = sorted(inst.accounts)
+
+        def build() -> tuple[list[str], str, dict[str, Any]]:
+            ratio = ratio_text(total, liabilities)
+            return (
+                accounts,
+                f"{owner}'s client reserves covered {ratio} of its client liabilities at the end of {day}: "
+                f"{yuan(total)} yuan held against {yuan(liabilities)} yuan owed, short {yuan(shortfall)}.",
+                {
+                    "signal": "coverage_shortfall",
+                    "as_of": day,
+                    "since": episode,
+                    "reserve_accounts": accounts,
+                    "reserve_balance": yuan(total),
+                    "client_liabilities": yuan(liabilities),
+                    "coverage_ratio": ratio,
+                    "shortfall": yuan(shortfall),
+                    "thresholds": self.config.thresholds(self.name),
+                },
+            )
+
+        self.book.offer(aid, owner, severity, shortfall, first, end, build, final=True)
+
+    def _check_banks(self, now: int) -> None:
+        accounts = self.ref.accounts
+        for owner in sorted(self.institutions):
+            inst = self.institutions[owner]
+            for acc_id in sorted(inst.accounts - inst.flagged_banks):
+                acc = accounts.get(acc_id)
+                if acc is None or self.ref.has_license(acc.bank_id, "custody") is not False:
+                    continue
+                inst.flagged_banks.add(acc_id)
+                bank = acc.bank_id
+                balance = self.reserves[acc_id].balance if acc_id in self.reserves else 0
+                aid = make_alert_id(self.name, owner, "reserve_at_unlicensed_bank", acc_id, bank)
+                self.book.offer(
+                    aid,
+                    owner,
+                    "high",
+                    max(balance, 0),
+                    now,
+                    now,
+                    lambda acc_id=acc_id, bank=bank, balance=balance, owner=owner: (
+                        [acc_id],
+                        f"{owner} keeps client reserves in account {acc_id} at {bank}, "
+                        f"which holds no custody licence.",
+                        {
+                            "signal": "reserve_at_unlicensed_bank",
+                            "reserve_account": acc_id,
+                            "bank_id": bank,
+                            "bank_licenses": list(self.ref.entities[bank].licenses),
+                            "reserve_balance": yuan(balance),
+                            "thresholds": self.config.thresholds(self.name),
+                        },
+                    ),
+                )
+
+    def _on_finish(self) -> None:
+        if self.now >= 0:
+            self._on_tick(self.now)
+        # Reports for days not yet closed (all of them in a stream of balances
+        # and reports only, which never moves the clock): compare with the
+        # balances now.
+        for owner in sorted(self.institutions):
+            inst = self.institutions[owner]
+            total = self._total(inst)
+            for day in sorted(inst.pending):
+                self._compare(owner, inst, day, total, inst.pending.pop(day))
+
+
+def _next_day(day: str) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def _prev_day(day: str) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
