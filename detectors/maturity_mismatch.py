@@ -152,23 +152,23 @@ class MaturityMismatch(Detector):
         if pid is None or f.currency != "CNY":
             return
         purpose = f.purpose
+        st = self.platforms.get(pid)
+        # Money leaving a controlled account takes its lots with it, first in
+        # first out, whatever it is paid for (lots exist on controlled accounts only).
+        taken = self._take_lots(st, f.src_id, f.amount) if st is not None and f.src_id in st.lots else None
         if purpose == "invest" and f.product_id is not None:
             self._product_money(pid, f)
         if f.loan_id is not None:
             if purpose in FUNDING_PURPOSES:
-                self._fund(pid, f)
+                self._fund(pid, f, taken)
             elif purpose == "repay":
                 self._repay(pid, f)
         elif purpose == "invest" and f.product_id is not None and self.ref.controls(pid, f.dst):
             st = self._platform(pid)
             st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.product_id])
-        elif f.src is not None and self.ref.controls(pid, f.src):
-            st = self.platforms.get(pid)
-            if st is not None and f.src_id in st.lots:
-                taken = self._take_lots(st, f.src_id, f.amount)
-                if self.ref.controls(pid, f.dst):
-                    lots = st.lots.setdefault(f.dst_id, deque())
-                    lots.extend([f.ts, amount, product] for product, amount in taken)
+        elif taken and self.ref.controls(pid, f.dst):
+            lots = st.lots.setdefault(f.dst_id, deque())  # type: ignore[union-attr]
+            lots.extend([f.ts, amount, product] for product, amount in taken)
 
     def _product_money(self, pid: str, f: Flow) -> None:
         product = self.ref.products.get(f.product_id)  # type: ignore[arg-type]
@@ -196,19 +196,14 @@ class MaturityMismatch(Detector):
             del st.lots[account]
         return taken
 
-    def _fund(self, pid: str, f: Flow) -> None:
+    def _fund(self, pid: str, f: Flow, taken: list[tuple[str, int]] | None) -> None:
         st = self._platform(pid)
         loan_id: str = f.loan_id  # type: ignore[assignment]
         loan = st.loans.get(loan_id)
         if loan is None:
             loan = st.loans[loan_id] = _Loan()
         before = loan.open_parts()
-        if f.product_id is not None:
-            links = [(f.product_id, f.amount)]
-        elif f.src is not None and f.src_id in st.lots:
-            links = self._take_lots(st, f.src_id, f.amount)
-        else:
-            links = []
+        links = [(f.product_id, f.amount)] if f.product_id is not None else taken or []
         loan.funded += f.amount
         record = self.ref.loans.get(loan_id)
         if record is not None:
@@ -252,7 +247,10 @@ class MaturityMismatch(Detector):
             book >= cfg.min_book and exposure * 100 > book * cfg.max_exposure_pct
         )
         if not over:
-            st.exposure_episode = -1
+            # The episode (and its alert id) lasts until no mismatched money is
+            # left open, so a book hovering at the threshold keeps one alert.
+            if exposure <= 0:
+                st.exposure_episode = -1
             return
         if st.exposure_episode < 0:
             st.exposure_episode = now
@@ -390,14 +388,18 @@ class MaturityMismatch(Detector):
         cfg = self.config.maturity_mismatch
         loans, products = st.loan_amount, st.product_amount
         if loans < cfg.min_book or products < cfg.min_book or st.product_weighted <= 0:
-            st.ratio_episode = -1
+            if loans <= 0:
+                st.ratio_episode = -1
             return
         # ratio = (loan_weighted / loans) / (product_weighted / products), in integers
         num = st.loan_weighted * products
         den = loans * st.product_weighted
         n, d = cfg.max_term_ratio.as_integer_ratio()
         if num * d <= n * den:
-            st.ratio_episode = -1
+            # One alert per episode: it ends once loans are no longer than
+            # the money funding them (ratio 1), not at every dip below the line.
+            if num <= den:
+                st.ratio_episode = -1
             return
         if st.ratio_episode < 0:
             st.ratio_episode = now

@@ -39,9 +39,8 @@ from typing import Any
 
 from fundflow.schemas.records import Account, Balance, ReserveReport
 
-from .alerting import band, day_end_ms, iso, local_day, make_alert_id, ratio_text, yuan
+from .alerting import band, day_end_ms, local_day, make_alert_id, ratio_text, yuan
 from .base import Detector
-from .config import DAY_MS
 from .reference import Flow
 
 CLIENT_ROLES = frozenset({"settlement", "client_reserve", "personal", "corporate"})
@@ -286,9 +285,16 @@ class ReserveMisuse(Detector):
         reserves = self.reserves
         return sum(reserves[a].balance for a in inst.accounts if a in reserves)
 
-    def _compare(self, owner: str, inst: _Institution, day: str, total: int, liabilities: int) -> None:
+    def _compare(
+        self, owner: str, inst: _Institution, day: str, total: int, liabilities: int, final: bool = False
+    ) -> None:
         cfg = self.config.reserve_misuse
         if liabilities <= 0:
+            return
+        if not inst.accounts:
+            # No reserve account of this institution is known: a missing
+            # reference, not a proven shortfall.
+            self.unmatched_reports += 1
             return
         shortfall = liabilities - total
         if shortfall * 10000 <= liabilities * cfg.tolerance_bp:
@@ -330,7 +336,7 @@ class ReserveMisuse(Detector):
                 },
             )
 
-        self.book.offer(aid, owner, severity, shortfall, first, end, build, final=True)
+        self.book.offer(aid, owner, severity, shortfall, first, end, build, final=final)
 
     def _check_banks(self, now: int) -> None:
         accounts = self.ref.accounts
@@ -376,7 +382,7 @@ class ReserveMisuse(Detector):
             inst = self.institutions[owner]
             total = self._total(inst)
             for day in sorted(inst.pending):
-                self._compare(owner, inst, day, total, inst.pending.pop(day))
+                self._compare(owner, inst, day, total, inst.pending.pop(day), final=True)
 
 
 def _next_day(day: str) -> str:

@@ -38,9 +38,10 @@ NAMES = list(DETECTORS)
 # How many alerts each detector raises on the mixed stream, with finish():
 # fund_pool: the gather-and-scatter through POOL and the money left idle in it;
 # reserve_misuse: reserves moved to PI's operating account, and the shortfall
-# of day 0 restated (same id, revision 2) by the report of day 3;
+# of day 0 (the report of day 3 finds a smaller shortfall in the same
+# episode: no new revision, since it neither grew 10 % nor rose a band);
 # maturity_mismatch: 600,000 of 30-day money in a 90-day loan.
-EXPECTED = {"fund_pool": 2, "reserve_misuse": 3, "maturity_mismatch": 1}
+EXPECTED = {"fund_pool": 2, "reserve_misuse": 2, "maturity_mismatch": 1}
 
 STREAM = mixed_stream()
 

@@ -161,17 +161,24 @@ def test_repayment_closes_the_exposure_pro_rata():
         ],
     )
     assert [(a.alert_id, a.amount) for a in first] == [(aid("mismatch_exposure", at(0, 10)), "600000.00")]
-    # Half the loan is repaid: 60 % of the open half, 300,000, stays mismatched
-    # and the episode ends (300,000 is under both limits).
+    # Half the loan is repaid: 60 % of the open half, 300,000, stays mismatched.
+    # That is under both limits, but mismatched money is still open, so the
+    # episode (and its alert id) goes on.
     assert run(det, [custody("R1", at(20, 10), "B01", "L01", "500000", "repay", loan="LN60")]) == []
-    second = run(det, [direct("D3", at(21, 10), "250000", "P30", "LN61", borrower="B02")])
-    assert len(second) == 1
-    a = second[0]
-    assert (a.alert_id, a.revision, a.amount) == (aid("mismatch_exposure", at(21, 10)), 1, "550000.00")
-    assert (a.evidence["mismatched_exposure"], a.evidence["open_book"]) == ("550000.00", "750000.00")
+    # Back over the limit at 550,000: less than the alert already states, no new revision.
+    assert run(det, [direct("D3", at(21, 10), "250000", "P30", "LN61", borrower="B02")]) == []
+    third = run(
+        det,
+        [loan("LN62", 60, "200000", borrower="B02"), direct("D4", at(22, 10), "200000", "P30", "LN62", borrower="B02")],
+    )
+    assert len(third) == 1
+    a = third[0]
+    assert (a.alert_id, a.revision, a.amount) == (aid("mismatch_exposure", at(0, 10)), 2, "750000.00")
+    assert (a.evidence["mismatched_exposure"], a.evidence["open_book"]) == ("750000.00", "950000.00")
     assert [(r["loan_id"], r["open_mismatched"], r["open_funded"]) for r in a.evidence["loans"]] == [
         ("LN60", "300000.00", "500000.00"),
         ("LN61", "250000.00", "250000.00"),
+        ("LN62", "200000.00", "200000.00"),
     ]
     assert a.accounts == ("B01", "B02")
 
@@ -218,6 +225,22 @@ def test_lineage_follows_a_hop_between_controlled_accounts(via):
     ]
     alerts = run(MaturityMismatch(), stream)
     assert [(a.alert_id, a.amount) for a in alerts] == [(aid("mismatch_exposure", at(1, 10)), "600000.00")]
+
+
+def test_lineage_lots_leave_with_any_outflow_first_in_first_out():
+    # 600,000 of 30-day money came first, then 600,000 of 90-day money; a
+    # repayment paid out of POOL takes the oldest money with it, so the
+    # 60-day loan is funded by the 90-day money and is not a mismatch.
+    stream = [
+        *SETUP,
+        loan("LN1", 60, "600000"),
+        loan("LN60", 60, "600000"),
+        custody("I1", at(0, 9), "L01", "POOL", "600000", "invest", product="P30"),
+        custody("I2", at(0, 10), "L02", "POOL", "600000", "invest", product="P90"),
+        custody("RP", at(0, 11), "POOL", "L03", "600000", "repay", loan="LN1"),
+        custody("DIS", at(1, 10), "POOL", "B01", "600000", "disburse", loan="LN60"),
+    ]
+    assert run(MaturityMismatch(), stream, finish=True) == []
 
 
 def test_lineage_stops_where_money_leaves_the_platforms_accounts():
@@ -415,14 +438,15 @@ def test_product_money_expiring_after_its_term_drops_out_of_the_ratio():
     # The 30-day money has run its term by day 30: 300 / 180 days, no longer a mismatch.
     det.advance(at(0, 1) + 30 * DAY_MS + 60_000)
     assert det.drain() == []
-    # A new long loan makes the book mismatched again: a new episode, and the
-    # expired money is not counted.
+    # A new long loan makes the book mismatched again. The episode had not
+    # ended (the ratio stayed above 1), so the same alert grows (revision 2);
+    # the expired money is not counted.
     det.update(loan("LN720", 720, "1000000", issued_at=at(31), borrower="B02"))
     det.advance(at(31, 1))
     second = det.drain()
     assert len(second) == 1
     a = second[0]
-    assert (a.alert_id, a.amount) == (aid("term_ratio", at(31, 1)), "3000000.00")
+    assert (a.alert_id, a.revision, a.amount) == (aid("term_ratio", at(0, 3)), 2, "3000000.00")
     assert (
         a.evidence["term_ratio"],
         a.evidence["loan_mean_term_days"],

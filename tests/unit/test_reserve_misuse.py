@@ -392,3 +392,13 @@ def test_interest_credited_to_a_reserve_account(txn):
     assert (a.evidence["signal"], a.evidence["offending_txn_ids"], a.evidence["counterparty_owner"]) == (
         "reserve_interest", ["INT"], None,
     )
+
+
+def test_a_report_from_an_institution_with_no_known_reserve_account_is_not_a_shortfall():
+    # A missing reference is an unknown party, not proof of a shortfall.
+    det = ReserveMisuse()
+    stream = [*SETUP, report("PX", 0, "1000000"), clearing("IN1", at(0, 9), "C1P", "R1", "30000", purpose="topup")]
+    assert run(det, stream) == []
+    assert close_day(det, 0) == []
+    assert det.finish().drain() == []
+    assert det.unmatched_reports == 1
