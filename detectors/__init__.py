@@ -9,6 +9,14 @@ from .maturity_mismatch import MaturityMismatch
 from .reserve_misuse import ReserveMisuse
 
 __all__ = [
-    "Detector", "Config", "default_toml", "load_config", "DETECTORS", "Deduplicator",
-    "Engine", "FundPool", "MaturityMismatch", "ReserveMisuse",
+    "Detector",
+    "Config",
+    "default_toml",
+    "load_config",
+    "DETECTORS",
+    "Deduplicator",
+    "Engine",
+    "FundPool",
+    "MaturityMismatch",
+    "ReserveMisuse",
 ]

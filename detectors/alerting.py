@@ -135,7 +135,9 @@ class AlertBook:
         if said is not None:
             rank_up = SEVERITY_RANK[severity] > SEVERITY_RANK[said.severity]
             grown = amount * 100 >= said.amount * (100 + self.growth_pct) and amount > said.amount
-            moved = final and (amount != said.amount or last_ts != said.last_ts or severity != said.severity)
+            moved = final and (
+                amount != said.amount or last_ts != said.last_ts or severity != said.severity
+            )
             if not (rank_up or grown or moved):
                 return False
             # A finding never steps down a band in place: the alert states the worst seen.

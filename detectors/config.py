@@ -40,7 +40,9 @@ def _fen(section: str, name: str, value: Any) -> int:
     except InvalidOperation:
         raise ValueError(f"{section}.{name} must be an amount in yuan, got {value!r}") from None
     if not d.is_finite() or d < 0 or d != d.quantize(Decimal("0.01")):
-        raise ValueError(f"{section}.{name} must be a non-negative amount with at most 2 decimals, got {value!r}")
+        raise ValueError(
+            f"{section}.{name} must be a non-negative amount with at most 2 decimals, got {value!r}"
+        )
     return int(d * 100)
 
 
@@ -83,7 +85,8 @@ class EngineConfig:
             raise ValueError(f"engine.tick_minutes must divide a day, got {tick}")
         return cls(
             zone=zone,
-            dedup_window_ms=_int(s, "dedup_window_hours", raw["dedup_window_hours"], 1, 24 * 365) * HOUR_MS,
+            dedup_window_ms=_int(s, "dedup_window_hours", raw["dedup_window_hours"], 1, 24 * 365)
+            * HOUR_MS,
             tick_ms=tick * 60_000,
         )
 
@@ -96,7 +99,9 @@ class AlertConfig:
     @classmethod
     def build(cls, raw: dict[str, Any]) -> AlertConfig:
         return cls(
-            reemit_growth_pct=_int("alerts", "reemit_growth_pct", raw["reemit_growth_pct"], 0, 1000),
+            reemit_growth_pct=_int(
+                "alerts", "reemit_growth_pct", raw["reemit_growth_pct"], 0, 1000
+            ),
             sample_txns=_int("alerts", "sample_txns", raw["sample_txns"], 0, 1000),
         )
 
@@ -120,7 +125,9 @@ class FundPoolConfig:
             window_ms=_int(s, "window_days", raw["window_days"], 1, 366) * DAY_MS,
             min_sources=_int(s, "min_sources", raw["min_sources"], 1),
             min_inflow=_fen(s, "min_inflow", raw["min_inflow"]),
-            min_pass_through_pct=_int(s, "min_pass_through_pct", raw["min_pass_through_pct"], 0, 100),
+            min_pass_through_pct=_int(
+                s, "min_pass_through_pct", raw["min_pass_through_pct"], 0, 100
+            ),
             fee_allowance_pct=_int(s, "fee_allowance_pct", raw["fee_allowance_pct"], 0, 100),
             idle_min_amount=_fen(s, "idle_min_amount", raw["idle_min_amount"]),
             severity_medium=_fen(s, "severity_medium", raw["severity_medium"]),
@@ -165,10 +172,14 @@ class ReserveConfig:
             shortfall_high_max_bp=bp("shortfall_high_max_pct"),
             misuse_severity_medium=_fen(s, "misuse_severity_medium", raw["misuse_severity_medium"]),
             misuse_severity_high=_fen(s, "misuse_severity_high", raw["misuse_severity_high"]),
-            misuse_severity_critical=_fen(s, "misuse_severity_critical", raw["misuse_severity_critical"]),
+            misuse_severity_critical=_fen(
+                s, "misuse_severity_critical", raw["misuse_severity_critical"]
+            ),
             outside_purposes=frozenset(purposes),
             episode_gap_ms=_int(s, "episode_gap_days", raw["episode_gap_days"], 1, 366) * DAY_MS,
-            report_lateness_days=_int(s, "report_lateness_days", raw["report_lateness_days"], 0, 366),
+            report_lateness_days=_int(
+                s, "report_lateness_days", raw["report_lateness_days"], 0, 366
+            ),
         )
         if not cfg.shortfall_low_max_bp <= cfg.shortfall_medium_max_bp <= cfg.shortfall_high_max_bp:
             raise ValueError("reserve_misuse shortfall bands must rise: low <= medium <= high")
@@ -201,7 +212,9 @@ class MaturityConfig:
             ratio_critical=_dec(s, "ratio_critical", raw["ratio_critical"], one, big),
         )
         if not cfg.max_term_ratio <= cfg.ratio_high <= cfg.ratio_critical:
-            raise ValueError("maturity_mismatch ratios must rise: max_term_ratio <= ratio_high <= ratio_critical")
+            raise ValueError(
+                "maturity_mismatch ratios must rise: max_term_ratio <= ratio_high <= ratio_critical"
+            )
         return cfg
 
 
@@ -228,12 +241,16 @@ _BUILDERS = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> Config:
     """Defaults, then the TOML file at ``path``, then ``overrides``.
 
     Unknown sections or keys are an error (a misspelt threshold must not be
     silently ignored)."""
-    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in tomllib.loads(default_toml()).items()}
+    merged: dict[str, dict[str, Any]] = {
+        k: dict(v) for k, v in tomllib.loads(default_toml()).items()
+    }
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         try:

@@ -102,7 +102,9 @@ class Engine:
         names = list(DETECTORS) if detectors is None else detectors
         unknown = [n for n in names if n not in DETECTORS]
         if unknown:
-            raise ValueError(f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(DETECTORS)}")
+            raise ValueError(
+                f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(DETECTORS)}"
+            )
         self.detectors: list[Detector] = [DETECTORS[n](self.config, self.ref) for n in names]
         self.dedup = Deduplicator(self.config.engine.dedup_window_ms)
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}

@@ -164,7 +164,12 @@ class FundPool(Detector):
         _bump(st.sources, f.src_id)
         _bump(st.pool_accounts, f.dst_id)
         st.taint[f.dst_id] = st.taint.get(f.dst_id, 0) + f.amount
-        if f.purpose == "invest" and f.loan_id is None and f.dst is not None and f.dst.role == "platform_custody":
+        if (
+            f.purpose == "invest"
+            and f.loan_id is None
+            and f.dst is not None
+            and f.dst.role == "platform_custody"
+        ):
             st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.txn_id])
 
     def _move_inside(self, st: _Platform, f: Flow) -> None:
@@ -253,11 +258,17 @@ class FundPool(Detector):
         st.last_true = now
         severity = band(
             inflow,
-            ((cfg.severity_medium, "medium"), (cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+            (
+                (cfg.severity_medium, "medium"),
+                (cfg.severity_high, "high"),
+                (cfg.severity_critical, "critical"),
+            ),
             "low",
         )
         aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
-        self.book.offer(aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now))
+        self.book.offer(
+            aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now)
+        )
 
     def _evidence(self, pid: str, st: _Platform, now: int) -> tuple[list[str], str, dict[str, Any]]:
         n = self.config.alerts.sample_txns
@@ -308,7 +319,11 @@ class FundPool(Detector):
                 episode = st.idle_episode.setdefault(account, first_ts)
                 severity = band(
                     stranded,
-                    ((cfg.severity_medium, "medium"), (cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+                    (
+                        (cfg.severity_medium, "medium"),
+                        (cfg.severity_high, "high"),
+                        (cfg.severity_critical, "critical"),
+                    ),
                     "low",
                 )
                 aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
@@ -357,13 +372,24 @@ class FundPool(Detector):
         inflow = st.inflow
         severity = band(
             inflow,
-            ((cfg.severity_medium, "medium"), (cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+            (
+                (cfg.severity_medium, "medium"),
+                (cfg.severity_high, "high"),
+                (cfg.severity_critical, "critical"),
+            ),
             "low",
         )
         aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
         now = st.last_true
         self.book.offer(
-            aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now), final=True
+            aid,
+            pid,
+            severity,
+            inflow,
+            st.episode_first,
+            now,
+            lambda: self._evidence(pid, st, now),
+            final=True,
         )
 
     _finishing = False

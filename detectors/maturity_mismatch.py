@@ -155,7 +155,11 @@ class MaturityMismatch(Detector):
         st = self.platforms.get(pid)
         # Money leaving a controlled account takes its lots with it, first in
         # first out, whatever it is paid for (lots exist on controlled accounts only).
-        taken = self._take_lots(st, f.src_id, f.amount) if st is not None and f.src_id in st.lots else None
+        taken = (
+            self._take_lots(st, f.src_id, f.amount)
+            if st is not None and f.src_id in st.lots
+            else None
+        )
         if purpose == "invest" and f.product_id is not None:
             self._product_money(pid, f)
         if f.loan_id is not None:
@@ -228,10 +232,14 @@ class MaturityMismatch(Detector):
         if loan.active:
             record = self.ref.loans.get(f.loan_id)  # type: ignore[arg-type]
             if record is not None:
-                self._set_outstanding(st, loan, max(0, record.principal - loan.repaid), record.term_days)
+                self._set_outstanding(
+                    st, loan, max(0, record.principal - loan.repaid), record.term_days
+                )
         self._rebook(pid, st, loan, before, f.ts)
 
-    def _rebook(self, pid: str, st: _Platform, loan: _Loan, before: tuple[int, int], ts: int) -> None:
+    def _rebook(
+        self, pid: str, st: _Platform, loan: _Loan, before: tuple[int, int], ts: int
+    ) -> None:
         after = loan.open_parts()
         st.book += after[0] - before[0]
         st.exposure += after[1] - before[1]
@@ -255,10 +263,19 @@ class MaturityMismatch(Detector):
         if st.exposure_episode < 0:
             st.exposure_episode = now
             st.exposure_first = now
-        severity = band(exposure, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium")
+        severity = band(
+            exposure, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium"
+        )
         aid = make_alert_id(self.name, pid, "mismatch_exposure", st.exposure_episode)
         self.book.offer(
-            aid, pid, severity, exposure, st.exposure_first, now, lambda: self._exposure_evidence(pid, st), final=final
+            aid,
+            pid,
+            severity,
+            exposure,
+            st.exposure_first,
+            now,
+            lambda: self._exposure_evidence(pid, st),
+            final=final,
         )
 
     def _exposure_evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
@@ -280,7 +297,11 @@ class MaturityMismatch(Detector):
             )
         rows.sort(key=lambda r: (-int(r["open_mismatched"].replace(".", "")), r["loan_id"]))
         accounts = sorted(
-            {self.ref.loans[r["loan_id"]].borrower_account for r in rows[:20] if r["loan_id"] in self.ref.loans}
+            {
+                self.ref.loans[r["loan_id"]].borrower_account
+                for r in rows[:20]
+                if r["loan_id"] in self.ref.loans
+            }
         )
         share = ratio_text(st.exposure, st.book)
         summary = (
@@ -302,11 +323,24 @@ class MaturityMismatch(Detector):
         out = []
         for product_id in sorted(loan.short):
             product = self.ref.products.get(product_id)
-            out.append({"product_id": product_id, "term_days": None if product is None else product.term_days})
+            out.append(
+                {
+                    "product_id": product_id,
+                    "term_days": None if product is None else product.term_days,
+                }
+            )
         return out
 
     def _split(
-        self, pid: str, st: _Platform, loan_id: str, loan: _Loan, product_id: str, term: int, part: int, f: Flow
+        self,
+        pid: str,
+        st: _Platform,
+        loan_id: str,
+        loan: _Loan,
+        product_id: str,
+        term: int,
+        part: int,
+        f: Flow,
     ) -> None:
         entry = loan.short.get(product_id)
         if entry is None:
@@ -320,13 +354,19 @@ class MaturityMismatch(Detector):
         cfg = self.config.maturity_mismatch
         amount = sum(e[1] for e in loan.short.values())
         first = min(e[0] for e in loan.short.values())
-        severity = band(amount, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium")
+        severity = band(
+            amount, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium"
+        )
         aid = make_alert_id(self.name, pid, "term_split", loan_id)
         record = self.ref.loans[loan_id]
 
         def build() -> tuple[list[str], str, dict[str, Any]]:
             products = self._product_terms(loan)
-            how = "rolled over" if loan.rolled and len(loan.short) < 2 else f"split across {len(products)} products"
+            how = (
+                "rolled over"
+                if loan.rolled and len(loan.short) < 2
+                else f"split across {len(products)} products"
+            )
             return (
                 [record.borrower_account],
                 f"Platform {pid} funds loan {loan_id} ({record.term_days} days) with shorter investor "
@@ -371,7 +411,9 @@ class MaturityMismatch(Detector):
                 if loan.active:
                     continue
                 loan.active = True
-                self._set_outstanding(st, loan, max(0, record.principal - loan.repaid), record.term_days)
+                self._set_outstanding(
+                    st, loan, max(0, record.principal - loan.repaid), record.term_days
+                )
                 changed = True
             while st.expiries and st.expiries[0][0] <= now:
                 _, amount, term = heapq.heappop(st.expiries)
@@ -405,7 +447,9 @@ class MaturityMismatch(Detector):
             st.ratio_episode = now
         hn, hd = cfg.ratio_high.as_integer_ratio()
         cn, cd = cfg.ratio_critical.as_integer_ratio()
-        severity = "critical" if num * cd >= cn * den else "high" if num * hd >= hn * den else "medium"
+        severity = (
+            "critical" if num * cd >= cn * den else "high" if num * hd >= hn * den else "medium"
+        )
         aid = make_alert_id(self.name, pid, "term_ratio", st.ratio_episode)
         ratio = ratio_text(num, den, 2)
         loan_term = ratio_text(st.loan_weighted, loans, 1)

@@ -217,7 +217,15 @@ class ReserveMisuse(Detector):
             "low",
         )
         aid = make_alert_id(self.name, owner, signal, account, ep[0])
-        self.book.offer(aid, owner, severity, ep[2], ep[0], ep[1], lambda: self._misuse_evidence(owner, signal, account, f, ep))
+        self.book.offer(
+            aid,
+            owner,
+            severity,
+            ep[2],
+            ep[0],
+            ep[1],
+            lambda: self._misuse_evidence(owner, signal, account, f, ep),
+        )
 
     def _misuse_evidence(
         self, owner: str, signal: str, account: str, f: Flow, ep: list[Any]
@@ -238,9 +246,13 @@ class ReserveMisuse(Detector):
         evidence = {
             "signal": signal,
             "counterparty_account": account,
-            "counterparty_owner": None if f.dst is None or signal == "reserve_interest" else f.dst.owner_id,
+            "counterparty_owner": None
+            if f.dst is None or signal == "reserve_interest"
+            else f.dst.owner_id,
             "reserve_accounts": reserve_accounts,
-            "reserve_balance": yuan(sum(self.reserves[a].balance for a in reserve_accounts if a in self.reserves)),
+            "reserve_balance": yuan(
+                sum(self.reserves[a].balance for a in reserve_accounts if a in self.reserves)
+            ),
             "amount": yuan(ep[2]),
             "offending_txn_ids": list(ep[3]),
             "thresholds": self.config.thresholds(self.name),
@@ -286,7 +298,13 @@ class ReserveMisuse(Detector):
         return sum(reserves[a].balance for a in inst.accounts if a in reserves)
 
     def _compare(
-        self, owner: str, inst: _Institution, day: str, total: int, liabilities: int, final: bool = False
+        self,
+        owner: str,
+        inst: _Institution,
+        day: str,
+        total: int,
+        liabilities: int,
+        final: bool = False,
     ) -> None:
         cfg = self.config.reserve_misuse
         if liabilities <= 0:

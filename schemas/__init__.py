@@ -17,7 +17,20 @@ from .records import (
 )
 
 __all__ = [
-    "REASONS", "DeadLetter", "RecordDecoder", "fen_to_yuan", "money_to_fen",
-    "Account", "Alert", "Balance", "ClearingTxn", "CustodyTxn", "Entity", "Loan",
-    "Product", "Record", "Related", "ReserveReport",
+    "REASONS",
+    "DeadLetter",
+    "RecordDecoder",
+    "fen_to_yuan",
+    "money_to_fen",
+    "Account",
+    "Alert",
+    "Balance",
+    "ClearingTxn",
+    "CustodyTxn",
+    "Entity",
+    "Loan",
+    "Product",
+    "Record",
+    "Related",
+    "ReserveReport",
 ]

@@ -142,7 +142,9 @@ def _rate(value: str | int | float, field: str) -> Decimal:
 
 
 # ASCII digits only: `\d` also takes other scripts' digits, which int() reads.
-_ISO_FAST = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[+-][0-9]{2}:[0-9]{2}|Z)$")
+_ISO_FAST = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[+-][0-9]{2}:[0-9]{2}|Z)$"
+)
 
 
 class TimeParser:
@@ -256,9 +258,13 @@ class RecordDecoder:
 
     # -- entry points -------------------------------------------------------
 
-    def decode(self, raw: bytes | str, kind: str | None = None, source: str = "") -> Record | DeadLetter:
+    def decode(
+        self, raw: bytes | str, kind: str | None = None, source: str = ""
+    ) -> Record | DeadLetter:
         if len(raw) > self.max_line_bytes:
-            return self._dead("too_large", f"{len(raw)} bytes, limit {self.max_line_bytes}", raw, source)
+            return self._dead(
+                "too_large", f"{len(raw)} bytes, limit {self.max_line_bytes}", raw, source
+            )
         if kind is None:
             decoder = self._any
         else:
@@ -289,7 +295,9 @@ class RecordDecoder:
         except _Refused as e:
             return self._dead(e.reason, e.detail, raw, source)
 
-    def from_row(self, row: dict[str, Any], kind: str | None = None, source: str = "") -> Record | DeadLetter:
+    def from_row(
+        self, row: dict[str, Any], kind: str | None = None, source: str = ""
+    ) -> Record | DeadLetter:
         """A CSV row (all strings): empty cells are absent fields; list and
         object cells (``licenses``, ``related``) hold JSON, or for
         ``licenses`` a ``;``-separated list."""
@@ -458,7 +466,10 @@ def encode_record(record: Record) -> dict[str, Any]:
         elif isinstance(value, Decimal):
             value = str(value)
         elif name == "related":
-            value = [msgspec.structs.asdict(r) | {"share": None if r.share is None else float(r.share)} for r in value]
+            value = [
+                msgspec.structs.asdict(r) | {"share": None if r.share is None else float(r.share)}
+                for r in value
+            ]
         elif isinstance(value, tuple):
             value = list(value)
         out[name] = value

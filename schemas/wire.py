@@ -31,7 +31,9 @@ Money = (
 # Time: ISO-8601 (an offset is optional; the configured zone applies without
 # one) or integer epoch milliseconds.
 Time = Annotated[str, msgspec.Meta(min_length=10, max_length=40, description="ISO-8601")] | int
-Date = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="YYYY-MM-DD")]
+Date = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="YYYY-MM-DD")
+]
 Rate = (
     Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,2}(\.[0-9]{1,12})?$")]
     | Annotated[int, msgspec.Meta(ge=0, le=10)]

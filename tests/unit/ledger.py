@@ -94,12 +94,18 @@ def entity(
     )
 
 
-def account(account_id: str, owner: str, role: str, *, bank: str = "CB", platform: str | None = None) -> Account:
-    return Account(account_id=account_id, owner_id=owner, bank_id=bank, role=role, platform_id=platform)  # type: ignore[arg-type]
+def account(
+    account_id: str, owner: str, role: str, *, bank: str = "CB", platform: str | None = None
+) -> Account:
+    return Account(
+        account_id=account_id, owner_id=owner, bank_id=bank, role=role, platform_id=platform
+    )  # type: ignore[arg-type]
 
 
 def product(product_id: str, term_days: int, *, platform: str = "P", rate: str = "0.08") -> Product:
-    return Product(product_id=product_id, platform_id=platform, term_days=term_days, annual_rate=Decimal(rate))
+    return Product(
+        product_id=product_id, platform_id=platform, term_days=term_days, annual_rate=Decimal(rate)
+    )
 
 
 def loan(
@@ -127,7 +133,9 @@ def loan(
 
 
 def report(institution: str, day: int, liabilities: Yuan) -> ReserveReport:
-    return ReserveReport(institution_id=institution, as_of=day_str(day), client_liabilities=fen(liabilities))
+    return ReserveReport(
+        institution_id=institution, as_of=day_str(day), client_liabilities=fen(liabilities)
+    )
 
 
 def balance(account_id: str, as_of: int, amount: Yuan) -> Balance:
@@ -220,7 +228,12 @@ def run(detector, records: Iterable[Record], *, finish: bool = False) -> list[Al
 def p2p_platform(pid: str = "P") -> list[Record]:
     return [
         entity("CB", "custody_bank", licenses=("custody",)),
-        entity(pid, "p2p_platform", licenses=("p2p_registered",), related=[("A1", "affiliate"), ("A2", "affiliate")]),
+        entity(
+            pid,
+            "p2p_platform",
+            licenses=("p2p_registered",),
+            related=[("A1", "affiliate"), ("A2", "affiliate")],
+        ),
         entity("A1"),
         entity("A2"),
         entity("OUTSIDER"),
@@ -254,7 +267,9 @@ def payment_institution() -> list[Record]:
     return [
         entity("BK1", "bank", licenses=("custody",)),
         entity("BK2", "bank", licenses=("deposit",)),
-        entity("PI", "payment_institution", licenses=("payment",), related=[("HOLD", "shareholder")]),
+        entity(
+            "PI", "payment_institution", licenses=("payment",), related=[("HOLD", "shareholder")]
+        ),
         entity("HOLD"),
         entity("M"),
         entity("C1", "person"),
@@ -278,20 +293,32 @@ def mixed_stream() -> list[Record]:
     maturity_mismatch (30-day money in a 90-day loan) each raise alerts.
     Ordered by time; transaction ids are unique."""
     recs: list[Record] = [*p2p_platform(), *lenders(24), *borrowers(4), *payment_institution()]
-    recs += [product("P30", 30), product("P90", 90), loan("LN90", 90, "600000", borrower="B04", issued_at=at(2))]
+    recs += [
+        product("P30", 30),
+        product("P90", 90),
+        loan("LN90", 90, "600000", borrower="B04", issued_at=at(2)),
+    ]
     recs.append(balance("R1", at(0), "1000000"))
     # Day 0: 24 lenders put 50,000 each into POOL.
     for i, lender in enumerate(numbered("L", 24)):
-        recs.append(custody(f"IN{i + 1:02d}", at(0, 9, i), lender, "POOL", "50000", "invest", product="P90"))
+        recs.append(
+            custody(f"IN{i + 1:02d}", at(0, 9, i), lender, "POOL", "50000", "invest", product="P90")
+        )
     # Reserve day 0: a client pays in, PI moves reserves to its operating account.
     recs.append(clearing("CL01", at(0, 11), "C1P", "R1", "20000", purpose="topup"))
-    recs.append(clearing("CL02", at(0, 15), "R1", "OPS", "150000", system="internal", purpose="transfer"))
+    recs.append(
+        clearing("CL02", at(0, 15), "R1", "OPS", "150000", system="internal", purpose="transfer")
+    )
     recs.append(report("PI", 0, "1000000"))
     # Day 1: POOL pays 300,000 on to each of three borrowers.
     for i, b in enumerate(("B01", "B02", "B03")):
-        recs.append(custody(f"OUT{i + 1}", at(1, 10, i), "POOL", b, "300000", "disburse", loan=f"LN{i + 1}"))
+        recs.append(
+            custody(f"OUT{i + 1}", at(1, 10, i), "POOL", b, "300000", "disburse", loan=f"LN{i + 1}")
+        )
     # Day 2: 30-day money funds a 90-day loan directly.
-    recs.append(custody("MM1", at(2, 10), "L01", "B04", "600000", "invest", product="P30", loan="LN90"))
+    recs.append(
+        custody("MM1", at(2, 10), "L01", "B04", "600000", "invest", product="P30", loan="LN90")
+    )
     # Day 3: a merchant is settled (normal business) and a refund leaves for an outside party.
     recs.append(clearing("CL03", at(3, 10), "R1", "MSET", "5000", purpose="settlement"))
     recs.append(clearing("CL04", at(3, 11), "R1", "EXT", "1000", purpose="refund"))

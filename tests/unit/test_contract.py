@@ -181,7 +181,17 @@ ODD = [
     product("P1DAY", 1, platform="GHOSTP"),
     loan("LGHOST", 10_000, "1", platform="GHOSTP", borrower="NOWHERE", issued_at=at(900)),
     # unknown accounts, unknown platform, unknown product and loan ids
-    custody("O1", at(1), "NOPE1", "NOPE2", "100", "invest", platform="GHOSTP", product="NOPROD", loan="NOLOAN"),
+    custody(
+        "O1",
+        at(1),
+        "NOPE1",
+        "NOPE2",
+        "100",
+        "invest",
+        platform="GHOSTP",
+        product="NOPROD",
+        loan="NOLOAN",
+    ),
     custody("O2", at(1, 1), "NOPE1", "ORPHAN", "100", "invest", platform="GHOSTP", product="P1DAY"),
     custody("O3", at(1, 2), "ORPHAN", "NOPE3", "100", "disburse", platform="GHOSTP", loan="LGHOST"),
     custody("O4", at(1, 3), "NOPE3", "NOPE1", "1000", "repay", platform="GHOSTP", loan="LGHOST"),
@@ -192,7 +202,9 @@ ODD = [
     balance("NOACCOUNT", at(1), "5"),
     balance("ODDRES", at(2), "0"),
     # another currency, on the accounts that matter to each detector
-    custody("U1", at(2), "L01", "POOL", "5000000", "invest", product="P30", loan="LN90", currency="USD"),
+    custody(
+        "U1", at(2), "L01", "POOL", "5000000", "invest", product="P30", loan="LN90", currency="USD"
+    ),
     custody("U2", at(2, 1), "POOL", "B01", "5000000", "disburse", loan="LN90", currency="USD"),
     clearing("U3", at(2, 2), "R1", "OPS", "900000", currency="EUR"),
     clearing("U4", at(2, 3), "EXT", "ODDRES", "1", purpose="interest", currency="EUR"),
@@ -218,7 +230,9 @@ def test_records_in_reverse_time_order_never_raise(cls):
     run(cls(), list(reversed(STREAM)), finish=True)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(order=st.permutations(STREAM + ODD))
 def test_any_order_never_raises_and_replays_identically(cls, order):
     first = run(cls(), order, finish=True)

@@ -152,7 +152,9 @@ def test_the_engine_gives_each_detectors_alerts_of_a_run_on_its_own():
         for r in STREAM:
             det.update(r)
         alone = det.finish().drain()
-        assert msgspec.json.encode([a for a in alerts if a.detector == name]) == msgspec.json.encode(alone)
+        assert msgspec.json.encode(
+            [a for a in alerts if a.detector == name]
+        ) == msgspec.json.encode(alone)
 
 
 def test_alerts_come_out_in_the_order_of_the_records_and_the_detectors():
@@ -196,11 +198,13 @@ def test_advance_without_records_settles_what_waits_for_time():
     eng = Engine()
     records = [r for r in STREAM if not (r.TYPE == "custody_txn" and r.txn_id == "IDLE")]
     out = process_all(eng, records)
-    assert [a.evidence.get("signal") for a in out if a.detector == "fund_pool"] == ["gather_scatter"]
-    later = eng.advance(at(20, 10))
-    assert [(a.detector, a.evidence["signal"], a.amount) for a in later if a.detector == "fund_pool"] == [
-        ("fund_pool", "idle_investor_money", "300000.00")
+    assert [a.evidence.get("signal") for a in out if a.detector == "fund_pool"] == [
+        "gather_scatter"
     ]
+    later = eng.advance(at(20, 10))
+    assert [
+        (a.detector, a.evidence["signal"], a.amount) for a in later if a.detector == "fund_pool"
+    ] == [("fund_pool", "idle_investor_money", "300000.00")]
 
 
 def test_unknown_detector_names_are_refused():

@@ -53,7 +53,15 @@ def invests(
 def payouts(amounts: list[str], *, start: int = at(1, 10), src: str = "POOL", prefix: str = "OUT"):
     """``src`` disburses each amount to the next borrower, a minute apart."""
     return [
-        custody(f"{prefix}{i + 1}", start + i * MINUTE_MS, src, f"B{i + 1:02d}", amt, "disburse", loan=f"LN{i + 1}")
+        custody(
+            f"{prefix}{i + 1}",
+            start + i * MINUTE_MS,
+            src,
+            f"B{i + 1:02d}",
+            amt,
+            "disburse",
+            loan=f"LN{i + 1}",
+        )
         for i, amt in enumerate(amounts)
     ]
 
@@ -63,7 +71,14 @@ def pool_id(episode_ts: int) -> str:
 
 
 def pinned(alert) -> tuple:
-    return (alert.alert_id, alert.detector, alert.subject_id, alert.severity, alert.amount, alert.revision)
+    return (
+        alert.alert_id,
+        alert.detector,
+        alert.subject_id,
+        alert.severity,
+        alert.amount,
+        alert.revision,
+    )
 
 
 def detector(**overrides) -> FundPool:
@@ -80,11 +95,15 @@ def test_custody_flows_of_an_intermediary_do_not_alert():
     stream = list(SETUP)
     for i, lender in enumerate(numbered("L", 20)):
         b = f"B{i % 4 + 1:02d}"
-        stream.append(custody(f"INV{i}", at(0, 9, i), lender, b, "60000", "invest", loan=f"LN{i % 4 + 1}"))
+        stream.append(
+            custody(f"INV{i}", at(0, 9, i), lender, b, "60000", "invest", loan=f"LN{i % 4 + 1}")
+        )
         stream.append(custody(f"FEE{i}", at(0, 10, i), lender, "OWN", "600", "fee"))
     for i, lender in enumerate(numbered("L", 20)):
         b = f"B{i % 4 + 1:02d}"
-        stream.append(custody(f"REP{i}", at(5, 9, i), b, lender, "60500", "repay", loan=f"LN{i % 4 + 1}"))
+        stream.append(
+            custody(f"REP{i}", at(5, 9, i), b, lender, "60500", "repay", loan=f"LN{i % 4 + 1}")
+        )
     det = FundPool()
     assert run(det, stream, finish=True) == []
     det.advance(at(30))
@@ -101,7 +120,12 @@ def test_gather_then_scatter_alerts_once_with_its_evidence():
     a = alerts[0]
     met = at(1, 10, 1)
     assert (a.alert_id, a.detector, a.subject_id, a.severity, a.amount, a.revision) == (
-        pool_id(met), "fund_pool", "P", "medium", "1000000.00", 1,
+        pool_id(met),
+        "fund_pool",
+        "P",
+        "medium",
+        "1000000.00",
+        1,
     )
     assert a.accounts == ("POOL",)
     assert (a.first_ts, a.last_ts) == (iso_at(at(0, 9)), iso_at(met))
@@ -109,7 +133,11 @@ def test_gather_then_scatter_alerts_once_with_its_evidence():
     assert ev["signal"] == "gather_scatter"
     assert ev["pool_accounts"] == ["POOL"]
     assert (ev["distinct_sources"], ev["distinct_sinks"]) == (20, 2)
-    assert (ev["inflow"], ev["outflow"], ev["pass_through_ratio"]) == ("1000000.00", "500000.00", "0.5000")
+    assert (ev["inflow"], ev["outflow"], ev["pass_through_ratio"]) == (
+        "1000000.00",
+        "500000.00",
+        "0.5000",
+    )
     assert (ev["window_start"], ev["window_end"]) == (iso_at(met - 7 * DAY_MS), iso_at(met))
     # Up to 20 samples, the payouts among them.
     assert ev["sample_txn_ids"] == numbered("IN", 18) + ["OUT1", "OUT2"]
@@ -124,10 +152,21 @@ def test_finish_states_the_last_window_under_the_same_id():
     last = det.finish().drain()
     assert len(first) == 1 and len(last) == 1
     a = last[0]
-    assert (a.alert_id, a.revision, a.severity, a.amount) == (first[0].alert_id, 2, "medium", "1000000.00")
+    assert (a.alert_id, a.revision, a.severity, a.amount) == (
+        first[0].alert_id,
+        2,
+        "medium",
+        "1000000.00",
+    )
     assert a.last_ts == iso_at(at(1, 10, 3))
-    assert (a.evidence["outflow"], a.evidence["pass_through_ratio"], a.evidence["distinct_sinks"]) == (
-        "1000000.00", "1.0000", 4,
+    assert (
+        a.evidence["outflow"],
+        a.evidence["pass_through_ratio"],
+        a.evidence["distinct_sinks"],
+    ) == (
+        "1000000.00",
+        "1.0000",
+        4,
     )
     # Finishing again says nothing new.
     assert det.finish().drain() == []
@@ -145,13 +184,24 @@ def test_min_sources_counts_distinct_lender_accounts(distinct, expected):
     alerts = run(FundPool(), stream)
     assert len(alerts) == expected
     if expected:
-        assert pinned(alerts[0]) == (pool_id(at(1, 10)), "fund_pool", "P", "medium", "1200000.00", 1)
+        assert pinned(alerts[0]) == (
+            pool_id(at(1, 10)),
+            "fund_pool",
+            "P",
+            "medium",
+            "1200000.00",
+            1,
+        )
         assert alerts[0].evidence["distinct_sources"] == 20
 
 
-@pytest.mark.parametrize("last, inflow, expected", [("49999.99", "999999.99", 0), ("50000.00", "1000000.00", 1)])
+@pytest.mark.parametrize(
+    "last, inflow, expected", [("49999.99", "999999.99", 0), ("50000.00", "1000000.00", 1)]
+)
 def test_min_inflow(last, inflow, expected):
-    gathers = invests(numbered("L", 19), "50000") + invests(["L20"], last, start=at(0, 10), prefix="LAST")
+    gathers = invests(numbered("L", 19), "50000") + invests(
+        ["L20"], last, start=at(0, 10), prefix="LAST"
+    )
     stream = [*SETUP, *gathers, *payouts([inflow])]
     alerts = run(FundPool(), stream)
     assert len(alerts) == expected
@@ -162,18 +212,32 @@ def test_min_inflow(last, inflow, expected):
         assert a.evidence["pass_through_ratio"] == "1.0000"
 
 
-@pytest.mark.parametrize("paid, ratio, expected", [("499900.00", "0.4999", 0), ("500000.00", "0.5000", 1)])
+@pytest.mark.parametrize(
+    "paid, ratio, expected", [("499900.00", "0.4999", 0), ("500000.00", "0.5000", 1)]
+)
 def test_min_pass_through(paid, ratio, expected):
     stream = [*SETUP, *invests(numbered("L", 20), "50000"), *payouts([paid])]
     alerts = run(FundPool(), stream)
     assert len(alerts) == expected
     if expected:
-        assert pinned(alerts[0]) == (pool_id(at(1, 10)), "fund_pool", "P", "medium", "1000000.00", 1)
-        assert (alerts[0].evidence["outflow"], alerts[0].evidence["pass_through_ratio"]) == (paid, ratio)
+        assert pinned(alerts[0]) == (
+            pool_id(at(1, 10)),
+            "fund_pool",
+            "P",
+            "medium",
+            "1000000.00",
+            1,
+        )
+        assert (alerts[0].evidence["outflow"], alerts[0].evidence["pass_through_ratio"]) == (
+            paid,
+            ratio,
+        )
 
 
 @pytest.mark.parametrize(
-    "spread, expected", [(7 * DAY_MS - SECOND_MS, 1), (7 * DAY_MS + SECOND_MS, 0)], ids=["under_7d", "over_7d"]
+    "spread, expected",
+    [(7 * DAY_MS - SECOND_MS, 1), (7 * DAY_MS + SECOND_MS, 0)],
+    ids=["under_7d", "over_7d"],
 )
 def test_window_holds_sources_spread_over_seven_days(spread, expected):
     # 20 lenders, 60,000 each, the first at T0 and the last `spread` later;
@@ -205,7 +269,9 @@ def test_fees_within_five_percent_of_the_invested_amount_are_not_pool_money(fee,
         assert (a.amount, a.severity) == ("1029000.01", "medium")
         assert a.alert_id == pool_id(at(1, 12))
         assert (a.evidence["inflow"], a.evidence["outflow"], a.evidence["pass_through_ratio"]) == (
-            "1029000.01", "980000.00", "0.9524",
+            "1029000.01",
+            "980000.00",
+            "0.9524",
         )
         assert a.evidence["pool_accounts"] == ["POOL", "OWN"]
 
@@ -224,7 +290,11 @@ def test_idle_investor_money_threshold(amount, expected):
     if expected:
         a = alerts[0]
         assert (a.alert_id, a.subject_id, a.severity, a.amount, a.revision) == (
-            make_alert_id("fund_pool", "P", "idle_investor_money", "POOL", at(0, 10)), "P", "low", "10000.00", 1,
+            make_alert_id("fund_pool", "P", "idle_investor_money", "POOL", at(0, 10)),
+            "P",
+            "low",
+            "10000.00",
+            1,
         )
         assert a.accounts == ("POOL",)
         assert (a.first_ts, a.last_ts) == (iso_at(at(0, 10)), iso_at(at(7, 11)))
@@ -268,7 +338,9 @@ def test_idle_money_partly_paid_out_leaves_the_newest_lots_first_in_first_out():
     assert len(alerts) == 1
     assert alerts[0].amount == "15000.00"
     assert alerts[0].evidence["sample_txn_ids"] == ["W2"]
-    assert alerts[0].alert_id == make_alert_id("fund_pool", "P", "idle_investor_money", "POOL", at(0, 11))
+    assert alerts[0].alert_id == make_alert_id(
+        "fund_pool", "P", "idle_investor_money", "POOL", at(0, 11)
+    )
 
 
 # -- following the money --------------------------------------------------------
@@ -281,7 +353,9 @@ def test_money_through_affiliates_accounts_is_followed_to_the_pool(hops):
     stream = [*SETUP, *invests(numbered("L", 20), "50000", into=hops[0])]
     chain = [*hops, "POOL"]
     for i in range(len(hops)):
-        stream.append(custody(f"HOP{i + 1}", at(1, 8, i), chain[i], chain[i + 1], "1000000", "transfer"))
+        stream.append(
+            custody(f"HOP{i + 1}", at(1, 8, i), chain[i], chain[i + 1], "1000000", "transfer")
+        )
     stream += payouts(["250000"] * 4)
     alerts = run(FundPool(), stream)
     assert len(alerts) == 1
@@ -339,7 +413,9 @@ def test_an_unrelated_platforms_flows_are_not_counted_for_p():
         custody(f"Q{i:02d}", at(0, 9, i), lender, "QPOOL", "50000", "invest", platform="Q")
         for i, lender in enumerate(numbered("L", 20, start=51))
     ]
-    stream += [custody("QOUT", at(1, 10), "QPOOL", "B01", "1000000", "disburse", platform="Q", loan="LQ")]
+    stream += [
+        custody("QOUT", at(1, 10), "QPOOL", "B01", "1000000", "disburse", platform="Q", loan="LQ")
+    ]
     alerts = run(FundPool(), stream)
     assert [(a.subject_id, a.amount) for a in alerts] == [("Q", "1000000.00")]
     assert alerts[0].alert_id == make_alert_id("fund_pool", "Q", "gather_scatter", at(1, 10))

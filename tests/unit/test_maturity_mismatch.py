@@ -23,7 +23,13 @@ from ledger import (
 from fundflow.detectors import MaturityMismatch, load_config
 from fundflow.detectors.alerting import make_alert_id
 
-PRODUCTS = [product("P30", 30), product("P60", 60), product("P90", 90), product("P180", 180), product("P360", 360)]
+PRODUCTS = [
+    product("P30", 30),
+    product("P60", 60),
+    product("P90", 90),
+    product("P180", 180),
+    product("P360", 360),
+]
 SETUP = [*p2p_platform(), *lenders(10), *borrowers(4), *PRODUCTS]
 THRESHOLDS = load_config().thresholds("maturity_mismatch")
 
@@ -32,7 +38,16 @@ def aid(signal: str, *identity: object) -> str:
     return make_alert_id("maturity_mismatch", "P", signal, *identity)
 
 
-def direct(txn_id: str, ts: int, amount: str, product_id: str, loan_id: str, *, lender: str = "L01", borrower: str = "B01"):
+def direct(
+    txn_id: str,
+    ts: int,
+    amount: str,
+    product_id: str,
+    loan_id: str,
+    *,
+    lender: str = "L01",
+    borrower: str = "B01",
+):
     """An investment naming both the product and the loan it funds."""
     return custody(txn_id, ts, lender, borrower, amount, "invest", product=product_id, loan=loan_id)
 
@@ -60,13 +75,21 @@ def test_direct_link_exposure_threshold(amount, expected):
     if expected:
         a = alerts[0]
         assert (a.alert_id, a.detector, a.subject_id, a.severity, a.amount, a.revision) == (
-            aid("mismatch_exposure", at(0, 10)), "maturity_mismatch", "P", "medium", "500000.01", 1,
+            aid("mismatch_exposure", at(0, 10)),
+            "maturity_mismatch",
+            "P",
+            "medium",
+            "500000.01",
+            1,
         )
         assert a.accounts == ("B01",)
         assert (a.first_ts, a.last_ts) == (iso_at(at(0, 10)), iso_at(at(0, 10)))
         ev = a.evidence
         assert (ev["signal"], ev["mismatched_exposure"], ev["open_book"], ev["exposure_share"]) == (
-            "mismatch_exposure", "500000.01", "500000.01", "1.0000",
+            "mismatch_exposure",
+            "500000.01",
+            "500000.01",
+            "1.0000",
         )
         assert ev["loans"] == [
             {
@@ -100,7 +123,11 @@ def test_share_of_the_book_once_the_book_reaches_min_book(short, matched, expect
     assert len(alerts) == expected
     if expected:
         a = alerts[0]
-        assert (a.alert_id, a.severity, a.amount) == (aid("mismatch_exposure", at(0, 11)), "medium", "100000.01")
+        assert (a.alert_id, a.severity, a.amount) == (
+            aid("mismatch_exposure", at(0, 11)),
+            "medium",
+            "100000.01",
+        )
         assert (a.evidence["open_book"], a.evidence["exposure_share"]) == ("1000000.00", "0.1000")
 
 
@@ -160,7 +187,9 @@ def test_repayment_closes_the_exposure_pro_rata():
             direct("D2", at(0, 11), "400000", "P90", "LN60", lender="L02"),
         ],
     )
-    assert [(a.alert_id, a.amount) for a in first] == [(aid("mismatch_exposure", at(0, 10)), "600000.00")]
+    assert [(a.alert_id, a.amount) for a in first] == [
+        (aid("mismatch_exposure", at(0, 10)), "600000.00")
+    ]
     # Half the loan is repaid: 60 % of the open half, 300,000, stays mismatched.
     # That is under both limits, but mismatched money is still open, so the
     # episode (and its alert id) goes on.
@@ -169,13 +198,25 @@ def test_repayment_closes_the_exposure_pro_rata():
     assert run(det, [direct("D3", at(21, 10), "250000", "P30", "LN61", borrower="B02")]) == []
     third = run(
         det,
-        [loan("LN62", 60, "200000", borrower="B02"), direct("D4", at(22, 10), "200000", "P30", "LN62", borrower="B02")],
+        [
+            loan("LN62", 60, "200000", borrower="B02"),
+            direct("D4", at(22, 10), "200000", "P30", "LN62", borrower="B02"),
+        ],
     )
     assert len(third) == 1
     a = third[0]
-    assert (a.alert_id, a.revision, a.amount) == (aid("mismatch_exposure", at(0, 10)), 2, "750000.00")
-    assert (a.evidence["mismatched_exposure"], a.evidence["open_book"]) == ("750000.00", "950000.00")
-    assert [(r["loan_id"], r["open_mismatched"], r["open_funded"]) for r in a.evidence["loans"]] == [
+    assert (a.alert_id, a.revision, a.amount) == (
+        aid("mismatch_exposure", at(0, 10)),
+        2,
+        "750000.00",
+    )
+    assert (a.evidence["mismatched_exposure"], a.evidence["open_book"]) == (
+        "750000.00",
+        "950000.00",
+    )
+    assert [
+        (r["loan_id"], r["open_mismatched"], r["open_funded"]) for r in a.evidence["loans"]
+    ] == [
         ("LN60", "300000.00", "500000.00"),
         ("LN61", "250000.00", "250000.00"),
         ("LN62", "200000.00", "200000.00"),
@@ -202,7 +243,11 @@ def test_lineage_pairs_investments_and_disbursements_first_in_first_out(order, e
     amounts = {"P30": "600000", "P90": "300000"}
     stream = [*SETUP, loan("LN60", 60, "700000")]
     for i, p in enumerate(order):
-        stream.append(custody(f"I{i + 1}", at(0, 9 + i), f"L0{i + 1}", "POOL", amounts[p], "invest", product=p))
+        stream.append(
+            custody(
+                f"I{i + 1}", at(0, 9 + i), f"L0{i + 1}", "POOL", amounts[p], "invest", product=p
+            )
+        )
     stream.append(custody("DIS", at(1, 10), "POOL", "B01", "700000", "disburse", loan="LN60"))
     alerts = run(MaturityMismatch(), stream)
     assert [a.amount for a in alerts] == expected
@@ -224,7 +269,9 @@ def test_lineage_follows_a_hop_between_controlled_accounts(via):
         custody("DIS", at(1, 10), via, "B01", "600000", "disburse", loan="LN60"),
     ]
     alerts = run(MaturityMismatch(), stream)
-    assert [(a.alert_id, a.amount) for a in alerts] == [(aid("mismatch_exposure", at(1, 10)), "600000.00")]
+    assert [(a.alert_id, a.amount) for a in alerts] == [
+        (aid("mismatch_exposure", at(1, 10)), "600000.00")
+    ]
 
 
 def test_lineage_lots_leave_with_any_outflow_first_in_first_out():
@@ -278,13 +325,27 @@ def test_a_loan_funded_by_two_shorter_products_is_split():
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.alert_id, a.subject_id, a.severity, a.amount, a.revision) == (
-        aid("term_split", "LN120"), "P", "medium", "200000.00", 1,
+        aid("term_split", "LN120"),
+        "P",
+        "medium",
+        "200000.00",
+        1,
     )
     assert a.accounts == ("B01",)
     assert (a.first_ts, a.last_ts) == (iso_at(at(0, 10)), iso_at(at(0, 11)))
     ev = a.evidence
-    assert (ev["signal"], ev["loan_id"], ev["loan_term_days"], ev["loan_principal"], ev["rolled_over"]) == (
-        "term_split", "LN120", 120, "200000.00", False,
+    assert (
+        ev["signal"],
+        ev["loan_id"],
+        ev["loan_term_days"],
+        ev["loan_principal"],
+        ev["rolled_over"],
+    ) == (
+        "term_split",
+        "LN120",
+        120,
+        "200000.00",
+        False,
     )
     assert ev["products"] == [
         {"product_id": "P30", "term_days": 30, "amount": "100000.00"},
@@ -317,10 +378,16 @@ def test_the_same_product_rolled_over_after_its_term(again, expected):
     assert len(alerts) == expected
     if expected:
         a = alerts[0]
-        assert (a.alert_id, a.amount, a.severity) == (aid("term_split", "LN120"), "200000.00", "medium")
+        assert (a.alert_id, a.amount, a.severity) == (
+            aid("term_split", "LN120"),
+            "200000.00",
+            "medium",
+        )
         assert (a.first_ts, a.last_ts) == (iso_at(at(0, 10)), iso_at(at(30, 10)))
         assert a.evidence["rolled_over"] is True
-        assert a.evidence["products"] == [{"product_id": "P30", "term_days": 30, "amount": "200000.00"}]
+        assert a.evidence["products"] == [
+            {"product_id": "P30", "term_days": 30, "amount": "200000.00"}
+        ]
 
 
 def test_a_split_found_through_lineage():
@@ -339,7 +406,9 @@ def test_a_split_found_through_lineage():
 # -- the book's term ratio ------------------------------------------------------
 
 
-def _ratio_book(loan_term: int, *, loans: str = "1000000", money: str = "1000000", product_id: str = "P180"):
+def _ratio_book(
+    loan_term: int, *, loans: str = "1000000", money: str = "1000000", product_id: str = "P180"
+):
     return [
         *SETUP,
         loan("LNR", loan_term, loans, issued_at=at(0)),
@@ -347,7 +416,9 @@ def _ratio_book(loan_term: int, *, loans: str = "1000000", money: str = "1000000
     ]
 
 
-@pytest.mark.parametrize("loan_term, expected", [(360, 0), (361, 1)], ids=["ratio_2.0", "ratio_2.006"])
+@pytest.mark.parametrize(
+    "loan_term, expected", [(360, 0), (361, 1)], ids=["ratio_2.0", "ratio_2.006"]
+)
 def test_term_ratio_threshold_on_a_clock_tick(loan_term, expected):
     det = MaturityMismatch()
     assert run(det, _ratio_book(loan_term)) == []  # no tick yet
@@ -357,13 +428,25 @@ def test_term_ratio_threshold_on_a_clock_tick(loan_term, expected):
     if expected:
         a = alerts[0]
         assert (a.alert_id, a.subject_id, a.severity, a.amount, a.revision) == (
-            aid("term_ratio", at(0, 3)), "P", "medium", "1000000.00", 1,
+            aid("term_ratio", at(0, 3)),
+            "P",
+            "medium",
+            "1000000.00",
+            1,
         )
         assert a.accounts == ()
         assert (a.first_ts, a.last_ts) == (iso_at(at(0, 3)), iso_at(at(0, 3)))
         ev = a.evidence
-        assert (ev["signal"], ev["term_ratio"], ev["loan_mean_term_days"], ev["product_mean_term_days"]) == (
-            "term_ratio", "2.01", "361.0", "180.0",
+        assert (
+            ev["signal"],
+            ev["term_ratio"],
+            ev["loan_mean_term_days"],
+            ev["product_mean_term_days"],
+        ) == (
+            "term_ratio",
+            "2.01",
+            "361.0",
+            "180.0",
         )
         assert (ev["outstanding_loans"], ev["investor_money"]) == ("1000000.00", "1000000.00")
     det.advance(at(0, 5))
@@ -397,7 +480,9 @@ def test_product_money_arriving_after_the_loans_is_looked_at_on_the_next_tick():
     run(det, [custody("I1", at(0, 5), "L01", "POOL", "1000000", "invest", product="P180")])
     det.advance(at(0, 7))
     alerts = det.drain()
-    assert [(a.alert_id, a.evidence["term_ratio"]) for a in alerts] == [(aid("term_ratio", at(0, 7)), "2.22")]
+    assert [(a.alert_id, a.evidence["term_ratio"]) for a in alerts] == [
+        (aid("term_ratio", at(0, 7)), "2.22")
+    ]
 
 
 def test_a_repayment_that_raises_the_ratio_is_looked_at_on_the_next_tick():
@@ -431,9 +516,9 @@ def test_product_money_expiring_after_its_term_drops_out_of_the_ratio():
     run(det, stream)
     det.advance(at(0, 3))
     first = det.drain()
-    assert [(a.alert_id, a.evidence["term_ratio"], a.evidence["investor_money"]) for a in first] == [
-        (aid("term_ratio", at(0, 3)), "2.31", "3000000.00")
-    ]
+    assert [
+        (a.alert_id, a.evidence["term_ratio"], a.evidence["investor_money"]) for a in first
+    ] == [(aid("term_ratio", at(0, 3)), "2.31", "3000000.00")]
     assert first[0].evidence["product_mean_term_days"] == "130.0"
     # The 30-day money has run its term by day 30: 300 / 180 days, no longer a mismatch.
     det.advance(at(0, 1) + 30 * DAY_MS + 60_000)

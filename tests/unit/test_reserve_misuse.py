@@ -58,7 +58,9 @@ def test_full_coverage_and_ordinary_business_do_not_alert():
     assert det.finish().drain() == []
 
 
-@pytest.mark.parametrize("held, expected", [("995000.00", 0), ("994900.00", 1)], ids=["0.5%", "0.51%"])
+@pytest.mark.parametrize(
+    "held, expected", [("995000.00", 0), ("994900.00", 1)], ids=["0.5%", "0.51%"]
+)
 def test_coverage_tolerance(held, expected):
     det = ReserveMisuse()
     run(det, [*SETUP, balance("R1", at(0), held), report("PI", 0, "1000000")])
@@ -67,15 +69,28 @@ def test_coverage_tolerance(held, expected):
     if expected:
         a = alerts[0]
         assert (a.alert_id, a.detector, a.subject_id, a.severity, a.amount, a.revision) == (
-            shortfall_id(0), "reserve_misuse", "PI", "low", "5100.00", 1,
+            shortfall_id(0),
+            "reserve_misuse",
+            "PI",
+            "low",
+            "5100.00",
+            1,
         )
         assert a.accounts == ("R1", "R2")
         assert (a.first_ts, a.last_ts) == (iso_at(at(1)), iso_at(at(1)))
         ev = a.evidence
         assert ev["signal"] == "coverage_shortfall"
         assert (ev["as_of"], ev["since"]) == ("2026-03-02", "2026-03-02")
-        assert (ev["reserve_balance"], ev["client_liabilities"], ev["shortfall"], ev["coverage_ratio"]) == (
-            "994900.00", "1000000.00", "5100.00", "0.9949",
+        assert (
+            ev["reserve_balance"],
+            ev["client_liabilities"],
+            ev["shortfall"],
+            ev["coverage_ratio"],
+        ) == (
+            "994900.00",
+            "1000000.00",
+            "5100.00",
+            "0.9949",
         )
         assert ev["reserve_accounts"] == ["R1", "R2"]
         assert ev["thresholds"] == THRESHOLDS
@@ -97,12 +112,21 @@ def test_shortfall_severity_bands(short, severity):
     det = ReserveMisuse()
     run(det, [*SETUP, balance("R1", at(0), held), report("PI", 0, "1000000")])
     alerts = close_day(det, 0)
-    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [(shortfall_id(0), severity, f"{short}.00")]
+    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [
+        (shortfall_id(0), severity, f"{short}.00")
+    ]
 
 
 def test_a_report_before_its_day_closes_counts_the_days_later_payments_in():
     det = ReserveMisuse()
-    run(det, [*SETUP, balance("R1", at(0), "900000"), clearing("IN1", at(0, 9), "C1P", "R1", "50000", purpose="topup")])
+    run(
+        det,
+        [
+            *SETUP,
+            balance("R1", at(0), "900000"),
+            clearing("IN1", at(0, 9), "C1P", "R1", "50000", purpose="topup"),
+        ],
+    )
     det.update(report("PI", 0, "1000000"))  # 950,000 held so far: would be 5 % short
     det.update(clearing("IN2", at(0, 15), "C1P", "R1", "100000", purpose="topup"))
     assert det.drain() == []
@@ -111,13 +135,22 @@ def test_a_report_before_its_day_closes_counts_the_days_later_payments_in():
 
 def test_a_report_before_its_day_closes_is_compared_only_after_the_day_ends():
     det = ReserveMisuse()
-    run(det, [*SETUP, balance("R1", at(0), "1000000"), clearing("IN1", at(0, 8), "C1P", "R1", "1", purpose="topup")])
+    run(
+        det,
+        [
+            *SETUP,
+            balance("R1", at(0), "1000000"),
+            clearing("IN1", at(0, 8), "C1P", "R1", "1", purpose="topup"),
+        ],
+    )
     det.update(report("PI", 0, "1000001"))  # covered now
     det.update(clearing("RF", at(0, 15), "R1", "EXT", "60000", purpose="refund"))
     det.advance(at(0, 23, 59))
     assert det.drain() == []
     alerts = close_day(det, 0)
-    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [(shortfall_id(0), "high", "60000.00")]
+    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [
+        (shortfall_id(0), "high", "60000.00")
+    ]
     assert alerts[0].evidence["reserve_balance"] == "940001.00"
 
 
@@ -127,13 +160,20 @@ def test_a_report_after_its_day_closed_is_compared_with_that_days_closing_total(
         *SETUP,
         balance("R1", at(0), "1000000"),
         clearing("RF", at(0, 15), "R1", "EXT", "60000", purpose="refund"),
-        clearing("IN", at(1, 10), "C1P", "R1", "100000", purpose="topup"),  # closes day 0 at 940,000
+        clearing(
+            "IN", at(1, 10), "C1P", "R1", "100000", purpose="topup"
+        ),  # closes day 0 at 940,000
     ]
     assert run(det, stream) == []
     alerts = run(det, [report("PI", 0, "1000000")])
     assert len(alerts) == 1
     a = alerts[0]
-    assert (a.alert_id, a.severity, a.amount, a.last_ts) == (shortfall_id(0), "high", "60000.00", iso_at(at(1)))
+    assert (a.alert_id, a.severity, a.amount, a.last_ts) == (
+        shortfall_id(0),
+        "high",
+        "60000.00",
+        iso_at(at(1)),
+    )
     assert (a.evidence["reserve_balance"], a.evidence["as_of"]) == ("940000.00", "2026-03-02")
     # Today's 1,040,000 covers a report for today.
     det.update(report("PI", 1, "1040000"))
@@ -161,25 +201,43 @@ def test_finish_compares_reports_whose_day_has_not_closed():
     ]
     assert run(det, stream) == []
     alerts = det.finish().drain()
-    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [(shortfall_id(0), "high", "110000.00")]
+    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [
+        (shortfall_id(0), "high", "110000.00")
+    ]
     assert alerts[0].last_ts == iso_at(at(1))
     assert det.finish().drain() == []
 
 
 def test_finish_compares_reports_of_a_stream_of_balances_and_reports_only():
     det = ReserveMisuse()
-    stream = [*SETUP, balance("R1", at(0), "800000"), balance("R2", at(0), "100000"), report("PI", 0, "1000000")]
+    stream = [
+        *SETUP,
+        balance("R1", at(0), "800000"),
+        balance("R2", at(0), "100000"),
+        report("PI", 0, "1000000"),
+    ]
     alerts = run(det, stream, finish=True)
-    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [(shortfall_id(0), "high", "100000.00")]
+    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [
+        (shortfall_id(0), "high", "100000.00")
+    ]
 
 
 def test_the_first_day_closes_even_when_no_reserve_record_opened_it():
     # The clock starts on day 0 with flows that do not touch a reserve; the
     # report for day 0 is still compared when day 0 ends.
     det = ReserveMisuse()
-    run(det, [*SETUP, clearing("X", at(0, 9), "C1P", "MSET", "10", purpose="pay"), report("PI", 0, "1000")])
+    run(
+        det,
+        [
+            *SETUP,
+            clearing("X", at(0, 9), "C1P", "MSET", "10", purpose="pay"),
+            report("PI", 0, "1000"),
+        ],
+    )
     alerts = run(det, [clearing("Y", at(1, 9), "C1P", "MSET", "10", purpose="pay")])
-    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [(shortfall_id(0), "critical", "1000.00")]
+    assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [
+        (shortfall_id(0), "critical", "1000.00")
+    ]
     assert alerts[0].evidence["coverage_ratio"] == "0.0000"
 
 
@@ -284,18 +342,34 @@ def test_other_currencies_are_not_added_to_the_balance():
     ],
 )
 def test_outflows_that_are_misuse(payee, purpose, owner):
-    stream = [*SETUP, balance("R1", at(0), "1000000"), clearing("MV", at(0, 10), "R1", payee, "200000", purpose=purpose)]
+    stream = [
+        *SETUP,
+        balance("R1", at(0), "1000000"),
+        clearing("MV", at(0, 10), "R1", payee, "200000", purpose=purpose),
+    ]
     alerts = run(ReserveMisuse(), stream)
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.alert_id, a.subject_id, a.severity, a.amount, a.revision) == (
-        make_alert_id("reserve_misuse", "PI", "reserve_outflow", payee, at(0, 10)), "PI", "medium", "200000.00", 1,
+        make_alert_id("reserve_misuse", "PI", "reserve_outflow", payee, at(0, 10)),
+        "PI",
+        "medium",
+        "200000.00",
+        1,
     )
     assert a.accounts == ("R1", payee)
     assert (a.first_ts, a.last_ts) == (iso_at(at(0, 10)), iso_at(at(0, 10)))
     ev = a.evidence
-    assert (ev["signal"], ev["counterparty_account"], ev["counterparty_owner"]) == ("reserve_outflow", payee, owner)
-    assert (ev["reserve_accounts"], ev["reserve_balance"], ev["amount"]) == (["R1", "R2"], "800000.00", "200000.00")
+    assert (ev["signal"], ev["counterparty_account"], ev["counterparty_owner"]) == (
+        "reserve_outflow",
+        payee,
+        owner,
+    )
+    assert (ev["reserve_accounts"], ev["reserve_balance"], ev["amount"]) == (
+        ["R1", "R2"],
+        "800000.00",
+        "200000.00",
+    )
     assert ev["offending_txn_ids"] == ["MV"]
 
 
@@ -313,17 +387,31 @@ def test_outflows_that_are_misuse(payee, purpose, owner):
     ],
 )
 def test_outflows_that_are_business(payee, purpose):
-    stream = [*SETUP, balance("R1", at(0), "1000000"), clearing("MV", at(0, 10), "R1", payee, "200000", purpose=purpose)]
+    stream = [
+        *SETUP,
+        balance("R1", at(0), "1000000"),
+        clearing("MV", at(0, 10), "R1", payee, "200000", purpose=purpose),
+    ]
     det = ReserveMisuse()
     assert run(det, stream, finish=True) == []
 
 
 @pytest.mark.parametrize(
     "amount, severity",
-    [("99999.99", "low"), ("100000.00", "medium"), ("999999.99", "medium"), ("1000000.00", "high"), ("10000000.00", "critical")],
+    [
+        ("99999.99", "low"),
+        ("100000.00", "medium"),
+        ("999999.99", "medium"),
+        ("1000000.00", "high"),
+        ("10000000.00", "critical"),
+    ],
 )
 def test_outflow_severity_by_amount(amount, severity):
-    stream = [*SETUP, balance("R1", at(0), "20000000"), clearing("MV", at(0, 10), "R1", "OPS", amount)]
+    stream = [
+        *SETUP,
+        balance("R1", at(0), "20000000"),
+        clearing("MV", at(0, 10), "R1", "OPS", amount),
+    ]
     assert [(a.severity, a.amount) for a in run(ReserveMisuse(), stream)] == [(severity, amount)]
 
 
@@ -363,11 +451,16 @@ def test_a_reserve_account_at_a_bank_without_the_custody_licence():
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.alert_id, a.subject_id, a.severity, a.amount) == (
-        make_alert_id("reserve_misuse", "PI", "reserve_at_unlicensed_bank", "R3", "BK2"), "PI", "high", "5000.00",
+        make_alert_id("reserve_misuse", "PI", "reserve_at_unlicensed_bank", "R3", "BK2"),
+        "PI",
+        "high",
+        "5000.00",
     )
     assert a.accounts == ("R3",)
     assert (a.evidence["bank_id"], a.evidence["bank_licenses"], a.evidence["reserve_account"]) == (
-        "BK2", ["deposit"], "R3",
+        "BK2",
+        ["deposit"],
+        "R3",
     )
     det.advance(at(3))
     assert det.finish().drain() == []
@@ -386,18 +479,30 @@ def test_interest_credited_to_a_reserve_account(txn):
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.alert_id, a.severity, a.amount) == (
-        make_alert_id("reserve_misuse", "PI", "reserve_interest", "R1", at(0, 10)), "low", "1234.56",
+        make_alert_id("reserve_misuse", "PI", "reserve_interest", "R1", at(0, 10)),
+        "low",
+        "1234.56",
     )
     assert a.accounts == ("R1",)
-    assert (a.evidence["signal"], a.evidence["offending_txn_ids"], a.evidence["counterparty_owner"]) == (
-        "reserve_interest", ["INT"], None,
+    assert (
+        a.evidence["signal"],
+        a.evidence["offending_txn_ids"],
+        a.evidence["counterparty_owner"],
+    ) == (
+        "reserve_interest",
+        ["INT"],
+        None,
     )
 
 
 def test_a_report_from_an_institution_with_no_known_reserve_account_is_not_a_shortfall():
     # A missing reference is an unknown party, not proof of a shortfall.
     det = ReserveMisuse()
-    stream = [*SETUP, report("PX", 0, "1000000"), clearing("IN1", at(0, 9), "C1P", "R1", "30000", purpose="topup")]
+    stream = [
+        *SETUP,
+        report("PX", 0, "1000000"),
+        clearing("IN1", at(0, 9), "C1P", "R1", "30000", purpose="topup"),
+    ]
     assert run(det, stream) == []
     assert close_day(det, 0) == []
     assert det.finish().drain() == []

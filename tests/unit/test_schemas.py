@@ -325,16 +325,54 @@ class Sample:
 AGREEMENT = [
     # valid, one or more per kind
     *(Sample(f"{k}-sample", k, r, True, "ok") for k, r in SAMPLES.items()),
-    Sample("entity-minimal", "entity", {"type": "entity", "entity_id": "E", "name": "张三", "kind": "person"}, True, "ok"),
-    Sample("account-no-platform", "account", with_(ACCOUNT, platform_id=None, opened_at=...), True, "ok"),
-    Sample("custody-usd-number", "custody_txn", with_(CUSTODY, amount=7, currency="USD", product_id=...), True, "ok"),
+    Sample(
+        "entity-minimal",
+        "entity",
+        {"type": "entity", "entity_id": "E", "name": "张三", "kind": "person"},
+        True,
+        "ok",
+    ),
+    Sample(
+        "account-no-platform",
+        "account",
+        with_(ACCOUNT, platform_id=None, opened_at=...),
+        True,
+        "ok",
+    ),
+    Sample(
+        "custody-usd-number",
+        "custody_txn",
+        with_(CUSTODY, amount=7, currency="USD", product_id=...),
+        True,
+        "ok",
+    ),
     Sample("balance-epoch", "balance", with_(BALANCE, as_of=0, balance=0.0), True, "ok"),
-    Sample("extra-fields", "clearing_txn", with_(CLEARING, note={"x": [1, None]}, flag=True), True, "ok"),
+    Sample(
+        "extra-fields",
+        "clearing_txn",
+        with_(CLEARING, note={"x": [1, None]}, flag=True),
+        True,
+        "ok",
+    ),
     # refused by both
     Sample("entity-kind", "entity", with_(ENTITY, kind="bank2"), False, "bad_enum"),
-    Sample("entity-relation", "entity", with_(ENTITY, related=[{"entity_id": "E2", "relation": "friend"}]), False, "bad_enum"),
-    Sample("entity-share", "entity", with_(ENTITY, related=[{"entity_id": "E2", "relation": "affiliate", "share": 1.5}]), False, "bad_field"),
-    Sample("entity-licenses", "entity", with_(ENTITY, licenses="p2p_registered"), False, "bad_field"),
+    Sample(
+        "entity-relation",
+        "entity",
+        with_(ENTITY, related=[{"entity_id": "E2", "relation": "friend"}]),
+        False,
+        "bad_enum",
+    ),
+    Sample(
+        "entity-share",
+        "entity",
+        with_(ENTITY, related=[{"entity_id": "E2", "relation": "affiliate", "share": 1.5}]),
+        False,
+        "bad_field",
+    ),
+    Sample(
+        "entity-licenses", "entity", with_(ENTITY, licenses="p2p_registered"), False, "bad_field"
+    ),
     Sample("entity-name-empty", "entity", with_(ENTITY, name=""), False, "bad_field"),
     Sample("entity-no-kind", "entity", with_(ENTITY, kind=...), False, "missing_field"),
     Sample("account-role", "account", with_(ACCOUNT, role="savings"), False, "bad_enum"),
@@ -345,52 +383,161 @@ AGREEMENT = [
     Sample("product-rate-text", "product", with_(PRODUCT, annual_rate="8%"), False, "bad_field"),
     Sample("product-rate-11", "product", with_(PRODUCT, annual_rate=11), False, "bad_field"),
     Sample("product-private-yes", "product", with_(PRODUCT, private="yes"), False, "bad_field"),
-    Sample("product-ticket-negative", "product", with_(PRODUCT, min_ticket="-5"), False, "bad_amount"),
+    Sample(
+        "product-ticket-negative", "product", with_(PRODUCT, min_ticket="-5"), False, "bad_amount"
+    ),
     Sample("loan-principal-3dp", "loan", with_(LOAN, principal="12.345"), False, "bad_amount"),
     Sample("loan-no-issued", "loan", with_(LOAN, issued_at=...), False, "missing_field"),
     Sample("loan-issued-fraction", "loan", with_(LOAN, issued_at=T0 + 0.5), False, "bad_time"),
-    Sample("report-date-shape", "reserve_report", with_(REPORT, as_of="2026-3-1"), False, "bad_time"),
-    Sample("report-nan", "reserve_report", with_(REPORT, client_liabilities="NaN"), False, "bad_amount"),
+    Sample(
+        "report-date-shape", "reserve_report", with_(REPORT, as_of="2026-3-1"), False, "bad_time"
+    ),
+    Sample(
+        "report-nan", "reserve_report", with_(REPORT, client_liabilities="NaN"), False, "bad_amount"
+    ),
     Sample("balance-negative", "balance", with_(BALANCE, balance=-1), False, "bad_amount"),
     Sample("balance-as-of-short", "balance", with_(BALANCE, as_of="2026"), False, "bad_time"),
     Sample("custody-purpose", "custody_txn", with_(CUSTODY, purpose="gift"), False, "bad_enum"),
     Sample("custody-1e3-string", "custody_txn", with_(CUSTODY, amount="1e3"), False, "bad_amount"),
-    Sample("custody-over-1e15", "custody_txn", with_(CUSTODY, amount="1000000000000000.01"), False, "bad_amount"),
-    Sample("custody-16-digits", "custody_txn", with_(CUSTODY, amount="9999999999999999"), False, "bad_amount"),
+    Sample(
+        "custody-over-1e15",
+        "custody_txn",
+        with_(CUSTODY, amount="1000000000000000.01"),
+        False,
+        "bad_amount",
+    ),
+    Sample(
+        "custody-16-digits",
+        "custody_txn",
+        with_(CUSTODY, amount="9999999999999999"),
+        False,
+        "bad_amount",
+    ),
     Sample("custody-txn-id-65", "custody_txn", with_(CUSTODY, txn_id="T" * 65), False, "bad_id"),
     Sample("custody-type", "custody_txn", with_(CUSTODY, type="custody"), False, "unknown_type"),
     Sample("clearing-system", "clearing_txn", with_(CLEARING, system="SWIFT"), False, "bad_enum"),
-    Sample("clearing-payer-bank-int", "clearing_txn", with_(CLEARING, payer_bank=7), False, "bad_id"),
-    Sample("clearing-currency-empty", "clearing_txn", with_(CLEARING, currency=""), False, "bad_field"),
-    Sample("clearing-purpose-65", "clearing_txn", with_(CLEARING, purpose="p" * 65), False, "bad_field"),
-    Sample("clearing-no-amount", "clearing_txn", with_(CLEARING, amount=...), False, "missing_field"),
+    Sample(
+        "clearing-payer-bank-int", "clearing_txn", with_(CLEARING, payer_bank=7), False, "bad_id"
+    ),
+    Sample(
+        "clearing-currency-empty", "clearing_txn", with_(CLEARING, currency=""), False, "bad_field"
+    ),
+    Sample(
+        "clearing-purpose-65", "clearing_txn", with_(CLEARING, purpose="p" * 65), False, "bad_field"
+    ),
+    Sample(
+        "clearing-no-amount", "clearing_txn", with_(CLEARING, amount=...), False, "missing_field"
+    ),
     # accepted by the schema, refused by the decoder: documented rules only
-    Sample("custody-zero", "custody_txn", with_(CUSTODY, amount="0.00"), True, "bad_amount", "zero_txn_amount"),
-    Sample("clearing-zero", "clearing_txn", with_(CLEARING, amount=0), True, "bad_amount", "zero_txn_amount"),
-    Sample("custody-same-account", "custody_txn", with_(CUSTODY, credit_account="A-LENDER-1"), True, "bad_field", "same_account"),
-    Sample("clearing-same-account", "clearing_txn", with_(CLEARING, payee_account="A1"), True, "bad_field", "same_account"),
-    Sample("custody-month-13", "custody_txn", with_(CUSTODY, ts="2026-13-45T99:00:00+08:00"), True, "bad_time", "time_calendar"),
-    Sample("custody-before-1970", "custody_txn", with_(CUSTODY, ts=-1), True, "bad_time", "time_range"),
-    Sample("account-2100", "account", with_(ACCOUNT, opened_at="2100-01-01T00:00:00Z"), True, "bad_time", "time_range"),
-    Sample("report-feb-30", "reserve_report", with_(REPORT, as_of="2026-02-30"), True, "bad_time", "date_calendar"),
-    Sample("custody-3dp-number", "custody_txn", with_(CUSTODY, amount=12.345), True, "bad_amount", "number_decimals"),
-    Sample("clearing-float-ts", "clearing_txn", with_(CLEARING, ts=float(T0)), True, "bad_time", "float_integer"),
-    Sample("product-term-float", "product", with_(PRODUCT, term_days=90.0), True, "bad_field", "float_integer"),
+    Sample(
+        "custody-zero",
+        "custody_txn",
+        with_(CUSTODY, amount="0.00"),
+        True,
+        "bad_amount",
+        "zero_txn_amount",
+    ),
+    Sample(
+        "clearing-zero",
+        "clearing_txn",
+        with_(CLEARING, amount=0),
+        True,
+        "bad_amount",
+        "zero_txn_amount",
+    ),
+    Sample(
+        "custody-same-account",
+        "custody_txn",
+        with_(CUSTODY, credit_account="A-LENDER-1"),
+        True,
+        "bad_field",
+        "same_account",
+    ),
+    Sample(
+        "clearing-same-account",
+        "clearing_txn",
+        with_(CLEARING, payee_account="A1"),
+        True,
+        "bad_field",
+        "same_account",
+    ),
+    Sample(
+        "custody-month-13",
+        "custody_txn",
+        with_(CUSTODY, ts="2026-13-45T99:00:00+08:00"),
+        True,
+        "bad_time",
+        "time_calendar",
+    ),
+    Sample(
+        "custody-before-1970", "custody_txn", with_(CUSTODY, ts=-1), True, "bad_time", "time_range"
+    ),
+    Sample(
+        "account-2100",
+        "account",
+        with_(ACCOUNT, opened_at="2100-01-01T00:00:00Z"),
+        True,
+        "bad_time",
+        "time_range",
+    ),
+    Sample(
+        "report-feb-30",
+        "reserve_report",
+        with_(REPORT, as_of="2026-02-30"),
+        True,
+        "bad_time",
+        "date_calendar",
+    ),
+    Sample(
+        "custody-3dp-number",
+        "custody_txn",
+        with_(CUSTODY, amount=12.345),
+        True,
+        "bad_amount",
+        "number_decimals",
+    ),
+    Sample(
+        "clearing-float-ts",
+        "clearing_txn",
+        with_(CLEARING, ts=float(T0)),
+        True,
+        "bad_time",
+        "float_integer",
+    ),
+    Sample(
+        "product-term-float",
+        "product",
+        with_(PRODUCT, term_days=90.0),
+        True,
+        "bad_field",
+        "float_integer",
+    ),
     Sample("loan-rate-12", "loan", with_(LOAN, annual_rate="12"), True, "bad_field", "rate_range"),
-    Sample("loan-principal-0", "loan", with_(LOAN, principal="0"), True, "bad_amount", "positive_principal"),
+    Sample(
+        "loan-principal-0",
+        "loan",
+        with_(LOAN, principal="0"),
+        True,
+        "bad_amount",
+        "positive_principal",
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def validators() -> dict[str, Draft202012Validator]:
     return {
-        kind: Draft202012Validator(json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text("utf-8")))
+        kind: Draft202012Validator(
+            json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text("utf-8"))
+        )
         for kind in KINDS
     }
 
 
 @pytest.mark.parametrize("sample", AGREEMENT, ids=lambda s: s.name)
-def test_schema_and_decoder_agree(sample: Sample, validators: dict[str, Draft202012Validator]) -> None:
+def test_schema_and_decoder_agree(
+    sample: Sample, validators: dict[str, Draft202012Validator]
+) -> None:
     schema_ok = validators[sample.kind].is_valid(sample.record)
     result = outcome(DEC.decode(line(sample.record)))
     got = result if isinstance(result, str) else "ok"
@@ -398,7 +545,9 @@ def test_schema_and_decoder_agree(sample: Sample, validators: dict[str, Draft202
     if not schema_ok:
         assert got != "ok", "the JSON Schema rejects a record the decoder accepts"
     elif got != "ok":
-        assert sample.rule in DECODER_ONLY_RULES, "decoder refuses a schema-valid record for an undocumented rule"
+        assert sample.rule in DECODER_ONLY_RULES, (
+            "decoder refuses a schema-valid record for an undocumented rule"
+        )
     if got == "ok" and sample.name.endswith("-sample"):
         assert result == DECODED[sample.kind]
 
@@ -475,7 +624,9 @@ MONEY = [
     Case("balance-zero-int", dec(line(with_(BALANCE, balance=0))), {"balance": 0}),
     Case("report-zero", dec(line(with_(REPORT, client_liabilities=0))), {"client_liabilities": 0}),
     Case("product-ticket-zero", dec(line(with_(PRODUCT, min_ticket="0"))), {"min_ticket": 0}),
-    Case("loan-principal-number", dec(line(with_(LOAN, principal=50000.05))), {"principal": 5000005}),
+    Case(
+        "loan-principal-number", dec(line(with_(LOAN, principal=50000.05))), {"principal": 5000005}
+    ),
 ]
 
 TIME = [
@@ -517,7 +668,11 @@ TIME = [
     Case("date-2100", dec(line(with_(REPORT, as_of="2100-01-01"))), "bad_time"),
     Case("date-basic-format", dec(line(with_(REPORT, as_of="20260301"))), "bad_time"),
     Case("date-with-time", dec(line(with_(REPORT, as_of="2026-03-01T00:00:00"))), "bad_time"),
-    Case("balance-as-of-date-only", dec(line(with_(BALANCE, as_of="2026-03-01"))), {"as_of": 1772294400000}),
+    Case(
+        "balance-as-of-date-only",
+        dec(line(with_(BALANCE, as_of="2026-03-01"))),
+        {"as_of": 1772294400000},
+    ),
 ]
 
 IDS_AND_ENUMS = [
@@ -530,17 +685,39 @@ IDS_AND_ENUMS = [
     Case("id-payer-bank-number", dec(line(with_(CLEARING, payer_bank=7))), "bad_id"),
     Case("id-payee-bank-empty", dec(line(with_(CLEARING, payee_bank=""))), "bad_id"),
     Case("id-account-platform-65", dec(line(with_(ACCOUNT, platform_id="P" * 65))), "bad_id"),
-    Case("id-related-empty", dec(line(with_(ENTITY, related=[{"entity_id": "", "relation": "controller"}]))), "bad_id"),
-    Case("id-optional-null", dec(custody_with(product_id=None, loan_id=None)), {"product_id": None, "loan_id": None}),
+    Case(
+        "id-related-empty",
+        dec(line(with_(ENTITY, related=[{"entity_id": "", "relation": "controller"}]))),
+        "bad_id",
+    ),
+    Case(
+        "id-optional-null",
+        dec(custody_with(product_id=None, loan_id=None)),
+        {"product_id": None, "loan_id": None},
+    ),
     Case("enum-role", dec(line(with_(ACCOUNT, role="savings"))), "bad_enum"),
     Case("enum-purpose", dec(custody_with(purpose="gift")), "bad_enum"),
     Case("enum-purpose-case", dec(custody_with(purpose="Invest")), "bad_enum"),
     Case("enum-system", dec(line(with_(CLEARING, system="SWIFT"))), "bad_enum"),
     Case("enum-system-case", dec(line(with_(CLEARING, system="cnaps"))), "bad_enum"),
-    Case("enum-relation", dec(line(with_(ENTITY, related=[{"entity_id": "E2", "relation": "friend"}]))), "bad_enum"),
+    Case(
+        "enum-relation",
+        dec(line(with_(ENTITY, related=[{"entity_id": "E2", "relation": "friend"}]))),
+        "bad_enum",
+    ),
     Case("enum-kind", dec(line(with_(ENTITY, kind="bank2"))), "bad_enum"),
-    Case("clearing-purpose-free-text", dec(line(with_(CLEARING, purpose="工资"))), {"purpose": "工资"}),
-    Case("field-share-over-1", dec(line(with_(ENTITY, related=[{"entity_id": "E2", "relation": "affiliate", "share": 2}]))), "bad_field"),
+    Case(
+        "clearing-purpose-free-text",
+        dec(line(with_(CLEARING, purpose="工资"))),
+        {"purpose": "工资"},
+    ),
+    Case(
+        "field-share-over-1",
+        dec(
+            line(with_(ENTITY, related=[{"entity_id": "E2", "relation": "affiliate", "share": 2}]))
+        ),
+        "bad_field",
+    ),
     Case("field-term-negative", dec(line(with_(LOAN, term_days=-30))), "bad_field"),
     Case("field-license-empty", dec(line(with_(ENTITY, licenses=[""]))), "bad_field"),
     Case("field-same-account", dec(custody_with(credit_account="A-LENDER-1")), "bad_field"),
@@ -556,7 +733,11 @@ STRUCTURE = [
     Case("type-null", dec(custody_with(type=None)), "unknown_type"),
     Case("kind-given-type-omitted", dec(custody_with(type=...), "custody_txn"), CUSTODY_RECORD),
     Case("kind-given-type-equal", dec(custody_with(), "custody_txn"), CUSTODY_RECORD),
-    Case("kind-given-type-contradicts", dec(custody_with(type="clearing_txn"), "custody_txn"), "unknown_type"),
+    Case(
+        "kind-given-type-contradicts",
+        dec(custody_with(type="clearing_txn"), "custody_txn"),
+        "unknown_type",
+    ),
     Case("kind-unknown", dec(custody_with(), "custody"), "unknown_type"),
     Case("not-json-truncated", dec(custody_with()[:-1]), "not_json"),
     Case("not-json-text", dec(b"hello world"), "not_json"),
@@ -566,8 +747,16 @@ STRUCTURE = [
     Case("not-json-bad-utf8-value", dec(custody_with().replace(b'"T1"', b'"T\xff"')), "not_json"),
     Case("not-json-bad-utf8-bytes", dec(custody_with()[:-1] + b',"note":"\xff\xfe"}'), "not_json"),
     Case("not-json-bad-utf8-key", dec(custody_with()[:-1] + b',"\xc3":1}'), "not_json"),
-    Case("not-json-encoded-surrogate", dec(custody_with()[:-1] + b',"note":"\xed\xa0\x80"}'), "not_json"),
-    Case("not-json-lone-surrogate-str", dec(custody_with().decode()[:-1] + ',"note":"\udcff"}'), "not_json"),
+    Case(
+        "not-json-encoded-surrogate",
+        dec(custody_with()[:-1] + b',"note":"\xed\xa0\x80"}'),
+        "not_json",
+    ),
+    Case(
+        "not-json-lone-surrogate-str",
+        dec(custody_with().decode()[:-1] + ',"note":"\udcff"}'),
+        "not_json",
+    ),
     Case("not-object-array", dec(b"[" + custody_with() + b"]"), "not_object"),
     Case("not-object-number", dec(b"42"), "not_object"),
     Case("not-object-string", dec(b'"custody_txn"'), "not_object"),
@@ -580,7 +769,9 @@ _MAX = len(_LINE)
 
 ENCODING = [
     Case("line-at-limit", lambda: RecordDecoder(max_line_bytes=_MAX).decode(_LINE), CUSTODY_RECORD),
-    Case("line-over-limit", lambda: RecordDecoder(max_line_bytes=_MAX - 1).decode(_LINE), "too_large"),
+    Case(
+        "line-over-limit", lambda: RecordDecoder(max_line_bytes=_MAX - 1).decode(_LINE), "too_large"
+    ),
     Case("line-over-default-limit", dec(b" " * (1 << 20) + _LINE), "too_large"),
     Case("str-input", dec(_LINE.decode()), CUSTODY_RECORD),
     Case("memoryview-input", dec(memoryview(_LINE)), CUSTODY_RECORD),  # type: ignore[arg-type]
@@ -594,14 +785,30 @@ ENCODING = [
     Case("whitespace-around", dec(b"  \t" + _LINE + b"  "), CUSTODY_RECORD),
     Case("utf8-chinese", dec(line(ENTITY)), DECODED["entity"]),
     Case("escaped-unicode", dec(json.dumps(ENTITY, ensure_ascii=True).encode()), DECODED["entity"]),
-    Case("duplicate-key-last-wins", dec(custody_with()[:-1] + b',"amount":"2.00"}'), {"amount": 200}),
+    Case(
+        "duplicate-key-last-wins", dec(custody_with()[:-1] + b',"amount":"2.00"}'), {"amount": 200}
+    ),
     Case("duplicate-id-last-wins", dec(custody_with()[:-1] + b',"txn_id":"T2"}'), {"txn_id": "T2"}),
     # The kind is read from the first `type`; a second, different one contradicts it.
-    Case("duplicate-type-contradicts", dec(custody_with()[:-1] + b',"type":"entity"}'), "unknown_type"),
-    Case("duplicate-type-same", dec(custody_with()[:-1] + b',"type":"custody_txn"}'), CUSTODY_RECORD),
-    Case("extra-fields-ignored", dec(custody_with(note="补录", meta={"a": [1, 2.5, None]}, v=2)), CUSTODY_RECORD),
+    Case(
+        "duplicate-type-contradicts",
+        dec(custody_with()[:-1] + b',"type":"entity"}'),
+        "unknown_type",
+    ),
+    Case(
+        "duplicate-type-same", dec(custody_with()[:-1] + b',"type":"custody_txn"}'), CUSTODY_RECORD
+    ),
+    Case(
+        "extra-fields-ignored",
+        dec(custody_with(note="补录", meta={"a": [1, 2.5, None]}, v=2)),
+        CUSTODY_RECORD,
+    ),
     Case("currency-default", dec(custody_with()), {"currency": "CNY"}),
-    Case("currency-usd-kept", dec(custody_with(currency="USD")), {"currency": "USD", "amount": 123450}),
+    Case(
+        "currency-usd-kept",
+        dec(custody_with(currency="USD")),
+        {"currency": "USD", "amount": 123450},
+    ),
     Case("currency-empty", dec(custody_with(currency="")), "bad_field"),
     Case("currency-too-long", dec(custody_with(currency="DOLLARS!!")), "bad_field"),
     Case("clearing-currency-hkd", dec(line(with_(CLEARING, currency="HKD"))), {"currency": "HKD"}),
@@ -632,12 +839,24 @@ def row(record: dict[str, Any], kind: str | None = None, **cells: Any) -> Callab
 
 CSV = [
     *(Case(f"csv-{k}", row(r), DECODED[k]) for k, r in SAMPLES.items()),
-    Case("csv-licenses-semicolons", row(ENTITY, licenses="p2p_registered; fund_sales"), DECODED["entity"]),
-    Case("csv-licenses-empty-cell", row(ENTITY, licenses="", related=""), {"licenses": (), "related": ()}),
+    Case(
+        "csv-licenses-semicolons",
+        row(ENTITY, licenses="p2p_registered; fund_sales"),
+        DECODED["entity"],
+    ),
+    Case(
+        "csv-licenses-empty-cell",
+        row(ENTITY, licenses="", related=""),
+        {"licenses": (), "related": ()},
+    ),
     Case("csv-licenses-json-empty", row(ENTITY, licenses="[]"), {"licenses": ()}),
     Case("csv-related-bad-json", row(ENTITY, related='[{"entity_id": "E2"'), "bad_field"),
     Case("csv-related-not-objects", row(ENTITY, related="E2;E3"), "bad_field"),
-    Case("csv-empty-cells-absent", row(CUSTODY, product_id="", loan_id="", currency=""), {"product_id": None, "loan_id": None, "currency": "CNY"}),
+    Case(
+        "csv-empty-cells-absent",
+        row(CUSTODY, product_id="", loan_id="", currency=""),
+        {"product_id": None, "loan_id": None, "currency": "CNY"},
+    ),
     Case("csv-epoch-ms", row(CUSTODY, ts=str(T0)), CUSTODY_RECORD),
     Case("csv-epoch-ms-fullwidth", row(CUSTODY, ts="１７７２３３０４００"), "bad_time"),
     Case("csv-epoch-ms-superscript", row(CUSTODY, ts="²"), "bad_time"),
@@ -658,7 +877,11 @@ CSV = [
     Case("csv-unknown-type", row(CUSTODY, type="custody"), "unknown_type"),
     Case("csv-extra-columns", row(CUSTODY, note="备注"), CUSTODY_RECORD),
     # csv.DictReader puts surplus cells of a long row under the key None.
-    Case("csv-surplus-cells", lambda: DEC.from_row({**_csv(CUSTODY), None: ["x", "y"]}), CUSTODY_RECORD),  # type: ignore[dict-item]
+    Case(
+        "csv-surplus-cells",
+        lambda: DEC.from_row({**_csv(CUSTODY), None: ["x", "y"]}),
+        CUSTODY_RECORD,
+    ),  # type: ignore[dict-item]
 ]
 
 ALL_CASES = MONEY + TIME + IDS_AND_ENUMS + STRUCTURE + ENCODING + CSV
@@ -722,18 +945,36 @@ JSON_LEAVES = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=80)
-    | st.sampled_from(["", "0", "0.01", "1234.50", "12.345", "NaN", "2026-03-01T10:00:00+08:00",
-                       "2026-02-30", "custody_txn", "invest", "T" * 65])
+    | st.sampled_from(
+        [
+            "",
+            "0",
+            "0.01",
+            "1234.50",
+            "12.345",
+            "NaN",
+            "2026-03-01T10:00:00+08:00",
+            "2026-02-30",
+            "custody_txn",
+            "invest",
+            "T" * 65,
+        ]
+    )
 )
 JSON_VALUES = st.recursive(
     JSON_LEAVES,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 CUSTODY_FIELDS = ["type", *WIRE_TYPES["custody_txn"].__struct_fields__]
 CUSTODY_LIKE = st.fixed_dictionaries(
     {},
-    optional={name: st.one_of(st.just(CUSTODY.get(name, "custody_txn")), JSON_VALUES) for name in CUSTODY_FIELDS},
+    optional={
+        name: st.one_of(st.just(CUSTODY.get(name, "custody_txn")), JSON_VALUES)
+        for name in CUSTODY_FIELDS
+    },
 )
 KIND_ARG = st.sampled_from([None, *KINDS, "nope"])
 # Lone surrogates (text read with errors="surrogateescape") and JSON punctuation
@@ -778,20 +1019,28 @@ def test_decode_never_raises_on_json_values(value: Any, kind: str | None) -> Non
 
 @_ROBUST
 @given(fields=CUSTODY_LIKE, kind=st.sampled_from([None, "custody_txn"]))
-def test_decode_never_raises_on_custody_like_objects(fields: dict[str, Any], kind: str | None) -> None:
+def test_decode_never_raises_on_custody_like_objects(
+    fields: dict[str, Any], kind: str | None
+) -> None:
     raw = json.dumps(fields, ensure_ascii=False).encode()
     result = DEC.decode(raw, kind=kind)
     _assert_outcome(result)
     if not isinstance(result, DeadLetter):
-        assert isinstance(result, CustodyTxn) and result.amount > 0 and 0 <= result.ts < 4102444800000
+        assert (
+            isinstance(result, CustodyTxn) and result.amount > 0 and 0 <= result.ts < 4102444800000
+        )
 
 
 @_ROBUST
 @given(
     cells=st.fixed_dictionaries(
         {},
-        optional={name: st.one_of(st.just(_csv(CUSTODY).get(name, "custody_txn")), st.text(max_size=30), DIGITS)
-                  for name in [*CUSTODY_FIELDS, "licenses", "related"]},
+        optional={
+            name: st.one_of(
+                st.just(_csv(CUSTODY).get(name, "custody_txn")), st.text(max_size=30), DIGITS
+            )
+            for name in [*CUSTODY_FIELDS, "licenses", "related"]
+        },
     ),
     kind=st.sampled_from([None, "custody_txn", "entity"]),
 )
