@@ -1,0 +1,161 @@
+"""``fundflow bench``: replay speed against a bare JSON decode, in one run.
+
+Simulates a world of at least the requested number of records, then times,
+on the same lines held in memory and on one core:
+
+1. a bare decode of every line (``msgspec.json.decode``, untyped; and
+   ``orjson.loads`` when installed) — the floor for any JSON consumer;
+2. the typed decode and validation into records (``RecordDecoder``);
+3. decode plus every detector (the engine, no output);
+4. the whole ``replay`` as the command runs it: reading the file, the
+   SQLite store and the JSONL outputs.
+
+It prints records per second for each and the ratio of (3) and (4) to (1).
+The figures are measurements of this machine at this moment: shared
+machines are noisy, so compare the ratios within one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from fundflow.detectors import Engine, load_config
+from fundflow.schemas import DeadLetter, RecordDecoder
+
+from .replay import replay
+from .simulate import write_world
+from .store import SQLiteSink
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def run_bench(*, records: int, seed: int, work_dir: str | None, as_json: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fundflow-bench-") as tmp:
+        folder = Path(work_dir) if work_dir else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        return _run(folder, records, seed, as_json)
+
+
+def _run(folder: Path, records: int, seed: int, as_json: bool) -> dict[str, Any]:
+    if hasattr(os, "sched_setaffinity"):
+        # One core, as the target says; the other is left to the machine.
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    probe = write_world(folder / "probe", seed=seed, scale=1)
+    scale = max(1, -(-records // probe["records"]))
+    t0 = time.perf_counter()
+    truth = write_world(folder, seed=seed, scale=scale)
+    gen_s = time.perf_counter() - t0
+    path = folder / "world.jsonl"
+    lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
+    n = len(lines)
+    config = load_config()
+
+    def bare() -> None:
+        dec = msgspec.json.decode
+        for ln in lines:
+            dec(ln)
+
+    def bare_orjson() -> None:
+        import orjson
+
+        loads = orjson.loads
+        for ln in lines:
+            loads(ln)
+
+    def typed() -> None:
+        dec = RecordDecoder(config.engine.zone).decode
+        for ln in lines:
+            dec(ln)
+
+    def engine() -> None:
+        dec = RecordDecoder(config.engine.zone).decode
+        eng = Engine(config)
+        process = eng.process
+        for ln in lines:
+            rec = dec(ln)
+            if type(rec) is not DeadLetter:
+                process(rec)
+        eng.finish()
+
+    figures: dict[str, Any] = {
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "records": n,
+        "scale": scale,
+        "generate_seconds": round(gen_s, 2),
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+    }
+    t_bare = _timed(bare)
+    figures["bare_msgspec_per_s"] = round(n / t_bare)
+    try:
+        figures["bare_orjson_per_s"] = round(n / _timed(bare_orjson))
+    except ImportError:
+        figures["bare_orjson_per_s"] = None
+    t_typed = _timed(typed)
+    figures["typed_decode_per_s"] = round(n / t_typed)
+    t_engine = _timed(engine)
+    figures["decode_and_detect_per_s"] = round(n / t_engine)
+    out = folder / "bench-alerts.jsonl"
+    dead = folder / "bench-deadletter.jsonl"
+    db = folder / "bench.db"
+    t0 = time.perf_counter()
+    with open(out, "wb") as fa, open(dead, "wb") as fd, SQLiteSink(str(db)) as sink:
+        summary = replay([str(path)], config=config, sink=sink, alerts_out=fa, deadletter_out=fd)
+    t_replay = time.perf_counter() - t0
+    figures["replay_command_per_s"] = round(n / t_replay)
+    figures["ratio_detect_to_bare"] = round(t_engine / t_bare, 2)
+    figures["ratio_replay_to_bare"] = round(t_replay / t_bare, 2)
+    figures["alerts"] = summary.by_detector()
+    figures["violations_labelled"] = len(truth["violators"])
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+    else:
+        click.echo(f"machine            {figures['machine']}")
+        click.echo(
+            f"world              {n:,} records, {figures['file_mb']} MB (scale {scale}, generated in {gen_s:.1f} s)"
+        )
+        click.echo(
+            f"bare decode        {figures['bare_msgspec_per_s']:>10,} records/s  (msgspec, untyped)"
+        )
+        if figures["bare_orjson_per_s"]:
+            click.echo(
+                f"bare decode        {figures['bare_orjson_per_s']:>10,} records/s  (orjson)"
+            )
+        click.echo(
+            f"typed decode       {figures['typed_decode_per_s']:>10,} records/s  (validation into records)"
+        )
+        click.echo(
+            f"decode + detect    {figures['decode_and_detect_per_s']:>10,} records/s  "
+            f"({figures['ratio_detect_to_bare']}x the bare decode time)"
+        )
+        click.echo(
+            f"replay command     {figures['replay_command_per_s']:>10,} records/s  "
+            f"({figures['ratio_replay_to_bare']}x; file, store and JSONL included)"
+        )
+        click.echo(f"peak RSS           {figures['peak_rss_mb']} MB")
+        click.echo(f"alerts             {figures['alerts']}")
+    return figures

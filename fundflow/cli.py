@@ -1,0 +1,262 @@
+"""The ``fundflow`` command.
+
+Every user error (a missing file, a bad flag, a bad config value) is one line
+on stderr and exit code 2; a failure to write an output is one line and exit
+code 1. A stack trace is a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from fundflow.detectors import Config, default_toml, load_config
+from fundflow.schemas.records import KINDS
+
+from .alerts_cli import alerts
+from .replay import AtomicFile, ReplayError, check_inputs, replay
+from .store import SQLiteSink, StoreError
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
+        click.echo(f"fundflow: {self.format_message()}", err=True)
+
+
+class OutputError(UserError):
+    """An output could not be written: exit code 1."""
+
+    exit_code = 1
+
+
+def _config(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fundflow")
+def main() -> None:
+    """Fund-flow monitoring: finds fund pools, misused client reserves and
+    maturity mismatches in custody and clearing transactions."""
+
+
+main.add_command(alerts)
+
+
+@main.command("replay")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--alerts-out",
+    default="-",
+    show_default=True,
+    metavar="FILE",
+    help="Alerts as JSONL ('-' for stdout).",
+)
+@click.option(
+    "--deadletter-out",
+    default="fundflow.deadletter.jsonl",
+    show_default=True,
+    metavar="FILE",
+    help="Refused records with their reason, as JSONL.",
+)
+@click.option(
+    "--db", default="fundflow.db", show_default=True, metavar="PATH", help="SQLite alert store."
+)
+@click.option("--no-db", is_flag=True, help="Do not write the alert store.")
+@click.option("--config", "config_path", metavar="FILE", help="Detector configuration (TOML).")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    help="Record kind of every row (CSV dumps without a type column).",
+)
+@click.option("--summary-json", metavar="FILE", help="Write the summary figures as JSON.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress on stderr (default: when stderr is a terminal).",
+)
+def replay_cmd(
+    paths: tuple[str, ...],
+    alerts_out: str,
+    deadletter_out: str,
+    db: str,
+    no_db: bool,
+    config_path: str | None,
+    kind: str | None,
+    summary_json: str | None,
+    progress: bool | None,
+) -> None:
+    """Replay dumps (JSONL, JSONL.gz, CSV; '-' for stdin) through every detector.
+
+    Reads the dumps in the order given, writes alerts to the store and as
+    JSONL, refused records to the dead-letter file, and ends with a summary
+    on stderr. Exit 0 when the dumps were read, whatever they held.
+    """
+    config = _config(config_path)
+    try:
+        check_inputs(list(paths))
+    except ReplayError as e:
+        raise UserError(str(e)) from None
+    if progress is None:
+        progress = sys.stderr.isatty()
+    outputs: list[AtomicFile] = []
+    sink = None
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                if alerts_out == "-":
+                    alerts_file = sys.stdout.buffer
+                else:
+                    alerts_file = AtomicFile(alerts_out)
+                    outputs.append(alerts_file)
+                dead_file = AtomicFile(deadletter_out)
+                outputs.append(dead_file)
+                summary_file = AtomicFile(summary_json) if summary_json else None
+                if summary_file is not None:
+                    outputs.append(summary_file)
+                if not no_db:
+                    sink = stack.enter_context(SQLiteSink(db))
+            except (ReplayError, StoreError) as e:
+                raise OutputError(str(e)) from None
+            summary = replay(
+                list(paths),
+                config=config,
+                kind=kind,
+                sink=sink,
+                alerts_out=alerts_file,
+                deadletter_out=dead_file,
+                progress=progress,
+            )
+            if summary_file is not None:
+                summary_file.write(
+                    msgspec.json.format(msgspec.json.encode(summary.as_json())) + b"\n"
+                )
+        for out in outputs:
+            out.commit()
+    except ReplayError as e:
+        for out in outputs:
+            out.discard()
+        raise UserError(str(e)) from None
+    except (OSError, StoreError) as e:
+        for out in outputs:
+            out.discard()
+        message = getattr(e, "strerror", None) or str(e)
+        raise OutputError(f"could not write the results: {message}") from None
+    with contextlib.suppress(BrokenPipeError):
+        sys.stdout.flush()
+    click.echo(summary.render(), err=True)
+    if not summary.balanced():  # the accounting identity is a promise: say so loudly if broken
+        raise OutputError("records read != accepted + duplicates + dead letters")
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for world.jsonl and truth.json.",
+)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--days", default=30, show_default=True, type=click.IntRange(8, 3650))
+@click.option(
+    "--noise",
+    default=0.002,
+    show_default=True,
+    type=click.FloatRange(0, 0.5),
+    help="Share of malformed and duplicate lines.",
+)
+@click.option("--gzip", "compress", is_flag=True, help="Write world.jsonl.gz.")
+def simulate(out_dir: str, seed: int, scale: int, days: int, noise: float, compress: bool) -> None:
+    """Write a synthetic world with labelled violators and honest look-alikes."""
+    from .simulate import write_world
+
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        truth = write_world(path, seed=seed, scale=scale, days=days, noise=noise, compress=compress)
+    except OSError as e:
+        raise OutputError(f"cannot write {out_dir}: {e.strerror or e}") from None
+    click.echo(
+        f"wrote {truth['records']:,} records to {path / ('world.jsonl.gz' if compress else 'world.jsonl')}: "
+        f"{len(truth['violators'])} violations, {len(truth['honest'])} honest subjects (truth in {path / 'truth.json'})",
+        err=True,
+    )
+
+
+@main.command()
+@click.option("--defaults", is_flag=True, help="Print the default configuration with its comments.")
+@click.option(
+    "--check", "check_path", metavar="FILE", help="Check a configuration file and print the result."
+)
+def config(defaults: bool, check_path: str | None) -> None:
+    """Show or check the detector configuration (one TOML file)."""
+    if check_path:
+        cfg = _config(check_path)
+        click.echo(f"{check_path}: ok ({len(cfg.raw)} sections)")
+        return
+    if not defaults:
+        raise UserError("say --defaults to print the defaults, or --check FILE to check a file")
+    click.echo(default_toml(), nl=False)
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "work_dir",
+    default="fundflow-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(1, 10_000))
+def demo(work_dir: str, seed: int, scale: int) -> None:
+    """Simulate a world, replay it through every detector, and check the
+    alerts against the world's truth: the embedded default, no broker."""
+    from .demo import run_demo
+
+    try:
+        ok = run_demo(Path(work_dir), seed=seed, scale=scale)
+    except (OSError, StoreError, ReplayError) as e:
+        raise OutputError(str(e)) from None
+    if not ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--records",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(10_000),
+    help="At least this many records.",
+)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--dir",
+    "work_dir",
+    type=click.Path(file_okay=False),
+    help="Keep the world here (default: a temporary folder).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench(records: int, seed: int, work_dir: str | None, as_json: bool) -> None:
+    """Measure replay speed against a bare JSON decode of the same file."""
+    from .bench import run_bench
+
+    run_bench(records=records, seed=seed, work_dir=work_dir, as_json=as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,145 @@
+"""The command line: exit codes, one-line errors, CSV dumps, summaries."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fundflow.cli import main
+from fundflow.detectors import default_toml, load_config
+
+CUSTODY = (
+    '{"type":"custody_txn","txn_id":"T1","ts":"2026-03-01T10:00:00+08:00","bank_id":"B",'
+    '"platform_id":"P","debit_account":"L1","credit_account":"B1","amount":"100.00","purpose":"invest"}\n'
+)
+
+
+def _run(*args: str, input: bytes | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = _run("replay", str(tmp_path / "nope.jsonl"), "--no-db")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"fundflow: no such file: {tmp_path / 'nope.jsonl'}"
+    ]
+
+
+def test_bad_flag_is_exit_2() -> None:
+    result = _run("replay", "--frobnicate", "x")
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[fund_pool]\nmin_sources = 0\n")
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(CUSTODY)
+    result = _run("replay", str(dump), "--config", str(cfg), "--no-db")
+    assert result.exit_code == 2
+    assert result.output.strip() == "fundflow: fund_pool.min_sources must be >= 1, got 0"
+    cfg.write_text("[fund_pool]\nmin_sourcez = 3\n")
+    result = _run("config", "--check", str(cfg))
+    assert result.exit_code == 2
+    assert result.output.strip() == f"fundflow: {cfg}: unknown setting fund_pool.min_sourcez"
+
+
+def test_config_defaults_print_the_commented_toml() -> None:
+    result = _run("config", "--defaults")
+    assert result.exit_code == 0
+    assert result.output == default_toml()
+    parsed = tomllib.loads(result.output)
+    assert parsed["fund_pool"]["min_sources"] == 20
+    assert parsed["maturity_mismatch"]["max_exposure"] == "500000"
+    # Every threshold line carries a comment line above it naming its rule.
+    lines = result.output.splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            assert lines[i - 1].startswith("#"), line
+    assert load_config().raw == parsed
+
+
+def test_summary_json_keys_and_identity(tmp_path: Path) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(CUSTODY + CUSTODY + "{not json\n" + '{"type":"wire"}\n' + "\n")
+    summary = tmp_path / "s.json"
+    result = _run(
+        "replay",
+        str(dump),
+        "--no-db",
+        "--alerts-out",
+        str(tmp_path / "a.jsonl"),
+        "--deadletter-out",
+        str(tmp_path / "dl.jsonl"),
+        "--summary-json",
+        str(summary),
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(summary.read_text())
+    assert {"read", "accepted", "duplicates", "dead_letters", "alerts"} <= set(figures)
+    assert figures["read"] == 4
+    assert figures["accepted"] == 1
+    assert figures["duplicates"] == 1
+    assert figures["dead_letters"] == {"not_json": 1, "unknown_type": 1}
+    assert figures["alerts"] == {}
+    dead = [json.loads(x) for x in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    assert [(d["reason"], d["source"]) for d in dead] == [
+        ("not_json", f"{dump}:3"),
+        ("unknown_type", f"{dump}:4"),
+    ]
+    assert "records read" in result.output and "dead letters" in result.output
+
+
+def test_csv_dump_with_kind(tmp_path: Path) -> None:
+    dump = tmp_path / "d.csv"
+    dump.write_text(
+        "txn_id,ts,bank_id,platform_id,debit_account,credit_account,amount,purpose,product_id\n"
+        "T1,2026-03-01T10:00:00+08:00,B,P,L1,B1,100.00,invest,\n"
+        "T2,1772330400000,B,P,L1,B1,12.345,invest,\n"
+    )
+    summary = tmp_path / "s.json"
+    result = _run(
+        "replay",
+        str(dump),
+        "--kind",
+        "custody_txn",
+        "--no-db",
+        "--alerts-out",
+        str(tmp_path / "a"),
+        "--deadletter-out",
+        str(tmp_path / "dl.jsonl"),
+        "--summary-json",
+        str(summary),
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(summary.read_text())
+    assert (figures["read"], figures["accepted"], figures["dead_letters"]) == (
+        2,
+        1,
+        {"bad_amount": 1},
+    )
+
+
+def test_output_into_missing_folder_is_exit_1_and_one_line(tmp_path: Path) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(CUSTODY)
+    result = _run(
+        "replay",
+        str(dump),
+        "--no-db",
+        "--alerts-out",
+        str(tmp_path / "no" / "a.jsonl"),
+        "--deadletter-out",
+        str(tmp_path / "dl.jsonl"),
+    )
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"fundflow: cannot write {tmp_path / 'no' / 'a.jsonl'}: no such directory {tmp_path / 'no'}"
+    )
+    assert not (tmp_path / "dl.jsonl").exists()
