@@ -23,8 +23,6 @@ letters, so that read = accepted + duplicates + dead letters.
 from __future__ import annotations
 
 import pickle
-from collections import deque
-from typing import Any
 
 import msgspec
 
@@ -56,35 +54,43 @@ _NO_ALERTS: list[Alert] = []
 
 
 class Deduplicator:
-    """Remembers ``txn_id``s for ``horizon_ms`` of event time.
+    """Remembers ``txn_id``s (one namespace per transaction kind) for
+    ``horizon_ms`` of event time behind the newest seen.
 
-    Ids are kept in arrival order and forgotten once their event time falls
-    behind the newest seen by more than the horizon; a transaction that old
-    is refused as ``too_late`` rather than risk counting it twice.
+    A transaction older than the horizon is refused as ``too_late`` rather
+    than risk counting it twice. Ids older than the horizon are swept out
+    whenever the table has doubled since the last sweep, so memory stays
+    within about twice what the horizon holds, at O(1) amortised per id.
     """
 
     def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
         self.watermark = -1
-        self.seen: dict[tuple[str, str], int] = {}
-        self.order: deque[tuple[int, tuple[str, str]]] = deque()
+        self.seen: dict[str, dict[str, int]] = {"custody_txn": {}, "clearing_txn": {}}
+        self._sweep_at = 1 << 16
 
     def admit(self, kind: str, txn_id: str, ts: int) -> str:
         """``"new"``, ``"duplicate"`` or ``"too_late"``."""
         if ts > self.watermark:
             self.watermark = ts
-            horizon = ts - self.horizon_ms
-            order, seen = self.order, self.seen
-            while order and order[0][0] < horizon:
-                seen.pop(order.popleft()[1], None)
         elif ts < self.watermark - self.horizon_ms:
             return "too_late"
-        key = (kind, txn_id)
-        if key in self.seen:
+        seen = self.seen[kind]
+        if txn_id in seen:
             return "duplicate"
-        self.seen[key] = ts
-        self.order.append((ts, key))
+        seen[txn_id] = ts
+        if len(seen) > self._sweep_at:
+            self._sweep()
         return "new"
+
+    def _sweep(self) -> None:
+        horizon = self.watermark - self.horizon_ms
+        for kind, seen in self.seen.items():
+            self.seen[kind] = {k: t for k, t in seen.items() if t >= horizon}
+        self._sweep_at = max(1 << 16, 2 * max(len(v) for v in self.seen.values()))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.seen.values())
 
 
 class Engine:
@@ -109,11 +115,23 @@ class Engine:
         self.dedup = Deduplicator(self.config.engine.dedup_window_ms)
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}
         self.dead_letters: list[DeadLetter] = []
+        self.now = -1
+        self.next_tick = -1
+        self._link()
+
+    def _link(self) -> None:
+        """All detectors' alert books write into one list, in detector order,
+        and the per-flow hook of each detector is bound once."""
+        self._out: list[Alert] = []
+        for det in self.detectors:
+            det.book.out = self._out
+        self._on_flow = [det._on_flow for det in self.detectors]
 
     def process(self, record: Record, source: str = "") -> list[Alert]:
         t = type(record)
         if t is CustodyTxn or t is ClearingTxn:
-            verdict = self.dedup.admit(t.TYPE, record.txn_id, record.ts)  # type: ignore[union-attr]
+            ts = record.ts  # type: ignore[union-attr]
+            verdict = self.dedup.admit(t.TYPE, record.txn_id, ts)  # type: ignore[union-attr]
             if verdict != "new":
                 if verdict == "duplicate":
                     self.counts["duplicates"] += 1
@@ -122,28 +140,28 @@ class Engine:
                 return _NO_ALERTS
             self.counts["accepted"] += 1
             flow = self.ref.flow(record)  # type: ignore[arg-type]
-            out = _NO_ALERTS
+            if ts > self.now:
+                self.now = ts
+                if ts >= self.next_tick:
+                    # Detectors read the clock only at ticks (and at the end:
+                    # see _sync), so it is handed to them only then.
+                    for det in self.detectors:
+                        det._clock(ts)
+                    self.next_tick = self.detectors[0]._next_tick if self.detectors else ts + 1
+            for on_flow in self._on_flow:
+                on_flow(flow)
+        else:
+            self.counts["accepted"] += 1
+            if t is Entity or t is Account or t is Product or t is Loan:
+                self.ref.add(record)  # type: ignore[arg-type]
             for det in self.detectors:
-                det.update(flow)
-                if det.book.out:
-                    if out is _NO_ALERTS:
-                        out = []
-                    out.extend(det.book.drain())
-            return out
-        self.counts["accepted"] += 1
-        if t is Entity or t is Account or t is Product or t is Loan:
-            self.ref.add(record)  # type: ignore[arg-type]
-        return self._collect(record)
-
-    def _collect(self, record: Any) -> list[Alert]:
-        out = _NO_ALERTS
-        for det in self.detectors:
-            det.update(record)
-            if det.book.out:
-                if out is _NO_ALERTS:
-                    out = []
-                out.extend(det.book.drain())
-        return out
+                det.update(record)
+        out = self._out
+        if not out:
+            return _NO_ALERTS
+        alerts = out[:]
+        out.clear()
+        return alerts
 
     def _refuse(self, record: Record, source: str) -> None:
         self.counts["too_late"] += 1
@@ -160,27 +178,40 @@ class Engine:
     def advance(self, now_ms: int) -> list[Alert]:
         """Event time has reached ``now_ms`` with no record (a shell's idle
         heartbeat carrying the stream's own time)."""
-        out: list[Alert] = []
-        for det in self.detectors:
-            det.advance(now_ms)
-            out.extend(det.drain())
-        return out
+        if now_ms > self.now:
+            self.now = now_ms
+            for det in self.detectors:
+                det.advance(now_ms)
+            self.next_tick = self.detectors[0]._next_tick if self.detectors else now_ms + 1
+        self._sync()
+        return self._take()
 
     def finish(self) -> list[Alert]:
-        out: list[Alert] = []
+        self._sync()
         for det in self.detectors:
             det.finish()
-            out.extend(det.drain())
-        return out
+        return self._take()
+
+    def _sync(self) -> None:
+        for det in self.detectors:
+            if det.now < self.now:
+                det.now = self.now
+
+    def _take(self) -> list[Alert]:
+        alerts = self._out[:]
+        self._out.clear()
+        return alerts
 
     # -- checkpoints -----------------------------------------------------------
 
     def snapshot(self) -> bytes:
+        self._sync()
         return pickle.dumps(
             {
                 "ref": self.ref,
-                "dedup": (self.dedup.watermark, self.dedup.seen, self.dedup.order),
+                "dedup": (self.dedup.watermark, self.dedup.seen),
                 "counts": dict(self.counts),
+                "clock": (self.now, self.next_tick),
                 "detectors": {d.name: d.snapshot() for d in self.detectors},
             },
             protocol=pickle.HIGHEST_PROTOCOL,
@@ -189,11 +220,13 @@ class Engine:
     def restore(self, blob: bytes) -> Engine:
         payload = pickle.loads(blob)
         self.ref = payload["ref"]
-        self.dedup.watermark, self.dedup.seen, self.dedup.order = payload["dedup"]
+        self.dedup.watermark, self.dedup.seen = payload["dedup"]
         self.counts = payload["counts"]
+        self.now, self.next_tick = payload["clock"]
         for det in self.detectors:
             det.ref = self.ref
             det.restore(payload["detectors"][det.name])
+        self._link()
         return self
 
 
