@@ -243,6 +243,19 @@ class FundPool(Detector):
 
     # -- findings ------------------------------------------------------------
 
+    def _severity(self, amount: int) -> str:
+        """Severity of a pool by the money gathered (or stranded)."""
+        cfg = self.config.fund_pool
+        return band(
+            amount,
+            (
+                (cfg.severity_medium, "medium"),
+                (cfg.severity_high, "high"),
+                (cfg.severity_critical, "critical"),
+            ),
+            "low",
+        )
+
     def _check(self, pid: str, st: _Platform, now: int) -> None:
         cfg = self.config.fund_pool
         inflow = st.inflow
@@ -256,15 +269,7 @@ class FundPool(Detector):
             st.episode = now
             st.episode_first = next(ts for ts, kind, *_ in st.events if kind == _IN)
         st.last_true = now
-        severity = band(
-            inflow,
-            (
-                (cfg.severity_medium, "medium"),
-                (cfg.severity_high, "high"),
-                (cfg.severity_critical, "critical"),
-            ),
-            "low",
-        )
+        severity = self._severity(inflow)
         aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
         self.book.offer(
             aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now)
@@ -317,15 +322,7 @@ class FundPool(Detector):
                 if stranded < max(cfg.idle_min_amount, 1):
                     continue
                 episode = st.idle_episode.setdefault(account, first_ts)
-                severity = band(
-                    stranded,
-                    (
-                        (cfg.severity_medium, "medium"),
-                        (cfg.severity_high, "high"),
-                        (cfg.severity_critical, "critical"),
-                    ),
-                    "low",
-                )
+                severity = self._severity(stranded)
                 aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
                 self.book.offer(
                     aid,
@@ -366,19 +363,10 @@ class FundPool(Detector):
     def _final_gather(self, pid: str, st: _Platform) -> None:
         """At the end of a stream, state the figures of the window that last
         met the rule if they moved since the last revision."""
-        cfg = self.config.fund_pool
         if st.last_true != self.now:
             return
         inflow = st.inflow
-        severity = band(
-            inflow,
-            (
-                (cfg.severity_medium, "medium"),
-                (cfg.severity_high, "high"),
-                (cfg.severity_critical, "critical"),
-            ),
-            "low",
-        )
+        severity = self._severity(inflow)
         aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
         now = st.last_true
         self.book.offer(
