@@ -2,9 +2,14 @@
 
 A detector is fed one record at a time with :meth:`Detector.update` (which
 returns the detector) and asked what it found with :attr:`Detector.alerts`;
-the engine takes them with :meth:`Detector.drain`. Time is the records' time:
-each detector keeps its own event-time clock and looks at it (idle money,
-closing days) whenever event time crosses a tick of the configured step.
+the engine takes them with :meth:`Detector.drain`. Time is the records' time, and
+each subject (platform, institution) has its own clock, moved only by that
+subject's records: when a subject's event time crosses a tick of the
+configured step, the detector settles what waited for time (idle money,
+closing days, book ratios) for that subject. Its findings therefore do not
+depend on how records of different subjects interleave, which is what lets
+a partitioned daemon give the same alerts as a replay. ``advance`` moves
+every subject's clock at once (a heartbeat, the end of a stream).
 A detector never raises on odd data: a missing reference is an unknown party.
 
 A detector works on its own (it then keeps its own reference data) or inside
@@ -43,7 +48,8 @@ class Detector:
     Subclasses set ``name`` and ``version``, build their state in
     :meth:`_fresh` (a dict of attribute names to initial values: exactly what
     a snapshot saves) and implement ``_on_flow`` and, where they care,
-    ``_on_reference``, ``_on_report``, ``_on_tick`` and ``_on_finish``.
+    ``_on_reference``, ``_on_report``, ``_on_tick`` (every subject, at a
+    heartbeat) and ``_on_finish``.
     """
 
     name: ClassVar[str] = ""
@@ -64,10 +70,12 @@ class Detector:
         """Feed one record (a Flow, a transaction, a reference record, a
         reserve report or a balance). Returns the detector."""
         if type(record) is Flow:
-            self._clock(record.ts)
+            if record.ts > self.now:
+                self.now = record.ts
             self._on_flow(record)
         elif isinstance(record, _TXN_TYPES):
-            self._clock(record.ts)
+            if record.ts > self.now:
+                self.now = record.ts
             self._on_flow(self.ref.flow(record))
         elif isinstance(record, _REFERENCE_TYPES):
             if self._owns_ref:
@@ -78,8 +86,13 @@ class Detector:
         return self
 
     def advance(self, now_ms: int) -> Self:
-        """Tell the detector that event time has reached ``now_ms``."""
-        self._clock(now_ms)
+        """Tell the detector that event time has reached ``now_ms`` for every
+        subject (a heartbeat, or the end of a stream): each subject settles
+        what waits for time as of then."""
+        if now_ms > self.now:
+            self.now = now_ms
+        if self.now >= 0:
+            self._on_tick(self.now)
         return self
 
     def finish(self) -> Self:
@@ -102,7 +115,6 @@ class Detector:
             self.ref = Reference()
         self.book = AlertBook(self.name, self.version, self.zone, self.config.alerts)
         self.now = -1
-        self._next_tick = -1
         state = self._fresh()
         self._state_names = tuple(state)
         for key, value in state.items():
@@ -115,7 +127,6 @@ class Detector:
             "state": state,
             "said": self.book.said,
             "now": self.now,
-            "next_tick": self._next_tick,
             "ref": self.ref if self._owns_ref else None,
         }
         return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
@@ -129,7 +140,6 @@ class Detector:
         self.book.said = payload["said"]
         self.book.out = []
         self.now = payload["now"]
-        self._next_tick = payload["next_tick"]
         if self._owns_ref and payload["ref"] is not None:
             self.ref = payload["ref"]
         return self
@@ -154,14 +164,9 @@ class Detector:
     def _on_finish(self) -> None:
         pass
 
-    def _clock(self, ts: int) -> None:
-        if ts > self.now:
-            if ts >= self._next_tick:
-                if self._next_tick >= 0:
-                    # Settle the past before the record that crossed the tick.
-                    self._on_tick(ts)
-                # Ticks fall on local boundaries (a day's end is always one).
-                off = local_offset_ms(ts, self.zone)
-                step = self._tick_ms
-                self._next_tick = ((ts + off) // step + 1) * step - off
-            self.now = ts
+    def _next_tick_after(self, ts: int) -> int:
+        """The first tick after ``ts``: ticks fall on local boundaries of the
+        configured step, so a day's end is always one."""
+        off = local_offset_ms(ts, self.zone)
+        step = self._tick_ms
+        return ((ts + off) // step + 1) * step - off

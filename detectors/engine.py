@@ -42,7 +42,7 @@ from .base import Detector
 from .config import Config, load_config
 from .fund_pool import FundPool
 from .maturity_mismatch import MaturityMismatch
-from .reference import Reference
+from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
 
 #: The detectors an engine runs unless told otherwise, in the order their
@@ -54,43 +54,57 @@ _NO_ALERTS: list[Alert] = []
 
 
 class Deduplicator:
-    """Remembers ``txn_id``s (one namespace per transaction kind) for
-    ``horizon_ms`` of event time behind the newest seen.
+    """Remembers ``txn_id``s for ``horizon_ms`` of event time, per feed.
 
-    A transaction older than the horizon is refused as ``too_late`` rather
-    than risk counting it twice. Ids older than the horizon are swept out
-    whenever the table has doubled since the last sweep, so memory stays
-    within about twice what the horizon holds, at O(1) amortised per id.
+    A feed is one subject's ordered stream of transactions (see
+    :func:`~fundflow.detectors.reference.feed_key`): one partition's worth on
+    Kafka. Each feed has its own watermark, so what is too late never depends
+    on how feeds interleave or how far one lags another. A transaction older
+    than its feed's horizon is refused as ``too_late`` rather than risk
+    counting it twice. Ids older than the horizon are swept out whenever the
+    table has doubled since the last sweep, so memory stays within about
+    twice what the horizons hold, at O(1) amortised per id.
     """
 
     def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
-        self.watermark = -1
-        self.seen: dict[str, dict[str, int]] = {"custody_txn": {}, "clearing_txn": {}}
+        # (kind, feed) -> watermark, and -> {txn_id: ts}
+        self.watermarks: dict[tuple[str, str], int] = {}
+        self.seen: dict[tuple[str, str], dict[str, int]] = {}
+        self._size = 0
         self._sweep_at = 1 << 16
 
-    def admit(self, kind: str, txn_id: str, ts: int) -> str:
+    def admit(self, kind: str, feed: str, txn_id: str, ts: int) -> str:
         """``"new"``, ``"duplicate"`` or ``"too_late"``."""
-        if ts > self.watermark:
-            self.watermark = ts
-        elif ts < self.watermark - self.horizon_ms:
+        key = (kind, feed)
+        mark = self.watermarks.get(key, -1)
+        if ts > mark:
+            self.watermarks[key] = ts
+        elif ts < mark - self.horizon_ms:
             return "too_late"
-        seen = self.seen[kind]
-        if txn_id in seen:
+        seen = self.seen.get(key)
+        if seen is None:
+            seen = self.seen[key] = {}
+        elif txn_id in seen:
             return "duplicate"
         seen[txn_id] = ts
-        if len(seen) > self._sweep_at:
+        self._size += 1
+        if self._size > self._sweep_at:
             self._sweep()
         return "new"
 
     def _sweep(self) -> None:
-        horizon = self.watermark - self.horizon_ms
-        for kind, seen in self.seen.items():
-            self.seen[kind] = {k: t for k, t in seen.items() if t >= horizon}
-        self._sweep_at = max(1 << 16, 2 * max(len(v) for v in self.seen.values()))
+        size = 0
+        for key, seen in self.seen.items():
+            horizon = self.watermarks[key] - self.horizon_ms
+            kept = {k: t for k, t in seen.items() if t >= horizon}
+            self.seen[key] = kept
+            size += len(kept)
+        self._size = size
+        self._sweep_at = max(1 << 16, 2 * size)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.seen.values())
+        return self._size
 
 
 class Engine:
@@ -116,7 +130,6 @@ class Engine:
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}
         self.dead_letters: list[DeadLetter] = []
         self.now = -1
-        self.next_tick = -1
         self._link()
 
     def _link(self) -> None:
@@ -131,7 +144,8 @@ class Engine:
         t = type(record)
         if t is CustodyTxn or t is ClearingTxn:
             ts = record.ts  # type: ignore[union-attr]
-            verdict = self.dedup.admit(t.TYPE, record.txn_id, ts)  # type: ignore[union-attr]
+            flow = self.ref.flow(record)  # type: ignore[arg-type]
+            verdict = self.dedup.admit(t.TYPE, feed_key(flow), record.txn_id, ts)  # type: ignore[union-attr]
             if verdict != "new":
                 if verdict == "duplicate":
                     self.counts["duplicates"] += 1
@@ -139,15 +153,10 @@ class Engine:
                     self._refuse(record, source)
                 return _NO_ALERTS
             self.counts["accepted"] += 1
-            flow = self.ref.flow(record)  # type: ignore[arg-type]
             if ts > self.now:
+                # Detectors keep per-subject clocks; the engine's is handed
+                # to them only for heartbeats and the end (see _sync).
                 self.now = ts
-                if ts >= self.next_tick:
-                    # Detectors read the clock only at ticks (and at the end:
-                    # see _sync), so it is handed to them only then.
-                    for det in self.detectors:
-                        det._clock(ts)
-                    self.next_tick = self.detectors[0]._next_tick if self.detectors else ts + 1
             for on_flow in self._on_flow:
                 on_flow(flow)
         else:
@@ -180,10 +189,9 @@ class Engine:
         heartbeat carrying the stream's own time)."""
         if now_ms > self.now:
             self.now = now_ms
-            for det in self.detectors:
-                det.advance(now_ms)
-            self.next_tick = self.detectors[0]._next_tick if self.detectors else now_ms + 1
         self._sync()
+        for det in self.detectors:
+            det.advance(self.now)
         return self._take()
 
     def finish(self) -> list[Alert]:
@@ -202,6 +210,25 @@ class Engine:
         self._out.clear()
         return alerts
 
+    def state_size(self) -> tuple[int, int, int]:
+        """``(subjects, accounts, edges)`` held now: subjects with detector
+        state (platforms and institutions, each id once across detectors),
+        accounts in the reference data, and related-entity links in the
+        account graph (each pair once).
+
+        Counted on demand in O(subjects + entities), so a shell calls it now
+        and then (the replay: at most once a second), never per record.
+        """
+        subjects: set[str] = set()
+        for det in self.detectors:
+            # Per-subject state is a dict named for the subject kind.
+            for name in ("platforms", "institutions"):
+                held = getattr(det, name, None)
+                if isinstance(held, dict):
+                    subjects.update(held)
+        edges = sum(len(peers) for peers in self.ref._related.values()) // 2
+        return len(subjects), len(self.ref.accounts), edges
+
     # -- checkpoints -----------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -209,9 +236,9 @@ class Engine:
         return pickle.dumps(
             {
                 "ref": self.ref,
-                "dedup": (self.dedup.watermark, self.dedup.seen),
+                "dedup": (self.dedup.watermarks, self.dedup.seen, self.dedup._size),
                 "counts": dict(self.counts),
-                "clock": (self.now, self.next_tick),
+                "clock": self.now,
                 "detectors": {d.name: d.snapshot() for d in self.detectors},
             },
             protocol=pickle.HIGHEST_PROTOCOL,
@@ -220,9 +247,9 @@ class Engine:
     def restore(self, blob: bytes) -> Engine:
         payload = pickle.loads(blob)
         self.ref = payload["ref"]
-        self.dedup.watermark, self.dedup.seen = payload["dedup"]
+        self.dedup.watermarks, self.dedup.seen, self.dedup._size = payload["dedup"]
         self.counts = payload["counts"]
-        self.now, self.next_tick = payload["clock"]
+        self.now = payload["clock"]
         for det in self.detectors:
             det.ref = self.ref
             det.restore(payload["detectors"][det.name])

@@ -61,9 +61,12 @@ class _Platform:
         "episode_first",
         "last_true",
         "idle_episode",
+        "next_tick",
     )
 
     def __init__(self) -> None:
+        # The platform's own clock: its next tick (see base.Detector).
+        self.next_tick = -1
         # (ts, kind, amount, party account, txn_id, controlled account)
         self.events: deque[tuple[int, int, int, str, str, str]] = deque()
         self.inflow = 0
@@ -138,6 +141,10 @@ class FundPool(Detector):
         st: _Platform | None = self.platforms.get(pid)
         if st is None:
             st = self.platforms[pid] = _Platform()
+        if f.ts >= st.next_tick:
+            if st.lots:
+                self._check_idle(pid, st, f.ts)  # settle the past before this record
+            st.next_tick = self._next_tick_after(f.ts)
         self._expire(st, f.ts)
         if from_lender and f.purpose == "invest":
             st.events.append((f.ts, _INVEST, f.amount, f.src_id, f.txn_id, ""))
@@ -304,49 +311,53 @@ class FundPool(Detector):
         return pools[:20], summary, evidence
 
     def _on_tick(self, now: int) -> None:
-        cfg = self.config.fund_pool
-        horizon = now - self._window
         for pid in sorted(self.platforms):
             st = self.platforms[pid]
-            for account in sorted(st.lots):
-                stranded = 0
-                first_ts = -1
-                txns: list[str] = []
-                for ts, remaining, txn_id in st.lots[account]:
-                    if ts > horizon:
-                        break
-                    if first_ts < 0:
-                        first_ts = ts
-                    stranded += remaining
-                    txns.append(txn_id)
-                if stranded < max(cfg.idle_min_amount, 1):
-                    continue
-                episode = st.idle_episode.setdefault(account, first_ts)
-                severity = self._severity(stranded)
-                aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
-                self.book.offer(
-                    aid,
-                    pid,
-                    severity,
-                    stranded,
-                    first_ts,
-                    now,
-                    lambda pid=pid, account=account, stranded=stranded, first_ts=first_ts, txns=txns: (
-                        [account],
-                        f"Platform {pid} holds {yuan(stranded)} yuan of investors' money with no loan "
-                        f"in custody account {account} for longer than {self._window // 86_400_000} days.",
-                        {
-                            "signal": "idle_investor_money",
-                            "pool_accounts": [account],
-                            "stranded": yuan(stranded),
-                            "oldest_since": iso(first_ts, self.zone),
-                            "as_of": iso(now, self.zone),
-                            "sample_txn_ids": txns[: self.config.alerts.sample_txns],
-                            "thresholds": self.config.thresholds(self.name),
-                        },
-                    ),
-                    final=self._finishing,
-                )
+            if st.lots:
+                self._check_idle(pid, st, now)
+
+    def _check_idle(self, pid: str, st: _Platform, now: int) -> None:
+        cfg = self.config.fund_pool
+        horizon = now - self._window
+        for account in sorted(st.lots):
+            stranded = 0
+            first_ts = -1
+            txns: list[str] = []
+            for ts, remaining, txn_id in st.lots[account]:
+                if ts > horizon:
+                    break
+                if first_ts < 0:
+                    first_ts = ts
+                stranded += remaining
+                txns.append(txn_id)
+            if stranded < max(cfg.idle_min_amount, 1):
+                continue
+            episode = st.idle_episode.setdefault(account, first_ts)
+            severity = self._severity(stranded)
+            aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
+            self.book.offer(
+                aid,
+                pid,
+                severity,
+                stranded,
+                first_ts,
+                now,
+                lambda pid=pid, account=account, stranded=stranded, first_ts=first_ts, txns=txns: (
+                    [account],
+                    f"Platform {pid} holds {yuan(stranded)} yuan of investors' money with no loan "
+                    f"in custody account {account} for longer than {self._window // 86_400_000} days.",
+                    {
+                        "signal": "idle_investor_money",
+                        "pool_accounts": [account],
+                        "stranded": yuan(stranded),
+                        "oldest_since": iso(first_ts, self.zone),
+                        "as_of": iso(now, self.zone),
+                        "sample_txn_ids": txns[: self.config.alerts.sample_txns],
+                        "thresholds": self.config.thresholds(self.name),
+                    },
+                ),
+                final=self._finishing,
+            )
 
     def _on_finish(self) -> None:
         self._finishing = True

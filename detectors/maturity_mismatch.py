@@ -89,6 +89,7 @@ class _Platform:
         "ratio_moved",
         "last_ts",
         "mismatch_txns",
+        "next_tick",
     )
 
     def __init__(self) -> None:
@@ -112,6 +113,8 @@ class _Platform:
         self.ratio_moved = False
         self.last_ts = -1
         self.mismatch_txns: deque[str] = deque(maxlen=20)
+        # The platform's own clock: its next tick (see base.Detector).
+        self.next_tick = -1
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -153,6 +156,9 @@ class MaturityMismatch(Detector):
             return
         purpose = f.purpose
         st = self.platforms.get(pid)
+        if st is not None and f.ts >= st.next_tick:
+            self._platform_tick(pid, st, f.ts)  # settle the past before this record
+            st.next_tick = self._next_tick_after(f.ts)
         # Money leaving a controlled account takes its lots with it, first in
         # first out, whatever it is paid for (lots exist on controlled accounts only).
         taken = (
@@ -398,33 +404,36 @@ class MaturityMismatch(Detector):
 
     def _on_tick(self, now: int) -> None:
         for pid in sorted(self.platforms):
-            st = self.platforms[pid]
-            changed = False
-            while st.pending_loans and st.pending_loans[0][0] <= now:
-                _, loan_id = heapq.heappop(st.pending_loans)
-                record = self.ref.loans.get(loan_id)
-                if record is None or record.platform_id != pid:
-                    continue
-                loan = st.loans.get(loan_id)
-                if loan is None:
-                    loan = st.loans[loan_id] = _Loan()
-                if loan.active:
-                    continue
-                loan.active = True
-                self._set_outstanding(
-                    st, loan, max(0, record.principal - loan.repaid), record.term_days
-                )
-                changed = True
-            while st.expiries and st.expiries[0][0] <= now:
-                _, amount, term = heapq.heappop(st.expiries)
-                st.product_amount -= amount
-                st.product_weighted -= amount * term
-                changed = True
-            # Investor money and repayments move the ratio between ticks, however
-            # long ago the last record was: look whenever a figure moved.
-            if changed or st.ratio_moved or st.ratio_episode >= 0:
-                st.ratio_moved = False
-                self._check_ratio(pid, st, now)
+            self._platform_tick(pid, self.platforms[pid], now)
+
+    def _platform_tick(self, pid: str, st: _Platform, now: int) -> None:
+        """Loans issued, product money run out, and the term ratio, as of ``now``."""
+        changed = False
+        while st.pending_loans and st.pending_loans[0][0] <= now:
+            _, loan_id = heapq.heappop(st.pending_loans)
+            record = self.ref.loans.get(loan_id)
+            if record is None or record.platform_id != pid:
+                continue
+            loan = st.loans.get(loan_id)
+            if loan is None:
+                loan = st.loans[loan_id] = _Loan()
+            if loan.active:
+                continue
+            loan.active = True
+            self._set_outstanding(
+                st, loan, max(0, record.principal - loan.repaid), record.term_days
+            )
+            changed = True
+        while st.expiries and st.expiries[0][0] <= now:
+            _, amount, term = heapq.heappop(st.expiries)
+            st.product_amount -= amount
+            st.product_weighted -= amount * term
+            changed = True
+        # Investor money and repayments move the ratio between ticks, however
+        # long ago the last record was: look whenever a figure moved.
+        if changed or st.ratio_moved or st.ratio_episode >= 0:
+            st.ratio_moved = False
+            self._check_ratio(pid, st, now)
 
     def _check_ratio(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
         cfg = self.config.maturity_mismatch

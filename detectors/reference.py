@@ -45,6 +45,27 @@ class Flow(msgspec.Struct, frozen=True, gc=False):
     custody: bool
 
 
+def feed_key(flow: Flow) -> str:
+    """The subject whose ordered feed a transaction belongs to, and so its
+    partition key on Kafka: the platform of a custody transaction; for a
+    clearing transaction, the institution owning the client_reserve account
+    on either side (payer first), else the initiator. Everything a detector
+    keeps about one subject arrives on one feed, in order.
+
+    >>> feed_key(Flow("T", 0, 1, "CNY", None, "A", "B", None, None, "P1",
+    ...               None, None, None, None, True))
+    'P1'
+    """
+    if flow.custody:
+        return flow.platform_id  # type: ignore[return-value]
+    src, dst = flow.src, flow.dst
+    if src is not None and src.role == "client_reserve":
+        return src.owner_id
+    if dst is not None and dst.role == "client_reserve":
+        return dst.owner_id
+    return flow.initiator_id  # type: ignore[return-value]
+
+
 class Reference:
     """The reference records seen so far; the latest record for an id wins."""
 

@@ -69,9 +69,23 @@ class _Reserve:
 
 
 class _Institution:
-    __slots__ = ("accounts", "closes", "pending", "shortfall_episode", "misuse", "flagged_banks")
+    __slots__ = (
+        "accounts",
+        "closes",
+        "pending",
+        "shortfall_episode",
+        "misuse",
+        "unchecked",
+        "closed_through",
+        "day_end",
+    )
 
     def __init__(self) -> None:
+        # The institution's own clock: the last local day closed, and the
+        # instant the current day ends. Driven only by its own records, so
+        # its findings do not depend on how other subjects' records interleave.
+        self.closed_through: str | None = None
+        self.day_end = -1
         self.accounts: set[str] = set()
         # local day -> closing reserve total (fen)
         self.closes: dict[str, int] = {}
@@ -80,7 +94,8 @@ class _Institution:
         self.shortfall_episode: str | None = None
         # (signal, account) -> [episode_start, last_ts, amount, txn_ids]
         self.misuse: dict[tuple[str, str], list[Any]] = {}
-        self.flagged_banks: set[str] = set()
+        # reserve accounts whose bank's licence has not been seen yet
+        self.unchecked: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -97,7 +112,7 @@ class ReserveMisuse(Detector):
     version = "1.0"
 
     def _fresh(self) -> dict[str, Any]:
-        return {"reserves": {}, "institutions": {}, "closed_through": None, "unmatched_reports": 0}
+        return {"reserves": {}, "institutions": {}, "unmatched_reports": 0}
 
     # -- records -------------------------------------------------------------
 
@@ -109,7 +124,9 @@ class ReserveMisuse(Detector):
 
     def _on_reference(self, record: Any) -> None:
         if type(record) is Account and record.role == "client_reserve":
-            self._institution(record.owner_id).accounts.add(record.account_id)
+            inst = self._institution(record.owner_id)
+            inst.accounts.add(record.account_id)
+            inst.unchecked.add(record.account_id)
             self.reserves.setdefault(record.account_id, _Reserve())
 
     def _on_report(self, record: Any) -> None:
@@ -122,8 +139,9 @@ class ReserveMisuse(Detector):
         res = self.reserves.get(b.account_id)
         if res is None:
             res = self.reserves[b.account_id] = _Reserve()
-        if self.closed_through is None:
-            self._start_days(b.as_of)
+        acc = self.ref.accounts.get(b.account_id)
+        if acc is not None and acc.role == "client_reserve":
+            self._clock_institution(acc.owner_id, b.as_of)
         if b.as_of < res.base_ms:
             return  # older than what is already settled: superseded
         # Movements after the snapshot stay; those before are in it.
@@ -132,10 +150,14 @@ class ReserveMisuse(Detector):
         res.tail_sum = sum(d for _, d in kept)
         res.base = b.balance
         res.base_ms = b.as_of
+        if acc is not None and acc.role == "client_reserve":
+            inst = self.institutions[acc.owner_id]
+            if inst.unchecked:
+                self._check_banks(acc.owner_id, inst, b.as_of)
 
     def _on_liabilities(self, r: ReserveReport) -> None:
         inst = self._institution(r.institution_id)
-        closed = self.closed_through
+        closed = inst.closed_through
         if closed is not None and r.as_of <= closed:
             total = inst.closes.get(r.as_of)
             if total is not None:
@@ -155,8 +177,15 @@ class ReserveMisuse(Detector):
         dst_res = dst is not None and dst.role == "client_reserve"
         if not (src_res or dst_res) or f.currency != "CNY":
             return
-        if self.closed_through is None:
-            self._start_days(f.ts)
+        ts = f.ts
+        if src_res:
+            inst = self.institutions.get(src.owner_id)  # type: ignore[union-attr]
+            if inst is None or ts >= inst.day_end:
+                self._clock_institution(src.owner_id, ts)  # type: ignore[union-attr]
+        if dst_res:
+            inst = self.institutions.get(dst.owner_id)  # type: ignore[union-attr]
+            if inst is None or ts >= inst.day_end:
+                self._clock_institution(dst.owner_id, ts)  # type: ignore[union-attr]
         if src_res:
             self._move(f.src_id, f.ts, -f.amount)
             self._check_outflow(src, f)  # type: ignore[arg-type]
@@ -164,6 +193,11 @@ class ReserveMisuse(Detector):
             self._move(f.dst_id, f.ts, f.amount)
             if f.purpose == "interest":
                 self._episode(dst.owner_id, "reserve_interest", f.dst_id, f)  # type: ignore[union-attr]
+        for acc in (src, dst):
+            if acc is not None and acc.role == "client_reserve":
+                inst = self.institutions[acc.owner_id]
+                if inst.unchecked:
+                    self._check_banks(acc.owner_id, inst, ts)
 
     def _move(self, account: str, ts: int, delta: int) -> None:
         res = self.reserves.get(account)
@@ -261,37 +295,46 @@ class ReserveMisuse(Detector):
 
     # -- days ----------------------------------------------------------------
 
-    def _start_days(self, ts: int) -> None:
-        """Days close from the local day of the first event on."""
-        if self.closed_through is None:
-            self.closed_through = _prev_day(local_day(ts, self.zone))
+    def _clock_institution(self, owner: str, now: int) -> None:
+        """Event time of ``owner`` has reached ``now``: close each of its local
+        days that ended at or before ``now`` (comparing pending reports), from
+        the day of its first event on."""
+        inst = self._institution(owner)
+        if now < inst.day_end:
+            return
+        today = local_day(now, self.zone)
+        if inst.closed_through is None:
+            inst.closed_through = _prev_day(today)
+            # Reports for days before the institution's first event: its
+            # balances then are the ones it had before that event.
+            total = self._total(inst)
+            for day in sorted(d for d in inst.pending if d < today):
+                self._compare(owner, inst, day, total, inst.pending.pop(day))
+        day = _next_day(inst.closed_through)
+        while day < today:
+            self._close_day(owner, inst, day)
+            inst.closed_through = day
+            day = _next_day(day)
+        inst.day_end = day_end_ms(today, self.zone)
 
     def _on_tick(self, now: int) -> None:
-        # Close every local day that ended at or before `now`. The clock still
-        # reads the last event before the tick: days start from its day, not
-        # from `now`'s, or the first day would never close.
-        self._start_days(self.now if self.now >= 0 else now)
-        today = local_day(now, self.zone)
-        day = _next_day(self.closed_through)
-        while day < today:
-            self._close_day(day)
-            self.closed_through = day
-            day = _next_day(day)
-        self._check_banks(now)
-
-    def _close_day(self, day: str) -> None:
-        keep = self.config.reserve_misuse.report_lateness_days
         for owner in sorted(self.institutions):
+            self._clock_institution(owner, now)
             inst = self.institutions[owner]
-            if not inst.accounts and not inst.pending:
-                continue
-            total = self._total(inst)
-            inst.closes[day] = total
-            while len(inst.closes) > keep + 1:
-                del inst.closes[min(inst.closes)]
-            liabilities = inst.pending.pop(day, None)
-            if liabilities is not None:
-                self._compare(owner, inst, day, total, liabilities)
+            if inst.unchecked:
+                self._check_banks(owner, inst, now)
+
+    def _close_day(self, owner: str, inst: _Institution, day: str) -> None:
+        if not inst.accounts and not inst.pending:
+            return
+        keep = self.config.reserve_misuse.report_lateness_days
+        total = self._total(inst)
+        inst.closes[day] = total
+        while len(inst.closes) > keep + 1:
+            del inst.closes[min(inst.closes)]
+        liabilities = inst.pending.pop(day, None)
+        if liabilities is not None:
+            self._compare(owner, inst, day, total, liabilities)
 
     def _total(self, inst: _Institution) -> int:
         reserves = self.reserves
@@ -356,39 +399,43 @@ class ReserveMisuse(Detector):
 
         self.book.offer(aid, owner, severity, shortfall, first, end, build, final=final)
 
-    def _check_banks(self, now: int) -> None:
+    def _check_banks(self, owner: str, inst: _Institution, now: int) -> None:
+        """Each reserve account's bank is checked once its entity is known."""
         accounts = self.ref.accounts
-        for owner in sorted(self.institutions):
-            inst = self.institutions[owner]
-            for acc_id in sorted(inst.accounts - inst.flagged_banks):
-                acc = accounts.get(acc_id)
-                if acc is None or self.ref.has_license(acc.bank_id, "custody") is not False:
-                    continue
-                inst.flagged_banks.add(acc_id)
-                bank = acc.bank_id
-                balance = self.reserves[acc_id].balance if acc_id in self.reserves else 0
-                aid = make_alert_id(self.name, owner, "reserve_at_unlicensed_bank", acc_id, bank)
-                self.book.offer(
-                    aid,
-                    owner,
-                    "high",
-                    max(balance, 0),
-                    now,
-                    now,
-                    lambda acc_id=acc_id, bank=bank, balance=balance, owner=owner: (
-                        [acc_id],
-                        f"{owner} keeps client reserves in account {acc_id} at {bank}, "
-                        f"which holds no custody licence.",
-                        {
-                            "signal": "reserve_at_unlicensed_bank",
-                            "reserve_account": acc_id,
-                            "bank_id": bank,
-                            "bank_licenses": list(self.ref.entities[bank].licenses),
-                            "reserve_balance": yuan(balance),
-                            "thresholds": self.config.thresholds(self.name),
-                        },
-                    ),
-                )
+        for acc_id in sorted(inst.unchecked):
+            acc = accounts.get(acc_id)
+            if acc is None:
+                continue
+            licensed = self.ref.has_license(acc.bank_id, "custody")
+            if licensed is None:
+                continue  # the bank is not known yet
+            inst.unchecked.discard(acc_id)
+            if licensed:
+                continue
+            bank = acc.bank_id
+            balance = self.reserves[acc_id].balance if acc_id in self.reserves else 0
+            aid = make_alert_id(self.name, owner, "reserve_at_unlicensed_bank", acc_id, bank)
+            self.book.offer(
+                aid,
+                owner,
+                "high",
+                max(balance, 0),
+                now,
+                now,
+                lambda acc_id=acc_id, bank=bank, balance=balance: (
+                    [acc_id],
+                    f"{owner} keeps client reserves in account {acc_id} at {bank}, "
+                    f"which holds no custody licence.",
+                    {
+                        "signal": "reserve_at_unlicensed_bank",
+                        "reserve_account": acc_id,
+                        "bank_id": bank,
+                        "bank_licenses": list(self.ref.entities[bank].licenses),
+                        "reserve_balance": yuan(balance),
+                        "thresholds": self.config.thresholds(self.name),
+                    },
+                ),
+            )
 
     def _on_finish(self) -> None:
         if self.now >= 0:

@@ -86,9 +86,18 @@ def test_late_but_within_the_horizon_is_accepted():
     assert eng.counts == {"accepted": 2, "duplicates": 0, "too_late": 1}
 
 
-def test_too_late_is_a_dead_letter_with_its_reason_and_the_record():
+def test_each_feed_has_its_own_watermark():
+    # Custody and clearing are separate ordered feeds (separate topics in the
+    # daemon): how they interleave must not decide what is too late.
     eng = Engine()
     eng.process(txn("NEW", at(10)))
+    eng.process(clearing("OLD", at(1), "C1P", "R1", "12.34", purpose="topup"))
+    assert eng.counts == {"accepted": 2, "duplicates": 0, "too_late": 0}
+
+
+def test_too_late_is_a_dead_letter_with_its_reason_and_the_record():
+    eng = Engine()
+    eng.process(clearing("NEW", at(10), "C1P", "R1", "1.00", purpose="topup"))
     old = clearing("OLD", at(1), "C1P", "R1", "12.34", purpose="topup")
     assert eng.process(old, source="dump.jsonl:7") == []
     assert len(eng.dead_letters) == 1

@@ -222,9 +222,10 @@ def test_finish_compares_reports_of_a_stream_of_balances_and_reports_only():
     ]
 
 
-def test_the_first_day_closes_even_when_no_reserve_record_opened_it():
-    # The clock starts on day 0 with flows that do not touch a reserve; the
-    # report for day 0 is still compared when day 0 ends.
+def test_a_report_before_the_institutions_first_event_is_compared_with_its_opening():
+    # Flows that do not touch PI's reserves do not move PI's clock; its first
+    # own record (day 1) settles the report for day 0 against the balances it
+    # had before that record.
     det = ReserveMisuse()
     run(
         det,
@@ -234,7 +235,7 @@ def test_the_first_day_closes_even_when_no_reserve_record_opened_it():
             report("PI", 0, "1000"),
         ],
     )
-    alerts = run(det, [clearing("Y", at(1, 9), "C1P", "MSET", "10", purpose="pay")])
+    alerts = run(det, [clearing("Y", at(1, 9), "C1P", "R1", "10", purpose="topup")])
     assert [(a.alert_id, a.severity, a.amount) for a in alerts] == [
         (shortfall_id(0), "critical", "1000.00")
     ]
@@ -273,7 +274,7 @@ def test_balances_count_each_txn_id_once_custody_and_clearing_alike():
         refund,  # redelivered
         custody("CU1", at(0, 11), "C1P", "R2", "10000", "recharge", platform="PI", bank="BK1"),
         report("PI", 0, "1000000"),
-        clearing("NEXT", at(1, 9), "C1P", "MSET", "1", purpose="pay"),
+        clearing("NEXT", at(1, 9), "C1P", "R1", "1", purpose="topup"),  # PI's clock passes day 0
     ]
     alerts = [a for r in stream for a in eng.process(r)]
     assert eng.counts == {"accepted": len(stream) - 1, "duplicates": 1, "too_late": 0}
@@ -445,9 +446,9 @@ def test_a_reserve_account_at_a_bank_without_the_custody_licence():
         clearing("IN", at(0, 9), "C1P", "R1", "10", purpose="topup"),
     ]
     det = ReserveMisuse()
-    assert run(det, stream) == []
-    det.advance(at(0, 10))
-    alerts = det.drain()
+    # PI's first own record (the balance of R3) starts its clock, and the
+    # licences of its reserve banks are checked then.
+    alerts = run(det, stream)
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.alert_id, a.subject_id, a.severity, a.amount) == (
