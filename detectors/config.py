@@ -232,6 +232,10 @@ class Config:
         return dict(self.raw.get(section, {}))
 
 
+# Sections of the same file that belong to the shells (broker, store,
+# metrics settings): the detector loader leaves them to their own readers.
+SHELL_SECTIONS = frozenset({"kafka", "store", "metrics", "worker"})
+
 _BUILDERS = {
     "engine": EngineConfig.build,
     "alerts": AlertConfig.build,
@@ -265,6 +269,8 @@ def load_config(
         layers.append(("overrides", overrides))
     for origin, layer in layers:
         for section, values in layer.items():
+            if section in SHELL_SECTIONS:
+                continue
             if section not in merged or not isinstance(values, dict):
                 raise ValueError(f"{origin}: unknown section [{section}]")
             for key, value in values.items():

@@ -116,9 +116,18 @@ class Engine:
     itself refused since the caller last emptied it.
     """
 
-    def __init__(self, config: Config | None = None, detectors: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        detectors: list[str] | None = None,
+        reference: Reference | None = None,
+    ) -> None:
+        """``reference`` shares one set of reference data among several
+        engines (one per partition in the daemon); a shared reference is the
+        caller's to keep and is left out of :meth:`snapshot`."""
         self.config = config or load_config()
-        self.ref = Reference()
+        self._shared_ref = reference is not None
+        self.ref = reference if reference is not None else Reference()
         names = list(DETECTORS) if detectors is None else detectors
         unknown = [n for n in names if n not in DETECTORS]
         if unknown:
@@ -235,7 +244,7 @@ class Engine:
         self._sync()
         return pickle.dumps(
             {
-                "ref": self.ref,
+                "ref": None if self._shared_ref else self.ref,
                 "dedup": (self.dedup.watermarks, self.dedup.seen, self.dedup._size),
                 "counts": dict(self.counts),
                 "clock": self.now,
@@ -246,7 +255,8 @@ class Engine:
 
     def restore(self, blob: bytes) -> Engine:
         payload = pickle.loads(blob)
-        self.ref = payload["ref"]
+        if not self._shared_ref:
+            self.ref = payload["ref"]
         self.dedup.watermarks, self.dedup.seen, self.dedup._size = payload["dedup"]
         self.counts = payload["counts"]
         self.now = payload["clock"]

@@ -4,10 +4,13 @@ byte-identical alerts across runs and across a checkpoint."""
 
 from __future__ import annotations
 
+import pickle
+
 import msgspec
 import pytest
 from ledger import (
     HOUR_MS,
+    account,
     at,
     balance,
     clearing,
@@ -225,3 +228,22 @@ def test_an_engine_runs_only_the_detectors_it_is_given():
     eng = Engine(load_config(), detectors=["maturity_mismatch"])
     alerts = process_all(eng, STREAM) + eng.finish()
     assert [a.detector for a in alerts] == ["maturity_mismatch"]
+
+
+def test_engines_sharing_one_reference_leave_it_out_of_their_snapshots():
+    from fundflow.detectors.reference import Reference
+
+    shared = Reference()
+    a, b = Engine(reference=shared), Engine(reference=shared)
+    a.process(account("SHARED", "P", "lender_sub"))
+    assert b.ref.accounts["SHARED"].role == "lender_sub"
+    blob = a.snapshot()
+    fresh = Engine(reference=shared).restore(blob)
+    assert fresh.ref is shared
+    assert pickle.loads(blob)["ref"] is None
+
+
+def test_shell_sections_of_the_config_file_are_left_to_the_shells(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[kafka]\nbootstrap = "127.0.0.1:9092"\n[fund_pool]\nmin_sources = 3\n')
+    assert load_config(cfg).fund_pool.min_sources == 3
