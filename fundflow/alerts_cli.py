@@ -1,17 +1,27 @@
-"""``fundflow alerts``: read the alert store from the command line.
+"""``fundflow alerts``: read and triage the alert store from the command line.
 
 The group is attached to the main CLI with ``main.add_command(alerts)``.
-Every subcommand takes ``--db PATH`` (default ``fundflow.db``) and only reads
-it. A missing or unreadable store, an unknown alert id or an unwritable
-``--out`` is one line on stderr and exit code 2 (STYLE.md, rule 6).
+Every subcommand takes ``--db`` (default ``fundflow.db``): a SQLite file, or
+a ``postgresql://`` / ``postgres://`` URL (libpq's: ``sslmode=...``,
+``PGPASSWORD``, ``PGPASSFILE`` work; see deploy/postgres/README.md). None of
+them creates a store. A missing or unreadable store, an unknown alert id, a
+move the lifecycle forbids or an unwritable ``--out`` is one line on stderr
+and exit code 2 (STYLE.md, rule 6); a password never appears in it.
 
-* ``list``   -- a table: alert_id, severity, detector, subject, amount,
-  first_ts and the summary cut to fit, ordered by (first_ts, alert_id).
-* ``show``   -- one alert, evidence included, as indented JSON.
+* ``list``   -- a table: alert_id, status, severity, detector, subject,
+  amount, first_ts and the summary cut to fit, ordered by
+  (first_ts, alert_id); ``--status`` keeps one status.
+* ``show``   -- one alert, evidence included, as indented JSON, followed by
+  its ``status`` and its audit trail ``events`` (it still decodes as an
+  :class:`Alert`: the two extra keys are ignored).
 * ``export`` -- ``jsonl``: one ``msgspec.json.encode(alert)`` per line, which
   decodes back to equal :class:`Alert` objects (evidence keys come out
   sorted, as the store keeps them); ``csv``: a header of the
   Alert field names, ``accounts`` and ``evidence`` as JSON text.
+* ``ack ID --by NAME [--note TEXT]``   -- open → acknowledged.
+* ``close ID --by NAME [--note TEXT]`` -- open or acknowledged → closed.
+  Both write the audit trail and print one line; they are the only
+  subcommands that write (an older SQLite file is migrated first).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import click
 import msgspec
 
 from fundflow.schemas.records import SEVERITIES, Alert
-from fundflow.store import SQLiteStore, StoreError, open_store
+from fundflow.store import STATUSES, AlertEvent, AlertStore, StoreError, open_store
 
 DEFAULT_DB = "fundflow.db"
 SUMMARY_WIDTH = 60  # terminal columns left for the summary in `list`
@@ -44,18 +54,33 @@ _db_option = click.option(
     "db",
     default=DEFAULT_DB,
     show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Alert store (SQLite file) to read.",
+    metavar="PATH|URL",
+    help="Alert store: a SQLite file, or a postgresql:// URL.",
 )
 _detector_option = click.option("--detector", help="Only alerts from this detector.")
 _severity_option = click.option(
     "--severity", type=click.Choice(SEVERITIES), help="Only alerts of this severity."
 )
 _subject_option = click.option("--subject", help="Only alerts about this subject_id.")
+_status_option = click.option(
+    "--status", type=click.Choice(STATUSES), help="Only alerts with this status."
+)
+
+
+def _actor(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must name who acts")
+    return value.strip()
+
+
+_by_option = click.option(
+    "--by", "by", required=True, callback=_actor, metavar="NAME", help="Who acts (audit trail)."
+)
+_note_option = click.option("--note", metavar="TEXT", help="Why (audit trail).")
 
 
 @contextmanager
-def _store(db: str) -> Iterator[SQLiteStore]:
+def _store(db: str) -> Iterator[AlertStore]:
     try:
         store = open_store(db)
     except StoreError as exc:
@@ -70,7 +95,7 @@ def _store(db: str) -> Iterator[SQLiteStore]:
 
 @click.group("alerts")
 def alerts() -> None:
-    """Inspect and export alerts in the alert store."""
+    """Inspect, triage and export alerts in the alert store."""
 
 
 @alerts.command("list")
@@ -78,13 +103,23 @@ def alerts() -> None:
 @_detector_option
 @_severity_option
 @_subject_option
+@_status_option
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most N alerts.")
 def list_alerts(
-    db: str, detector: str | None, severity: str | None, subject: str | None, limit: int | None
+    db: str,
+    detector: str | None,
+    severity: str | None,
+    subject: str | None,
+    status: str | None,
+    limit: int | None,
 ) -> None:
     """List alerts as a table, oldest first."""
     with _store(db) as store:
-        found = store.list(detector=detector, severity=severity, subject=subject, limit=limit)
+        found = [
+            *store.iter_with_status(
+                detector=detector, severity=severity, subject=subject, status=status, limit=limit
+            )
+        ]
     for line in render_table(found):
         click.echo(line)
 
@@ -93,12 +128,52 @@ def list_alerts(
 @click.argument("alert_id")
 @_db_option
 def show_alert(alert_id: str, db: str) -> None:
-    """Print one alert, evidence included, as JSON."""
+    """Print one alert, evidence included, with its status and audit trail, as JSON."""
     with _store(db) as store:
         alert = store.get(alert_id)
-    if alert is None:
-        raise AlertsCliError(f"no alert {alert_id!r} in {db}")
-    click.echo(msgspec.json.format(msgspec.json.encode(alert), indent=2).decode())
+        if alert is None:
+            raise AlertsCliError(f"no alert {alert_id!r} in {store.name}")
+        shown = msgspec.to_builtins(alert)
+        shown["status"] = store.status(alert_id)
+        shown["events"] = [_event_json(e) for e in store.events(alert_id)]
+    click.echo(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode())
+
+
+def _event_json(event: AlertEvent) -> dict[str, object]:
+    return {
+        "at": event.at.isoformat(),
+        "action": event.action,
+        "actor": event.actor,
+        "note": event.note,
+    }
+
+
+@alerts.command("ack")
+@click.argument("alert_id")
+@_by_option
+@_note_option
+@_db_option
+def ack_alert(alert_id: str, by: str, note: str | None, db: str) -> None:
+    """Acknowledge an open alert: someone is looking into it."""
+    with _store(db) as store:
+        event = store.ack(alert_id, by=by, note=note)
+    click.echo(_event_line(event))
+
+
+@alerts.command("close")
+@click.argument("alert_id")
+@_by_option
+@_note_option
+@_db_option
+def close_alert(alert_id: str, by: str, note: str | None, db: str) -> None:
+    """Close an open or acknowledged alert. It reopens by itself if it grows."""
+    with _store(db) as store:
+        event = store.close_alert(alert_id, by=by, note=note)
+    click.echo(_event_line(event))
+
+
+def _event_line(event: AlertEvent) -> str:
+    return f"{event.alert_id} {event.action} by {event.actor} at {event.at.isoformat()}"
 
 
 @alerts.command("export")
@@ -106,6 +181,7 @@ def show_alert(alert_id: str, db: str) -> None:
 @_detector_option
 @_severity_option
 @_subject_option
+@_status_option
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
@@ -116,11 +192,17 @@ def show_alert(alert_id: str, db: str) -> None:
     help="File to write; '-' (default) is stdout.",
 )
 def export_alerts(
-    db: str, detector: str | None, severity: str | None, subject: str | None, fmt: str, out: str
+    db: str,
+    detector: str | None,
+    severity: str | None,
+    subject: str | None,
+    status: str | None,
+    fmt: str,
+    out: str,
 ) -> None:
     """Write alerts as JSON lines or CSV, oldest first."""
     with _store(db) as store:
-        found = store.iter(detector=detector, severity=severity, subject=subject)
+        found = store.iter(detector=detector, severity=severity, subject=subject, status=status)
         try:
             stream = click.open_file(out, "wb")
         except OSError as exc:
@@ -151,26 +233,33 @@ def write_csv(found: Iterator[Alert] | list[Alert], stream: IO[bytes]) -> None:
     text.detach()  # leave `stream` open for its owner to close
 
 
-_COLUMNS = ("alert_id", "severity", "detector", "subject", "amount", "first_ts", "summary")
+_COLUMNS = (
+    "alert_id", "status", "severity", "detector", "subject", "amount", "first_ts", "summary",
+)  # fmt: skip
+_AMOUNT_COLUMN = _COLUMNS.index("amount")
 
 
-def render_table(found: list[Alert]) -> list[str]:
-    """The ``list`` table as lines: a header, then one line per alert.
+def render_table(found: list[tuple[Alert, str]]) -> list[str]:
+    """The ``list`` table as lines: a header, then one line per
+    ``(alert, status)``.
 
     Columns are padded by display width (Chinese characters take two
     terminal columns); the amount is right-aligned; the summary is cut to
     :data:`SUMMARY_WIDTH` columns with a trailing ``…``.
     """
     rows = [
-        (a.alert_id, a.severity, a.detector, a.subject_id, a.amount, a.first_ts,
+        (a.alert_id, status, a.severity, a.detector, a.subject_id, a.amount, a.first_ts,
          _truncate(a.summary, SUMMARY_WIDTH))
-        for a in found
+        for a, status in found
     ]  # fmt: skip
     # The summary is last and unpadded, so only the other columns need widths.
     widths = [max(_width(r[i]) for r in [_COLUMNS, *rows]) for i in range(len(_COLUMNS) - 1)]
     lines = []
     for i, row in enumerate([_COLUMNS, *rows]):
-        cells = [_pad(row[col], w, right=(col == 4 and i > 0)) for col, w in enumerate(widths)]
+        cells = [
+            _pad(row[col], w, right=(col == _AMOUNT_COLUMN and i > 0))
+            for col, w in enumerate(widths)
+        ]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return lines
 

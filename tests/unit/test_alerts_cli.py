@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import socket
 
 import msgspec
 import pytest
@@ -77,10 +79,10 @@ def test_list_prints_a_table_oldest_first(runner, db):
     result = runner.invoke(alerts, ["list", "--db", db])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "alert_id               severity  detector        subject  amount     first_ts                   summary",
-        "reserve_misuse:PAY1:7  critical  reserve_misuse  PAY1          9.99  2026-03-01T09:00:00+08:00  备付金被挪用于关联公司。",
-        "fund_pool:P2:3         low       fund_pool       P2            0.50  2026-03-01T09:30:00+08:00  Small, with a comma, and a \"quote\".",
-        "fund_pool:P1:1         high      fund_pool       P1       150000.00  2026-03-01T10:00:00+08:00  Investor money pooled in the platform's own account, then p…",
+        "alert_id               status  severity  detector        subject  amount     first_ts                   summary",
+        "reserve_misuse:PAY1:7  open    critical  reserve_misuse  PAY1          9.99  2026-03-01T09:00:00+08:00  备付金被挪用于关联公司。",
+        "fund_pool:P2:3         open    low       fund_pool       P2            0.50  2026-03-01T09:30:00+08:00  Small, with a comma, and a \"quote\".",
+        "fund_pool:P1:1         open    high      fund_pool       P1       150000.00  2026-03-01T10:00:00+08:00  Investor money pooled in the platform's own account, then p…",
     ]  # fmt: skip
 
 
@@ -136,9 +138,12 @@ def test_show_prints_the_whole_alert_as_json(runner, db):
         '    "注": "中文"\n'
         "  },\n"
         '  "detector_version": "1.0",\n'
-        '  "revision": 1\n'
+        '  "revision": 1,\n'
+        '  "status": "open",\n'
+        '  "events": []\n'
         "}\n"
     )
+    # Still an Alert to any reader of the old output: the extra keys are ignored.
     assert msgspec.json.decode(result.stdout, type=Alert) == B
 
 
@@ -251,3 +256,120 @@ def test_bad_options_exit_2(runner, db, args):
     result = runner.invoke(alerts, [*args, "--db", db])
     assert result.exit_code == 2
     assert "Error: Invalid value for" in result.stderr
+
+
+# --- triage: ack, close, --status, the audit trail in show -----------------------
+
+AT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
+
+
+def test_ack_then_close_print_one_line_each_and_show_the_trail(runner, db):
+    result = runner.invoke(
+        alerts, ["ack", "fund_pool:P1:1", "--by", "wang", "--note", "checking", "--db", db]
+    )
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(f"fund_pool:P1:1 acknowledged by wang at {AT}\n", result.stdout)
+    result = runner.invoke(alerts, ["close", "fund_pool:P1:1", "--by", "li", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(f"fund_pool:P1:1 closed by li at {AT}\n", result.stdout)
+
+    shown = runner.invoke(alerts, ["show", "fund_pool:P1:1", "--db", db])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert data["status"] == "closed"
+    assert [{k: v for k, v in e.items() if k != "at"} for e in data["events"]] == [
+        {"action": "acknowledged", "actor": "wang", "note": "checking"},
+        {"action": "closed", "actor": "li", "note": None},
+    ]
+    assert all(re.fullmatch(AT, e["at"]) for e in data["events"])
+    assert list(data)[-2:] == ["status", "events"]
+    assert msgspec.json.decode(shown.stdout, type=Alert) == A
+
+
+def test_list_and_export_filter_by_status(runner, db):
+    assert (
+        runner.invoke(alerts, ["ack", "fund_pool:P1:1", "--by", "wang", "--db", db]).exit_code == 0
+    )
+    assert (
+        runner.invoke(alerts, ["close", "fund_pool:P2:3", "--by", "li", "--db", db]).exit_code == 0
+    )
+    result = runner.invoke(alerts, ["list", "--db", db])
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["alert_id", "status"],
+        ["reserve_misuse:PAY1:7", "open"],
+        ["fund_pool:P2:3", "closed"],
+        ["fund_pool:P1:1", "acknowledged"],
+    ]
+    for status, ids in [
+        ("open", ["reserve_misuse:PAY1:7"]),
+        ("acknowledged", ["fund_pool:P1:1"]),
+        ("closed", ["fund_pool:P2:3"]),
+    ]:
+        listed = runner.invoke(alerts, ["list", "--db", db, "--status", status])
+        assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ids
+        exported = runner.invoke(alerts, ["export", "--db", db, "--status", status])
+        assert [json.loads(line)["alert_id"] for line in exported.stdout.splitlines()] == ids
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        ("ack", "ack", "cannot acknowledge alert 'fund_pool:P1:1': it is already acknowledged"),
+        ("close", "ack", "cannot acknowledge alert 'fund_pool:P1:1': it is closed"),
+        ("close", "close", "cannot close alert 'fund_pool:P1:1': it is already closed"),
+    ],
+)
+def test_an_illegal_move_exits_2_with_one_line(runner, db, first, second, message):
+    assert runner.invoke(alerts, [first, "fund_pool:P1:1", "--by", "w", "--db", db]).exit_code == 0
+    result = runner.invoke(alerts, [second, "fund_pool:P1:1", "--by", "w", "--db", db])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"Error: {message}\n"
+
+
+@pytest.mark.parametrize("move", ["ack", "close"])
+def test_moving_an_unknown_alert_exits_2(runner, db, move):
+    result = runner.invoke(alerts, [move, "nope", "--by", "wang", "--db", db])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: no alert 'nope' in {db}\n"
+
+
+@pytest.mark.parametrize("by", [None, "", "  "])
+def test_a_move_needs_by(runner, db, by):
+    args = ["ack", "fund_pool:P1:1", "--db", db] + ([] if by is None else ["--by", by])
+    result = runner.invoke(alerts, args)
+    assert result.exit_code == 2
+    assert "--by" in result.stderr
+    shown = json.loads(runner.invoke(alerts, ["show", "fund_pool:P1:1", "--db", db]).stdout)
+    assert (shown["status"], shown["events"]) == ("open", [])
+
+
+@pytest.mark.parametrize("move", ["ack", "close"])
+def test_moving_in_a_missing_store_creates_nothing(runner, tmp_path, move):
+    missing = tmp_path / "missing.db"
+    result = runner.invoke(alerts, [move, "x", "--by", "wang", "--db", str(missing)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: alert store not found: {missing}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_status_must_be_a_known_status(runner, db):
+    result = runner.invoke(alerts, ["list", "--db", db, "--status", "done"])
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--status'" in result.stderr
+
+
+def test_an_unreachable_postgres_store_is_one_line_without_the_password(runner):
+    pytest.importorskip("psycopg")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://fundflow:Sup3rSecret@127.0.0.1:{port}/alerts"
+    for args in (["list"], ["show", "x"], ["export"], ["ack", "x", "--by", "w"]):
+        result = runner.invoke(alerts, [*args, "--db", url])
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith(
+            f"Error: cannot open alert store postgresql://fundflow:***@127.0.0.1:{port}/alerts: "
+        )
+        assert result.stderr.count("\n") == 1
+        assert "Sup3rSecret" not in result.output

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import fundflow
 from fundflow.schemas.records import Alert
 from fundflow.store import (
     AlertSink,
@@ -13,7 +18,11 @@ from fundflow.store import (
     SQLiteStore,
     StoreError,
     StoreNotFoundError,
+    mask_url,
+    open_sink,
     open_store,
+    scrub,
+    url_secrets,
 )
 
 
@@ -129,12 +138,16 @@ def test_lower_revision_in_the_same_batch_is_ignored(db):
 
 def test_upsert_leaves_status_alone(db):
     with SQLiteSink(db) as sink:
-        sink.upsert([A])
+        sink.upsert([A, B])
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE alerts SET status = 'closed' WHERE alert_id = 'A'")
+        conn.execute("UPDATE alerts SET status = 'acknowledged' WHERE alert_id = 'A'")
+        conn.execute("UPDATE alerts SET status = 'closed' WHERE alert_id = 'B'")
     with SQLiteSink(db) as sink:
-        sink.upsert([make_alert("A", revision=2)])
-    assert raw_rows(db)[0][-3] == "closed"
+        # A grows while acknowledged; B is re-emitted unchanged after closing.
+        sink.upsert([make_alert("A", revision=2), B])
+    assert [(r[0], r[-3]) for r in raw_rows(db)] == [("A", "acknowledged"), ("B", "closed")]
+    with open_store(db) as store:
+        assert store.events("A") == store.events("B") == []
 
 
 def test_commits_every_batch_size_and_on_flush(db):
@@ -179,7 +192,7 @@ def test_wal_mode_schema_version_and_indexes(db):
     SQLiteSink(db).close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         indexes = {
             r[0]: r[1]
             for r in conn.execute(
@@ -190,6 +203,8 @@ def test_wal_mode_schema_version_and_indexes(db):
         "alerts_detector_severity": "CREATE INDEX alerts_detector_severity ON alerts (detector, severity)",
         "alerts_subject": "CREATE INDEX alerts_subject ON alerts (subject_id)",
         "alerts_updated_seq": "CREATE INDEX alerts_updated_seq ON alerts (updated_seq)",
+        "alerts_status": "CREATE INDEX alerts_status ON alerts (status)",
+        "alert_events_alert": "CREATE INDEX alert_events_alert ON alert_events (alert_id, id)",
     }
 
 
@@ -252,11 +267,13 @@ def test_unwritable_path_raises_store_error(tmp_path):
 def test_newer_schema_version_is_refused(db):
     SQLiteSink(db).close()
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE schema_version SET version = 2")
-    with pytest.raises(StoreError, match="schema version 2, this fundflow reads version 1"):
+        conn.execute("UPDATE schema_version SET version = 3")
+    with pytest.raises(StoreError, match="schema version 3, this fundflow reads versions 1 to 2$"):
         SQLiteSink(db)
-    with pytest.raises(StoreError, match="schema version 2"):
+    with pytest.raises(StoreError, match="schema version 3"):
         open_store(db)
+    with sqlite3.connect(db) as conn:  # refused, and left as it was
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
 
 
 def test_write_failure_is_a_store_error_and_keeps_the_batch(db):
@@ -295,3 +312,364 @@ def test_reading_leaves_no_files_behind(tmp_path, db):
         store.list()
     assert before == ["alerts.db"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# --- lifecycle and audit trail -------------------------------------------------
+
+
+@pytest.fixture
+def filled(db):
+    with SQLiteSink(db) as sink:
+        sink.upsert([A, B, C])
+    return db
+
+
+def test_ack_then_close_records_the_audit_trail(filled):
+    before = datetime.now(UTC)
+    with open_store(filled) as store:
+        assert store.status("A") == "open"
+        acked = store.ack("A", by=" wang ", note="checking the custody ledger")
+        closed = store.close_alert("A", by="li", note="")
+        assert (store.status("A"), store.status("B"), store.status("nope")) == (
+            "closed",
+            "open",
+            None,
+        )
+        trail = store.events("A")
+        assert store.events("B") == store.events("nope") == []
+    assert trail == [acked, closed]
+    assert event_rows_of(trail) == [
+        (1, "A", "acknowledged", "wang", "checking the custody ledger"),
+        (2, "A", "closed", "li", None),
+    ]
+    assert before <= trail[0].at <= trail[1].at <= datetime.now(UTC)
+    assert trail[0].at.utcoffset() == timedelta(0)
+    # The alert itself is untouched: status is not part of the Alert.
+    with open_store(filled) as store:
+        assert store.get("A") == A
+
+
+def event_rows_of(events) -> list[tuple]:
+    return [(e.id, e.alert_id, e.action, e.actor, e.note) for e in events]
+
+
+def test_an_open_alert_can_be_closed_directly(filled):
+    with open_store(filled) as store:
+        store.close_alert("B", by="li")
+        assert store.status("B") == "closed"
+        assert [e.action for e in store.events("B")] == ["closed"]
+
+
+@pytest.mark.parametrize(
+    ("moves", "move", "message"),
+    [
+        (["ack"], "ack", "cannot acknowledge alert 'A': it is already acknowledged"),
+        (["close"], "ack", "cannot acknowledge alert 'A': it is closed"),
+        (["ack", "close"], "ack", "cannot acknowledge alert 'A': it is closed"),
+        (["close"], "close", "cannot close alert 'A': it is already closed"),
+        (["ack", "close"], "close", "cannot close alert 'A': it is already closed"),
+    ],
+)
+def test_illegal_moves_are_refused_and_change_nothing(filled, moves, move, message):
+    do = {"ack": "ack", "close": "close_alert"}
+    with open_store(filled) as store:
+        for m in moves:
+            getattr(store, do[m])("A", by="wang")
+        status, trail = store.status("A"), store.events("A")
+        with pytest.raises(StoreError) as info:
+            getattr(store, do[move])("A", by="wang")
+        assert str(info.value) == message
+        assert (store.status("A"), store.events("A")) == (status, trail)
+
+
+def test_moving_an_unknown_alert_is_a_store_error(filled):
+    with open_store(filled) as store:
+        with pytest.raises(StoreError) as info:
+            store.ack("nope", by="wang")
+        assert str(info.value) == f"no alert 'nope' in {filled}"
+        with pytest.raises(StoreError, match="^no alert 'nope' in "):
+            store.close_alert("nope", by="wang")
+
+
+@pytest.mark.parametrize("by", ["", "   ", None])
+def test_a_move_must_name_who_acts(filled, by):
+    with open_store(filled) as store, pytest.raises(ValueError, match="by must name who acts"):
+        store.ack("A", by=by)
+
+
+def test_status_filter_and_iter_with_status(filled):
+    with open_store(filled) as store:
+        store.ack("A", by="wang")
+        store.close_alert("B", by="wang")
+        assert store.list(status="open") == [C]
+        assert store.list(status="acknowledged") == [A]
+        assert store.list(status="closed", detector="reserve_misuse") == [B]
+        assert store.list(status="closed", detector="fund_pool") == []
+        assert store.count(status="open") == 1
+        assert [*store.iter_with_status()] == [(B, "closed"), (C, "open"), (A, "acknowledged")]
+        assert [*store.iter_with_status(limit=1)] == [(B, "closed")]
+        with pytest.raises(ValueError, match="status must be one of open, acknowledged, closed"):
+            store.list(status="done")
+
+
+def test_a_closed_alert_that_grows_is_reopened_with_an_event(filled):
+    grown = make_alert("A", revision=2, severity="critical", amount="300000.00")
+    with open_store(filled) as store:
+        store.ack("A", by="wang")
+        store.close_alert("A", by="wang", note="false alarm")
+    with SQLiteSink(filled) as sink:
+        sink.upsert([A])  # a late lower revision: nothing happens
+        sink.upsert([grown])
+    with SQLiteSink(filled) as sink:
+        sink.upsert([grown])  # the same revision again: still nothing
+    with open_store(filled) as store:
+        assert store.get("A") == grown
+        assert store.status("A") == "open"
+        trail = store.events("A")
+    assert event_rows_of(trail) == [
+        (1, "A", "acknowledged", "wang", None),
+        (2, "A", "closed", "wang", "false alarm"),
+        (3, "A", "reopened", "fundflow",
+         "revision 2 replaced revision 1 after closing: severity critical, amount 300000.00"),
+    ]  # fmt: skip
+
+
+def test_several_revisions_in_one_batch_reopen_once(filled):
+    with open_store(filled) as store:
+        store.close_alert("A", by="wang")
+    with SQLiteSink(filled) as sink:
+        sink.upsert([make_alert("A", revision=3), make_alert("A", revision=2)])
+    with open_store(filled) as store:
+        assert store.get("A") == make_alert("A", revision=3)
+        assert [(e.action, e.note) for e in store.events("A")] == [
+            ("closed", None),
+            ("reopened", "revision 3 replaced revision 1 after closing: severity high, "
+             "amount 150000.00"),
+        ]  # fmt: skip
+        # Reopened, it follows the lifecycle again.
+        store.ack("A", by="li")
+        assert store.status("A") == "acknowledged"
+
+
+def test_an_acknowledged_alert_that_grows_stays_acknowledged(filled):
+    with open_store(filled) as store:
+        store.ack("A", by="wang")
+    with SQLiteSink(filled) as sink:
+        sink.upsert([make_alert("A", revision=2)])
+    with open_store(filled) as store:
+        assert store.status("A") == "acknowledged"
+        assert [e.action for e in store.events("A")] == ["acknowledged"]
+
+
+def test_moves_leave_the_alert_rows_bookkeeping_alone(filled):
+    before = raw_rows(filled)
+    with open_store(filled) as store:
+        store.ack("A", by="wang")
+    after = raw_rows(filled)
+    assert after[0][-3] == "acknowledged"
+    assert [r[:-3] + r[-2:] for r in after] == [r[:-3] + r[-2:] for r in before]
+
+
+# --- migration -------------------------------------------------------------------
+
+# The schema as fundflow 0.1 wrote it (schema version 1), verbatim.
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id         TEXT PRIMARY KEY,
+    detector         TEXT NOT NULL,
+    severity         TEXT NOT NULL,
+    subject_id       TEXT NOT NULL,
+    accounts         TEXT NOT NULL,
+    first_ts         TEXT NOT NULL,
+    last_ts          TEXT NOT NULL,
+    amount           TEXT NOT NULL,
+    summary          TEXT NOT NULL,
+    evidence         TEXT NOT NULL,
+    detector_version TEXT NOT NULL,
+    revision         INTEGER NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'open',
+    created_seq      INTEGER NOT NULL,
+    updated_seq      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_detector_severity ON alerts (detector, severity);
+CREATE INDEX IF NOT EXISTS alerts_subject ON alerts (subject_id);
+CREATE INDEX IF NOT EXISTS alerts_updated_seq ON alerts (updated_seq);
+INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO alerts VALUES ('A', 'fund_pool', 'high', 'P1', '["ACC-1","ACC-2"]',
+    '2026-03-01T10:00:00+08:00', '2026-03-01T12:00:00+08:00', '150000.00',
+    'Investor money pooled in the platform''s own account.',
+    '{"pooled_fen":15000000,"txn_ids":["T1","T2"]}', '1.0', 1, 'closed', 1, 4);
+"""
+
+
+@pytest.fixture
+def v1_db(db):
+    with sqlite3.connect(db) as conn:
+        conn.executescript(V1_SCHEMA)
+    return db
+
+
+def tables(path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master ORDER BY name")]
+
+
+def test_a_version_1_file_reads_as_it_is(v1_db):
+    before = raw_rows(v1_db)
+    with open_store(v1_db) as store:
+        assert store.list() == [A]
+        assert store.status("A") == "closed"
+        assert store.events("A") == []
+    assert raw_rows(v1_db) == before
+    assert "alert_events" not in tables(v1_db)
+
+
+def test_a_sink_migrates_a_version_1_file_keeping_its_rows(v1_db):
+    before = raw_rows(v1_db)
+    SQLiteSink(v1_db).close()
+    assert raw_rows(v1_db) == before
+    with sqlite3.connect(v1_db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert {"alert_events", "alerts_status", "alert_events_alert"} <= set(tables(v1_db))
+    # The migrated file works like a new one, reopen included.
+    with SQLiteSink(v1_db) as sink:
+        sink.upsert([make_alert("A", revision=2), B])
+    with open_store(v1_db) as store:
+        assert store.status("A") == "open"
+        assert [e.action for e in store.events("A")] == ["reopened"]
+        assert raw_rows(v1_db)[0][-2:] == (1, 5)  # created_seq kept, updated_seq moved on
+
+
+def test_a_move_on_a_version_1_file_migrates_it_first(v1_db):
+    with open_store(v1_db) as store:
+        with pytest.raises(StoreError, match="it is already closed"):
+            store.close_alert("A", by="wang")
+        with sqlite3.connect(v1_db) as conn:
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert store.events("A") == []
+        with sqlite3.connect(v1_db) as conn:
+            conn.execute("UPDATE alerts SET status = 'open'")
+        store.ack("A", by="wang")
+        assert [e.action for e in store.events("A")] == ["acknowledged"]
+
+
+def test_migrating_again_changes_nothing(db):
+    with SQLiteSink(db) as sink:
+        sink.upsert([A])
+    schema = sqlite3.connect(db).execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    for _ in range(2):
+        SQLiteSink(db).close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall() == schema
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+
+
+def test_sinks_opening_one_new_file_together_migrate_it_once(db):
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            barrier.wait()
+            with SQLiteSink(db) as sink:
+                sink.upsert([A])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert committed(db) == 1
+
+
+# --- choosing a backend, and masking passwords ---------------------------------
+
+
+def test_open_sink_and_open_store_take_a_path_for_sqlite(db):
+    with open_sink(db) as sink:
+        assert isinstance(sink, SQLiteSink)
+        sink.upsert([A])
+    with open_store(str(db)) as store:
+        assert isinstance(store, SQLiteStore)
+        assert store.name == str(db)
+
+
+@pytest.mark.parametrize("opener", [open_sink, open_store])
+def test_an_unknown_url_scheme_is_refused(tmp_path, monkeypatch, opener):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError) as info:
+        opener("mysql://root:pw@localhost/fundflow")
+    assert str(info.value) == (
+        "unsupported alert store URL scheme 'mysql': use a SQLite file path or a postgresql:// URL"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("opener", [open_sink, open_store])
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_an_unreachable_postgres_url_is_one_line_without_the_password(opener, scheme):
+    pytest.importorskip("psycopg")
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"{scheme}://fundflow:pa%24%24-w0rd@127.0.0.1:{port}/alerts?connect_timeout=5"
+    with pytest.raises(StoreError) as info:
+        opener(url)
+    message = str(info.value)
+    assert message.startswith(
+        f"cannot open alert store {scheme}://fundflow:***@127.0.0.1:{port}/alerts"
+        "?connect_timeout=5: connection failed: "
+    )
+    assert "Connection refused" in message
+    assert "\n" not in message
+    assert "pa%24%24-w0rd" not in message and "pa$$-w0rd" not in message
+
+
+@pytest.mark.parametrize("opener", [open_sink, open_store])
+def test_a_postgres_url_without_the_driver_says_what_to_install(monkeypatch, opener):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "fundflow.store_pg", raising=False)
+    monkeypatch.delattr(fundflow, "store_pg", raising=False)
+    with pytest.raises(StoreError) as info:
+        opener("postgresql://fundflow:pw@127.0.0.1/alerts")
+    assert str(info.value) == (
+        "a postgresql:// alert store needs psycopg: pip install 'psycopg[binary]>=3.1'"
+    )
+
+
+def test_a_malformed_postgres_url_does_not_echo_the_password():
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://fundflow:s3cr%zzet@127.0.0.1/alerts")
+    assert str(info.value) == (
+        "cannot open alert store postgresql://fundflow:***@127.0.0.1/alerts: "
+        'invalid percent-encoded token: "***"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://alice:s3cret@db:5432/ff", "postgresql://alice:***@db:5432/ff"),
+        ("postgresql://alice@db/ff", "postgresql://alice@db/ff"),
+        ("postgresql://db/ff?sslmode=require", "postgresql://db/ff?sslmode=require"),
+        ("postgres://a:p@ss@h1,h2/ff", "postgres://a:***@h1,h2/ff"),
+        ("postgresql://a:x@db/ff?password=y&sslmode=verify-full",
+         "postgresql://a:***@db/ff?password=***&sslmode=verify-full"),
+        ("postgresql:///ff?host=/run/pg&PASSWORD=y", "postgresql:///ff?host=/run/pg&PASSWORD=***"),
+    ],
+)  # fmt: skip
+def test_mask_url(url, masked):
+    assert mask_url(url) == masked
+
+
+def test_url_secrets_and_scrub():
+    secrets = url_secrets("postgresql://a:p%40ss@db/ff?password=q", env={"PGPASSWORD": "envpw"})
+    assert secrets == ["p%40ss", "envpw", "p@ss", "q"]
+    assert scrub("bad p%40ss and\n\tp@ss, envpw q", secrets) == "bad *** and ***, *** ***"

@@ -1,0 +1,174 @@
+"""Shared fixtures of the integration tests (each one self-contained).
+
+``postgres_server`` (session): a real PostgreSQL server of its own, started
+from the distribution's binaries (Debian: ``/usr/lib/postgresql/*/bin``;
+elsewhere ``initdb`` on ``PATH``, or ``FUNDFLOW_PG_BINDIR``) in a temporary
+data folder, listening on a free 127.0.0.1 port and a unix socket in that
+folder, stopped (``pg_ctl stop -m fast``) and removed at the end. initdb
+refuses to run as root, so as root the server runs as the ``postgres``
+system user (``runuser -u postgres --``). Authentication is ``trust``,
+except for the role :attr:`PostgresServer.password_role`, which must give
+its password over TCP (scram-sha-256), for the tests of password handling.
+
+Without the binaries the PostgreSQL tests are skipped on a laptop, but
+**fail** when ``CI`` is set: CI runs deploy/postgres/ci-install.sh first and
+must run them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+_PG_START_ATTEMPTS = 3  # a free port can be taken between our probe and the server's bind
+_PG_TIMEOUT = 120
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running test server; ``superuser`` connects without a password."""
+
+    host: str
+    port: int
+    socket_dir: Path
+    bindir: Path
+    superuser: str = "postgres"
+    password_role: str = "fundflow_pw"
+
+    def url(
+        self,
+        dbname: str = "postgres",
+        user: str | None = None,
+        password: str | None = None,
+        query: str = "",
+    ) -> str:
+        """``postgresql://user[:password]@host:port/dbname[?query]``."""
+        auth = quote(user or self.superuser, safe="")
+        if password is not None:
+            auth += ":" + quote(password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}" + (
+            f"?{query}" if query else ""
+        )
+
+
+def _version(initdb: str) -> tuple[int, ...]:
+    m = re.search(r"/postgresql/([0-9.]+)/bin/", initdb)
+    return tuple(int(p) for p in m.group(1).split(".")) if m else (0,)
+
+
+def _find_bindir() -> Path | None:
+    configured = os.environ.get("FUNDFLOW_PG_BINDIR")
+    if configured:
+        return Path(configured) if (Path(configured) / "initdb").exists() else None
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version)
+    if debian:
+        return Path(debian[-1]).parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _unavailable(reason: str) -> None:
+    if _ci():
+        pytest.fail(f"{reason} (CI is set: the PostgreSQL tests must run there)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = _find_bindir()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        _unavailable(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: "
+            "run deploy/postgres/ci-install.sh, or set FUNDFLOW_PG_BINDIR"
+        )
+    assert bindir is not None
+    as_user: list[str] = []
+    owner: tuple[int, int] | None = None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root and there is no 'postgres' user to run initdb as")
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            _unavailable("running as root and runuser (util-linux) is missing")
+        as_user = [str(runuser), "-u", "postgres", "--"]
+        owner = (entry.pw_uid, entry.pw_gid)
+
+    base = Path(tempfile.mkdtemp(prefix="fundflow-pg-"))
+    if owner is not None:
+        os.chown(base, *owner)
+    data, log = base / "data", base / "server.log"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        # cwd=base: the postgres user may not be allowed into our cwd.
+        return subprocess.run(
+            [*as_user, *args], cwd=base, capture_output=True, text=True, timeout=_PG_TIMEOUT
+        )
+
+    def started(port: int) -> bool:
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={port}",
+                f"-c unix_socket_directories={base}",
+                # A throwaway server: durability costs time and buys nothing.
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                "-c max_connections=100",
+            ]
+        )
+        result = run(str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(log),
+                     "-w", "-t", "60", "-o", options)  # fmt: skip
+        return result.returncode == 0
+
+    server: PostgresServer | None = None
+    try:
+        init = run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                   "-E", "UTF8", "--no-locale", "--no-sync")  # fmt: skip
+        if init.returncode != 0:
+            pytest.fail(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
+        hba = data / "pg_hba.conf"
+        hba.write_text(
+            "# fundflow test server: trust, except one role that must give a password\n"
+            "local all all                        trust\n"
+            f"host  all {PostgresServer.password_role} 127.0.0.1/32 scram-sha-256\n"
+            "host  all all                127.0.0.1/32 trust\n"
+        )
+        if owner is not None:
+            os.chown(hba, *owner)
+        for _ in range(_PG_START_ATTEMPTS):
+            port = _free_port()
+            if started(port):
+                server = PostgresServer("127.0.0.1", port, base, bindir)
+                break
+        if server is None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            pytest.fail(f"PostgreSQL did not start; server log ends:\n{tail}")
+        yield server
+    finally:
+        if data.exists():
+            run(str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w")
+        shutil.rmtree(base, ignore_errors=True)
