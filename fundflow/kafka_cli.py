@@ -1,0 +1,288 @@
+"""The Kafka commands: ``fundflow worker``, ``fundflow topics create`` and
+the producer behind ``fundflow replay --to-kafka``.
+
+Kafka settings (SASL/SSL included) come from the ``[kafka]`` table of the
+``--config`` file and ``FUNDFLOW_KAFKA_*`` variables; flags override the
+non-secret ones. See streams/README.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from fundflow.detectors import load_config
+
+
+class KafkaUserError(click.ClickException):
+    """One line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"fundflow: {self.format_message()}", err=True)
+
+
+class KafkaRuntimeError(KafkaUserError):
+    """The broker or the store failed while running: exit code 1."""
+
+    exit_code = 1
+
+
+def _settings(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
+    from fundflow.streams.settings import load_kafka_settings
+
+    try:
+        return load_kafka_settings(config_path).replace(**flags)
+    except ValueError as e:
+        raise KafkaUserError(str(e)) from None
+
+
+def _detector_config(path: str | None):  # type: ignore[no-untyped-def]
+    """The detector thresholds of ``path`` without its ``[kafka]`` table
+    (until the detector loader ignores that table itself)."""
+    if path is None:
+        return load_config()
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as e:
+        raise KafkaUserError(f"cannot read {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise KafkaUserError(f"{path} is not valid TOML: {e}") from None
+    if "kafka" not in raw:
+        try:
+            return load_config(path)
+        except ValueError as e:
+            raise KafkaUserError(str(e)) from None
+    raw.pop("kafka")
+    try:
+        return load_config(overrides=raw)
+    except (TypeError, ValueError) as e:
+        raise KafkaUserError(str(e)) from None
+
+
+def _kafka_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from kafka.errors import KafkaError
+    except ImportError:
+        raise KafkaUserError(
+            "the Kafka commands need kafka-python: pip install kafka-python crc32c"
+        ) from None
+    return (KafkaError,)
+
+
+def _open_sink(db: str):  # type: ignore[no-untyped-def]
+    from fundflow import store
+
+    opener = getattr(store, "open_sink", None)
+    try:
+        return opener(db) if opener is not None else store.SQLiteSink(db)
+    except store.StoreError as e:
+        raise KafkaRuntimeError(str(e)) from None
+
+
+# -- fundflow worker -----------------------------------------------------------------
+
+
+@click.command("worker")
+@click.option("--broker", metavar="HOST:PORT[,...]", help="Bootstrap servers (default: settings).")
+@click.option("--db", default="fundflow.db", show_default=True, metavar="PATH", help="Alert store.")
+@click.option("--no-db", is_flag=True, help="Alerts to the alerts topic only.")
+@click.option(
+    "--config", "config_path", metavar="FILE", help="Detector and [kafka] settings (TOML)."
+)
+@click.option(
+    "--namespace", metavar="PREFIX", help="Prefix of every topic name and of the group id."
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1),
+    metavar="N",
+    help="Refuse to start unless the input topics have N partitions.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    metavar="P",
+    help="Serve GET /health on 127.0.0.1:P (0: a free port, logged).",
+)
+@click.option(
+    "--drain-and-exit",
+    is_flag=True,
+    help="Stop when every assigned input partition is consumed to its end, after "
+    "settling the detectors as at the end of a replay (also: SIGUSR1).",
+)
+@click.option(
+    "--checkpoint-records", type=click.IntRange(1), metavar="N", help="Checkpoint every N records."
+)
+@click.option(
+    "--checkpoint-seconds", type=click.FloatRange(0.01), metavar="S", help="...or every S seconds."
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
+)
+def worker_cmd(
+    broker: str | None,
+    db: str,
+    no_db: bool,
+    config_path: str | None,
+    namespace: str | None,
+    partitions: int | None,
+    health_port: int | None,
+    drain_and_exit: bool,
+    checkpoint_records: int | None,
+    checkpoint_seconds: float | None,
+    log_level: str,
+) -> None:
+    """The always-on daemon: consume the input topics, alert within a second.
+
+    Logs `fundflow worker ready` once the reference topic is read to its end.
+    SIGTERM: final checkpoint, store flushed, exit 0.
+    """
+    settings = _settings(
+        config_path,
+        bootstrap=broker,
+        namespace=namespace,
+        checkpoint_records=checkpoint_records,
+        checkpoint_seconds=checkpoint_seconds,
+    )
+    config = _detector_config(config_path)
+    errors = _kafka_errors()
+    from fundflow.streams.health import HealthServer
+    from fundflow.streams.worker import Worker, WorkerError
+
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("kafka", "kafka.conn", "kafka.coordinator"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if log_level != "DEBUG" else logging.INFO)
+    sink = None if no_db else _open_sink(db)
+    worker = Worker(settings, config, sink, drain=drain_and_exit, expect_partitions=partitions)
+    worker.install_signals()
+    health = None
+    if health_port is not None:
+        try:
+            health = HealthServer(health_port, worker.health).start()
+        except OSError as e:
+            raise KafkaUserError(
+                f"cannot serve health on 127.0.0.1:{health_port}: {e.strerror or e}"
+            ) from None
+        logging.getLogger("fundflow.worker").info("health on %s", health.url)
+    try:
+        worker.run()
+    except WorkerError as e:
+        raise KafkaUserError(str(e)) from None
+    except errors as e:
+        raise KafkaRuntimeError(f"kafka: {e}") from None
+    finally:
+        if health is not None:
+            health.close()
+
+
+# -- fundflow topics -------------------------------------------------------------------
+
+
+@click.group("topics")
+def topics() -> None:
+    """Manage the pipeline's Kafka topics."""
+
+
+@topics.command("create")
+@click.option("--broker", metavar="HOST:PORT[,...]")
+@click.option("--config", "config_path", metavar="FILE")
+@click.option("--namespace", metavar="PREFIX")
+@click.option(
+    "--partitions", type=click.IntRange(1, 10_000), metavar="N", help="Input topics' partitions."
+)
+@click.option("--replication-factor", type=click.IntRange(1), metavar="N")
+def topics_create(
+    broker: str | None,
+    config_path: str | None,
+    namespace: str | None,
+    partitions: int | None,
+    replication_factor: int | None,
+) -> None:
+    """Create every topic (idempotent): reference and alerts compacted."""
+    settings = _settings(
+        config_path,
+        bootstrap=broker,
+        namespace=namespace,
+        partitions=partitions,
+        replication_factor=replication_factor,
+    )
+    errors = _kafka_errors()
+    from fundflow.streams.producer import create_topics
+
+    try:
+        result = create_topics(settings)
+    except errors as e:
+        raise KafkaRuntimeError(f"kafka: {e}") from None
+    for name, what in result.items():
+        click.echo(f"{what:<8} {name}")
+
+
+# -- fundflow replay --to-kafka ----------------------------------------------------------
+
+
+def replay_to_kafka(
+    paths: list[str],
+    broker: str,
+    *,
+    rate: float | None = None,
+    namespace: str | None = None,
+    config_path: str | None = None,
+    progress: bool | None = None,
+) -> None:
+    """What ``fundflow replay --to-kafka BROKER`` runs: every dump into the
+    topics, then one summary line on stderr."""
+    settings = _settings(config_path, bootstrap=broker, namespace=namespace)
+    zone = _detector_config(config_path).engine.zone
+    errors = _kafka_errors()
+    from fundflow.streams.producer import DumpProducer
+    from fundflow.streams.topics import TopicNames
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    def show(n: int) -> None:
+        sys.stderr.write(f"\r{n:>12,} records sent ")
+        sys.stderr.flush()
+
+    try:
+        _check_topics_exist(settings, TopicNames(settings.namespace))
+        producer = DumpProducer(settings, rate=rate, zone=zone, progress=show if progress else None)
+        try:
+            summary = producer.send_dumps(paths)
+        finally:
+            producer.close()
+    except OSError as e:
+        raise KafkaUserError(f"cannot read a dump: {e.strerror or e}") from None
+    except errors as e:
+        raise KafkaRuntimeError(f"kafka: {e}") from None
+    if progress:
+        sys.stderr.write("\r" + " " * 40 + "\r")
+    click.echo(summary.render(), err=True)
+
+
+def _check_topics_exist(settings: Any, names: Any) -> None:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.client_options())
+    try:
+        existing = consumer.topics()
+    finally:
+        consumer.close()
+    missing = [t for t in names.all() if t not in existing]
+    if missing:
+        raise KafkaUserError(
+            f"missing topics {', '.join(missing)}: run `fundflow topics create` with the same --namespace first"
+        )

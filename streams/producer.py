@@ -1,0 +1,254 @@
+"""Dumps into Kafka: ``fundflow replay --to-kafka`` (kafka-python producer).
+
+Each line goes to the topic of its kind with the key of
+:func:`~fundflow.streams.topics.record_key`, as it was written (the worker
+validates it: a malformed record becomes a dead letter there, with its
+topic, partition and offset). Reference records go first, all of them, and
+are flushed before any other record, so a worker never meets a transaction
+whose accounts it cannot know yet. Transactions carry their event time as
+the Kafka timestamp; reference records and reports the time they are sent.
+
+A line that names no known kind (not JSON, not an object, no ``type``) has
+no topic: it goes straight to the dead-letter topic with the reason the
+decoder gives, keyed ``replay``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from fundflow.schemas.decode import DeadLetter, RecordDecoder, TimeParser
+
+from .settings import KafkaSettings
+from .topics import TOPIC_OF_KIND, TopicNames, record_key
+
+
+class _Head(msgspec.Struct):
+    """The fields the producer reads from a line: the kind, the key fields
+    and the event time. Any type: validating them is the worker's job."""
+
+    type: Any = None
+    ts: Any = None
+    platform_id: Any = None
+    initiator_id: Any = None
+    payer_account: Any = None
+    payee_account: Any = None
+    institution_id: Any = None
+    account_id: Any = None
+    owner_id: Any = None
+    role: Any = None
+    entity_id: Any = None
+    product_id: Any = None
+    loan_id: Any = None
+
+
+_HEAD_FIELDS = _Head.__struct_fields__
+
+
+@dataclass
+class ProduceSummary:
+    sent: dict[str, int] = field(default_factory=dict)  # short topic -> records
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.sent.values()) + sum(self.dead_letters.values())
+
+    def render(self) -> str:
+        parts = ", ".join(f"{t} {n:,}" for t, n in sorted(self.sent.items()))
+        dead = sum(self.dead_letters.values())
+        rate = self.total / self.seconds if self.seconds > 0 else 0.0
+        line = f"sent {sum(self.sent.values()):,} records ({parts})"
+        if dead:
+            line += (
+                f", {dead:,} unreadable lines to the dead-letter topic ("
+                + ", ".join(f"{r} {n}" for r, n in sorted(self.dead_letters.items()))
+                + ")"
+            )
+        return line + f" in {self.seconds:.2f} s, {rate:,.0f} records/s"
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        yield from fh
+
+
+class DumpProducer:
+    """Sends dumps to the topics of one namespace.
+
+    ``rate``: records per second (``None``: as fast as possible).
+    ``timestamps``: ``"event"`` (transactions carry their event time) or
+    ``"send"`` (every record carries the wall clock when it is sent: what the
+    latency benchmark measures from).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        rate: float | None = None,
+        timestamps: str = "event",
+        zone: str = "Asia/Shanghai",
+        producer: Any = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.names = TopicNames(settings.namespace)
+        self.rate = rate
+        self.timestamps = timestamps
+        self.times = TimeParser(zone)
+        self.decoder = RecordDecoder(zone)
+        self.head = msgspec.json.Decoder(_Head)
+        self.accounts: dict[str, tuple[str, str]] = {}
+        self.progress = progress
+        if producer is None:
+            from kafka import KafkaProducer  # noqa: PLC0415
+
+            producer = KafkaProducer(
+                acks="all",
+                linger_ms=20,
+                batch_size=256 * 1024,
+                max_request_size=2 * 1024 * 1024,
+                **settings.client_options(),
+            )
+        self.producer = producer
+        self.summary = ProduceSummary()
+        self._n = 0
+        self._t0 = 0.0
+
+    def close(self) -> None:
+        self.producer.flush()
+        self.producer.close()
+
+    def send_dumps(self, paths: list[str]) -> ProduceSummary:
+        """Reference records of every dump first (flushed), then the rest."""
+        started = time.perf_counter()
+        self._t0 = time.monotonic()
+        stdin_lines: list[bytes] | None = None
+        if "-" in paths:
+            stdin_lines = list(_lines("-"))  # read twice below
+        for reference_pass in (True, False):
+            for path in paths:
+                lines = stdin_lines if path == "-" else _lines(path)
+                for n, line in enumerate(lines, start=1):  # type: ignore[arg-type]
+                    self._line(line, reference_pass, path, n)
+            self.producer.flush()
+        self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
+    def _line(self, line: bytes, reference_pass: bool, path: str, n: int) -> None:
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            return
+        try:
+            head = self.head.decode(line)
+            kind = head.type
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            head, kind = None, None
+        short = TOPIC_OF_KIND.get(kind) if type(kind) is str else None
+        if short is None:
+            if not reference_pass:
+                self._unreadable(line, path, n)
+            return
+        if (short == "reference") != reference_pass:
+            return
+        fields = {f: getattr(head, f) for f in _HEAD_FIELDS}
+        if kind == "account" and type(head.account_id) is str and type(head.owner_id) is str:
+            self.accounts[head.account_id] = (head.owner_id, head.role)
+        key = record_key(fields, self.accounts)
+        ts = None
+        if self.timestamps == "send":
+            ts = int(time.time() * 1000)
+        elif kind in ("custody_txn", "clearing_txn") and head.ts is not None:
+            try:
+                ts = self.times.to_ms(head.ts, "ts") if type(head.ts) in (str, int) else None
+            except Exception:  # noqa: BLE001 - a bad time is the worker's dead letter
+                ts = None
+        self._throttle()
+        self.producer.send(
+            self.names.topic(short),
+            value=line,
+            key=key.encode() if key is not None else None,
+            timestamp_ms=ts,
+        )
+        self.summary.sent[short] = self.summary.sent.get(short, 0) + 1
+
+    def _unreadable(self, line: bytes, path: str, n: int) -> None:
+        rec = self.decoder.decode(line)
+        if type(rec) is not DeadLetter:  # a known kind after all: cannot happen
+            return
+        letter = msgspec.structs.replace(rec, source=f"{path}:{n}")
+        self.summary.dead_letters[letter.reason] = (
+            self.summary.dead_letters.get(letter.reason, 0) + 1
+        )
+        self._throttle()
+        self.producer.send(self.names.deadletter, value=msgspec.json.encode(letter), key=b"replay")
+
+    def _throttle(self) -> None:
+        self._n += 1
+        if self.progress is not None and not self._n & 4095:
+            self.progress(self._n)
+        if self.rate:
+            due = self._t0 + self._n / self.rate
+            wait = due - time.monotonic()
+            if wait > 0.001:
+                time.sleep(wait)
+
+
+def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dict[str, str]:
+    """Creates every topic of the namespace (idempotent): ``name -> "created"
+    | "exists"``. Input topics get ``partitions`` (default: the settings');
+    reference, alerts and checkpoints are compacted."""
+    from kafka.admin import KafkaAdminClient, NewTopic  # noqa: PLC0415
+    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+
+    names = TopicNames(settings.namespace)
+    n = partitions or settings.partitions
+    compacted = {"cleanup.policy": "compact"}
+    specs = {
+        names.reference: (n, compacted),
+        names.custody: (n, {}),
+        names.clearing: (n, {}),
+        names.reports: (n, {}),
+        names.alerts: (n, compacted),
+        names.deadletter: (1, {}),
+        # The checkpoint table: one partition, compacted; small segments so
+        # superseded snapshots are cleaned up within the hour.
+        names.checkpoints: (
+            1,
+            {**compacted, "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
+        ),
+    }
+    admin = KafkaAdminClient(**settings.client_options())
+    result: dict[str, str] = {}
+    try:
+        existing = set(admin.list_topics())
+        todo = []
+        for name, (parts, cfg) in specs.items():
+            if name in existing:
+                result[name] = "exists"
+            else:
+                todo.append(
+                    NewTopic(name, num_partitions=parts,
+                             replication_factor=settings.replication_factor, topic_configs=cfg)
+                )  # fmt: skip
+        for topic in todo:
+            try:
+                admin.create_topics([topic])
+                result[topic.name] = "created"
+            except TopicAlreadyExistsError:
+                result[topic.name] = "exists"
+    finally:
+        admin.close()
+    return result

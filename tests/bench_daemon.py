@@ -1,0 +1,236 @@
+"""Benchmark of the Kafka daemon (a script, not a test).
+
+    .venv/bin/python tests/bench_daemon.py [--broker HOST:PORT] [--scale 14] [--days 30]
+
+Without --broker it starts a broker of its own through deploy/kafka/broker
+(temporary home, free port) and stops it at the end. In one run:
+
+1. simulates a world of at least 1,000,000 records;
+2. throughput: sends all of it into one-partition topics (kafka-python
+   producer, as ``fundflow replay --to-kafka``), then runs one
+   ``fundflow worker --drain-and-exit`` over the backlog and divides the
+   records it processed by the time from its partition assignment to the
+   end of the stream;
+3. latency at half that rate: a fresh namespace, the reference records
+   first, a live worker, then ``--latency-records`` stream records sent at
+   half the measured rate, each stamped with the wall clock at send as its
+   Kafka timestamp; the worker copies the timestamp of the record that
+   raised an alert into the alert's ``source_ts`` header, and a consumer of
+   the alerts topic takes arrival time minus that. Prints p50/p99/max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from kafka_fixtures import WorkerProcess, fundflow, make_broker, namespace  # noqa: E402
+
+
+def _log_time(line: str) -> float:
+    stamp = line[:23]
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _produce(address: str, ns: str, path: str, rate: float | None, timestamps: str,
+             skip_reference: bool, only_reference: bool, limit: int | None, out: dict) -> None:  # fmt: skip
+    """In a child process: sends the dump (or a part of it)."""
+    from kafka import KafkaProducer
+
+    from fundflow.streams.producer import DumpProducer
+    from fundflow.streams.settings import KafkaSettings
+
+    settings = KafkaSettings(bootstrap=address, namespace=ns)
+    producer = KafkaProducer(
+        bootstrap_servers=address, acks=1, linger_ms=2 if rate else 20, batch_size=256 * 1024
+    )
+    p = DumpProducer(settings, rate=rate, timestamps=timestamps, producer=producer)
+    started = time.perf_counter()
+    n = 0
+    with open(path, "rb") as fh:
+        lines = fh.readlines()
+    p._t0 = time.monotonic()
+    for reference_pass in (True, False):
+        if (reference_pass and skip_reference) or (not reference_pass and only_reference):
+            # the accounts are still needed for the keys
+            if reference_pass:
+                for line in lines:
+                    if b'"account"' in line:
+                        try:
+                            d = json.loads(line)
+                            p.accounts[d["account_id"]] = (d["owner_id"], d.get("role"))
+                        except (ValueError, KeyError):
+                            pass
+            continue
+        for i, line in enumerate(lines, start=1):
+            p._line(line, reference_pass, path, i)
+            if not reference_pass and limit is not None:
+                n = sum(v for k, v in p.summary.sent.items() if k != "reference")
+                if n >= limit:
+                    break
+        producer.flush()
+    out["seconds"] = time.perf_counter() - started
+    out["sent"] = sum(p.summary.sent.values())
+    producer.close()
+
+
+def produce(address: str, ns: str, path: Path, **kw) -> dict:
+    with multiprocessing.Manager() as mgr:
+        out = mgr.dict()
+        proc = multiprocessing.Process(
+            target=_produce,
+            args=(address, ns, str(path), kw.get("rate"), kw.get("timestamps", "event"),
+                  kw.get("skip_reference", False), kw.get("only_reference", False),
+                  kw.get("limit"), out),
+        )  # fmt: skip
+        proc.start()
+        proc.join()
+        return dict(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--broker")
+    ap.add_argument("--scale", type=int, default=14)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--latency-records", type=int, default=300_000)
+    ap.add_argument("--dir", help="work folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    work = Path(args.dir or tempfile.mkdtemp(prefix="fundflow-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if args.broker:
+        from kafka_fixtures import Broker
+
+        host, port = args.broker.rsplit(":", 1)
+        broker = Broker(home=work, port=int(port), env=dict(os.environ))
+        own = False
+    else:
+        broker = make_broker(work / "kafka-home")
+        broker.env["FUNDFLOW_KAFKA_HEAP_OPTS"] = "-Xms512m -Xmx1g"
+        print(f"starting a broker on {broker.address} ...", file=sys.stderr)
+        broker.start()
+        own = True
+    try:
+        world = work / "world.jsonl"
+        if not world.exists():
+            from fundflow.simulate import write_world
+
+            print(f"simulating scale {args.scale}, {args.days} days ...", file=sys.stderr)
+            write_world(work, seed=1, scale=args.scale, days=args.days)
+        with open(world, "rb") as fh:
+            total = sum(1 for _ in fh)
+        print(f"world: {total:,} records ({world.stat().st_size / 1e6:.0f} MB)")
+
+        # -- 1. throughput over a backlog --------------------------------------------
+        ns = namespace()
+        fundflow(
+            "topics", "create", "--broker", broker.address, "--namespace", ns, "--partitions", "1"
+        )
+        sent = produce(broker.address, ns, world)
+        print(f"producer: {sent['sent']:,} records in {sent['seconds']:.1f} s = "
+              f"{sent['sent'] / sent['seconds']:,.0f} records/s (kafka-python, crc32c)")  # fmt: skip
+        w = WorkerProcess(
+            broker, ns, work / "throughput.db", work / "throughput.log", "--drain-and-exit"
+        )
+        rc = w.wait(timeout=3600)
+        log = (work / "throughput.log").read_text()
+        if rc != 0:
+            raise SystemExit(f"worker failed:\n{log[-3000:]}")
+        ready = next(ln for ln in log.splitlines() if "fundflow worker ready" in ln)
+        assigned = next(
+            ln for ln in log.splitlines() if "assigned" in ln and "fundflow.worker" in ln
+        )
+        drained = next(ln for ln in log.splitlines() if "drained" in ln)
+        stopped = next(ln for ln in log.splitlines() if "fundflow worker stopped" in ln)
+        records = int(re.search(r"stopped: (\d+) records", stopped).group(1))
+        secs = _log_time(drained) - _log_time(assigned)
+        rate = records / secs
+        print(f"worker: reference catch-up {_log_time(ready) - _log_time(log.splitlines()[0]):.1f} s; "
+              f"{records:,} stream records in {secs:.1f} s = {rate:,.0f} records/s "
+              f"({1e6 / rate:.1f} us a record), one worker, one partition")  # fmt: skip
+
+        # -- 2. latency at half the rate ----------------------------------------------------
+        half = rate / 2
+        ns2 = namespace()
+        fundflow(
+            "topics", "create", "--broker", broker.address, "--namespace", ns2, "--partitions", "1"
+        )
+        produce(broker.address, ns2, world, only_reference=True)
+        live = WorkerProcess(broker, ns2, work / "latency.db", work / "latency.log",
+                             "--checkpoint-seconds", "10")  # fmt: skip
+        live.wait_health(
+            "live worker assigned", lambda h: h["assigned_partitions"] == [0], timeout=600
+        )
+
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=broker.address, fetch_max_wait_ms=5,
+                                 enable_auto_commit=False)  # fmt: skip
+        tp = TopicPartition(f"{ns2}fundflow.alerts", 0)
+        consumer.assign([tp])
+        consumer.seek_to_end(tp)
+        consumer.position(tp)
+        ctx = multiprocessing.get_context("fork")
+        mgr = ctx.Manager()
+        sent2 = mgr.dict()
+        proc = ctx.Process(
+            target=_produce,
+            args=(broker.address, ns2, str(world), half, "send", True, False,
+                  args.latency_records, sent2),
+        )  # fmt: skip
+        proc.start()
+        latencies: list[float] = []
+        end_wait = None
+        while True:
+            for records in consumer.poll(timeout_ms=50).values():
+                now = time.time() * 1000
+                for m in records:
+                    src = dict(m.headers or []).get("source_ts")
+                    if src is not None:
+                        latencies.append(now - int(src))
+            if not proc.is_alive():
+                end_wait = end_wait or time.monotonic()
+                h = live.health()
+                if h and (time.monotonic() - end_wait > 20 or h["records"] >= args.latency_records):
+                    break
+        proc.join()
+        sent2 = dict(sent2)
+        mgr.shutdown()
+        h = live.health() or {}
+        live.signal(signal.SIGTERM)
+        live.wait(timeout=120)
+        consumer.close()
+        if latencies:
+            latencies.sort()
+            q = statistics.quantiles(latencies, n=100, method="inclusive")
+            achieved = sent2.get("sent", 0) / max(sent2.get("seconds", 1e-9), 1e-9)
+            print(f"latency phase: asked {half:,.0f} records/s, sent {achieved:,.0f} records/s")
+            print(f"latency ({h.get('records', 0):,} records, "
+                  f"{len(latencies)} alert revisions): p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, "
+                  f"max {latencies[-1]:.1f} ms")  # fmt: skip
+        else:
+            print("latency: no alert was raised during the latency phase")
+    finally:
+        if own:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Helpers for the daemon's integration tests: a broker started through
+``deploy/kafka/broker`` in a temporary home on a free port, and the
+``fundflow`` commands run as subprocesses (the worker as a real daemon).
+
+Imported by the test modules; the fixtures themselves are declared there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER = ROOT / "deploy" / "kafka" / "broker"
+FIRST_START_TIMEOUT = 900  # a fresh checkout fetches the jars with Maven first
+STOP_TIMEOUT = 90
+
+
+def flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+IN_CI = flag("CI")
+ENABLED = IN_CI or flag("FUNDFLOW_TEST_BROKER")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair() -> int:
+    """A free port whose +1 is free too, below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Broker:
+    home: Path
+    port: int
+    env: dict[str, str]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def script(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BROKER), *args], env=self.env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        proc = self.script("start", timeout=FIRST_START_TIMEOUT)
+        if proc.returncode != 0 or proc.stdout.strip().splitlines()[-1:] != [self.address]:
+            raise RuntimeError(f"broker start failed:\n{proc.stdout}\n{proc.stderr}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.script("stop", timeout=STOP_TIMEOUT)
+        try:
+            pid = int((self.home / "broker.pid").read_text().strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def make_broker(home: Path) -> Broker:
+    port = free_port_pair()
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith("FUNDFLOW_KAFKA_"):
+            env.pop(name)  # the test's broker only, whatever the caller has set
+    env.update(FUNDFLOW_KAFKA_HOME=str(home), FUNDFLOW_KAFKA_PORT=str(port))
+    return Broker(home=home, port=port, env=env)
+
+
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+def cli_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("FUNDFLOW_KAFKA_")}
+
+
+def fundflow(
+    *args: str, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``fundflow ARGS`` and fails with its output when it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fundflow.cli", *args], env=cli_env(), cwd=cwd,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"fundflow {' '.join(args)}: exit {proc.returncode}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
+    """Polls ``condition`` until it returns something true; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+class WorkerProcess:
+    """``fundflow worker`` as a subprocess, with its health endpoint."""
+
+    def __init__(self, broker: Broker, ns: str, db: Path, log: Path, *extra: str) -> None:
+        self.health_port = free_port()
+        self.log_path = log
+        self.log = open(log, "w")  # noqa: SIM115 - closed in wait()/kill()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fundflow.cli", "worker", "--broker", broker.address,
+             "--namespace", ns, "--db", str(db), "--health-port", str(self.health_port), *extra],
+            env=cli_env(), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/health", timeout=2
+            ) as r:
+                return json.loads(r.read())
+        except Exception:  # noqa: BLE001 - not up yet, or starting (503)
+            return None
+
+    def wait_health(
+        self, what: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 120
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"worker exited ({self.proc.returncode}) while waiting for {what}:\n{self.output()}"
+                )
+            h = self.health()
+            return h if h is not None and pred(h) else None
+
+        return wait_for(what, check, timeout)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 180) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"worker did not exit within {timeout:.0f} s:\n{self.output()}"
+            ) from None
+        finally:
+            self.log.close()
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+ALERT_COLUMNS = (
+    "alert_id, detector, severity, subject_id, accounts, first_ts, last_ts, amount, "
+    "summary, evidence, detector_version, revision"
+)
+
+
+def store_alerts(*dbs: Path) -> dict[str, tuple[Any, ...]]:
+    """alert id -> its row of highest revision, over one or more stores."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for db in dbs:
+        conn = sqlite3.connect(db)
+        try:
+            for row in conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts"):
+                old = out.get(row[0])
+                if old is None or row[-1] > old[-1]:
+                    out[row[0]] = row
+        finally:
+            conn.close()
+    return out
+
+
+def read_topic(broker: Broker, topic: str, timeout: float = 30) -> list[Any]:
+    """Every record of ``topic`` now (all partitions, from the beginning)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.address, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end")
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
+
+
+def topic_alerts(broker: Broker, topic: str) -> dict[str, dict[str, Any]]:
+    """alert id -> the alert (as JSON) of highest revision on the alerts topic."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in read_topic(broker, topic):
+        a = json.loads(m.value)
+        assert m.key.decode() == a["alert_id"]
+        old = out.get(a["alert_id"])
+        if old is None or a["revision"] > old["revision"]:
+            out[a["alert_id"]] = a
+    return out
+
+
+def alert_diff(got: dict[str, tuple[Any, ...]], want: dict[str, tuple[Any, ...]]) -> str:
+    """A readable account of how two alert sets differ (for assertion messages)."""
+    names = [c.strip() for c in ALERT_COLUMNS.split(",")]
+    lines = []
+    for alert_id in sorted(set(got) | set(want)):
+        g, w = got.get(alert_id), want.get(alert_id)
+        if g == w:
+            continue
+        if g is None or w is None:
+            lines.append(f"{alert_id}: {'missing' if g is None else 'unexpected'}")
+            continue
+        for name, x, y in zip(names, g, w, strict=True):
+            if x != y:
+                lines.append(f"{alert_id} {name}: got {str(x)[:300]!r} want {str(y)[:300]!r}")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""The pure parts of the Kafka shell: topic names, keys, checkpoint
+encoding, the event-time merge and the settings loader. No broker."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from fundflow.streams.checkpoint import (
+    CHUNK_BYTES,
+    Checkpoint,
+    CheckpointError,
+    decode_checkpoint,
+    encode_checkpoint,
+)
+from fundflow.streams.merge import PartitionMerge
+from fundflow.streams.settings import KafkaSettings, load_kafka_settings
+from fundflow.streams.topics import TOPIC_OF_KIND, TopicNames, check_namespace, record_key
+
+# -- topic names ------------------------------------------------------------------
+
+
+def test_topic_names_take_the_namespace() -> None:
+    n = TopicNames("t1.")
+    assert n.all() == [
+        "t1.fundflow.reference",
+        "t1.fundflow.custody",
+        "t1.fundflow.clearing",
+        "t1.fundflow.reports",
+        "t1.fundflow.alerts",
+        "t1.fundflow.deadletter",
+        "t1.fundflow.checkpoints",
+    ]
+    assert n.group == "t1.fundflow.worker"
+    assert n.inputs() == {
+        "t1.fundflow.custody": "custody",
+        "t1.fundflow.clearing": "clearing",
+        "t1.fundflow.reports": "reports",
+    }
+    assert TopicNames().custody == "fundflow.custody"
+
+
+@pytest.mark.parametrize("bad", ["has space", "slash/", "é", "x" * 101])
+def test_bad_namespace_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        check_namespace(bad)
+
+
+def test_every_kind_has_a_topic() -> None:
+    assert set(TOPIC_OF_KIND) == {
+        "entity", "account", "product", "loan",
+        "custody_txn", "clearing_txn", "reserve_report", "balance",
+    }  # fmt: skip
+    assert {TOPIC_OF_KIND[k] for k in ("reserve_report", "balance")} == {"reports"}
+
+
+# -- keys -----------------------------------------------------------------------------
+
+ACCOUNTS = {
+    "R1": ("I001", "client_reserve"),
+    "OP1": ("I001", "operating"),
+    "L1": ("P1", "lender_sub"),
+}
+
+
+@pytest.mark.parametrize(
+    ("record", "key"),
+    [
+        ({"type": "entity", "entity_id": "E1"}, "E1"),
+        ({"type": "account", "account_id": "A1", "owner_id": "P1"}, "A1"),
+        ({"type": "product", "product_id": "PR1"}, "PR1"),
+        ({"type": "loan", "loan_id": "LN1"}, "LN1"),
+        ({"type": "custody_txn", "platform_id": "P1", "debit_account": "R1"}, "P1"),
+        # a reserve account on either side: its owner, whoever initiated
+        (
+            {
+                "type": "clearing_txn",
+                "initiator_id": "BANK",
+                "payer_account": "R1",
+                "payee_account": "X",
+            },
+            "I001",
+        ),  # fmt: skip
+        (
+            {
+                "type": "clearing_txn",
+                "initiator_id": "BANK",
+                "payer_account": "X",
+                "payee_account": "R1",
+            },
+            "I001",
+        ),  # fmt: skip
+        # no reserve account (an operating one does not count): the initiator
+        (
+            {
+                "type": "clearing_txn",
+                "initiator_id": "BANK",
+                "payer_account": "OP1",
+                "payee_account": "X",
+            },
+            "BANK",
+        ),  # fmt: skip
+        ({"type": "reserve_report", "institution_id": "I001"}, "I001"),
+        ({"type": "balance", "account_id": "R1"}, "I001"),  # the owner
+        ({"type": "balance", "account_id": "UNKNOWN"}, "UNKNOWN"),
+        # malformed: no key (any partition; the worker dead-letters it)
+        ({"type": "custody_txn"}, None),
+        ({"type": "custody_txn", "platform_id": 7}, None),
+        ({"type": "custody_txn", "platform_id": ""}, None),
+        ({"type": "wire_txn", "platform_id": "P1"}, None),
+    ],
+)
+def test_record_key(record: dict, key: str | None) -> None:
+    assert record_key(record, ACCOUNTS) == key
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+
+def _cp(size: int, generation: int = 1, seed: int = 1) -> Checkpoint:
+    state = random.Random(seed).randbytes(size)  # incompressible
+    return Checkpoint(
+        partition=2, generation=generation, offsets={"custody": 10, "clearing": 3},
+        ref_offsets={0: 99}, state=state, finished=generation % 2 == 0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_BYTES - 100, CHUNK_BYTES * 3 + 5])
+def test_checkpoint_round_trip(size: int) -> None:
+    cp = _cp(size)
+    rows = encode_checkpoint(cp)
+    assert all(len(v) <= CHUNK_BYTES + 8 for _, v in rows[:-1])
+    assert rows[-1][0] == "2"  # the head goes last
+    assert len(rows) == max(1, -(-len(rows[0][1]) // CHUNK_BYTES)) + 1 or size > CHUNK_BYTES
+    assert decode_checkpoint(2, dict(rows)) == cp
+    assert decode_checkpoint(3, dict(rows)) is None
+
+
+def test_a_save_cut_short_leaves_the_previous_checkpoint_whole() -> None:
+    old = _cp(CHUNK_BYTES * 2, generation=1, seed=1)
+    new = _cp(CHUNK_BYTES * 2, generation=2, seed=2)
+    table = dict(encode_checkpoint(old))
+    rows = encode_checkpoint(new)
+    for key, value in rows[:-2]:  # died before the last chunk and the head
+        table[key] = value
+    assert decode_checkpoint(2, table) == old
+    table.update(rows)
+    assert decode_checkpoint(2, table) == new
+    # The next generation writes the first slot again.
+    newer = _cp(100, generation=3, seed=3)
+    table.update(encode_checkpoint(newer))
+    assert decode_checkpoint(2, table) == newer
+
+
+def test_a_missing_chunk_is_an_error() -> None:
+    rows = dict(encode_checkpoint(_cp(CHUNK_BYTES * 2)))
+    del rows["2/1/1"]
+    with pytest.raises(CheckpointError, match="chunk 1"):
+        decode_checkpoint(2, rows)
+
+
+# -- the merge ---------------------------------------------------------------------------
+
+
+def test_merge_releases_in_event_time_order_while_it_is_sure() -> None:
+    m = PartitionMerge()
+    for short, key in [
+        ("custody", 1),
+        ("custody", 4),
+        ("clearing", 2),
+        ("clearing", 6),
+        ("reports", 3),
+    ]:
+        m.push(short, key, key * 10, f"{short}{key}")
+    # 1, 2, 3 go; then reports is empty and not caught up: 4 must wait.
+    assert [p for _, _, p, _ in m.pop_ready(set())] == ["custody1", "clearing2", "reports3"]
+    assert [p for _, _, p, _ in m.pop_ready({"reports"})] == ["custody4"]
+    assert len(m) == 1
+    assert list(m.pop_ready({"reports"})) == []  # custody empty, not caught up
+    assert [off for _, off, _, _ in m.pop_ready({"reports", "custody"})] == [60]
+
+
+def test_merge_keeps_each_topic_in_offset_order() -> None:
+    m = PartitionMerge()
+    for off, key in enumerate([5, 3, 9]):  # out of event-time order within one topic
+        m.push("custody", key, off)
+    assert [off for _, off, _, _ in m.pop_ready({"clearing", "reports"})] == [0, 1, 2]
+
+
+# -- settings -----------------------------------------------------------------------------
+
+
+def test_settings_defaults_file_then_environment(tmp_path) -> None:
+    path = tmp_path / "fundflow.toml"
+    path.write_text(
+        '[fund_pool]\nmin_sources = 5\n\n[kafka]\nbootstrap = "k1:9092,k2:9092"\n'
+        'partitions = 8\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\n'
+        'sasl_username = "fundflow"\n'
+    )
+    s = load_kafka_settings(path, env={"FUNDFLOW_KAFKA_SASL_PASSWORD": "s3cret",
+                                       "FUNDFLOW_KAFKA_PARTITIONS": "12",
+                                       "FUNDFLOW_KAFKA_HOME": "/ignored"})  # fmt: skip
+    assert (s.partitions, s.sasl_username, s.sasl_password) == (12, "fundflow", "s3cret")
+    opts = s.client_options()
+    assert opts["bootstrap_servers"] == ["k1:9092", "k2:9092"]
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert opts["sasl_plain_password"] == "s3cret"
+    assert "s3cret" not in repr(s)
+    assert s.replace(namespace="ns.", partitions=None).namespace == "ns."
+    assert load_kafka_settings(None, env={}) == KafkaSettings()
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("[kafka]\nbrokers = 'x'\n", {}, "unknown setting kafka.brokers"),
+        ("[kafka]\npartitions = 'four'\n", {}, "kafka.partitions must be int"),
+        ("", {"FUNDFLOW_KAFKA_PARTITIONS": "0"}, "kafka.partitions must be in 1..10000"),
+        ("[kafka]\nsecurity_protocol = 'SASL_SSL'\n", {}, "needs sasl_mechanism"),
+        ("[kafka]\nnamespace = 'a b'\n", {}, "namespace"),
+        ("[kafka\n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_value(tmp_path, toml: str, env: dict, message: str) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text(toml)
+    with pytest.raises(ValueError, match=message):
+        load_kafka_settings(path, env=env)
