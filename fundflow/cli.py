@@ -8,8 +8,11 @@ code 1. A stack trace is a bug.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import msgspec
@@ -17,9 +20,13 @@ import msgspec
 from fundflow.detectors import Config, default_toml, load_config
 from fundflow.schemas.records import KINDS
 
+from . import kafka_cli
 from .alerts_cli import alerts
 from .replay import AtomicFile, ReplayError, check_inputs, replay
-from .store import SQLiteSink, StoreError
+from .store import StoreError, open_sink
+
+if TYPE_CHECKING:
+    from .prom import PrometheusMetrics
 
 
 class UserError(click.ClickException):
@@ -52,6 +59,8 @@ def main() -> None:
 
 
 main.add_command(alerts)
+main.add_command(kafka_cli.worker_cmd)
+main.add_command(kafka_cli.topics)
 
 
 @main.command("replay")
@@ -86,6 +95,33 @@ main.add_command(alerts)
     default=None,
     help="Progress on stderr (default: when stderr is a terminal).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="N",
+    help="Serve Prometheus metrics on http://127.0.0.1:N/metrics during the replay "
+    "(0: a free port, printed on stderr). Default: no metrics.",
+)
+@click.option(
+    "--metrics-linger",
+    type=click.FloatRange(0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Keep the metrics endpoint up this long after the replay, to be scraped "
+    "(SIGTERM or Ctrl-C ends the wait early).",
+)
+@click.option(
+    "--to-kafka",
+    "to_kafka",
+    metavar="BROKER",
+    help="Send the records to the Kafka topics at BROKER (host:port) instead of replaying "
+    "them here; see `fundflow worker`.",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=1), metavar="N", help="With --to-kafka: N records/s."
+)
+@click.option("--namespace", metavar="PREFIX", help="With --to-kafka: topic-name prefix.")
 def replay_cmd(
     paths: tuple[str, ...],
     alerts_out: str,
@@ -96,6 +132,11 @@ def replay_cmd(
     kind: str | None,
     summary_json: str | None,
     progress: bool | None,
+    metrics_port: int | None,
+    metrics_linger: float,
+    to_kafka: str | None,
+    rate: float | None,
+    namespace: str | None,
 ) -> None:
     """Replay dumps (JSONL, JSONL.gz, CSV; '-' for stdin) through every detector.
 
@@ -103,6 +144,18 @@ def replay_cmd(
     JSONL, refused records to the dead-letter file, and ends with a summary
     on stderr. Exit 0 when the dumps were read, whatever they held.
     """
+    if to_kafka is None and (rate is not None or namespace is not None):
+        raise UserError("--rate and --namespace go with --to-kafka")
+    if to_kafka is not None:
+        try:
+            check_inputs(list(paths))
+        except ReplayError as e:
+            raise UserError(str(e)) from None
+        kafka_cli.replay_to_kafka(
+            list(paths), to_kafka, rate=rate, namespace=namespace,
+            config_path=config_path, progress=progress,
+        )  # fmt: skip
+        return
     config = _config(config_path)
     try:
         check_inputs(list(paths))
@@ -110,6 +163,9 @@ def replay_cmd(
         raise UserError(str(e)) from None
     if progress is None:
         progress = sys.stderr.isatty()
+    if metrics_linger and metrics_port is None:
+        raise UserError("--metrics-linger needs --metrics-port")
+    metrics = _serve_metrics(metrics_port) if metrics_port is not None else None
     outputs: list[AtomicFile] = []
     sink = None
     try:
@@ -126,7 +182,7 @@ def replay_cmd(
                 if summary_file is not None:
                     outputs.append(summary_file)
                 if not no_db:
-                    sink = stack.enter_context(SQLiteSink(db))
+                    sink = stack.enter_context(open_sink(db))
             except (ReplayError, StoreError) as e:
                 raise OutputError(str(e)) from None
             summary = replay(
@@ -137,6 +193,7 @@ def replay_cmd(
                 alerts_out=alerts_file,
                 deadletter_out=dead_file,
                 progress=progress,
+                metrics=metrics,
             )
             if summary_file is not None:
                 summary_file.write(
@@ -158,6 +215,40 @@ def replay_cmd(
     click.echo(summary.render(), err=True)
     if not summary.balanced():  # the accounting identity is a promise: say so loudly if broken
         raise OutputError("records read != accepted + duplicates + dead letters")
+    if metrics_linger:
+        _linger(metrics_linger)
+
+
+def _serve_metrics(port: int) -> PrometheusMetrics:
+    """Prometheus metrics for the replay, served on 127.0.0.1:``port`` until
+    the command ends (the server is closed with click's context)."""
+    try:
+        from .prom import PrometheusMetrics
+    except ImportError:
+        raise UserError(
+            "--metrics-port needs the prometheus-client package (pip install prometheus-client)"
+        ) from None
+    metrics = PrometheusMetrics(mode="replay")
+    try:
+        server = metrics.serve(port)
+    except OSError as e:
+        raise UserError(f"cannot serve metrics on 127.0.0.1:{port}: {e.strerror or e}") from None
+    click.get_current_context().call_on_close(server.close)
+    click.echo(f"fundflow: metrics on {server.url}", err=True)
+    return metrics
+
+
+def _linger(seconds: float) -> None:
+    """Waits ``seconds`` with the metrics endpoint up, to be scraped; SIGTERM
+    or Ctrl-C ends the wait, and the command, with exit 0 (the replay is done)."""
+    done = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.command()

@@ -29,8 +29,19 @@ from typing import IO, Any, BinaryIO
 import msgspec
 
 from fundflow.detectors import Config, Engine
+from fundflow.detectors.metrics import DEFAULT_SUBJECT_LIMIT, AlertReporter, Metrics, NullMetrics
 from fundflow.schemas import DeadLetter, RecordDecoder
-from fundflow.schemas.records import Alert
+from fundflow.schemas.records import (
+    Account,
+    Alert,
+    Balance,
+    ClearingTxn,
+    CustodyTxn,
+    Entity,
+    Loan,
+    Product,
+    ReserveReport,
+)
 
 from .store import AlertSink
 
@@ -238,6 +249,16 @@ class _Progress:
             sys.stderr.flush()
 
 
+#: The replay hands its counters to the metrics once per this many records,
+#: and times one record in each such batch for ``fundflow_processing_seconds``.
+METRICS_BATCH = 4096
+#: ``topic`` label of the records a replay reads (they come from files).
+REPLAY_TOPIC = "replay"
+#: ``kind`` label of lines that could not be decoded into any record kind.
+INVALID_KIND = "invalid"
+_RECORD_TYPES = (Entity, Account, Product, Loan, ReserveReport, Balance, CustodyTxn, ClearingTxn)
+
+
 def replay(
     paths: list[str],
     *,
@@ -248,8 +269,16 @@ def replay(
     deadletter_out: IO[bytes] | AtomicFile | None = None,
     progress: bool = False,
     finish: bool = True,
+    metrics: Metrics | None = None,
+    subject_limit: int = DEFAULT_SUBJECT_LIMIT,
 ) -> Summary:
-    """Runs the engine over ``paths`` in order and returns the figures."""
+    """Runs the engine over ``paths`` in order and returns the figures.
+
+    With ``metrics``, reports to it as it goes: the counters in batches of
+    :data:`METRICS_BATCH` records and once more at the end (so after the
+    return the metrics equal the summary), one call per alert emitted, and
+    the engine's state size at most once a second and at the end.
+    """
     engine = Engine(config)
     decoder = RecordDecoder(config.engine.zone)
     summary = Summary()
@@ -258,6 +287,9 @@ def replay(
     bar = _Progress(total_bytes, progress)
     dead = summary.dead_letters
     started = time.perf_counter()
+    live = metrics is not None
+    report = _Reporter(engine, metrics if metrics is not None else NullMetrics(), dead)
+    reporter = AlertReporter(report.metrics, subject_limit) if live else None
 
     def carry(alerts: list[Alert]) -> None:
         summary.revisions += len(alerts)
@@ -265,6 +297,8 @@ def replay(
             summary.alerts.setdefault(a.detector, {})[a.alert_id] = a.severity
             if alerts_out is not None:
                 alerts_out.write(encode(a) + b"\n")
+            if reporter is not None:
+                reporter.report(a)
         if sink is not None:
             sink.upsert(alerts)
 
@@ -273,22 +307,58 @@ def replay(
         if deadletter_out is not None:
             deadletter_out.write(encode(letter) + b"\n")
 
+    def refuse_all(letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            refuse(letter)
+        letters.clear()
+
     n = 0
     process = engine.process
+    clock = time.perf_counter
+    kinds = report.kinds
+    n_custody = n_clearing = 0
+    # The next record number at which a batch ends. A comparison, not n & mask:
+    # ints compare without allocating, and every instruction here is paid
+    # once per record.
+    batch_end = METRICS_BATCH
     last_raw: BinaryIO | None = None
     for rec, raw in iter_records(paths, decoder, kind):
         n += 1
-        if type(rec) is DeadLetter:
+        t = type(rec)
+        if t is DeadLetter:
             refuse(rec)
-        else:
+            continue
+        if live:
+            # The one count metrics add per record (records_in by kind); the
+            # two transaction kinds, most of any stream, by identity: hashing a
+            # record class costs more than the comparisons.
+            if t is CustodyTxn:
+                n_custody += 1
+            elif t is ClearingTxn:
+                n_clearing += 1
+            else:
+                kinds[t] += 1
+        if n < batch_end:
             alerts = process(rec)
             if alerts:
                 carry(alerts)
             if engine.dead_letters:
-                for letter in engine.dead_letters:
-                    refuse(letter)
-                engine.dead_letters.clear()
-        if progress and not n & 0x3FFF:
+                refuse_all(engine.dead_letters)
+            continue
+        # The first decodable record at or past a batch's end: time it,
+        # settle it, then hand the counters over and refresh the progress.
+        batch_end = n + METRICS_BATCH
+        t0 = clock()
+        alerts = process(rec)
+        sample = clock() - t0
+        if alerts:
+            carry(alerts)
+        if engine.dead_letters:
+            refuse_all(engine.dead_letters)
+        if live:
+            report.metrics.processing_seconds(sample)
+            report.flush(n, n_custody, n_clearing, state=False)
+        if progress:
             if raw is not last_raw and last_raw is not None:
                 bar.done_bytes += _size(last_raw)
             last_raw = raw
@@ -296,6 +366,8 @@ def replay(
     if finish:
         carry(engine.finish())
     bar.close()
+    if live:
+        report.flush(n, n_custody, n_clearing, state=True)
     summary.read = n
     summary.accepted = engine.counts["accepted"]
     summary.duplicates = engine.counts["duplicates"]
@@ -303,6 +375,65 @@ def replay(
     if sink is not None:
         sink.flush()
     return summary
+
+
+class _Reporter:
+    """The replay's side of the metrics: what was already reported, so each
+    flush hands over only the differences. ``kinds`` (records decoded, per
+    record type, the transaction kinds apart) is the one count the replay loop
+    keeps for it, and only while metrics are on."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, dead: dict[str, int]) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.dead = dead
+        self.kinds: dict[type, int] = dict.fromkeys(_RECORD_TYPES, 0)
+        self._sent_kinds: dict[type, int] = dict.fromkeys(_RECORD_TYPES, 0)
+        self._sent_invalid = 0
+        self._sent_dead: dict[str, int] = {}
+        self._sent_accepted = 0
+        self._sent_duplicates = 0
+        self._state_at = -1.0
+
+    def flush(self, read: int, custody: int, clearing: int, *, state: bool) -> None:
+        """Reports what changed since the last flush; ``read``, ``custody`` and
+        ``clearing`` are the records read and the transactions of each kind
+        decoded so far. The state size is counted when ``state`` is set or a
+        second has passed since it last was."""
+        m = self.metrics
+        self.kinds[CustodyTxn] = custody
+        self.kinds[ClearingTxn] = clearing
+        decoded = 0
+        for t, count in self.kinds.items():
+            decoded += count
+            delta = count - self._sent_kinds[t]
+            if delta:
+                m.records_in(REPLAY_TOPIC, t.TYPE, delta)
+                self._sent_kinds[t] = count
+        invalid = read - decoded
+        if invalid != self._sent_invalid:
+            m.records_in(REPLAY_TOPIC, INVALID_KIND, invalid - self._sent_invalid)
+            self._sent_invalid = invalid
+        counts = self.engine.counts
+        if counts["accepted"] != self._sent_accepted:
+            m.accepted(counts["accepted"] - self._sent_accepted)
+            self._sent_accepted = counts["accepted"]
+        if counts["duplicates"] != self._sent_duplicates:
+            m.duplicates(counts["duplicates"] - self._sent_duplicates)
+            self._sent_duplicates = counts["duplicates"]
+        for reason, count in self.dead.items():
+            delta = count - self._sent_dead.get(reason, 0)
+            if delta:
+                m.dead_letters(reason, delta)
+                self._sent_dead[reason] = count
+        newest = self.engine.now
+        if newest >= 0:
+            m.last_record_timestamp_seconds(newest / 1000)
+            m.event_time_lag_seconds(time.time() - newest / 1000)
+        now = time.perf_counter()
+        if state or now - self._state_at >= 1.0:
+            self._state_at = now
+            m.state_size(*self.engine.state_size())
 
 
 def _size(raw: BinaryIO) -> int:
