@@ -125,6 +125,12 @@ def _open_sink(db: str):  # type: ignore[no-untyped-def]
     "--checkpoint-seconds", type=click.FloatRange(0.01), metavar="S", help="...or every S seconds."
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="N",
+    help="Serve Prometheus metrics on http://127.0.0.1:N/metrics (0: a free port). Default: none.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -141,6 +147,7 @@ def worker_cmd(
     drain_and_exit: bool,
     checkpoint_records: int | None,
     checkpoint_seconds: float | None,
+    metrics_port: int | None,
     log_level: str,
 ) -> None:
     """The always-on daemon: consume the input topics, alert within a second.
@@ -165,8 +172,26 @@ def worker_cmd(
     )
     for noisy in ("kafka", "kafka.conn", "kafka.coordinator"):
         logging.getLogger(noisy).setLevel(logging.WARNING if log_level != "DEBUG" else logging.INFO)
+    metrics = server = None
+    if metrics_port is not None:
+        try:
+            from .prom import PrometheusMetrics
+        except ImportError:
+            raise KafkaUserError(
+                "--metrics-port needs prometheus-client (pip install prometheus-client)"
+            ) from None
+        metrics = PrometheusMetrics(mode="worker")
+        try:
+            server = metrics.serve(metrics_port)
+        except OSError as e:
+            raise KafkaUserError(
+                f"cannot serve metrics on 127.0.0.1:{metrics_port}: {e.strerror or e}"
+            ) from None
+        logging.getLogger("fundflow.worker").info("metrics on %s", server.url)
     sink = None if no_db else _open_sink(db)
-    worker = Worker(settings, config, sink, drain=drain_and_exit, expect_partitions=partitions)
+    worker = Worker(
+        settings, config, sink, drain=drain_and_exit, expect_partitions=partitions, metrics=metrics
+    )
     worker.install_signals()
     health = None
     if health_port is not None:
@@ -186,6 +211,8 @@ def worker_cmd(
     finally:
         if health is not None:
             health.close()
+        if server is not None:
+            server.close()
 
 
 # -- fundflow topics -------------------------------------------------------------------

@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from fundflow.detectors import Config, Engine
+from fundflow.detectors.metrics import AlertReporter, Metrics, NullMetrics
 from fundflow.detectors.reference import Reference
 from fundflow.schemas.decode import DeadLetter, RecordDecoder
 from fundflow.schemas.records import Alert, Balance, ClearingTxn, CustodyTxn, ReserveReport
@@ -110,8 +111,18 @@ class Worker:
         drain: bool = False,
         expect_partitions: int | None = None,
         on_ready: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        # Reported through the pure protocol (the shell supplies the
+        # Prometheus adapter): counters once a second from what the worker
+        # already counts, one call per alert and per dead letter.
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self._alert_reporter = AlertReporter(self.metrics)
+        self._reported: dict[str, int] = {"accepted": 0, "duplicates": 0}
+        self._records_by: dict[tuple[str, str], int] = {}
+        self._last_event_ms = -1
+        self._metrics_at = 0.0
         self.config = config
         self.sink = sink
         self.drain = drain
@@ -201,9 +212,12 @@ class Worker:
                 self._release_all()
                 self._maybe_checkpoint()
                 self._commit_pending()
+                if time.monotonic() - self._metrics_at >= 1.0:
+                    self._report_metrics()
                 if self.drain and self._drained():
                     self._finish_all()
                     break
+            self._report_metrics()
         finally:
             self._shutdown()
         return 0
@@ -533,9 +547,14 @@ class Worker:
         offsets = st.offsets
         names = self.names
         n = 0
+        by = self._records_by
         for short, offset, rec, ts in ready:
             n += 1
             offsets[short] = offset + 1
+            kind = "invalid" if type(rec) is DeadLetter else rec.TYPE
+            by[(short, kind)] = by.get((short, kind), 0) + 1
+            if ts > self._last_event_ms:
+                self._last_event_ms = ts
             if type(rec) is DeadLetter:
                 self._dead_letter(
                     rec, f"{names.topic(short)}/{st.partition}@{offset}", names.topic(short)
@@ -600,6 +619,7 @@ class Worker:
         encode = self._encode
         for a in alerts:
             send(topic, key=a.alert_id.encode(), value=encode(a), headers=headers)
+            self._alert_reporter.report(a)
         self.stats["alerts"] += len(alerts)
         if self.sink is not None:
             self.sink.upsert(alerts)
@@ -608,6 +628,7 @@ class Worker:
         letter = msgspec.structs.replace(letter, source=source)
         dead = self.stats["dead_letters"]
         dead[letter.reason] = dead.get(letter.reason, 0) + 1
+        self.metrics.dead_letters(letter.reason, 1)
         self.producer.send(
             self.names.deadletter, key=source_topic.encode(), value=self._encode(letter)
         )
@@ -734,6 +755,42 @@ class Worker:
             self.stats["records"],
             {p: st.offsets for p, st in self.parts.items()},
         )
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def _report_metrics(self) -> None:
+        """Counter increments since the last report, lag and state size."""
+        self._metrics_at = time.monotonic()
+        m = self.metrics
+        for (short, kind), n in self._records_by.items():
+            m.records_in(self.names.topic(short), kind, n)
+        self._records_by.clear()
+        totals = {"accepted": 0, "duplicates": 0}
+        subjects = accounts = edges = 0
+        for st in list(self.parts.values()):
+            for k in totals:
+                totals[k] += st.engine.counts[k]
+            s_, a_, e_ = st.engine.state_size()
+            subjects += s_
+            accounts, edges = a_, e_  # reference data is shared: the same in every engine
+        # A partition that moved away takes its counts with it: never report a decrease.
+        for k, report in (("accepted", m.accepted), ("duplicates", m.duplicates)):
+            if totals[k] > self._reported[k]:
+                report(totals[k] - self._reported[k])
+            self._reported[k] = totals[k]
+        m.state_size(subjects, accounts, edges)
+        if self._last_event_ms >= 0:
+            m.last_record_timestamp_seconds(self._last_event_ms / 1000)
+            m.event_time_lag_seconds(max(0.0, time.time() - self._last_event_ms / 1000))
+        if self.consumer is not None:
+            # The high watermark each fetch response carries: no extra request.
+            kafka_tp = _kafka().TopicPartition
+            for p in list(self.parts):
+                for full in self.inputs:
+                    tp = kafka_tp(full, p)
+                    end = self.consumer.highwater(tp)
+                    if end is not None:
+                        m.consumer_lag(full, p, max(0, end - self._consumed(tp)))
 
     # -- health ---------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from kafka_fixtures import (
     Broker,
     WorkerProcess,
     alert_diff,
+    free_port,
     fundflow,
     make_broker,
     namespace,
@@ -89,6 +90,28 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     expected = store_alerts(d / "replay.db")
     assert len(expected) >= 5, "the world should raise alerts of every detector"
     return {"path": path, "dir": d, "expected": expected, "dead": dead}
+
+
+def _scrape_when(port: int, ready: Any) -> dict[tuple[str, tuple], float] | None:
+    """The worker's /metrics as {(name, sorted labels): value} once ``ready``
+    holds of it; build_info is keyed by its mode label only."""
+    import urllib.request  # noqa: PLC0415
+
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    out: dict[tuple[str, tuple], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            if sample.name == "fundflow_build_info":
+                labels = {"mode": labels["mode"]}
+            out[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return out if ready(out) else None
 
 
 def _topics(broker: Broker, ns: str, partitions: int) -> None:
@@ -312,7 +335,10 @@ def test_poison_input_goes_to_the_dead_letter_topic(
     producer.flush()
     producer.close()
 
-    w = WorkerProcess(broker, ns, tmp_path / "w.db", tmp_path / "w.log")
+    metrics_port = free_port()
+    w = WorkerProcess(
+        broker, ns, tmp_path / "w.db", tmp_path / "w.log", "--metrics-port", str(metrics_port)
+    )
     try:
         # (At least once: a rebalance right after the start may have the
         # records processed twice, hence offsets rather than counts.)
@@ -322,6 +348,35 @@ def test_poison_input_goes_to_the_dead_letter_topic(
         )
         assert h["engine_counts"]["accepted"] == 3  # the valid record after each poison
         assert h["reference_records"] == 1
+        # The worker's metrics, once its next report is out (every second).
+        samples = wait_for(
+            "the worker's metrics report",
+            lambda: _scrape_when(
+                metrics_port, lambda m: m.get(("fundflow_accepted_total", ())) == 3
+            ),
+            timeout=30,
+        )
+        for (topic, kind), n in {
+            ("custody", "invalid"): 2, ("custody", "custody_txn"): 1,
+            ("clearing", "invalid"): 1, ("clearing", "clearing_txn"): 1,
+            ("reports", "invalid"): 2, ("reports", "balance"): 1,
+        }.items():  # fmt: skip
+            assert (
+                samples[("fundflow_records_in_total", (("kind", kind), ("topic", t + topic)))] == n
+            )
+        for reason, n in {
+            "not_json": 1,
+            "bad_amount": 2,
+            "bad_enum": 1,
+            "unknown_type": 1,
+            "missing_field": 1,
+        }.items():
+            assert samples[("fundflow_dead_letters_total", (("reason", reason),))] == n
+        for topic in ("custody", "clearing", "reports"):
+            assert (
+                samples[("fundflow_consumer_lag", (("partition", "0"), ("topic", t + topic)))] == 0
+            )
+        assert samples[("fundflow_build_info", (("mode", "worker"),))] == 1
         w.signal(signal.SIGTERM)
         assert w.wait(timeout=60) == 0, w.output()
     finally:

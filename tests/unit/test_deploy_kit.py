@@ -277,12 +277,6 @@ def test_prometheus_can_scrape_the_worker_on_loopback():
     assert SERVICES["worker"]["network_mode"] == "service:prometheus"
 
 
-@pytest.mark.xfail(
-    "--metrics-port" not in worker_options(),
-    reason="`fundflow worker` has no --metrics-port yet (issue 4): add it to the compose "
-    "command and the unit once it has",
-    strict=True,
-)
 def test_the_worker_serves_metrics_where_prometheus_scrapes():
     port = metrics_target_port()
     assert parse_cli([str(a) for a in SERVICES["worker"]["command"]]).params["metrics_port"] == port
