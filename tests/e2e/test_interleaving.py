@@ -16,7 +16,16 @@ import pytest
 
 from fundflow.detectors import Engine, load_config
 from fundflow.schemas import DeadLetter, RecordDecoder
-from fundflow.schemas.records import Account, Balance, ClearingTxn, CustodyTxn, Entity, Loan, Product, ReserveReport
+from fundflow.schemas.records import (
+    Account,
+    Balance,
+    ClearingTxn,
+    CustodyTxn,
+    Entity,
+    Loan,
+    Product,
+    ReserveReport,
+)
 from fundflow.simulate import write_world
 
 
@@ -61,7 +70,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, list]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_any_interleaving_of_subjects_gives_the_same_alerts(world: tuple[list, list], seed: int) -> None:
+def test_any_interleaving_of_subjects_gives_the_same_alerts(
+    world: tuple[list, list], seed: int
+) -> None:
     reference, events = world
     accounts = {r.account_id: r for r in reference if type(r) is Account}
     expected = _run(reference + events)
