@@ -161,6 +161,35 @@ def test_parity_with_replay(broker: Broker, world: dict[str, Any], tmp_path: Pat
     assert all(set(d) == {"reason", "detail", "raw", "source"} for d in letters)
 
 
+def test_parity_with_replay_into_postgresql(
+    broker: Broker, world: dict[str, Any], tmp_path: Path, postgres_server
+) -> None:
+    """The same parity with the worker writing to a real PostgreSQL store:
+    every alert read back from it equals the one `fundflow replay` stored in
+    SQLite, field for field."""
+    import psycopg  # noqa: PLC0415
+
+    from fundflow.store import open_store  # noqa: PLC0415
+
+    dbname = "parity_" + namespace().strip(".").replace("-", "_")
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    url = postgres_server.url(dbname)
+    ns = namespace()
+    _topics(broker, ns, 1)
+    _send(broker, ns, world["path"])
+    # WorkerProcess names a SQLite file first; a repeated option's last value wins.
+    w = WorkerProcess(
+        broker, ns, tmp_path / "unused.db", tmp_path / "w.log", "--drain-and-exit", "--db", url
+    )
+    assert w.wait(timeout=240) == 0, w.output()
+    want = open_store(str(world["dir"] / "replay.db")).list()
+    got = open_store(url).list()
+    assert len(got) == len(world["expected"])
+    assert [a.alert_id for a in got] == [a.alert_id for a in want]
+    assert got == want
+
+
 def _split(world: dict[str, Any], out: Path) -> tuple[Path, Path]:
     """The world in two files: everything before SPLIT_AT (by event time of
     the transactions, file order kept), then the rest."""
