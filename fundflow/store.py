@@ -442,40 +442,23 @@ def reopen_note(alert: Alert, old_revision: int) -> str:
 # --- SQLite -------------------------------------------------------------------
 
 
-class SQLiteSink(AlertSink):
-    """An :class:`AlertSink` on one SQLite file (created if missing) in WAL
-    mode, so readers such as ``fundflow alerts list`` never block the writer.
-    A file of an older schema version is migrated when the sink opens it.
+class BufferedSink(AlertSink):
+    """The buffering every database sink shares: ``upsert`` collects alerts
+    and commits each time ``batch_size`` are waiting; ``flush`` commits the
+    rest; ``close`` flushes and releases the connection once. Subclasses set
+    ``name``, ``batch_size``, ``_buffer`` and ``_conn`` and implement
+    ``_commit(n)``, which writes the first ``n`` buffered alerts in one
+    transaction and removes them from the buffer only when it succeeds."""
 
-    ``batch_size`` (>= 1) alerts make one transaction. A batch that fails to
-    commit stays buffered and the :class:`StoreError` is raised.
-    """
+    name: str
+    batch_size: int
+    _buffer: list[Alert]
+    _conn: Any
 
-    def __init__(self, path: str | os.PathLike[str], batch_size: int = 500) -> None:
+    @staticmethod
+    def _check_batch_size(batch_size: object) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        self.path = self.name = str(path)
-        self.batch_size = batch_size
-        self._buffer: list[Alert] = []
-        self._conn: sqlite3.Connection | None = None
-        try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            conn = sqlite3.connect(self.path, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open alert store {self.path}: {_one_line(exc)}") from None
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"alert store {self.path}: WAL mode unavailable (got {mode})")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            _migrate(conn, self.path)
-        except StoreError:
-            conn.close()
-            raise
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot open alert store {self.path}: {_one_line(exc)}") from None
-        self._conn = conn
 
     @property
     def pending(self) -> int:
@@ -507,7 +490,42 @@ class SQLiteSink(AlertSink):
 
     def _check_open(self) -> None:
         if self._conn is None:
-            raise StoreError(f"alert store {self.path} is closed")
+            raise StoreError(f"alert store {self.name} is closed")
+
+
+class SQLiteSink(BufferedSink):
+    """An :class:`AlertSink` on one SQLite file (created if missing) in WAL
+    mode, so readers such as ``fundflow alerts list`` never block the writer.
+    A file of an older schema version is migrated when the sink opens it.
+
+    ``batch_size`` (>= 1) alerts make one transaction. A batch that fails to
+    commit stays buffered and the :class:`StoreError` is raised.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], batch_size: int = 500) -> None:
+        self._check_batch_size(batch_size)
+        self.path = self.name = str(path)
+        self.batch_size = batch_size
+        self._buffer: list[Alert] = []
+        self._conn: sqlite3.Connection | None = None
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open alert store {self.path}: {_one_line(exc)}") from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"alert store {self.path}: WAL mode unavailable (got {mode})")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            _migrate(conn, self.path)
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open alert store {self.path}: {_one_line(exc)}") from None
+        self._conn = conn
 
     def _commit(self, n: int) -> None:
         assert self._conn is not None

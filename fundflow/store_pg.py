@@ -50,7 +50,7 @@ from fundflow.schemas.records import Alert
 from .store import (
     SYSTEM_ACTOR,
     AlertEvent,
-    AlertSink,
+    BufferedSink,
     StoreError,
     _encode_json,
     _where,
@@ -207,7 +207,7 @@ def _refused(name: str, version: object) -> StoreError:
     )
 
 
-class PostgresSink(AlertSink):
+class PostgresSink(BufferedSink):
     """An :class:`~fundflow.store.AlertSink` on a PostgreSQL database.
 
     Opening it connects and migrates the schema. Each batch is one
@@ -220,8 +220,7 @@ class PostgresSink(AlertSink):
     """
 
     def __init__(self, url: str, batch_size: int = 500) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self._check_batch_size(batch_size)
         self.name = mask_url(url)
         self.batch_size = batch_size
         self._url = url
@@ -229,34 +228,6 @@ class PostgresSink(AlertSink):
         self._buffer: list[Alert] = []
         self._conn: psycopg.Connection[Any] | None = None
         self._conn = self._open()
-
-    @property
-    def pending(self) -> int:
-        """Alerts upserted but not yet committed."""
-        return len(self._buffer)
-
-    def upsert(self, alerts: Sequence[Alert]) -> None:
-        """Buffer ``alerts``; commit each time ``batch_size`` are buffered."""
-        self._check_open()
-        self._buffer.extend(alerts)
-        while len(self._buffer) >= self.batch_size:
-            self._commit(self.batch_size)
-
-    def flush(self) -> None:
-        """Commit everything buffered."""
-        self._check_open()
-        while self._buffer:
-            self._commit(self.batch_size)
-
-    def close(self) -> None:
-        """Flush and close; a second call does nothing."""
-        if self._conn is None:
-            return
-        try:
-            self.flush()
-        finally:
-            self._conn.close()
-            self._conn = None
 
     def _open(self) -> psycopg.Connection[Any]:
         conn = connect(self._url, self.name)
@@ -269,10 +240,6 @@ class PostgresSink(AlertSink):
             conn.close()
             raise StoreError(f"cannot open alert store {self.name}: {self._scrub(exc)}") from None
         return conn
-
-    def _check_open(self) -> None:
-        if self._conn is None:
-            raise StoreError(f"alert store {self.name} is closed")
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(str(exc), self._secrets) or type(exc).__name__
