@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from kafka_fixtures import free_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "deploy" / "kafka" / "broker"
@@ -98,29 +98,6 @@ def _show(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port_pair() -> int:
-    """A free client port whose +1 (the controller port) is free too.
-
-    Drawn below Linux's ephemeral range (32768+) so outgoing connections
-    do not grab it between this check and the broker's bind.
-    """
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        if _bindable(port) and _bindable(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
-
-
 def _alive(pid: int) -> bool:
     """True while `pid` is a live (non-zombie) Kafka broker process."""
     try:
@@ -168,7 +145,7 @@ def kafka():
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kit]:
     home = tmp_path_factory.mktemp("kafka-home")
-    port = _free_port_pair()
+    port = free_port_pair()
     env = dict(os.environ)
     env.pop("FUNDFLOW_KAFKA_CONTROLLER_PORT", None)
     env.update(FUNDFLOW_KAFKA_HOME=str(home), FUNDFLOW_KAFKA_PORT=str(port))
@@ -284,7 +261,7 @@ def test_topics_are_not_auto_created(broker: Kit, kafka) -> None:
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
-    port = _free_port_pair()
+    port = free_port_pair()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
