@@ -62,8 +62,10 @@ def kafka_python():
     return kafka
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def broker(tmp_path_factory: pytest.TempPathFactory, kafka_python) -> Iterator[Broker]:
+    # A broker per test: a worker SIGKILLed by one test must not share a
+    # group coordinator and its session timeouts with the next test's groups.
     b = make_broker(tmp_path_factory.mktemp("kafka-home"))
     try:
         b.start()
