@@ -152,8 +152,8 @@ class ReserveMisuse(Detector):
         res.base_ms = b.as_of
         if acc is not None and acc.role == "client_reserve":
             inst = self.institutions[acc.owner_id]
-            if inst.unchecked:
-                self._check_banks(acc.owner_id, inst, b.as_of)
+            if b.account_id in inst.unchecked:
+                self._check_banks(acc.owner_id, inst, b.as_of, [b.account_id])
 
     def _on_liabilities(self, r: ReserveReport) -> None:
         inst = self._institution(r.institution_id)
@@ -196,8 +196,8 @@ class ReserveMisuse(Detector):
         for acc in (src, dst):
             if acc is not None and acc.role == "client_reserve":
                 inst = self.institutions[acc.owner_id]
-                if inst.unchecked:
-                    self._check_banks(acc.owner_id, inst, ts)
+                if acc.account_id in inst.unchecked:
+                    self._check_banks(acc.owner_id, inst, ts, [acc.account_id])
 
     def _move(self, account: str, ts: int, delta: int) -> None:
         res = self.reserves.get(account)
@@ -399,10 +399,14 @@ class ReserveMisuse(Detector):
 
         self.book.offer(aid, owner, severity, shortfall, first, end, build, final=final)
 
-    def _check_banks(self, owner: str, inst: _Institution, now: int) -> None:
-        """Each reserve account's bank is checked once its entity is known."""
+    def _check_banks(
+        self, owner: str, inst: _Institution, now: int, only: list[str] | None = None
+    ) -> None:
+        """Each reserve account's bank is checked once its entity is known:
+        at the account's own first record (so the alert states the balance it
+        holds), and for all of them at a heartbeat or the end."""
         accounts = self.ref.accounts
-        for acc_id in sorted(inst.unchecked):
+        for acc_id in only if only is not None else sorted(inst.unchecked):
             acc = accounts.get(acc_id)
             if acc is None:
                 continue

@@ -508,3 +508,18 @@ def test_a_report_from_an_institution_with_no_known_reserve_account_is_not_a_sho
     assert close_day(det, 0) == []
     assert det.finish().drain() == []
     assert det.unmatched_reports == 1
+
+
+def test_the_unlicensed_bank_alert_states_the_balance_of_that_account():
+    # PI's first record touches another reserve account; R3's licence is
+    # judged at R3's own first record, so the alert carries R3's balance.
+    stream = [
+        *SETUP,
+        account("R3", "PI", "client_reserve", bank="BK2"),
+        clearing("IN", at(0, 9), "C1P", "R1", "10", purpose="topup"),
+        balance("R3", at(0, 10), "7500"),
+    ]
+    alerts = run(ReserveMisuse(), stream)
+    assert [(a.evidence["reserve_account"], a.amount, a.first_ts) for a in alerts] == [
+        ("R3", "7500.00", iso_at(at(0, 10)))
+    ]
