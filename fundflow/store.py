@@ -607,7 +607,44 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
         raise
 
 
-class SQLiteStore:
+class StoreReader:
+    """What every store's reader derives from ``iter_with_status``."""
+
+    def iter_with_status(
+        self,
+        detector: str | None = None,
+        severity: str | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+        status: str | None = None,
+    ) -> Iterator[tuple[Alert, str]]:
+        raise StoreError(f"{type(self).__name__} cannot list alerts")
+
+    def iter(
+        self,
+        detector: str | None = None,
+        severity: str | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+        status: str | None = None,
+    ) -> Iterator[Alert]:
+        """Yield matching alerts one at a time (for exports of any size)."""
+        for alert, _ in self.iter_with_status(detector, severity, subject, limit, status):
+            yield alert
+
+    def list(
+        self,
+        detector: str | None = None,
+        severity: str | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+        status: str | None = None,
+    ) -> list[Alert]:
+        """Matching alerts, at most ``limit`` of them."""
+        return [*self.iter(detector, severity, subject, limit, status)]
+
+
+class SQLiteStore(StoreReader):
     """An :class:`AlertStore` on a file written by :class:`SQLiteSink`.
 
     Reads never write: the connection is ``query_only`` except inside
@@ -653,29 +690,6 @@ class SQLiteStore:
         sql = f"{_SELECT}{where} ORDER BY first_ts, alert_id LIMIT ?"
         for row in self._query(sql, (*params, -1 if limit is None else limit)):
             yield _alert(row[:-1]), row[-1]
-
-    def iter(
-        self,
-        detector: str | None = None,
-        severity: str | None = None,
-        subject: str | None = None,
-        limit: int | None = None,
-        status: str | None = None,
-    ) -> Iterator[Alert]:
-        """Yield matching alerts one at a time (for exports of any size)."""
-        for alert, _ in self.iter_with_status(detector, severity, subject, limit, status):
-            yield alert
-
-    def list(
-        self,
-        detector: str | None = None,
-        severity: str | None = None,
-        subject: str | None = None,
-        limit: int | None = None,
-        status: str | None = None,
-    ) -> list[Alert]:
-        """Matching alerts, at most ``limit`` of them."""
-        return [*self.iter(detector, severity, subject, limit, status)]
 
     def get(self, alert_id: str) -> Alert | None:
         """The alert with this id, or ``None``."""

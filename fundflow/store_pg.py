@@ -52,6 +52,7 @@ from .store import (
     AlertEvent,
     BufferedSink,
     StoreError,
+    StoreReader,
     _encode_json,
     _where,
     check_actor,
@@ -328,7 +329,7 @@ def _alert(row: Sequence[Any]) -> Alert:
     return Alert(**fields)
 
 
-class PostgresStore:
+class PostgresStore(StoreReader):
     """An :class:`~fundflow.store.AlertStore` on a PostgreSQL database.
 
     Opening it never creates anything: a database without
@@ -380,29 +381,6 @@ class PostgresStore:
                     yield _alert(row[:-1]), row[-1]
         except psycopg.Error as exc:
             raise StoreError(f"cannot read alert store {self.name}: {self._scrub(exc)}") from None
-
-    def iter(
-        self,
-        detector: str | None = None,
-        severity: str | None = None,
-        subject: str | None = None,
-        limit: int | None = None,
-        status: str | None = None,
-    ) -> Iterator[Alert]:
-        """Yield matching alerts one at a time (for exports of any size)."""
-        for alert, _ in self.iter_with_status(detector, severity, subject, limit, status):
-            yield alert
-
-    def list(
-        self,
-        detector: str | None = None,
-        severity: str | None = None,
-        subject: str | None = None,
-        limit: int | None = None,
-        status: str | None = None,
-    ) -> list[Alert]:
-        """Matching alerts, at most ``limit`` of them."""
-        return [*self.iter(detector, severity, subject, limit, status)]
 
     def get(self, alert_id: str) -> Alert | None:
         """The alert with this id, or ``None``."""
