@@ -3,10 +3,19 @@ module per detector. Imports no broker, database or metrics library."""
 
 from .base import Detector
 from .config import Config, default_toml, load_config
+from .cross_bank_clearing import CrossBankClearing
+from .down_payment_loan import DownPaymentLoan
 from .engine import DETECTORS, Deduplicator, Engine
+from .excessive_return import ExcessiveReturn
 from .fund_pool import FundPool
+from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
+from .ownership import Ownership
+from .private_product_split import PrivateProductSplit
 from .reserve_misuse import ReserveMisuse
+from .self_financing import SelfFinancing
+from .typologies import Cycle, FanIn, FanOut, GatherScatter, ScatterGather
+from .unlicensed_business import UnlicensedBusiness
 
 __all__ = [
     "Detector",
@@ -19,4 +28,17 @@ __all__ = [
     "FundPool",
     "MaturityMismatch",
     "ReserveMisuse",
+    "SelfFinancing",
+    "GuaranteedReturn",
+    "ExcessiveReturn",
+    "CrossBankClearing",
+    "UnlicensedBusiness",
+    "DownPaymentLoan",
+    "PrivateProductSplit",
+    "Ownership",
+    "FanIn",
+    "FanOut",
+    "Cycle",
+    "GatherScatter",
+    "ScatterGather",
 ]

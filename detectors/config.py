@@ -20,6 +20,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class EngineConfig:
     zone: str = "Asia/Shanghai"
     dedup_window_ms: int = 72 * HOUR_MS
     tick_ms: int = HOUR_MS
+    detectors: tuple[str, ...] = ("default",)
 
     @classmethod
     def build(cls, raw: dict[str, Any]) -> EngineConfig:
@@ -88,7 +90,22 @@ class EngineConfig:
             dedup_window_ms=_int(s, "dedup_window_hours", raw["dedup_window_hours"], 1, 24 * 365)
             * HOUR_MS,
             tick_ms=tick * 60_000,
+            detectors=_detector_names(raw.get("detectors", ["default"])),
         )
+
+
+def _detector_names(value: Any) -> tuple[str, ...]:
+    """``engine.detectors``: detector names and group names (``default``,
+    ``typologies``), checked against the engine's registry."""
+    from .engine import detector_names  # the engine imports this module
+
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"engine.detectors must be a non-empty list of names, got {value!r}")
+    try:
+        detector_names(value)
+    except ValueError as e:
+        raise ValueError(f"engine.detectors: {e}") from None
+    return tuple(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +235,354 @@ class MaturityConfig:
         return cfg
 
 
+def _window(section: str, raw: dict[str, Any]) -> int:
+    return _int(section, "window_hours", raw["window_hours"], 1, 24 * 366) * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class TypologyGraphConfig:
+    """``[typologies]``: bounds and severity shared by the typology detectors."""
+
+    max_edges_per_account: int
+    severity_medium: int
+    severity_high: int
+    severity_critical: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> TypologyGraphConfig:
+        s = "typologies"
+        cfg = cls(
+            max_edges_per_account=_int(
+                s, "max_edges_per_account", raw["max_edges_per_account"], 2, 100_000
+            ),
+            severity_medium=_fen(s, "severity_medium", raw["severity_medium"]),
+            severity_high=_fen(s, "severity_high", raw["severity_high"]),
+            severity_critical=_fen(s, "severity_critical", raw["severity_critical"]),
+        )
+        if not cfg.severity_medium <= cfg.severity_high <= cfg.severity_critical:
+            raise ValueError("typologies severity bands must rise: medium <= high <= critical")
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class FanConfig:
+    """``[fan_in]`` and ``[fan_out]``."""
+
+    window_ms: int
+    min_payment: int
+    min_counterparties: int
+    min_total: int
+
+    @classmethod
+    def build_section(cls, s: str, raw: dict[str, Any]) -> FanConfig:
+        return cls(
+            window_ms=_window(s, raw),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_counterparties=_int(s, "min_counterparties", raw["min_counterparties"], 2),
+            min_total=_fen(s, "min_total", raw["min_total"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CycleConfig:
+    """``[cycle]``."""
+
+    window_ms: int
+    min_hops: int
+    max_hops: int
+    min_payment: int
+    tolerance_pct: int
+    max_search_steps: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> CycleConfig:
+        s = "cycle"
+        cfg = cls(
+            window_ms=_window(s, raw),
+            min_hops=_int(s, "min_hops", raw["min_hops"], 2, 12),
+            max_hops=_int(s, "max_hops", raw["max_hops"], 2, 12),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            tolerance_pct=_int(s, "tolerance_pct", raw["tolerance_pct"], 0, 99),
+            max_search_steps=_int(s, "max_search_steps", raw["max_search_steps"], 1, 10**7),
+        )
+        if cfg.min_hops > cfg.max_hops:
+            raise ValueError(
+                f"cycle.min_hops must be <= cycle.max_hops, got {cfg.min_hops} > {cfg.max_hops}"
+            )
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class GatherScatterConfig:
+    """``[gather_scatter]``."""
+
+    window_ms: int
+    min_payment: int
+    min_sources: int
+    min_sinks: int
+    min_inflow: int
+    min_pass_through_pct: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> GatherScatterConfig:
+        s = "gather_scatter"
+        return cls(
+            window_ms=_window(s, raw),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_sources=_int(s, "min_sources", raw["min_sources"], 1),
+            min_sinks=_int(s, "min_sinks", raw["min_sinks"], 1),
+            min_inflow=_fen(s, "min_inflow", raw["min_inflow"]),
+            min_pass_through_pct=_int(
+                s, "min_pass_through_pct", raw["min_pass_through_pct"], 1, 100
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScatterGatherConfig:
+    """``[scatter_gather]``."""
+
+    window_ms: int
+    min_payment: int
+    min_intermediaries: int
+    min_total: int
+    tolerance_pct: int
+    max_search_steps: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> ScatterGatherConfig:
+        s = "scatter_gather"
+        return cls(
+            window_ms=_window(s, raw),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_intermediaries=_int(s, "min_intermediaries", raw["min_intermediaries"], 2),
+            min_total=_fen(s, "min_total", raw["min_total"]),
+            tolerance_pct=_int(s, "tolerance_pct", raw["tolerance_pct"], 0, 99),
+            max_search_steps=_int(s, "max_search_steps", raw["max_search_steps"], 1, 10**7),
+        )
+
+
+def _pct_fraction(section: str, name: str, value: Any) -> Fraction:
+    """A percent 0..100 (whole or decimal) as an exact fraction of one."""
+    return Fraction(_dec(section, name, value, Decimal(0), Decimal(100))) / 100
+
+
+def _rising(section: str, cfg: Any) -> None:
+    if cfg.severity_high > cfg.severity_critical:
+        raise ValueError(f"{section} severity bands must rise: high <= critical")
+
+
+@dataclass(frozen=True, slots=True)
+class SelfFinancingConfig:
+    control_share: Fraction
+    look_through_depth: int
+    max_hops: int
+    window_ms: int
+    min_amount: int
+    severity_high: int
+    severity_critical: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> SelfFinancingConfig:
+        s = "self_financing"
+        share = _pct_fraction(s, "control_share_pct", raw["control_share_pct"])
+        if share >= 1:
+            raise ValueError(
+                f"{s}.control_share_pct must be below 100, got {raw['control_share_pct']!r}"
+            )
+        cfg = cls(
+            control_share=share,
+            look_through_depth=_int(s, "look_through_depth", raw["look_through_depth"], 1, 10),
+            max_hops=_int(s, "max_hops", raw["max_hops"], 1, 10),
+            window_ms=_int(s, "window_days", raw["window_days"], 1, 366) * DAY_MS,
+            min_amount=_fen(s, "min_amount", raw["min_amount"]),
+            severity_high=_fen(s, "severity_high", raw["severity_high"]),
+            severity_critical=_fen(s, "severity_critical", raw["severity_critical"]),
+        )
+        _rising(s, cfg)
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class GuaranteedReturnConfig:
+    min_amount: int
+    loan_grace_ms: int
+    episode_gap_ms: int
+    severity_high: int
+    severity_critical: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> GuaranteedReturnConfig:
+        s = "guaranteed_return"
+        cfg = cls(
+            min_amount=_fen(s, "min_amount", raw["min_amount"]),
+            loan_grace_ms=_int(s, "loan_grace_days", raw["loan_grace_days"], 0, 3660) * DAY_MS,
+            episode_gap_ms=_int(s, "episode_gap_days", raw["episode_gap_days"], 1, 366) * DAY_MS,
+            severity_high=_fen(s, "severity_high", raw["severity_high"]),
+            severity_critical=_fen(s, "severity_critical", raw["severity_critical"]),
+        )
+        _rising(s, cfg)
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class ExcessiveReturnConfig:
+    term_buckets_days: tuple[int, ...]
+    min_peers: int
+    mad_multiplier: Fraction
+    min_margin: Fraction
+    subsidy_window_ms: int
+    subsidy_min_amount: int
+    severity_high: int
+    severity_critical: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> ExcessiveReturnConfig:
+        s = "excessive_return"
+        buckets = raw["term_buckets_days"]
+        if (
+            not isinstance(buckets, list)
+            or not buckets
+            or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in buckets)
+            or buckets != sorted(set(buckets))
+        ):
+            raise ValueError(
+                f"{s}.term_buckets_days must be a rising list of whole days > 0, got {buckets!r}"
+            )
+        cfg = cls(
+            term_buckets_days=tuple(buckets),
+            min_peers=_int(s, "min_peers", raw["min_peers"], 1),
+            mad_multiplier=Fraction(
+                _dec(s, "mad_multiplier", raw["mad_multiplier"], Decimal(0), Decimal(100))
+            ),
+            min_margin=_pct_fraction(s, "min_margin_pct", raw["min_margin_pct"]),
+            subsidy_window_ms=_int(s, "subsidy_window_days", raw["subsidy_window_days"], 1, 366)
+            * DAY_MS,
+            subsidy_min_amount=_fen(s, "subsidy_min_amount", raw["subsidy_min_amount"]),
+            severity_high=_fen(s, "severity_high", raw["severity_high"]),
+            severity_critical=_fen(s, "severity_critical", raw["severity_critical"]),
+        )
+        _rising(s, cfg)
+        return cfg
+
+
+def _names(section: str, name: str, value: Any) -> frozenset[str]:
+    """A list of non-empty strings (systems, kinds, licences, phrases)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{section}.{name} must be a list of non-empty strings, got {value!r}")
+    return frozenset(value)
+
+
+def _name(section: str, name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{section}.{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CrossBankConfig:
+    systems: frozenset[str]
+    window_ms: int
+    min_transfers: int
+    min_amount: int
+    severity_high: int
+    severity_critical: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> CrossBankConfig:
+        s = "cross_bank_clearing"
+        systems = _names(s, "systems", raw["systems"])
+        known = {"CNAPS", "NUCC", "CUP", "direct", "internal"}
+        if not systems or not systems <= known:
+            raise ValueError(
+                f"{s}.systems must name clearing systems of {sorted(known)}, got {raw['systems']!r}"
+            )
+        cfg = cls(
+            systems=systems,
+            window_ms=_int(s, "window_days", raw["window_days"], 1, 366) * DAY_MS,
+            min_transfers=_int(s, "min_transfers", raw["min_transfers"], 1),
+            min_amount=_fen(s, "min_amount", raw["min_amount"]),
+            severity_high=_fen(s, "severity_high", raw["severity_high"]),
+            severity_critical=_fen(s, "severity_critical", raw["severity_critical"]),
+        )
+        if cfg.severity_high > cfg.severity_critical:
+            raise ValueError(f"{s} severity bands must rise: high <= critical")
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class UnlicensedConfig:
+    restricted_words: tuple[tuple[str, frozenset[str]], ...]  # longest word first
+    harmless_phrases: tuple[str, ...]
+    unnamed_kinds: frozenset[str]
+    licensed_kinds: frozenset[str]
+    payment_licence: str
+    lending_licence: str
+    custody_licence: str
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> UnlicensedConfig:
+        s = "unlicensed_business"
+        table = raw["restricted_words"]
+        if not isinstance(table, dict) or not table:
+            raise ValueError(
+                f"{s}.restricted_words must be a table of word = [licences], got {table!r}"
+            )
+        words = []
+        for word, licences in table.items():
+            if not word.strip():
+                raise ValueError(f"{s}.restricted_words has an empty word")
+            allowed = _names(s, f"restricted_words.{word}", licences)
+            if not allowed:
+                raise ValueError(f"{s}.restricted_words.{word} must name at least one licence")
+            words.append((word, allowed))
+        words.sort(key=lambda w: (-len(w[0]), w[0]))
+        return cls(
+            restricted_words=tuple(words),
+            harmless_phrases=tuple(sorted(_names(s, "harmless_phrases", raw["harmless_phrases"]))),
+            unnamed_kinds=_names(s, "unnamed_kinds", raw["unnamed_kinds"]),
+            licensed_kinds=_names(s, "licensed_kinds", raw["licensed_kinds"]),
+            payment_licence=_name(s, "payment_licence", raw["payment_licence"]),
+            lending_licence=_name(s, "lending_licence", raw["lending_licence"]),
+            custody_licence=_name(s, "custody_licence", raw["custody_licence"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DownPaymentConfig:
+    window_ms: int
+    max_hops: int
+    min_amount: int
+    real_estate_kinds: frozenset[str]
+    declared_purposes: frozenset[str]
+    severity_high: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> DownPaymentConfig:
+        s = "down_payment_loan"
+        kinds = _names(s, "real_estate_kinds", raw["real_estate_kinds"])
+        if not kinds:
+            raise ValueError(f"{s}.real_estate_kinds must name at least one entity kind")
+        return cls(
+            window_ms=_int(s, "window_days", raw["window_days"], 1, 366) * DAY_MS,
+            max_hops=_int(s, "max_hops", raw["max_hops"], 1, 10),
+            min_amount=_fen(s, "min_amount", raw["min_amount"]),
+            real_estate_kinds=kinds,
+            declared_purposes=_names(s, "declared_purposes", raw["declared_purposes"]),
+            severity_high=_fen(s, "severity_high", raw["severity_high"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateProductConfig:
+    max_investors: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> PrivateProductConfig:
+        s = "private_product_split"
+        return cls(max_investors=_int(s, "max_investors", raw["max_investors"], 1))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     engine: EngineConfig
@@ -225,6 +590,19 @@ class Config:
     fund_pool: FundPoolConfig
     reserve_misuse: ReserveConfig
     maturity_mismatch: MaturityConfig
+    self_financing: SelfFinancingConfig
+    guaranteed_return: GuaranteedReturnConfig
+    excessive_return: ExcessiveReturnConfig
+    typologies: TypologyGraphConfig
+    fan_in: FanConfig
+    fan_out: FanConfig
+    cycle: CycleConfig
+    gather_scatter: GatherScatterConfig
+    scatter_gather: ScatterGatherConfig
+    cross_bank_clearing: CrossBankConfig
+    unlicensed_business: UnlicensedConfig
+    down_payment_loan: DownPaymentConfig
+    private_product_split: PrivateProductConfig
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def thresholds(self, section: str) -> dict[str, Any]:
@@ -234,7 +612,7 @@ class Config:
 
 # Sections of the same file that belong to the shells (broker, store,
 # metrics settings): the detector loader leaves them to their own readers.
-SHELL_SECTIONS = frozenset({"kafka", "store", "metrics", "worker"})
+SHELL_SECTIONS = frozenset({"kafka", "store", "metrics", "worker", "logging"})
 
 _BUILDERS = {
     "engine": EngineConfig.build,
@@ -242,6 +620,19 @@ _BUILDERS = {
     "fund_pool": FundPoolConfig.build,
     "reserve_misuse": ReserveConfig.build,
     "maturity_mismatch": MaturityConfig.build,
+    "cross_bank_clearing": CrossBankConfig.build,
+    "unlicensed_business": UnlicensedConfig.build,
+    "down_payment_loan": DownPaymentConfig.build,
+    "private_product_split": PrivateProductConfig.build,
+    "self_financing": SelfFinancingConfig.build,
+    "guaranteed_return": GuaranteedReturnConfig.build,
+    "excessive_return": ExcessiveReturnConfig.build,
+    "typologies": TypologyGraphConfig.build,
+    "fan_in": lambda raw: FanConfig.build_section("fan_in", raw),
+    "fan_out": lambda raw: FanConfig.build_section("fan_out", raw),
+    "cycle": CycleConfig.build,
+    "gather_scatter": GatherScatterConfig.build,
+    "scatter_gather": ScatterGatherConfig.build,
 }
 
 
@@ -288,6 +679,13 @@ __all__ = [
     "FundPoolConfig",
     "ReserveConfig",
     "MaturityConfig",
+    "CrossBankConfig",
+    "UnlicensedConfig",
+    "DownPaymentConfig",
+    "PrivateProductConfig",
+    "SelfFinancingConfig",
+    "GuaranteedReturnConfig",
+    "ExcessiveReturnConfig",
     "load_config",
     "default_toml",
     "DAY_MS",

@@ -40,15 +40,57 @@ from fundflow.schemas.records import (
 
 from .base import Detector
 from .config import Config, load_config
+from .cross_bank_clearing import CrossBankClearing
+from .down_payment_loan import DownPaymentLoan
+from .excessive_return import ExcessiveReturn
 from .fund_pool import FundPool
+from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
+from .private_product_split import PrivateProductSplit
 from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
+from .self_financing import SelfFinancing
+from .typologies import TYPOLOGY_DETECTORS
+from .unlicensed_business import UnlicensedBusiness
 
 #: The detectors an engine runs unless told otherwise, in the order their
 #: alerts are emitted for one record.
-DEFAULT_DETECTORS: tuple[type[Detector], ...] = (FundPool, ReserveMisuse, MaturityMismatch)
+DEFAULT_DETECTORS: tuple[type[Detector], ...] = (
+    FundPool,
+    ReserveMisuse,
+    MaturityMismatch,
+    SelfFinancing,
+    GuaranteedReturn,
+    ExcessiveReturn,
+    CrossBankClearing,
+    UnlicensedBusiness,
+    DownPaymentLoan,
+    PrivateProductSplit,
+)
 DETECTORS: dict[str, type[Detector]] = {d.name: d for d in DEFAULT_DETECTORS}
+#: The opt-in money-laundering typologies for raw transfer dumps (typologies.py).
+TYPOLOGIES: dict[str, type[Detector]] = {d.name: d for d in TYPOLOGY_DETECTORS}
+
+
+def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Detector names with the groups expanded, each once, in order: group
+    ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.
+
+    >>> detector_names(["fan_in", "typologies"])
+    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather']
+    """
+    groups = {"default": list(DETECTORS), "typologies": list(TYPOLOGIES)}
+    out: list[str] = []
+    for name in names:
+        for n in groups.get(name, [name]):
+            if n not in out:
+                out.append(n)
+    unknown = [n for n in out if n not in DETECTORS and n not in TYPOLOGIES]
+    if unknown:
+        known = [*groups, *DETECTORS, *TYPOLOGIES]
+        raise ValueError(f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return out
+
 
 _NO_ALERTS: list[Alert] = []
 
@@ -64,6 +106,12 @@ class Deduplicator:
     counting it twice. Ids older than the horizon are swept out whenever the
     table has doubled since the last sweep, so memory stays within about
     twice what the horizons hold, at O(1) amortised per id.
+
+    A feed's first transaction sets its watermark; after that one transaction
+    moves it forward by at most one horizon. A lone far-future time (a clock
+    or keying error: 2099 for 2026) is accepted but pulls the watermark only
+    one horizon ahead, so the honest transactions after it are not refused;
+    a feed that resumes after a long silence catches up within a few records.
     """
 
     def __init__(self, horizon_ms: int) -> None:
@@ -78,16 +126,20 @@ class Deduplicator:
         """``"new"``, ``"duplicate"`` or ``"too_late"``."""
         key = (kind, feed)
         mark = self.watermarks.get(key, -1)
-        if ts > mark:
-            self.watermarks[key] = ts
-        elif ts < mark - self.horizon_ms:
+        if ts < mark - self.horizon_ms:
             return "too_late"
         seen = self.seen.get(key)
         if seen is None:
             seen = self.seen[key] = {}
         elif txn_id in seen:
+            # Before the watermark moves: a redelivered far-future record
+            # must not pull it forward again.
             return "duplicate"
         seen[txn_id] = ts
+        if ts > mark:
+            self.watermarks[key] = (
+                mark + self.horizon_ms if mark >= 0 and ts - mark > self.horizon_ms else ts
+            )
         self._size += 1
         if self._size > self._sweep_at:
             self._sweep()
@@ -128,13 +180,10 @@ class Engine:
         self.config = config or load_config()
         self._shared_ref = reference is not None
         self.ref = reference if reference is not None else Reference()
-        names = list(DETECTORS) if detectors is None else detectors
-        unknown = [n for n in names if n not in DETECTORS]
-        if unknown:
-            raise ValueError(
-                f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(DETECTORS)}"
-            )
-        self.detectors: list[Detector] = [DETECTORS[n](self.config, self.ref) for n in names]
+        # Names or groups; by default those of the configuration (engine.detectors).
+        names = detector_names(self.config.engine.detectors if detectors is None else detectors)
+        known = {**DETECTORS, **TYPOLOGIES}
+        self.detectors: list[Detector] = [known[n](self.config, self.ref) for n in names]
         self.dedup = Deduplicator(self.config.engine.dedup_window_ms)
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}
         self.dead_letters: list[DeadLetter] = []
@@ -267,4 +316,11 @@ class Engine:
         return self
 
 
-__all__ = ["Engine", "Deduplicator", "DETECTORS", "DEFAULT_DETECTORS"]
+__all__ = [
+    "Engine",
+    "Deduplicator",
+    "DETECTORS",
+    "DEFAULT_DETECTORS",
+    "TYPOLOGIES",
+    "detector_names",
+]

@@ -147,7 +147,8 @@ class FundPool(Detector):
             st.next_tick = self._next_tick_after(f.ts)
         self._expire(st, f.ts)
         if from_lender and f.purpose == "invest":
-            st.events.append((f.ts, _INVEST, f.amount, f.src_id, f.txn_id, ""))
+            # Only the amount of an invest event is ever read back: no ids kept.
+            st.events.append((f.ts, _INVEST, f.amount, "", "", ""))
             st.invested += f.amount
         if src_in and dst_in:
             self._move_inside(st, f)
@@ -163,7 +164,7 @@ class FundPool(Detector):
         if f.purpose == "fee":
             allowance = st.invested * self.config.fund_pool.fee_allowance_pct // 100
             if st.fees + f.amount <= allowance:
-                st.events.append((f.ts, _FEE, f.amount, f.src_id, f.txn_id, f.dst_id))
+                st.events.append((f.ts, _FEE, f.amount, "", "", ""))
                 st.fees += f.amount
                 return
         st.events.append((f.ts, _IN, f.amount, f.src_id, f.txn_id, f.dst_id))

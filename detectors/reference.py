@@ -10,9 +10,18 @@ transactions become the same shape.
 An account named in a transaction but never described by an ``account``
 record is an outside party: its :class:`Flow` side is ``None`` (role
 ``unknown``).
+
+Memory: a reference holds every account and entity of the monitored world,
+so each record is stored compactly. Ids that recur across records (banks,
+platforms, roles, owners, licence lists, loan rates) are kept once and
+shared, and a :class:`Flow` names a known account by the reference's own
+id string, so detector state that remembers accounts adds no copies.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -79,19 +88,62 @@ class Reference:
         self._related: dict[str, set[str]] = {}
         self._lists: dict[str, tuple[str, ...]] = {}
         self._listed_by: dict[str, set[str]] = {}
+        # One copy of each recurring value (bank, platform and purpose ids,
+        # licence lists, rates): the first seen of equal values is shared.
+        self._shared: dict[Any, Any] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]  # attributes added since the checkpoint
+        self.__dict__.update(state)
 
     # -- updates ------------------------------------------------------------
 
     def add(self, record: Entity | Account | Product | Loan) -> None:
         t = type(record)
         if t is Account:
-            self.accounts[record.account_id] = record  # type: ignore[union-attr]
+            acc = self._compact_account(record)  # type: ignore[arg-type]
+            self.accounts[acc.account_id] = acc
         elif t is Entity:
             self._add_entity(record)  # type: ignore[arg-type]
         elif t is Product:
-            self.products[record.product_id] = record  # type: ignore[union-attr]
+            product = msgspec.structs.replace(
+                record,  # type: ignore[arg-type]
+                platform_id=self._share(record.platform_id),  # type: ignore[union-attr]
+                annual_rate=self._share_rate(record.annual_rate),  # type: ignore[union-attr]
+            )
+            self.products[product.product_id] = product
         elif t is Loan:
-            self.loans[record.loan_id] = record  # type: ignore[union-attr]
+            self._add_loan(record)  # type: ignore[arg-type]
+
+    def _share(self, value: Any) -> Any:
+        return self._shared.setdefault(value, value)
+
+    def _share_rate(self, rate: Decimal) -> Decimal:
+        # Keyed by the exact text: Decimal("0.1") == Decimal("0.10"), yet they print apart.
+        return self._shared.setdefault(("rate", str(rate)), rate)
+
+    def _compact_account(self, a: Account) -> Account:
+        """``a`` with its recurring ids shared (owner id: the entity's own)."""
+        owner = self.entities.get(a.owner_id)
+        return Account(
+            account_id=a.account_id,
+            owner_id=a.owner_id if owner is None else owner.entity_id,
+            bank_id=self._share(a.bank_id),
+            role=a.role,
+            platform_id=None if a.platform_id is None else self._share(a.platform_id),
+            opened_at=a.opened_at,
+        )
+
+    def _add_loan(self, loan: Loan) -> None:
+        borrower = self.accounts.get(loan.borrower_account)
+        loan = msgspec.structs.replace(
+            loan,
+            platform_id=self._share(loan.platform_id),
+            borrower_account=loan.borrower_account if borrower is None else borrower.account_id,
+            annual_rate=self._share_rate(loan.annual_rate),
+            purpose=None if loan.purpose is None else self._share(loan.purpose),
+        )
+        self.loans[loan.loan_id] = loan
 
     def _add_entity(self, entity: Entity) -> None:
         eid = entity.entity_id
@@ -108,6 +160,8 @@ class Reference:
                 self._related[x] = peers
             else:
                 self._related.pop(x, None)
+        if entity.licenses:
+            entity = msgspec.structs.replace(entity, licenses=self._share(entity.licenses))
         self.entities[eid] = entity
 
     # -- questions ----------------------------------------------------------
@@ -141,16 +195,18 @@ class Reference:
     def flow(self, txn: CustodyTxn | ClearingTxn) -> Flow:
         accounts = self.accounts
         if type(txn) is CustodyTxn:
+            src = accounts.get(txn.debit_account)
+            dst = accounts.get(txn.credit_account)
             return Flow(
                 txn.txn_id,
                 txn.ts,
                 txn.amount,
                 txn.currency,
                 txn.purpose,
-                txn.debit_account,
-                txn.credit_account,
-                accounts.get(txn.debit_account),
-                accounts.get(txn.credit_account),
+                txn.debit_account if src is None else src.account_id,
+                txn.credit_account if dst is None else dst.account_id,
+                src,
+                dst,
                 txn.platform_id,
                 txn.product_id,
                 txn.loan_id,
@@ -158,16 +214,18 @@ class Reference:
                 None,
                 True,
             )
+        src = accounts.get(txn.payer_account)
+        dst = accounts.get(txn.payee_account)
         return Flow(
             txn.txn_id,
             txn.ts,
             txn.amount,
             txn.currency,
             txn.purpose,
-            txn.payer_account,
-            txn.payee_account,
-            accounts.get(txn.payer_account),
-            accounts.get(txn.payee_account),
+            txn.payer_account if src is None else src.account_id,
+            txn.payee_account if dst is None else dst.account_id,
+            src,
+            dst,
             None,
             None,
             None,

@@ -311,11 +311,23 @@ class ReserveMisuse(Detector):
             for day in sorted(d for d in inst.pending if d < today):
                 self._compare(owner, inst, day, total, inst.pending.pop(day))
         day = _next_day(inst.closed_through)
+        closed = day < today
         while day < today:
             self._close_day(owner, inst, day)
             inst.closed_through = day
             day = _next_day(day)
         inst.day_end = day_end_ms(today, self.zone)
+        if closed and inst.misuse:
+            self._forget_episodes(inst, now)
+
+    def _forget_episodes(self, inst: _Institution, now: int) -> None:
+        """Drop misuse episodes that have ended: their last offending
+        transaction is more than the episode gap behind ``now``, and more
+        than the lateness horizon besides, so no transaction still accepted
+        could extend them (a new one starts a new episode either way)."""
+        limit = now - self.config.reserve_misuse.episode_gap_ms - self.config.engine.dedup_window_ms
+        for key in [k for k, ep in inst.misuse.items() if ep[1] < limit]:
+            del inst.misuse[key]
 
     def _on_tick(self, now: int) -> None:
         for owner in sorted(self.institutions):

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from fundflow.detectors import load_config
+from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 
 from .replay import AtomicFile, replay
 from .simulate import write_world
@@ -44,10 +45,16 @@ def run_demo(folder: Path, *, seed: int = 1, scale: int = 1) -> bool:
     click.echo(summary.render())
     stored = SQLiteStore(str(db)).list()
     click.echo("")
-    click.echo(f"{'severity':<9} {'detector':<18} {'subject':<10} {'amount (yuan)':>16}  summary")
+    # The detector column fits the longest detector name, run or stored.
+    width = max(len(name) for name in (*DETECTORS, *TYPOLOGIES, *(a.detector for a in stored)))
+    click.echo(
+        f"{'severity':<9} {'detector':<{width}} {'subject':<10} {'amount (yuan)':>16}  summary"
+    )
     for a in sorted(stored, key=lambda a: (a.detector, a.subject_id, a.first_ts)):
         text = a.summary if len(a.summary) <= 110 else a.summary[:107] + "..."
-        click.echo(f"{a.severity:<9} {a.detector:<18} {a.subject_id:<10} {a.amount:>16}  {text}")
+        click.echo(
+            f"{a.severity:<9} {a.detector:<{width}} {a.subject_id:<10} {a.amount:>16}  {text}"
+        )
     result = score(truth, stored)
     click.echo("")
     click.echo(

@@ -15,18 +15,23 @@ milliseconds instead; amounts are yuan strings with two decimals, about 5 %
 are JSON numbers.
 
 The world has four custody banks and two plain banks; everything else
-comes ``scale`` times over: eight P2P platforms (two ``busy_platform``, one
-``mismatch_below_threshold``, five violators) and seven payment institutions
-(two ``fully_covered``, two ``near_threshold``, three violators), each with
-its own lenders, borrowers, clients and merchants. At 30 days that is about
-75,000 records per unit of scale.
+comes ``scale`` times over: sixteen P2P platforms (two ``busy_platform``, one
+``mismatch_below_threshold``, one ``related_party_lookalike``, one
+``home_with_own_money``, one ``private_at_min_ticket``, ten violators), ten
+payment businesses (two ``fully_covered``, two ``near_threshold``, one
+``cnaps_rebalance``, five violators) and one ``licensed_fund_seller``, each
+with its own lenders, borrowers, clients and merchants. At 30 days that is
+about 88,000 records per unit of scale.
 
 * P2P platforms (``P001``...) on custody banks. Honest custody moves money
   person -> lender sub-account (``recharge``), lender -> borrower sub-account
   for a named loan and product (``invest``, product term >= loan term), a
   fee of 1-2 % borrower -> platform (``fee``), ``repay`` with the loan id at
   maturity and interest every 30 days, ``withdraw`` back to the person and
-  an occasional small ``subsidy`` from the platform's own account.
+  an occasional small ``subsidy`` from the platform's own account: at most
+  one of 5-50 yuan a day, so under 1,500 yuan in any 30 days, below the
+  2,000 yuan a month from which excessive_return counts own-money subsidies
+  as the forbidden kind (seed 三(四)), small coupons being normal marketing.
 * Payment institutions (``I001``...) holding client money (备付金) in
   ``client_reserve`` accounts at custody banks: clients top up over NUCC,
   merchants are paid (``settlement``), clients get refunds and withdraw.
@@ -42,6 +47,25 @@ Honest look-alikes (``truth["honest"]``, must raise no alert at all):
 * ``fully_covered``: an institution whose reports state its exact reserves.
 * ``near_threshold``: an institution reporting 0.3 % more than it holds
   (coverage 0.997, inside the 0.5 % tolerance).
+* ``related_party_lookalike``: an executive listed on the platform's entity
+  paid a salary every ten days out of the platform's fee money (no lender
+  money reaches it); two 7-day loans repaid by their borrowers into the risk
+  reserve, which then pays the lenders; a 90-day promotion product at 9 %
+  (peers 6.7-7.8 %: inside the 3-point margin), funding loans that pay more.
+* ``home_with_own_money``: a new borrower's 7-day loan of 60,000-150,000
+  yuan, withdrawn to the borrower's bank account and repaid at maturity;
+  a day or two later the borrower recharges 100,000-300,000 yuan of their
+  own and pays a property developer (kind ``real_estate``) from the
+  sub-account, inside 30 days of the loan: the loan money went back with
+  the repayment.
+* ``private_at_min_ticket``: a 360-day ``private`` product (minimum ticket
+  1,000,000 yuan) sold to 150 distinct lenders, each exactly the minimum.
+* ``cnaps_rebalance``: an institution moving 80,000-250,000 yuan once or
+  twice a day from its reserve account R1 to R2, at another bank, over
+  CNAPS (a smaller business: 80 clients, 10 merchants).
+* ``licensed_fund_seller`` (``AM001``...): an ``asset_manager`` named
+  ...基金销售有限公司 holding ``fund_sales``, one of the merchants of the
+  ``cnaps_rebalance`` institution.
 
 Violations (``truth["violators"]``, each with the accounts at its heart),
 each ``scale`` times:
@@ -61,6 +85,16 @@ each ``scale`` times:
 * ``maturity_mismatch`` / ``term_split`` (期限拆分): one 180-day loan of about
   300,000 yuan funded half by a 30-day and half by a 60-day product, on a
   platform whose matched book is many times larger.
+* ``self_financing`` / ``self_financing_controller`` (自融): six to eight
+  lenders invest 30,000-60,000 yuan each, with no loan, into the custody
+  master, which passes it all the same day to a company 70 % held by the
+  platform's controller. ``pool_via_related`` breaks this rule too (lender
+  money reaches the affiliate): its truth names both detectors.
+* ``guaranteed_return`` / ``guaranteed_payout`` (保本保息): three 7-day loans
+  whose borrowers never repay; at maturity the platform moves money from its
+  own bank account into its risk reserve and pays the lenders from there.
+* ``excessive_return`` / ``excessive_rate`` (超高回报): a 90-day product
+  promising 18 % a year, above every loan's rate, funding six loans.
 * ``reserve_misuse`` / ``reserve_shortfall`` (挪用备付金): on three days the
   institution moves 3-10 % of its reserves to its own operating account;
   its reports keep stating what its clients are owed.
@@ -68,6 +102,19 @@ each ``scale`` times:
   a bank without the ``custody`` licence.
 * ``reserve_misuse`` / ``reserve_interest`` (吃利差): the custody bank pays
   interest into the reserve account; the reports still cover the clients.
+* ``down_payment_loan`` / ``down_payment_to_developer`` (首付贷): a new
+  borrower's 180-day ``consumer`` loan of 300,000-600,000 yuan from six to
+  ten lenders; the sub-account pays the money lent, less the fee, straight
+  to a property developer's account, in the platform's custody ledger.
+* ``private_product_split`` / ``private_split`` (私募拆分): a 360-day
+  ``private`` product (minimum ticket 1,000,000 yuan) cut into tickets of
+  10,000-100,000 yuan and sold to 205-225 distinct lenders.
+* ``cross_bank_clearing`` / ``cross_bank_settlement`` (变相跨行清算): as
+  ``cnaps_rebalance``, but the moves between its banks go ``direct``.
+* ``unlicensed_business`` / ``unlicensed_payment`` (无证经营支付): a
+  ``company`` named ...支付有限公司 with no licence runs a payment business
+  like an institution's (80 clients, 10 merchants), clients' money in its
+  own ``corporate`` accounts; it reports to no one.
 
 Noise (``noise`` is the share of transaction lines that spawn one): exact
 duplicates of a transaction line re-sent minutes to hours later, and
@@ -78,10 +125,11 @@ malformed lines, each with its own ``txn_id`` so it never masks a real one:
 
 >>> import collections, pathlib, tempfile
 >>> truth = write_world(pathlib.Path(tempfile.mkdtemp()), seed=7, days=8)
->>> sorted(collections.Counter(v["detector"] for v in truth["violators"]).items())
-[('fund_pool', 3), ('maturity_mismatch', 2), ('reserve_misuse', 3)]
+>>> counts = collections.Counter(v["detector"] for v in truth["violators"])
+>>> len(counts), counts["fund_pool"], counts["reserve_misuse"], counts["unlicensed_business"]
+(10, 3, 3, 1)
 >>> len(truth["honest"]), truth["noise"]["duplicates"] > 0
-(7, True)
+(12, True)
 """
 
 from __future__ import annotations
@@ -113,11 +161,20 @@ PLATFORM_VIOLATIONS = (
     ("fund_pool", "pool_idle"),
     ("maturity_mismatch", "mismatch_direct"),
     ("maturity_mismatch", "term_split"),
+    ("self_financing", "self_financing_controller"),
+    ("guaranteed_return", "guaranteed_payout"),
+    ("excessive_return", "excessive_rate"),
+    ("down_payment_loan", "down_payment_to_developer"),
+    ("private_product_split", "private_split"),
 )
+# Patterns that also break another detector's rule: (pattern, detector).
+ALSO_DETECTED = (("pool_via_related", "self_financing"),)
 INSTITUTION_VIOLATIONS = (
     ("reserve_misuse", "reserve_shortfall"),
     ("reserve_misuse", "reserve_unlicensed_bank"),
     ("reserve_misuse", "reserve_interest"),
+    ("cross_bank_clearing", "cross_bank_settlement"),
+    ("unlicensed_business", "unlicensed_payment"),
 )
 DEAD_LETTER_REASONS = ("not_json", "unknown_type", "missing_field", "bad_amount", "bad_time")
 # Every other noise line is a duplicate; the malformed ones take turns.
@@ -306,11 +363,19 @@ class Registry:
             f'"bank_id":"{bank_id}"{platform},"role":"{role}"}}'
         )
 
-    def product(self, product_id: str, platform_id: str, term: int, rate_bp: int) -> None:
+    def product(
+        self,
+        product_id: str,
+        platform_id: str,
+        term: int,
+        rate_bp: int,
+        min_ticket: int = 100 * FEN,
+        private: bool = False,
+    ) -> None:
         self.products.append(
             f'{{"type":"product","product_id":"{product_id}","platform_id":"{platform_id}",'
-            f'"term_days":{term},"annual_rate":{rate_text(rate_bp)},"min_ticket":"100.00",'
-            f'"private":false}}'
+            f'"term_days":{term},"annual_rate":{rate_text(rate_bp)},'
+            f'"min_ticket":"{yuan_text(min_ticket)}","private":{"true" if private else "false"}}}'
         )
 
     def loan(self, loan: PlannedLoan, platform_id: str, purpose: str) -> None:
@@ -335,11 +400,16 @@ class Registry:
         self.account(f"ACC-{entity_id}", entity_id, bank, "personal")
         return Party(entity_id, f"ACC-{entity_id}", bank)
 
-    def company(self, role: str = "corporate", name: str | None = None) -> Party:
+    def company(
+        self,
+        role: str = "corporate",
+        name: str | None = None,
+        related: tuple[tuple[str, str, int | None], ...] = (),
+    ) -> Party:
         """A company with one account (``corporate`` or ``settlement``) at a random bank."""
         self._companies += 1
         entity_id = f"C{self._companies:05d}"
-        self.entity(entity_id, name or self.names.company(), "company")
+        self.entity(entity_id, name or self.names.company(), "company", related=related)
         bank = self.rng.choice(self.banks)
         suffix = "-STL" if role == "settlement" else ""
         self.account(f"ACC-{entity_id}{suffix}", entity_id, bank, role)
@@ -473,6 +543,11 @@ class PlannedLoan:
     issued_t: int
     tickets: list[tuple[int, int]]  # (lender index, fen)
     source: str | None = None  # the controlled account that pays a pool loan out
+    # The risk reserve pays the lenders at maturity: "default" for a borrower
+    # who does not repay, "collect" to pass on what the borrower repaid into it.
+    reserve_payout: str | None = None
+    # Where the borrower sends the money lent, instead of its own bank account.
+    payee: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +561,7 @@ class Profile:
 BUSY = Profile(lenders=400, loans_per_day=(9, 15), tickets=(4, 12), ticket_hundreds=(20, 600))
 LARGE = Profile(lenders=250, loans_per_day=(6, 10), tickets=(4, 10), ticket_hundreds=(20, 600))
 SMALL = Profile(lenders=120, loans_per_day=(2, 5), tickets=(3, 8), ticket_hundreds=(10, 400))
+TINY = Profile(lenders=60, loans_per_day=(1, 3), tickets=(3, 6), ticket_hundreds=(10, 300))
 
 Action = tuple[int, Callable[..., None], tuple]  # (time, method, arguments)
 
@@ -566,13 +642,21 @@ class Platform:
                 self.plan_loan(rng, day, term, funding)
 
     def plan_loan(
-        self, rng: random.Random, day: int, term: int, funding: list[tuple[int, str]]
+        self,
+        rng: random.Random,
+        day: int,
+        term: int,
+        funding: list[tuple[int, str]],
+        lenders: list[int] | None = None,
+        borrower: Member | None = None,
     ) -> PlannedLoan:
-        """A loan of ``term`` days funded on ``day`` by lender tickets ``(fen, product id)``."""
-        lenders = rng.sample(range(len(self.lenders)), len(funding))
+        """A loan of ``term`` days funded on ``day`` by lender tickets ``(fen, product id)``,
+        from ``lenders`` (by default drawn at random) to ``borrower`` (by default any)."""
+        if lenders is None:
+            lenders = rng.sample(range(len(self.lenders)), len(funding))
         tickets = [(lender, fen) for lender, (fen, _) in zip(lenders, funding, strict=True)]
         t = _at(rng, day, 8, 19)
-        loan = self._loan(rng, term, sum(fen for _, fen in tickets), t, tickets)
+        loan = self._loan(rng, term, sum(fen for _, fen in tickets), t, tickets, borrower=borrower)
         for lender, (fen, product) in zip(lenders, funding, strict=True):
             t += rng.randint(20, 600)
             sub = loan.borrower.sub_account
@@ -594,9 +678,13 @@ class Platform:
         first_t: int,
         tickets: list[tuple[int, int]],
         source: str | None = None,
+        borrower: Member | None = None,
     ) -> PlannedLoan:
         """Register a loan issued shortly before ``first_t`` and plan its repayments."""
-        borrower, purpose = self._borrower(rng)
+        if borrower is None:
+            borrower, purpose = self._borrower(rng)
+        else:
+            purpose = "consumer" if borrower.entity_id.startswith("U") else "business"
         self.loan_count += 1
         rate_bp = max(PRODUCT_RATES_BP.values()) + rng.randint(50, 550)
         loan = PlannedLoan(
@@ -694,9 +782,8 @@ class Platform:
             self._txn(sink, t, sub, self.own_account, fee, "fee", loan=loan.loan_id)
             self.own_balance += fee
             net -= fee
-        self._txn(
-            sink, t + rng.randint(300, 1800), sub, loan.borrower.outside_account, net, "withdraw"
-        )
+        payee = loan.borrower.outside_account if loan.payee is None else loan.payee
+        self._txn(sink, t + rng.randint(300, 1800), sub, payee, net, "withdraw")
 
     def _repay(
         self,
@@ -717,6 +804,9 @@ class Platform:
         ]
         if loan.source is not None:
             payees = [(loan.source, -1, due(loan.principal))]
+        if loan.reserve_payout is not None:
+            self._reserve_payout(sink, rng, t, loan, payees)
+            return
         sub = loan.borrower.sub_account
         total = sum(fen for _, _, fen in payees)
         self._txn(
@@ -726,6 +816,46 @@ class Platform:
             self._txn(sink, t + 2 * i, sub, account, fen, "repay", loan=loan.loan_id)
             if lender >= 0:
                 self.balance[lender] += fen
+
+    def _reserve_payout(
+        self,
+        sink: EventSink,
+        rng: random.Random,
+        t: int,
+        loan: PlannedLoan,
+        payees: list[tuple[str, int, int]],
+    ) -> None:
+        """The risk reserve pays the lenders of ``loan`` what they are due: out of
+        the platform's own bank money for a borrower who does not repay
+        (``default``), or passing on what the borrower repaid into it (``collect``)."""
+        risk, total = f"ACC-{self.pid}-RISK", sum(fen for _, _, fen in payees)
+        if loan.reserve_payout == "default":
+            bank = f"ACC-{self.pid}-BANK"
+            self._txn(sink, t - rng.randint(300, 3600), bank, risk, total, "transfer")
+        else:
+            sub = loan.borrower.sub_account
+            self._txn(
+                sink,
+                t - rng.randint(1800, 3600),
+                loan.borrower.outside_account,
+                sub,
+                total,
+                "recharge",
+            )
+            self._txn(
+                sink, t - rng.randint(300, 1200), sub, risk, total, "repay", loan=loan.loan_id
+            )
+        for i, (account, lender, fen) in enumerate(payees):
+            self._txn(sink, t + 2 * i, risk, account, fen, "repay", loan=loan.loan_id)
+            if lender >= 0:
+                self.balance[lender] += fen
+
+    def _salary(self, sink: EventSink, rng: random.Random, t: int, account: str) -> None:
+        """The platform pays an executive's salary out of its own (fee) money."""
+        fen = min(rng.randint(30, 80) * HUNDRED, self.own_balance // HUNDRED * HUNDRED)
+        if fen > 0:
+            self._txn(sink, t, self.own_account, account, fen, "transfer")
+            self.own_balance -= fen
 
     def _lender_withdraw(self, sink: EventSink, rng: random.Random, t: int, lender: int) -> None:
         fen = self.balance[lender] * rng.randint(30, 100) // 100 // FEN * FEN
@@ -862,6 +992,171 @@ def plan_below_threshold(p: Platform, rng: random.Random) -> None:
         p.plan_loan(rng, day, 120, funding)
 
 
+def plan_self_financing_controller(p: Platform, rng: random.Random) -> None:
+    """The controller's company (70 % held by the controller) takes lenders' money:
+    six to eight lenders invest 30,000-60,000 yuan each, with no loan, into the
+    custody master, which passes it all to the company's account that afternoon."""
+    controller = next(eid for eid, relation, _ in p.related if relation == "controller")
+    company = p.reg.company(
+        name=f"{rng.choice(_CITIES)}{p.brand}实业有限公司",
+        related=((controller, "shareholder", 70),),
+    )
+    p.heart_accounts = [company.account_id]
+    day, total = rng.randint(1, p.days - 2), 0
+    for lender in rng.sample(range(len(p.lenders)), rng.randint(6, 8)):
+        fen = rng.randint(300, 600) * HUNDRED
+        t = _at(rng, day, 9, 12)
+        p.at(t, p._invest, lender, fen, p.custody_account, "invest", None, None)
+        total += fen
+    p.at(_at(rng, day, 13, 15), p._transfer, p.custody_account, company.account_id, total)
+
+
+def _reserve_loans(p: Platform, rng: random.Random, mode: str, count: int) -> list[PlannedLoan]:
+    """``count`` 7-day loans of 15,000-75,000 yuan whose lenders the risk reserve pays."""
+    loans = []
+    for day in sorted(rng.sample(range(p.days - 7), min(count, p.days - 7))):
+        funding = [
+            (rng.randint(50, 150) * HUNDRED, p.products[30]) for _ in range(rng.randint(3, 5))
+        ]
+        loan = p.plan_loan(rng, day, 7, funding)
+        loan.reserve_payout = mode
+        loans.append(loan)
+    return loans
+
+
+def plan_guaranteed_payout(p: Platform, rng: random.Random) -> None:
+    """Three 7-day loans whose borrowers never repay: at maturity the platform moves
+    money from its own bank account into its risk reserve and pays the lenders
+    their principal and interest from there (保本保息)."""
+    p.reg.account(f"ACC-{p.pid}-BANK", p.pid, p.bank, "corporate")
+    p.heart_accounts = [f"ACC-{p.pid}-RISK"]
+    _reserve_loans(p, rng, "default", 3)
+
+
+def plan_excessive_rate(p: Platform, rng: random.Random) -> None:
+    """A 90-day product promising 18 % a year (its peers: 6.7-7.8 %), more than
+    any loan pays, funding six loans of 30 to 90 days."""
+    product = f"PRD-{p.pid}-HI"
+    p.reg.product(product, p.pid, 90, 1800)
+    for day in sorted(rng.sample(range(p.days - 1), 6)):
+        term = rng.choice((30, 60, 90))
+        funding = [
+            (rng.randint(*p.profile.ticket_hundreds) * HUNDRED, product)
+            for _ in range(rng.randint(3, 6))
+        ]
+        p.heart_accounts.append(p.plan_loan(rng, day, term, funding).borrower.sub_account)
+
+
+def plan_related_lookalike(p: Platform, rng: random.Random) -> None:
+    """Near misses of the three rules above: an executive paid a salary out of the
+    platform's fee money every ten days; two 7-day loans repaid into the risk
+    reserve, which passes the money on to the lenders; a 90-day promotion
+    product at 9 % (1.5 points above its peers, inside the margin) funding loans
+    that pay more."""
+    executive = p.reg.person()
+    p.related.append((executive.entity_id, "executive", None))
+    for day in range(9, p.days, 10):
+        p.at(_at(rng, day, 16, 18), p._salary, executive.account_id)
+    _reserve_loans(p, rng, "collect", 2)
+    product = f"PRD-{p.pid}-PROMO"
+    p.reg.product(product, p.pid, 90, 900)
+    for day in sorted(rng.sample(range(p.days - 1), 4)):
+        funding = [(rng.randint(*p.profile.ticket_hundreds) * HUNDRED, product) for _ in range(3)]
+        p.plan_loan(rng, day, rng.choice((60, 90)), funding)
+
+
+# Private products: 私募 may be sold to at most 200 qualified investors, from 1,000,000 yuan each.
+PRIVATE_MIN_TICKET = 1_000_000 * FEN
+PRIVATE = Profile(lenders=240, loans_per_day=(1, 3), tickets=(3, 6), ticket_hundreds=(10, 300))
+
+
+def _developer(p: Platform, rng: random.Random) -> Party:
+    """A property developer (kind ``real_estate``) with a corporate account at a random bank."""
+    entity_id = f"RE-{p.pid}"
+    brand = rng.choice(_BRAND) + rng.choice(_BRAND)
+    p.reg.entity(entity_id, f"{rng.choice(_CITIES)}{brand}房地产开发有限公司", "real_estate")
+    bank = rng.choice(p.reg.banks)
+    p.reg.account(f"ACC-{entity_id}", entity_id, bank, "corporate")
+    return Party(entity_id, f"ACC-{entity_id}", bank)
+
+
+def _first_time_borrower(p: Platform) -> Member:
+    """A new borrower who is a person. Planned after the everyday book, so no
+    other loan of the platform goes to it."""
+    member = p._member("borrower_sub", p.reg.person(), len(p.borrowers) + 1)
+    p.borrowers.append(member)
+    return member
+
+
+def plan_down_payment_to_developer(p: Platform, rng: random.Random) -> None:
+    """A 180-day consumer loan of 300,000-600,000 yuan from six to ten lenders on the
+    180-day product; the borrower's sub-account pays the money lent, less the fee,
+    straight to a property developer's account (首付贷)."""
+    developer = _developer(p, rng)
+    borrower = _first_time_borrower(p)
+    total = rng.randint(3000, 6000) * HUNDRED
+    funding = [(fen, p.products[180]) for fen in _split(rng, total, rng.randint(6, 10))]
+    loan = p.plan_loan(rng, rng.randint(1, p.days - 2), 180, funding, borrower=borrower)
+    loan.payee = developer.account_id
+    p.heart_accounts = [borrower.sub_account, developer.account_id]
+
+
+def plan_home_with_own_money(p: Platform, rng: random.Random) -> None:
+    """A 7-day loan of 60,000-150,000 yuan to a new borrower, withdrawn to the
+    borrower's bank account and repaid at maturity; a day or two later the
+    borrower recharges 100,000-300,000 yuan of their own and pays a property
+    developer from the sub-account. The loan money went back with the repayment."""
+    developer = _developer(p, rng)
+    borrower = _first_time_borrower(p)
+    day = rng.randint(0, max(0, p.days - 10))
+    total = rng.randint(600, 1500) * HUNDRED
+    funding = [(fen, p.products[30]) for fen in _split(rng, total, rng.randint(3, 6))]
+    p.plan_loan(rng, day, 7, funding, borrower=borrower)
+    fen, t = rng.randint(1000, 3000) * HUNDRED, _at(rng, day + 7 + rng.randint(1, 2), 10, 16)
+    sub = borrower.sub_account
+    p.at(t, p._transfer, borrower.outside_account, sub, fen, "recharge")
+    p.at(t + rng.randint(600, 3600), p._transfer, sub, developer.account_id, fen, "withdraw")
+
+
+def _private_product(p: Platform) -> str:
+    """A 360-day private product with a 1,000,000-yuan minimum ticket, a little under
+    its public peers' rate."""
+    product = f"PRD-{p.pid}-PRIV"
+    rate = PRODUCT_RATES_BP[360] - 50
+    p.reg.product(product, p.pid, 360, rate, PRIVATE_MIN_TICKET, private=True)
+    return product
+
+
+def _plan_private_loans(
+    p: Platform, rng: random.Random, product: str, tickets: list[tuple[int, int]], per_loan: int
+) -> None:
+    """Loans of 180 or 360 days on ``product``, ``per_loan`` of the ``(lender, fen)``
+    tickets each, on days drawn across the month."""
+    groups = [tickets[i : i + per_loan] for i in range(0, len(tickets), per_loan)]
+    days = sorted(rng.choices(range(1, p.days - 1), k=len(groups)))
+    for day, group in zip(days, groups, strict=True):
+        funding = [(fen, product) for _, fen in group]
+        p.plan_loan(rng, day, rng.choice((180, 360)), funding, [lender for lender, _ in group])
+
+
+def plan_private_split(p: Platform, rng: random.Random) -> None:
+    """A private product cut into tickets of 10,000-100,000 yuan (its minimum is
+    1,000,000) and sold to 205-225 distinct lenders, about 20 to a loan (私募拆分)."""
+    product = _private_product(p)
+    lenders = rng.sample(range(len(p.lenders)), rng.randint(205, 225))
+    tickets = [(lender, rng.randint(100, 1000) * HUNDRED) for lender in lenders]
+    _plan_private_loans(p, rng, product, tickets, 20)
+    p.heart_accounts = [p.lenders[lender].sub_account for lender in sorted(lenders)[:5]]
+
+
+def plan_private_at_min_ticket(p: Platform, rng: random.Random) -> None:
+    """A private product sold to 150 distinct lenders at exactly its minimum ticket,
+    ten to a loan: inside both limits."""
+    product = _private_product(p)
+    lenders = rng.sample(range(len(p.lenders)), 150)
+    _plan_private_loans(p, rng, product, [(lender, PRIVATE_MIN_TICKET) for lender in lenders], 10)
+
+
 PLATFORM_PLANS: dict[str, tuple[Profile, Callable[[Platform, random.Random], None] | None]] = {
     "busy_platform": (BUSY, None),
     "mismatch_below_threshold": (LARGE, plan_below_threshold),
@@ -870,6 +1165,14 @@ PLATFORM_PLANS: dict[str, tuple[Profile, Callable[[Platform, random.Random], Non
     "pool_idle": (SMALL, plan_pool_idle),
     "mismatch_direct": (SMALL, plan_mismatch_direct),
     "term_split": (LARGE, plan_term_split),
+    "self_financing_controller": (TINY, plan_self_financing_controller),
+    "guaranteed_payout": (TINY, plan_guaranteed_payout),
+    "excessive_rate": (TINY, plan_excessive_rate),
+    "related_party_lookalike": (TINY, plan_related_lookalike),
+    "down_payment_to_developer": (TINY, plan_down_payment_to_developer),
+    "home_with_own_money": (TINY, plan_home_with_own_money),
+    "private_split": (PRIVATE, plan_private_split),
+    "private_at_min_ticket": (PRIVATE, plan_private_at_min_ticket),
 }
 
 
@@ -891,18 +1194,28 @@ class Institution:
     CLIENTS = 300
     MERCHANTS = 30
     PAYMENTS_PER_DAY = (120, 180)
+    # (clients, merchants, payments a day) of the smaller businesses
+    SMALL = (80, 10, (30, 50))
 
     def __init__(
         self, iid: str, look: str, reg: Registry, banks: Banks, days: int, rng: random.Random
     ) -> None:
         self.iid, self.look = iid, look
+        small = look in ("cross_bank_settlement", "cnaps_rebalance", "unlicensed_payment")
+        clients, merchants, self.payments_per_day = (
+            self.SMALL if small else (self.CLIENTS, self.MERCHANTS, self.PAYMENTS_PER_DAY)
+        )
+        # Without a payment licence there are no reserve accounts: clients' money
+        # sits in the business's own corporate accounts.
+        self.licensed = look != "unlicensed_payment"
         bank_a, bank_b = rng.sample(banks.custody, 2)
         if look == "reserve_unlicensed_bank":
             bank_b = rng.choice(banks.plain)
         self.reserves = [Party(iid, f"ACC-{iid}-R1", bank_a), Party(iid, f"ACC-{iid}-R2", bank_b)]
         self.operating = Party(iid, f"ACC-{iid}-OP", bank_a)
         for reserve in self.reserves:
-            reg.account(reserve.account_id, iid, reserve.bank_id, "client_reserve")
+            role = "client_reserve" if self.licensed else "corporate"
+            reg.account(reserve.account_id, iid, reserve.bank_id, role)
         reg.account(self.operating.account_id, iid, bank_a, "operating")
         # R1 holds most of the money, so the shortfall pattern can divert from it alone.
         self.opening = [
@@ -910,9 +1223,9 @@ class Institution:
             rng.randint(500, 1500) * 10_000 * FEN + rng.randrange(10_000 * FEN),
         ]
         self.balance = list(self.opening)
-        self.clients = [reg.person() for _ in range(self.CLIENTS)]
+        self.clients = [reg.person() for _ in range(clients)]
         self.merchants = [
-            reg.company(rng.choice(("settlement", "corporate"))) for _ in range(self.MERCHANTS)
+            reg.company(rng.choice(("settlement", "corporate"))) for _ in range(merchants)
         ]
         self.diverted = 0
         self.interest = 0
@@ -925,12 +1238,26 @@ class Institution:
                 20, days - 2
             )  # Chinese banks settle deposit interest on the 20th of a quarter's last month
             self.actions[day] = [(_at(rng, day, 9, 10), self._pay_interest, ())]
+        elif look in ("cross_bank_settlement", "cnaps_rebalance"):
+            # Every day one or two moves from R1 to R2, to pay the merchants banking at R2's
+            # bank: outside the clearing systems (变相跨行清算), or the honest way, over CNAPS.
+            system = "direct" if look == "cross_bank_settlement" else "CNAPS"
+            for day in range(1, days):
+                self.actions[day] = [
+                    (_at(rng, day, 9, 17), self._rebalance, (system,))
+                    for _ in range(rng.randint(1, 2))
+                ]
         name = f"{reg.names.brand()}{rng.choice(('支付', '支付科技', '网络支付'))}有限公司"
         related = ((reg.person_entity(), "shareholder", rng.randint(40, 80)),)
-        reg.entity(iid, name, "payment_institution", ("payment",), related)
+        if self.licensed:
+            reg.entity(iid, name, "payment_institution", ("payment",), related)
+        else:
+            reg.entity(iid, name, "company", (), related)
 
     @property
     def heart_accounts(self) -> list[str]:
+        if self.look == "cross_bank_settlement":
+            return [reserve.account_id for reserve in self.reserves]
         return [self.reserves[1 if self.look == "reserve_unlicensed_bank" else 0].account_id]
 
     def open(self, sink: EventSink) -> None:
@@ -951,13 +1278,14 @@ class Institution:
     def run_day(self, day: int, sink: EventSink, rng: random.Random) -> None:
         actions: list[Action] = [
             (_at(rng, day, 7, 23.5), self._client_payment, ())
-            for _ in range(rng.randint(*self.PAYMENTS_PER_DAY))
+            for _ in range(rng.randint(*self.payments_per_day))
         ]
         actions.extend(self.actions.get(day, ()))
         actions.sort(key=itemgetter(0))
         for t, method, args in actions:
             method(sink, rng, t, *args)
-        sink.report(day, self.iid, self.liabilities())
+        if self.licensed:  # an unlicensed business reports to no one
+            sink.report(day, self.iid, self.liabilities())
 
     def _client_payment(self, sink: EventSink, rng: random.Random, t: int) -> None:
         """One top-up into, or one payment out of, a reserve account (never overdrawn)."""
@@ -976,6 +1304,14 @@ class Institution:
             sink.clearing(t, system, self.iid, self.reserves[i], party, fen, purpose)
             self.balance[i] -= fen
 
+    def _rebalance(self, sink: EventSink, rng: random.Random, t: int, system: str) -> None:
+        """Move 80,000-250,000 yuan from reserve account R1 to R2, at another bank."""
+        fen = rng.randint(800, 2500) * HUNDRED
+        if self.balance[0] >= fen:
+            sink.clearing(t, system, self.iid, self.reserves[0], self.reserves[1], fen, "transfer")
+            self.balance[0] -= fen
+            self.balance[1] += fen
+
     def _divert(self, sink: EventSink, rng: random.Random, t: int) -> None:
         """Move 3-10 % of the reserves to the institution's own operating account."""
         fen = min(sum(self.balance) * rng.randint(300, 1000) // 10_000, self.balance[0] // 2)
@@ -993,6 +1329,17 @@ class Institution:
         self.interest += fen
 
 
+def register_fund_seller(reg: Registry, n: int) -> Party:
+    """A fund distributor (基金销售) holding the ``fund_sales`` licence: a restricted
+    word in its name, and the licence that allows it. It is paid as a merchant."""
+    entity_id = f"AM{n:03d}"
+    name = f"{reg.names.brand()}基金销售有限公司"
+    reg.entity(entity_id, name, "asset_manager", ("fund_sales",))
+    bank = reg.rng.choice(reg.banks)
+    reg.account(f"ACC-{entity_id}-STL", entity_id, bank, "settlement")
+    return Party(entity_id, f"ACC-{entity_id}-STL", bank)
+
+
 # --------------------------------------------------------------------------- the world
 
 
@@ -1001,6 +1348,8 @@ class World:
     registry: Registry
     platforms: list[Platform] = field(default_factory=list)
     institutions: list[Institution] = field(default_factory=list)
+    # Honest subjects that are neither platforms nor institutions: truth entries.
+    other_honest: list[dict] = field(default_factory=list)
 
     def actors(self) -> list[Platform | Institution]:
         return [*self.platforms, *self.institutions]
@@ -1008,22 +1357,28 @@ class World:
     def truth_lists(self) -> tuple[list[dict], list[dict]]:
         """(violators, honest), platforms first, each in subject id order."""
         detector = {pattern: det for det, pattern in PLATFORM_VIOLATIONS + INSTITUTION_VIOLATIONS}
+        also: dict[str, list[str]] = {}
+        for pattern, det in ALSO_DETECTED:
+            also.setdefault(pattern, []).append(det)
         subjects = [(p.pid, "p2p_platform", p) for p in self.platforms]
         subjects += [(i.iid, "payment_institution", i) for i in self.institutions]
         violators: list[dict] = []
         honest: list[dict] = []
         for subject, kind, actor in subjects:
             if actor.look in detector:
-                violators.append(
-                    {
-                        "detector": detector[actor.look],
-                        "subject_id": subject,
-                        "pattern": actor.look,
-                        "accounts": actor.heart_accounts,
-                    }
-                )
+                # One entry per detector whose rule the pattern breaks.
+                for det in (detector[actor.look], *also.get(actor.look, ())):
+                    violators.append(
+                        {
+                            "detector": det,
+                            "subject_id": subject,
+                            "pattern": actor.look,
+                            "accounts": actor.heart_accounts,
+                        }
+                    )
             else:
                 honest.append({"subject_id": subject, "kind": kind, "look_alike": actor.look})
+        honest += self.other_honest
         return violators, honest
 
 
@@ -1043,7 +1398,16 @@ def build_world(rng: random.Random, scale: int, days: int, clock: Clock) -> Worl
     banks = register_banks(reg)
     world = World(reg)
     platform_looks = _looks(
-        rng, {"busy_platform": 2, "mismatch_below_threshold": 1}, PLATFORM_VIOLATIONS, scale
+        rng,
+        {
+            "busy_platform": 2,
+            "mismatch_below_threshold": 1,
+            "related_party_lookalike": 1,
+            "home_with_own_money": 1,
+            "private_at_min_ticket": 1,
+        },
+        PLATFORM_VIOLATIONS,
+        scale,
     )
     for n, look in enumerate(platform_looks, start=1):
         profile, plan = PLATFORM_PLANS[look]
@@ -1054,10 +1418,19 @@ def build_world(rng: random.Random, scale: int, days: int, clock: Clock) -> Worl
         p.register()
         world.platforms.append(p)
     institution_looks = _looks(
-        rng, {"fully_covered": 2, "near_threshold": 2}, INSTITUTION_VIOLATIONS, scale
+        rng,
+        {"fully_covered": 2, "near_threshold": 2, "cnaps_rebalance": 1},
+        INSTITUTION_VIOLATIONS,
+        scale,
     )
     for n, look in enumerate(institution_looks, start=1):
         world.institutions.append(Institution(f"I{n:03d}", look, reg, banks, days, rng))
+    rebalancing = [i for i in world.institutions if i.look == "cnaps_rebalance"]
+    for n, institution in enumerate(rebalancing, start=1):
+        seller = register_fund_seller(reg, n)
+        institution.merchants.append(seller)
+        entry = {"subject_id": seller.entity_id, "kind": "asset_manager"}
+        world.other_honest.append({**entry, "look_alike": "licensed_fund_seller"})
     return world
 
 
@@ -1181,7 +1554,7 @@ def write_world(
     """Write ``out_dir/world.jsonl`` (``world.jsonl.gz`` when ``compress``) and
     ``out_dir/truth.json``; return the truth dict.
 
-    ``scale`` multiplies every kind of platform and institution (about 75,000
+    ``scale`` multiplies every kind of platform and institution (about 88,000
     records per unit at 30 days); ``days`` is the length of the event part
     (at least 8); ``noise`` is the share of transaction lines followed by a
     duplicate or a malformed line. Raises ``ValueError`` on a bad argument.

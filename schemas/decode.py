@@ -55,7 +55,7 @@ from .wire import (
 #: Every reason a record can be refused for. Shells count dead letters by
 #: these labels, so the set is small and fixed.
 REASONS = (
-    "not_json",  # not parseable as JSON (or not UTF-8)
+    "not_json",  # not parseable as JSON or as a CSV row (or not UTF-8)
     "not_object",  # JSON, but not an object
     "unknown_type",  # `type` missing (where required) or not a known kind
     "missing_field",  # a required field is absent
@@ -64,7 +64,7 @@ REASONS = (
     "bad_time",  # a time or date that is not ISO-8601 / epoch ms, or outside 1970..2099
     "bad_enum",  # a value outside its enumeration (role, purpose, system, ...)
     "bad_field",  # any other field of the wrong type or out of range
-    "too_large",  # a line longer than the configured limit
+    "too_large",  # a line or CSV cell over its limit, or JSON nested too deep to decode
     "too_late",  # a transaction older than the deduplication horizon (set by the engine)
 )
 
@@ -259,6 +259,10 @@ class RecordDecoder:
     ``from_row(mapping)`` takes a CSV row of strings.
     """
 
+    #: Renames a foreign CSV layout's columns to wire fields before
+    #: ``from_row`` reads a row (``None``: the header uses the wire names).
+    columns: ColumnMap | None = None
+
     def __init__(self, zone: str = "Asia/Shanghai", max_line_bytes: int = 1 << 20) -> None:
         self.times = TimeParser(zone)
         self.max_line_bytes = max_line_bytes
@@ -308,17 +312,28 @@ class RecordDecoder:
             # UnicodeEncodeError: a str holding lone surrogates (text read
             # with errors="surrogateescape").
             return self._dead("not_json", str(e), raw, source)
+        except RecursionError:
+            # msgspec walks nested arrays recursively, unknown fields too.
+            return self._dead("too_large", "JSON nested too deep to decode", raw, source)
         try:
             return self._convert[type(wire)](wire)
         except _Refused as e:
             return self._dead(e.reason, e.detail, raw, source)
+
+    def too_large(self, head: bytes, size: int, source: str = "") -> DeadLetter:
+        """The dead letter of a line of ``size`` bytes, over the limit, of
+        which a reader kept only ``head`` (the rest was skipped unread)."""
+        return self._dead("too_large", f"{size} bytes, limit {self.max_line_bytes}", head, source)
 
     def from_row(
         self, row: dict[str, Any], kind: str | None = None, source: str = ""
     ) -> Record | DeadLetter:
         """A CSV row (all strings): empty cells are absent fields; list and
         object cells (``licenses``, ``related``) hold JSON, or for
-        ``licenses`` a ``;``-separated list."""
+        ``licenses`` a ``;``-separated list. With :attr:`columns` set, the
+        row is first renamed to wire fields (a foreign dump's layout)."""
+        if self.columns is not None:
+            row = self.columns.apply(row)
         fields: dict[str, Any] = {}
         for key, value in row.items():
             if key is None or value is None or value == "":
@@ -332,6 +347,9 @@ class RecordDecoder:
         except (UnicodeEncodeError, TypeError):
             raw = repr(row)
             return self._dead("not_json", "row is not valid UTF-8", raw, source)
+        if len(raw) > self.max_line_bytes:
+            detail = f"row of {len(raw)} characters, limit {self.max_line_bytes}"
+            return self._dead("too_large", detail, raw, source)
         given = fields.get("type")
         if kind is not None and given is not None and given != kind:
             return self._dead("unknown_type", f"type {given!r} on a {kind!r} input", raw, source)
@@ -357,6 +375,8 @@ class RecordDecoder:
             return self._dead(_classify(str(e)), str(e), raw, source)
         except msgspec.DecodeError as e:
             return self._dead("bad_field", str(e), raw, source)
+        except RecursionError:
+            return self._dead("too_large", "a JSON cell nested too deep to decode", raw, source)
         try:
             return self._convert[type(wire)](wire)
         except _Refused as e:
@@ -469,6 +489,87 @@ class RecordDecoder:
             as_of=self.times.to_ms(w.as_of, "as_of"),
             balance=money_to_fen(w.balance, "balance"),
         )
+
+
+class ColumnMap:
+    """A foreign CSV layout, described in wire fields of one record kind.
+
+    ``columns`` maps a wire field to the dump's column holding it
+    (``payer_account=src``); ``constants`` gives a field one value for every
+    row (``system=CNAPS``). One column may feed several fields; a field is
+    named once. Columns the map does not read pass through under their own
+    names (a column already named like a wire field needs no entry).
+
+    >>> m = ColumnMap.parse("clearing_txn", "payer_account=src,amount=value", "system=CNAPS")
+    >>> m.apply({"src": "A", "value": "5.00", "memo": "rent"})
+    {'payer_account': 'A', 'amount': '5.00', 'system': 'CNAPS', 'memo': 'rent'}
+    >>> ColumnMap.parse("clearing_txn", "payer=src", "")
+    Traceback (most recent call last):
+    ...
+    ValueError: --map: payer is not a field of clearing_txn (fields: txn_id, ts, system, initiator_id, payer_bank, payer_account, payee_bank, payee_account, amount, currency, purpose)
+    """
+
+    def __init__(self, kind: str, columns: dict[str, str], constants: dict[str, str]) -> None:
+        self.kind = kind
+        self.columns = columns
+        self.constants = constants
+        self._sources = frozenset(columns.values())
+
+    @classmethod
+    def parse(cls, kind: str, columns: str, constants: str) -> ColumnMap:
+        """From ``field=column,...`` and ``field=value,...``; a ``ValueError``
+        (one line) names the first bad entry."""
+        wire = WIRE_TYPES.get(kind)
+        if wire is None:
+            raise ValueError(f"unknown record kind {kind!r}")
+        names = wire.__struct_fields__
+        seen: set[str] = set()
+
+        def pairs(text: str, flag: str) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for item in (p.strip() for p in text.split(",")):
+                if not item:
+                    continue
+                field, sep, value = (s.strip() for s in item.partition("="))
+                if not sep or not field or not value:
+                    raise ValueError(f"{flag}: {item!r} is not FIELD=VALUE")
+                if field not in names:
+                    raise ValueError(
+                        f"{flag}: {field} is not a field of {kind} (fields: {', '.join(names)})"
+                    )
+                if field in seen:
+                    raise ValueError(f"{flag}: {field} is given more than once")
+                seen.add(field)
+                out[field] = value
+            return out
+
+        return cls(kind, pairs(columns, "--map"), pairs(constants, "--const"))
+
+    def check_header(self, header: list[str], name: str) -> None:
+        """A ``ValueError`` (one line) when dump ``name``, whose header row is
+        ``header``, lacks a mapped column or any column for a required field."""
+        have = set(header)
+        for field, column in self.columns.items():
+            if column not in have:
+                raise ValueError(f"{name}: no column {column!r} (mapped to {field}) in its header")
+        wire = WIRE_TYPES[self.kind]
+        fields = wire.__struct_fields__
+        required = fields[: len(fields) - len(wire.__struct_defaults__)]
+        for field in required:
+            if field not in self.columns and field not in self.constants and field not in have:
+                raise ValueError(
+                    f"{name}: no column for required field {field}: "
+                    f"add --map {field}=COLUMN or --const {field}=VALUE"
+                )
+
+    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` renamed to wire fields, constants added."""
+        out: dict[str, Any] = {f: row.get(c) for f, c in self.columns.items()}
+        out.update(self.constants)
+        for key, value in row.items():
+            if key not in self._sources and key not in out:
+                out[key] = value
+        return out
 
 
 def encode_record(record: Record) -> dict[str, Any]:

@@ -62,6 +62,13 @@ def test_every_violator_found_and_no_false_alarm(tmp_path: Path, seed: int) -> N
         "fund_pool",
         "reserve_misuse",
         "maturity_mismatch",
+        "self_financing",
+        "guaranteed_return",
+        "excessive_return",
+        "cross_bank_clearing",
+        "unlicensed_business",
+        "down_payment_loan",
+        "private_product_split",
     }
     # The store holds the newest revision of each alert, one row per id.
     stored = SQLiteStore(str(tmp_path / "fundflow.db")).list()

@@ -82,15 +82,19 @@ def entity(
     kind: str = "company",
     *,
     licenses: Iterable[str] = (),
-    related: Iterable[tuple[str, str]] = (),
+    related: Iterable[tuple[str, str] | tuple[str, str, str]] = (),
     name: str | None = None,
 ) -> Entity:
+    """``related`` holds ``(entity id, relation)`` or ``(entity id, relation, share)``."""
     return Entity(
         entity_id=entity_id,
         name=name or entity_id,
         kind=kind,  # type: ignore[arg-type]
         licenses=tuple(licenses),
-        related=tuple(Related(entity_id=e, relation=r) for e, r in related),  # type: ignore[arg-type]
+        related=tuple(
+            Related(entity_id=e[0], relation=e[1], share=Decimal(e[2]) if len(e) > 2 else None)  # type: ignore[arg-type, misc]
+            for e in related
+        ),
     )
 
 
@@ -323,6 +327,106 @@ def mixed_stream() -> list[Record]:
     recs.append(clearing("CL03", at(3, 10), "R1", "MSET", "5000", purpose="settlement"))
     recs.append(clearing("CL04", at(3, 11), "R1", "EXT", "1000", purpose="refund"))
     recs.append(report("PI", 3, "880000"))
+    recs += beyond_core_records()
+    recs += beyond_core_stream()
     # Day 20: a quiet day; the clock passes day 3 and the lenders' money left in POOL has idled.
     recs.append(custody("IDLE", at(20, 10), "OWN", "B01", "1", "transfer"))
+    return recs
+
+
+def beyond_core_records() -> list[Record]:
+    """Days 4 to 6 of :func:`mixed_stream`, on subjects of their own: platform
+    PD's 30-day loan LND1 paid on to developer RE's account HOUSE the next day
+    (down_payment_loan), PD's private product DPRIV sold for 50,000 yuan
+    against a 1,000,000 minimum ticket (private_product_split), institution
+    PJ moving 120,000 yuan five times between its accounts at BK1 and BK2
+    outside the clearing systems (cross_bank_clearing), and company SHADOW,
+    with no licence, sending client C1's money to merchant M
+    (unlicensed_business)."""
+    recs: list[Record] = [
+        entity("PD", "p2p_platform", licenses=("p2p_registered",)),
+        entity("RE", "real_estate"),
+        entity("PJ", "payment_institution", licenses=("payment",)),
+        entity("SHADOW"),
+        account("DL1", "DU1", "lender_sub", platform="PD"),
+        account("DL2", "DU2", "lender_sub", platform="PD"),
+        account("DB1", "DW1", "borrower_sub", platform="PD"),
+        account("DB2", "DW2", "borrower_sub", platform="PD"),
+        account("HOUSE", "RE", "corporate", bank="BK1"),
+        account("PJA", "PJ", "settlement", bank="BK1"),
+        account("PJB", "PJ", "settlement", bank="BK2"),
+        product("DP30", 30, platform="PD"),
+        Product(
+            product_id="DPRIV",
+            platform_id="PD",
+            term_days=360,
+            annual_rate=Decimal("0.08"),
+            min_ticket=fen("1000000"),
+            private=True,
+        ),
+        loan("LND1", 30, "500000", borrower="DB1", issued_at=at(4), platform="PD"),
+        loan("LND2", 180, "50000", borrower="DB2", issued_at=at(4), platform="PD"),
+    ]
+    recs += [
+        custody("DI1", at(4, 10), "DL1", "DB1", "500000", "invest", platform="PD", product="DP30", loan="LND1"),
+        custody("DI2", at(4, 11), "DL2", "DB2", "50000", "invest", platform="PD", product="DPRIV", loan="LND2"),
+    ]  # fmt: skip
+    recs += [
+        clearing(f"PJ{i}", at(4 + i // 3, 9 + i), "PJA", "PJB", "120000", system="direct",
+                 initiator="PJ", payer_bank="BK1", payee_bank="BK2")
+        for i in range(1, 6)
+    ]  # fmt: skip
+    recs.append(custody("DD1", at(5, 16), "DB1", "HOUSE", "480000", "withdraw", platform="PD"))
+    recs.append(
+        clearing("UL1", at(6, 16), "C1P", "MCORP", "3000", system="NUCC", initiator="SHADOW")
+    )
+    return recs
+
+
+# -- platform Q: self-financing, a guaranteed payout, an excessive rate -------
+#
+# Platform Q keeps POOLQ (platform_custody), OWNQ (platform_own) and RISKQ
+# (risk_reserve); its executive QX has a personal account QXP. Lenders QL1,
+# QL2 and borrower QB1 have sub-accounts of Q. Product QP30 promises 30 % a
+# year for 30 days; four 30-day products of platform Z promise 8 %.
+
+
+def beyond_core_stream() -> list[Record]:
+    """Days 5-6 on platform Q: lender money reaches Q's executive in two
+    hops (self_financing); Q's risk reserve pays a lender for loan QLN that
+    its borrower never repaid (guaranteed_return); QP30's rate is far above
+    its peers' and above the rate of loan QLN it funds, and Q tops up its
+    lenders from its own account (excessive_return). Nothing here moves the
+    core detectors."""
+    recs: list[Record] = [
+        entity("Q", "p2p_platform", licenses=("p2p_registered",), related=[("QX", "executive")]),
+        entity("QX", "person"),
+        account("POOLQ", "Q", "platform_custody", platform="Q"),
+        account("OWNQ", "Q", "platform_own", platform="Q"),
+        account("RISKQ", "Q", "risk_reserve", platform="Q"),
+        account("QXP", "QX", "personal"),
+        account("QL1", "QU1", "lender_sub", platform="Q"),
+        account("QL2", "QU2", "lender_sub", platform="Q"),
+        account("QB1", "QW1", "borrower_sub", platform="Q"),
+        product("QP30", 30, platform="Q", rate="0.30"),
+        *(product(f"ZP{i}", 30, platform="Z", rate="0.08") for i in range(1, 5)),
+        loan("QLN", 30, "20000", borrower="QB1", issued_at=at(5), platform="Q"),
+    ]
+    recs += [
+        custody("Q1", at(5, 9), "QL1", "POOLQ", "50000", "transfer", platform="Q"),
+        custody("Q2", at(5, 10), "POOLQ", "QXP", "50000", "transfer", platform="Q"),
+        custody(
+            "Q3",
+            at(5, 11),
+            "QL2",
+            "QB1",
+            "20000",
+            "invest",
+            platform="Q",
+            product="QP30",
+            loan="QLN",
+        ),
+        custody("Q4", at(6, 10), "RISKQ", "QL2", "12000", "repay", platform="Q", loan="QLN"),
+        custody("Q5", at(6, 11), "OWNQ", "QL1", "2500", "subsidy", platform="Q"),
+    ]
     return recs

@@ -27,13 +27,14 @@ from ledger import (
     report,
     run,
 )
+from typology_ledger import with_transfers
 
 from fundflow.detectors import Detector
-from fundflow.detectors.engine import DETECTORS
+from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 from fundflow.schemas.records import Alert
 
-CLASSES = list(DETECTORS.values())
-NAMES = list(DETECTORS)
+CLASSES = [*DETECTORS.values(), *TYPOLOGIES.values()]
+NAMES = [*DETECTORS, *TYPOLOGIES]
 
 # How many alerts each detector raises on the mixed stream, with finish():
 # fund_pool: the gather-and-scatter through POOL and the money left idle in it;
@@ -41,9 +42,32 @@ NAMES = list(DETECTORS)
 # of day 0 (the report of day 3 finds a smaller shortfall in the same
 # episode: no new revision, since it neither grew 10 % nor rose a band);
 # maturity_mismatch: 600,000 of 30-day money in a 90-day loan.
-EXPECTED = {"fund_pool": 2, "reserve_misuse": 2, "maturity_mismatch": 1}
+# self_financing: lender money through POOLQ to Q's executive;
+# guaranteed_return: RISKQ pays a lender of the unrepaid loan QLN;
+# excessive_return: QP30 above its peers and above QLN's rate, and OWNQ's subsidy.
+EXPECTED = {
+    "fund_pool": 2,
+    "reserve_misuse": 2,
+    "maturity_mismatch": 1,
+    "self_financing": 1,
+    "guaranteed_return": 1,
+    "excessive_return": 3,
+}
+# The records of ledger.beyond_core_records: PJ's five cross-bank transfers,
+# SHADOW's payment, LND1's money reaching HOUSE, DPRIV's small ticket.
+EXPECTED |= {
+    "cross_bank_clearing": 1,
+    "unlicensed_business": 1,
+    "down_payment_loan": 1,
+    "private_product_split": 1,
+}
 
-STREAM = mixed_stream()
+# typology_ledger.typology_stream, merged in on days 4-6: one raw-transfer
+# instance of each typology (a fan-in, a fan-out, a loop, a pass-through hub,
+# money re-converging), on accounts no other detector knows.
+EXPECTED |= {"fan_in": 1, "fan_out": 1, "cycle": 1, "gather_scatter": 1, "scatter_gather": 1}
+
+STREAM = with_transfers(mixed_stream())
 
 
 def encoded(alerts: list[Alert]) -> bytes:
@@ -60,7 +84,7 @@ def cls(request) -> type[Detector]:
 
 
 def test_every_detector_is_covered():
-    assert set(EXPECTED) == set(DETECTORS)
+    assert set(EXPECTED) == set(NAMES)
 
 
 def test_the_mixed_stream_makes_the_detector_alert(cls):
@@ -109,7 +133,7 @@ def test_reset_restores_a_fresh_state(cls, cut):
 
 
 def test_input_records_are_not_mutated(cls):
-    stream = mixed_stream()
+    stream = with_transfers(mixed_stream())
     before = copy.deepcopy(stream)
     wire_before = [msgspec.json.encode(r) for r in stream]
     alerts = full_run(cls, stream)

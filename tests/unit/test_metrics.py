@@ -80,17 +80,26 @@ def dump_run(dump: Path) -> tuple[RecordingMetrics, object]:
 def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
     rec, summary = dump_run
     assert rec.records == {
-        ("replay", "entity"): 11,
-        ("replay", "account"): 40,
-        ("replay", "product"): 2,
-        ("replay", "loan"): 1,
+        # Core P and PI: 5 + 6; beyond_core_records: PD, RE, PJ, SHADOW;
+        # beyond_core_stream: Q, QX.
+        ("replay", "entity"): 11 + 4 + 2,
+        # Core: 5 of P, 24 lenders, 4 borrowers, 7 of PI; then PD's four
+        # sub-accounts, HOUSE, PJA, PJB; then Q's seven.
+        ("replay", "account"): 40 + 7 + 7,
+        # P30, P90; DP30, DPRIV; QP30 and its four peers ZP1-ZP4.
+        ("replay", "product"): 2 + 2 + 5,
+        ("replay", "loan"): 1 + 2 + 1,  # LN90; LND1, LND2; QLN
         ("replay", "reserve_report"): 2,
         ("replay", "balance"): 1,
-        ("replay", "custody_txn"): 31,  # 29 + the duplicate + the late one
-        ("replay", "clearing_txn"): 4,
+        # Core: 24 investments, 3 disbursements, MM1, IDLE; DI1, DI2, DD1;
+        # Q1-Q5; then the duplicate and the late one.
+        ("replay", "custody_txn"): 29 + 3 + 5 + 2,
+        ("replay", "clearing_txn"): 4 + 6,  # CL01-CL04; PJ1-PJ5 and UL1
         ("replay", "invalid"): 4,
     }
-    assert (rec.accepted_total, rec.duplicates_total) == (90, 1)
+    # Every record of the mixed stream once; the duplicate apart; the late
+    # one and the four bad lines are dead letters.
+    assert (rec.accepted_total, rec.duplicates_total) == (134, 1)
     assert rec.dead == {
         "too_late": 1,
         "not_json": 1,
@@ -98,12 +107,21 @@ def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
         "unknown_type": 1,
         "bad_amount": 1,
     }
+    # One new alert per finding of test_contract.EXPECTED, none revised.
     assert rec.raised == {
-        ("reserve_misuse", "medium"): 1,
-        ("reserve_misuse", "high"): 1,
-        ("fund_pool", "medium"): 1,
-        ("fund_pool", "low"): 1,
-        ("maturity_mismatch", "medium"): 1,
+        ("reserve_misuse", "medium"): 1,  # PI's reserves to OPS
+        ("reserve_misuse", "high"): 1,  # PI's shortfall of day 0
+        ("fund_pool", "medium"): 1,  # the gather and scatter through POOL
+        ("fund_pool", "low"): 1,  # the lenders' money idle in POOL
+        ("maturity_mismatch", "medium"): 1,  # MM1: 30-day money in LN90
+        ("self_financing", "medium"): 1,  # POOLQ to QX's account QXP
+        ("guaranteed_return", "medium"): 1,  # RISKQ pays QL2 for QLN
+        ("excessive_return", "medium"): 2,  # QP30 above its peers; OWNQ's subsidy
+        ("excessive_return", "high"): 1,  # QP30 above QLN's rate
+        ("cross_bank_clearing", "medium"): 1,  # PJ1-PJ5, BK1 to BK2
+        ("unlicensed_business", "high"): 1,  # SHADOW's payment UL1
+        ("down_payment_loan", "medium"): 1,  # LND1's money to HOUSE
+        ("private_product_split", "medium"): 1,  # DI2 below DPRIV's ticket
     }
     assert rec.updated == {}
     assert {k: v for k, v in rec.open.items() if v} == rec.raised
@@ -111,8 +129,9 @@ def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
     assert rec.coverage == {"PI": 0.87}
     assert rec.pooled == {"P": 1200000.0}
     assert rec.exposure == {"P": 600000.0}
-    # Subjects P and PI; 40 accounts; links P-A1, P-A2, PI-HOLD.
-    assert rec.state == (2, 40, 3)
+    # Subjects with detector state P, PD, Q, PI, PJ (SHADOW's detector keeps
+    # none); the 54 accounts; links P-A1, P-A2, PI-HOLD, Q-QX.
+    assert rec.state == (5, 54, 4)
     newest = max(r.ts for r in mixed_stream() if hasattr(r, "ts"))
     assert rec.last_record_ts == newest / 1000
     assert rec.event_lag is not None
@@ -121,12 +140,12 @@ def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
     assert rec.processing == []
     assert rec.calls["records_in"] == 9
     assert rec.calls["accepted"] == rec.calls["duplicates"] == 1
-    assert rec.calls["alert"] == 5
+    assert rec.calls["alert"] == 14
 
 
 def test_hand_made_dump_metrics_equal_the_summary(dump_run) -> None:
     rec, summary = dump_run
-    assert summary.read == 96
+    assert summary.read == 134 + 1 + 1 + 4  # the stream, duplicate, late one, bad lines
     _assert_equal_to_summary(rec, summary)
 
 
@@ -434,7 +453,7 @@ def test_engine_state_size_is_pinned() -> None:
     assert engine.state_size() == (0, 0, 0)
     for r in mixed_stream():
         engine.process(r)
-    assert engine.state_size() == (2, 40, 3)
+    assert engine.state_size() == (5, 54, 4)
 
 
 # -- the Prometheus adapter ----------------------------------------------------------
@@ -515,10 +534,10 @@ def test_summary_json_figures_are_what_the_metrics_check_against(
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert {k: figures[k] for k in ("read", "accepted", "duplicates", "alert_revisions")} == {
-        "read": 96,
-        "accepted": 90,
+        "read": 140,
+        "accepted": 134,
         "duplicates": 1,
-        "alert_revisions": 5,
+        "alert_revisions": 14,
     }
 
 

@@ -119,9 +119,11 @@ class World:
         return [t for t in self.by_type["custody_txn"] if t["platform_id"] == platform]
 
     def subjects(self, look: str) -> list[str]:
-        return [h["subject_id"] for h in self.truth["honest"] if h["look_alike"] == look] + [
-            v["subject_id"] for v in self.truth["violators"] if v["pattern"] == look
-        ]
+        """The subjects planted as ``look``, each once (a pattern may break
+        several detectors' rules and so appear once per detector)."""
+        honest = [h["subject_id"] for h in self.truth["honest"] if h["look_alike"] == look]
+        violators = [v["subject_id"] for v in self.truth["violators"] if v["pattern"] == look]
+        return list(dict.fromkeys(honest + violators))
 
 
 def make_world(folder: pathlib.Path, **kwargs) -> World:
@@ -211,8 +213,9 @@ def test_times_and_amounts_use_both_wire_forms(world):
 def test_scale_grows_the_world_linearly(world, tmp_path):
     double = write_world(tmp_path, seed=1, scale=2, days=14, noise=0.01)
     assert 1.8 < double["records"] / world.truth["records"] < 2.2
-    patterns = Counter(v["pattern"] for v in double["violators"])
-    assert set(patterns.values()) == {2} and len(patterns) == 8
+    planted = {(v["pattern"], v["subject_id"]) for v in double["violators"]}
+    patterns = Counter(pattern for pattern, _ in planted)
+    assert set(patterns.values()) == {2} and len(patterns) == len(PATTERNS)
 
 
 def test_compressed_world_holds_the_same_lines(tmp_path):
@@ -250,33 +253,48 @@ def test_money_text_round_trips(amount):
 
 
 PATTERNS = ("pool_direct", "pool_via_related", "pool_idle", "mismatch_direct", "term_split",
-            "reserve_shortfall", "reserve_unlicensed_bank", "reserve_interest")  # fmt: skip
+            "self_financing_controller", "guaranteed_payout", "excessive_rate",
+            "down_payment_to_developer", "private_split",
+            "reserve_shortfall", "reserve_unlicensed_bank", "reserve_interest",
+            "cross_bank_settlement", "unlicensed_payment")  # fmt: skip
 
 
 def test_truth_covers_every_subject_once(world):
     truth = world.truth
-    assert sorted(v["pattern"] for v in truth["violators"]) == sorted(PATTERNS)
+    planted = sorted({(v["pattern"], v["subject_id"]) for v in truth["violators"]})
+    assert sorted(pattern for pattern, _ in planted) == sorted(PATTERNS)
+    # pool_via_related also breaks self_financing's rule: one entry per detector.
+    (via_related,) = world.subjects("pool_via_related")
+    assert sorted(v["detector"] for v in truth["violators"] if v["subject_id"] == via_related) == [
+        "fund_pool",
+        "self_financing",
+    ]
     looks = Counter(h["look_alike"] for h in truth["honest"])
     assert looks == {
         "busy_platform": 2,
         "mismatch_below_threshold": 1,
+        "related_party_lookalike": 1,
+        "home_with_own_money": 1,
+        "private_at_min_ticket": 1,
         "fully_covered": 2,
         "near_threshold": 2,
+        "cnaps_rebalance": 1,
+        "licensed_fund_seller": 1,
     }
-    subjects = [v["subject_id"] for v in truth["violators"]] + [
-        h["subject_id"] for h in truth["honest"]
-    ]
+    subjects = [subject for _, subject in planted] + [h["subject_id"] for h in truth["honest"]]
+    # Beyond platforms and institutions: the unlicensed payment business and the fund seller.
+    others = {*world.subjects("unlicensed_payment"), *world.subjects("licensed_fund_seller")}
+    assert sorted(world.entities[e]["kind"] for e in others) == ["asset_manager", "company"]
     kinds = {"p2p_platform", "payment_institution"}
     assert sorted(subjects) == sorted(
-        e for e, rec in world.entities.items() if rec["kind"] in kinds
+        e for e, rec in world.entities.items() if rec["kind"] in kinds or e in others
     )
 
 
-def test_a_default_month_has_40k_to_80k_records(tmp_path):
+def test_a_default_month_has_60k_to_100k_records(tmp_path):
     truth = write_world(tmp_path)
-    assert (
-        40_000 <= truth["records"] == (tmp_path / "world.jsonl").read_bytes().count(b"\n") <= 80_000
-    )
+    lines = (tmp_path / "world.jsonl").read_bytes().count(b"\n")
+    assert 60_000 <= truth["records"] == lines <= 100_000
 
 
 def test_loans_match_their_funding(world):
@@ -332,6 +350,9 @@ def test_reserve_outflows_stay_with_clients_except_the_planted_ones(world):
     odd: dict[str, set[str]] = defaultdict(set)
     for t in world.by_type["clearing_txn"]:
         payer, payee = roles.get(t["payer_account"]), roles.get(t["payee_account"])
+        payer_owner, payee_owner = owner.get(t["payer_account"]), owner.get(t["payee_account"])
+        if payer == payee == "client_reserve" and payer_owner == payee_owner:
+            continue  # between one institution's own reserve accounts: the cross-bank test
         to_client = payee in ("settlement", "personal", "corporate")
         if payer == "client_reserve" and not (
             to_client and t["purpose"] in ("settlement", "refund", "withdraw")
@@ -459,3 +480,202 @@ def test_maturity_patterns_and_their_look_alikes(world):
     assert (
         top < 500_000 * 100 and share < Decimal("0.1") and [len(p) for p in short.values()] == [2]
     )
+
+
+# --------------------------------------------------------------------------- beyond the core
+
+
+def _loans_paid_from(w: World, account: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(loan id -> paid to lenders from ``account``, loan id -> its borrower's repayments
+    into ``account``)."""
+    borrower = {ln["loan_id"]: ln["borrower_account"] for ln in w.by_type["loan"]}
+    paid: dict[str, int] = Counter()
+    repaid: dict[str, int] = Counter()
+    for t in w.by_type["custody_txn"]:
+        loan = t.get("loan_id")
+        if t["purpose"] != "repay" or loan is None:
+            continue
+        if t["debit_account"] == account:
+            assert w.accounts[t["credit_account"]]["role"] == "lender_sub"
+            paid[loan] += fen(t["amount"])
+        elif t["credit_account"] == account and t["debit_account"] == borrower[loan]:
+            repaid[loan] += fen(t["amount"])
+    return paid, repaid
+
+
+def test_self_financing_pattern_reaches_the_controllers_company(world):
+    (subject,) = world.subjects("self_financing_controller")
+    (company_account,) = next(
+        v["accounts"] for v in world.truth["violators"] if v["subject_id"] == subject
+    )
+    company = world.accounts[company_account]["owner_id"]
+    controller = next(
+        r["entity_id"] for r in world.entities[subject]["related"] if r["relation"] == "controller"
+    )
+    assert world.entities[company]["related"] == [
+        {"entity_id": controller, "relation": "shareholder", "share": Decimal("0.7")}
+    ]
+    custody = f"ACC-{subject}-CUSTODY"
+    txns = world.txns(subject)
+    money_in = [t for t in txns if t["credit_account"] == custody]
+    (out,) = [t for t in txns if t["debit_account"] == custody]
+    assert 6 <= len(money_in) <= 8 and all("loan_id" not in t for t in money_in)
+    assert out["credit_account"] == company_account
+    assert fen(out["amount"]) == sum(fen(t["amount"]) for t in money_in) >= 180_000 * 100
+
+
+def test_guaranteed_payout_pays_lenders_of_unrepaid_loans(world):
+    (subject,) = world.subjects("guaranteed_payout")
+    paid, repaid = _loans_paid_from(world, f"ACC-{subject}-RISK")
+    assert len(paid) == 3 and not repaid
+    (honest,) = world.subjects("related_party_lookalike")
+    paid, repaid = _loans_paid_from(world, f"ACC-{honest}-RISK")
+    assert len(paid) == 2 and paid == repaid
+
+
+def test_rates_of_the_excessive_product_and_the_promotion(world):
+    rates = {p["product_id"]: p["annual_rate"] for p in world.by_type["product"]}
+    loan_rate = {ln["loan_id"]: ln["annual_rate"] for ln in world.by_type["loan"]}
+    (subject,) = world.subjects("excessive_rate")
+    (honest,) = world.subjects("related_party_lookalike")
+    special = {f"PRD-{subject}-HI": Decimal("0.18"), f"PRD-{honest}-PROMO": Decimal("0.09")}
+    assert {p: rates[p] for p in special} == special
+    others = [r for p, r in rates.items() if p.endswith(("-060", "-090")) and p not in special]
+    assert max(others) <= Decimal("0.078") and min(others) >= Decimal("0.067")
+    funded = defaultdict(set)
+    for t in world.by_type["custody_txn"]:
+        if t.get("product_id") in special and "loan_id" in t:
+            funded[t["product_id"]].add(loan_rate[t["loan_id"]])
+    assert max(funded[f"PRD-{subject}-HI"]) < Decimal("0.18")
+    assert min(funded[f"PRD-{honest}-PROMO"]) > Decimal("0.09")
+
+
+def test_the_executive_is_paid_from_fee_money_only(world):
+    (honest,) = world.subjects("related_party_lookalike")
+    executive = next(
+        r["entity_id"] for r in world.entities[honest]["related"] if r["relation"] == "executive"
+    )
+    paid = [t for t in world.txns(honest) if t["credit_account"] == f"ACC-{executive}"]
+    assert paid and all(t["debit_account"] == f"ACC-{honest}-OWN" for t in paid)
+    fees = sum(
+        fen(t["amount"])
+        for t in world.txns(honest)
+        if t["credit_account"] == f"ACC-{honest}-OWN" and t["purpose"] == "fee"
+    )
+    assert sum(fen(t["amount"]) for t in paid) <= fees
+
+
+def own_cross_bank_moves(w: World) -> dict[str, list[tuple[str, int, int]]]:
+    """Owner -> (system, event ms, fen) of each clearing transfer between two of its own
+    accounts at different banks, in time order."""
+    moves: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for t in w.by_type["clearing_txn"]:
+        payer, payee = w.accounts.get(t["payer_account"]), w.accounts.get(t["payee_account"])
+        if (
+            payer is not None
+            and payee is not None
+            and payer["owner_id"] == payee["owner_id"]
+            and payer["bank_id"] != payee["bank_id"]
+        ):
+            moves[payer["owner_id"]].append((t["system"], w.txn_ms[t["txn_id"]], fen(t["amount"])))
+    return moves
+
+
+def test_cross_bank_moves_outside_the_clearing_systems_and_through_cnaps(world):
+    moves = own_cross_bank_moves(world)
+    (violator,) = world.subjects("cross_bank_settlement")
+    (honest,) = world.subjects("cnaps_rebalance")
+    assert set(moves) == {violator, honest}
+    assert {system for system, _, _ in moves[violator]} == {"direct"}
+    assert {system for system, _, _ in moves[honest]} == {"CNAPS"}
+    for subject in (violator, honest):
+        start = moves[subject][0][1]
+        week = [amount for _, ts, amount in moves[subject] if ts < start + 7 * DAY_MS]
+        assert len(week) >= 5 and sum(week) >= 500_000 * 100, subject
+        assert all(80_000 * 100 <= amount <= 250_000 * 100 for _, _, amount in moves[subject])
+    (heart,) = [v["accounts"] for v in world.truth["violators"] if v["subject_id"] == violator]
+    assert heart == [f"ACC-{violator}-R1", f"ACC-{violator}-R2"]
+
+
+def test_unlicensed_payment_business_and_the_licensed_fund_seller(world):
+    (shadow,) = world.subjects("unlicensed_payment")
+    entity = world.entities[shadow]
+    assert entity["kind"] == "company" and entity["licenses"] == [] and "支付" in entity["name"]
+    own = {a for a, rec in world.accounts.items() if rec["owner_id"] == shadow}
+    assert {world.accounts[a]["role"] for a in own} == {"corporate", "operating"}
+    assert not [r for r in world.by_type["reserve_report"] if r["institution_id"] == shadow]
+    initiated = [t for t in world.by_type["clearing_txn"] if t["initiator_id"] == shadow]
+    clients_money = [t for t in initiated if t["payer_account"] not in own]
+    assert len(clients_money) >= 100
+    assert all(t["payee_account"] in own and t["purpose"] == "topup" for t in clients_money)
+    (seller,) = world.subjects("licensed_fund_seller")
+    entity = world.entities[seller]
+    assert entity["kind"] == "asset_manager" and entity["licenses"] == ["fund_sales"]
+    assert "基金销售" in entity["name"]
+    (rebalancing,) = world.subjects("cnaps_rebalance")
+    paid = [t for t in world.by_type["clearing_txn"] if t["payee_account"] == f"ACC-{seller}-STL"]
+    assert paid and {(t["initiator_id"], t["purpose"]) for t in paid} == {
+        (rebalancing, "settlement")
+    }
+
+
+def _loan_txns(w: World, platform: str, loan_id: str, purpose: str) -> list[dict]:
+    return [t for t in w.txns(platform) if t.get("loan_id") == loan_id and t["purpose"] == purpose]
+
+
+def test_down_payment_loan_reaches_the_developer_and_the_look_alike_pays_its_own(world):
+    developers = {e for e, rec in world.entities.items() if rec["kind"] == "real_estate"}
+    (violator,) = world.subjects("down_payment_to_developer")
+    (honest,) = world.subjects("home_with_own_money")
+    assert developers == {f"RE-{violator}", f"RE-{honest}"}
+    to_developer: dict[str, list[dict]] = defaultdict(list)
+    for t in world.by_type["custody_txn"] + world.by_type["clearing_txn"]:
+        payee = t.get("credit_account", t.get("payee_account"))
+        if world.accounts.get(payee, {}).get("owner_id") in developers:
+            to_developer[t.get("platform_id")].append(t)
+    assert set(to_developer) == {violator, honest}
+
+    (paid,) = to_developer[violator]
+    sub, paid_ms = paid["debit_account"], world.txn_ms[paid["txn_id"]]
+    (loan,) = [ln for ln in world.by_type["loan"] if ln["borrower_account"] == sub]
+    lent = _loan_txns(world, violator, loan["loan_id"], "invest")
+    (fee,) = _loan_txns(world, violator, loan["loan_id"], "fee")
+    assert loan["purpose"] == "consumer" and sum(fen(t["amount"]) for t in lent) == fen(
+        loan["principal"]
+    )
+    assert fen(paid["amount"]) == fen(loan["principal"]) - fen(fee["amount"]) >= 50_000 * 100
+    assert 0 < paid_ms - max(world.txn_ms[t["txn_id"]] for t in lent) < DAY_MS
+    before = [t for t in world.txns(violator) if t["credit_account"] == sub]
+    assert {t["purpose"] for t in before} == {"invest"}  # nothing but the loan came in
+
+    (home,) = to_developer[honest]
+    sub, paid_ms = home["debit_account"], world.txn_ms[home["txn_id"]]
+    (loan,) = [ln for ln in world.by_type["loan"] if ln["borrower_account"] == sub]
+    repaid = _loan_txns(world, honest, loan["loan_id"], "repay")
+    last_repay = max(world.txn_ms[t["txn_id"]] for t in repaid)
+    assert sum(fen(t["amount"]) for t in repaid) > fen(loan["principal"]) and last_repay < paid_ms
+    (own_money,) = [
+        t
+        for t in world.txns(honest)
+        if t["credit_account"] == sub and last_repay < world.txn_ms[t["txn_id"]] < paid_ms
+    ]
+    assert own_money["purpose"] == "recharge"
+    assert fen(own_money["amount"]) == fen(home["amount"]) >= 100_000 * 100
+    assert paid_ms - ms(loan["issued_at"]) < 30 * DAY_MS  # inside the detector's window
+
+
+def test_private_products_split_and_sold_at_the_minimum_ticket(world):
+    private = {p["product_id"]: p for p in world.by_type["product"] if p["private"]}
+    (violator,) = world.subjects("private_split")
+    (honest,) = world.subjects("private_at_min_ticket")
+    assert sorted(private) == sorted([f"PRD-{violator}-PRIV", f"PRD-{honest}-PRIV"])
+    assert {fen(p["min_ticket"]) for p in private.values()} == {1_000_000 * 100}
+    holdings: dict[str, Counter] = defaultdict(Counter)
+    for t in world.by_type["custody_txn"]:
+        if t["purpose"] == "invest" and t.get("product_id") in private:
+            investor = world.accounts[t["debit_account"]]["owner_id"]
+            holdings[t["product_id"]][investor] += fen(t["amount"])
+    split = holdings[f"PRD-{violator}-PRIV"]
+    assert 205 <= len(split) <= 225 and max(split.values()) <= 100_000 * 100
+    at_minimum = holdings[f"PRD-{honest}-PRIV"]
+    assert len(at_minimum) == 150 and set(at_minimum.values()) == {1_000_000 * 100}

@@ -1,0 +1,317 @@
+"""excessive_return — 超高回报 / 补贴 (seed 三(四): no "明显不合理的超高回报率以及
+变相补贴"; no "通过自有资金补贴…向客户提供高回报金融产品"; watch products whose
+promised return is "显著高于项目回报率或行业水平").
+
+Per platform (the custody transaction's ``platform_id``), three signals:
+
+``rate_above_peers``
+    A product's promised ``annual_rate`` far above its peers': above
+    median + max(``mad_multiplier`` x MAD, ``min_margin_pct``), where the
+    median and the median absolute deviation (MAD) are taken over the rates
+    of every other product known whose term falls in the same bucket
+    (``term_buckets_days``), on any platform. A product is judged when it is
+    first invested in (an ``invest`` naming it), against the products known
+    at that moment, once there are at least ``min_peers`` of them (until
+    then, at each later investment); a product judged clean stays clean.
+    The alert's amount is the money invested in the product since.
+``rate_above_loans``
+    An ``invest`` naming a product and a loan whose promised rate exceeds
+    the loan's own rate: the platform pays its investors more than the
+    project earns, so the difference comes from somewhere else.
+``own_money_subsidy``
+    ``subsidy``, or ``interest`` naming no loan, paid from the platform's
+    ``platform_own`` account to lenders (``lender_sub``/``personal``): at
+    least ``subsidy_min_amount`` within ``subsidy_window_days``. Later
+    payments while the episode lasts (within a window of the last) add to it.
+
+All rates are exact fractions (the record's decimal), never floats.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+from fundflow.schemas.records import Product
+
+from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .base import Detector
+from .reference import Flow
+
+LENDER_ROLES = frozenset({"lender_sub", "personal"})
+
+
+def rate_text(rate: Fraction) -> str:
+    """A rate as a decimal with four places: ``Fraction(9, 50) -> '0.1800'``."""
+    return ratio_text(rate.numerator, rate.denominator)
+
+
+def median(values: list[Fraction]) -> Fraction:
+    """The median of a non-empty list (the mean of the two middle values
+    when even).
+
+    >>> median([Fraction(1), Fraction(3), Fraction(2), Fraction(10)])
+    Fraction(5, 2)
+    """
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+class _Platform:
+    __slots__ = ("judged", "flagged", "above_loans", "events", "window_sum", "episode", "sub")
+
+    def __init__(self) -> None:
+        self.judged: set[str] = set()
+        # product id -> [invested since judged, first ts, last ts, evidence dict]
+        self.flagged: dict[str, list[Any]] = {}
+        # product id -> [amount, first ts, last ts, {loan id: loan rate text}, txn ids]
+        self.above_loans: dict[str, list[Any]] = {}
+        # subsidies: (ts, fen, txn id, lender account, payer account)
+        self.events: deque[tuple[int, int, str, str, str]] = deque()
+        self.window_sum = 0
+        self.episode = -1
+        # episode: [total, last ts, {payer account}, {lender account}, txn ids]
+        self.sub: list[Any] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class ExcessiveReturn(Detector):
+    """Finds promised returns far above peers or projects, and own-money subsidies."""
+
+    name = "excessive_return"
+    version = "1.0"
+
+    def _fresh(self) -> dict[str, Any]:
+        return {"platforms": {}}
+
+    def _state(self, pid: str) -> _Platform:
+        st: _Platform | None = self.platforms.get(pid)
+        if st is None:
+            st = self.platforms[pid] = _Platform()
+        return st
+
+    def _on_flow(self, f: Flow) -> None:
+        pid = f.platform_id
+        if pid is None or f.currency != "CNY":
+            return
+        purpose = f.purpose
+        if purpose == "invest" and f.product_id is not None:
+            product = self.ref.products.get(f.product_id)
+            if product is not None:
+                self._invest(pid, f, product)
+        elif purpose == "subsidy" or (purpose == "interest" and f.loan_id is None):
+            src, dst = f.src, f.dst
+            if (
+                src is not None
+                and src.role == "platform_own"
+                and (src.owner_id == pid or src.platform_id == pid)
+                and dst is not None
+                and dst.role in LENDER_ROLES
+            ):
+                self._subsidy(pid, f)
+
+    # -- rates -----------------------------------------------------------------
+
+    def _bucket(self, term: int) -> int:
+        for i, limit in enumerate(self.config.excessive_return.term_buckets_days):
+            if term <= limit:
+                return i
+        return len(self.config.excessive_return.term_buckets_days)
+
+    def _bucket_text(self, i: int) -> str:
+        limits = self.config.excessive_return.term_buckets_days
+        low = 1 if i == 0 else limits[i - 1] + 1
+        return f"{low}-{limits[i]} days" if i < len(limits) else f"over {limits[-1]} days"
+
+    def _invest(self, pid: str, f: Flow, product: Product) -> None:
+        st = self._state(pid)
+        pid_product = product.product_id
+        flagged = st.flagged.get(pid_product)
+        if flagged is not None:
+            flagged[0] += f.amount
+            flagged[2] = f.ts
+            self._offer_peers(pid, pid_product, flagged)
+        elif pid_product not in st.judged:
+            self._judge(pid, st, f, product)
+        if f.loan_id is not None:
+            loan = self.ref.loans.get(f.loan_id)
+            if loan is not None and product.annual_rate > loan.annual_rate:
+                self._above_loan(pid, st, f, product, loan.annual_rate)
+
+    def _judge(self, pid: str, st: _Platform, f: Flow, product: Product) -> None:
+        cfg = self.config.excessive_return
+        bucket = self._bucket(product.term_days)
+        peers = sorted(
+            (Fraction(p.annual_rate), p.product_id)
+            for p in self.ref.products.values()
+            if p.product_id != product.product_id and self._bucket(p.term_days) == bucket
+        )
+        if len(peers) < cfg.min_peers:
+            return  # judged at a later investment, once enough peers are known
+        st.judged.add(product.product_id)
+        rates = [r for r, _ in peers]
+        mid = median(rates)
+        mad = median([abs(r - mid) for r in rates])
+        limit = mid + max(cfg.mad_multiplier * mad, cfg.min_margin)
+        rate = Fraction(product.annual_rate)
+        if rate <= limit:
+            return
+        evidence = {
+            "signal": "rate_above_peers",
+            "product_id": product.product_id,
+            "term_days": product.term_days,
+            "annual_rate": rate_text(rate),
+            "term_bucket": self._bucket_text(bucket),
+            "peer_count": len(peers),
+            "peer_median": rate_text(mid),
+            "peer_mad": rate_text(mad),
+            "limit": rate_text(limit),
+            "peer_sample": [p for _, p in peers][:20],
+            "judged_at_txn_id": f.txn_id,
+        }
+        st.flagged[product.product_id] = [f.amount, f.ts, f.ts, evidence]
+        self._offer_peers(pid, product.product_id, st.flagged[product.product_id])
+
+    def _offer_peers(self, pid: str, product_id: str, flagged: list[Any]) -> None:
+        amount, first, last, ev = flagged
+
+        def build() -> tuple[list[str], str, dict[str, Any]]:
+            evidence = {
+                **ev,
+                "invested_since": yuan(amount),
+                "first_seen": iso(first, self.zone),
+                "last_seen": iso(last, self.zone),
+                "sample_txn_ids": [ev["judged_at_txn_id"]],
+                "thresholds": self.config.thresholds(self.name),
+            }
+            summary = (
+                f"Platform {pid} promises {ev['annual_rate']} a year on product {product_id} "
+                f"({ev['term_days']} days), above the limit {ev['limit']} set by the median "
+                f"{ev['peer_median']} of {ev['peer_count']} peer products "
+                f"({ev['term_bucket']}); {yuan(amount)} yuan invested in it."
+            )
+            return [], summary, evidence
+
+        self.book.offer(
+            make_alert_id(self.name, pid, "rate_above_peers", product_id),
+            pid,
+            "medium",
+            amount,
+            first,
+            last,
+            build,
+        )
+
+    def _above_loan(
+        self, pid: str, st: _Platform, f: Flow, product: Product, loan_rate: Any
+    ) -> None:
+        product_id = product.product_id
+        rec = st.above_loans.get(product_id)
+        if rec is None:
+            rec = st.above_loans[product_id] = [0, f.ts, f.ts, {}, []]
+        rec[0] += f.amount
+        rec[2] = f.ts
+        loans = rec[3]
+        if f.loan_id not in loans and len(loans) < 20:
+            loans[f.loan_id] = rate_text(Fraction(loan_rate))
+        if len(rec[4]) < self.config.alerts.sample_txns:
+            rec[4].append(f.txn_id)
+        amount, first, last = rec[0], rec[1], rec[2]
+        rate = rate_text(Fraction(product.annual_rate))
+
+        def build() -> tuple[list[str], str, dict[str, Any]]:
+            evidence = {
+                "signal": "rate_above_loans",
+                "product_id": product_id,
+                "annual_rate": rate,
+                "loans": [{"loan_id": k, "annual_rate": v} for k, v in sorted(loans.items())],
+                "invested": yuan(amount),
+                "first_seen": iso(first, self.zone),
+                "last_seen": iso(last, self.zone),
+                "sample_txn_ids": list(rec[4]),
+                "thresholds": self.config.thresholds(self.name),
+            }
+            summary = (
+                f"Platform {pid} promises {rate} a year on product {product_id} but puts "
+                f"{yuan(amount)} yuan of it into {len(loans)} loan(s) paying less."
+            )
+            return [], summary, evidence
+
+        self.book.offer(
+            make_alert_id(self.name, pid, "rate_above_loans", product_id),
+            pid,
+            "high",
+            amount,
+            first,
+            last,
+            build,
+        )
+
+    # -- subsidies -------------------------------------------------------------
+
+    def _subsidy(self, pid: str, f: Flow) -> None:
+        cfg = self.config.excessive_return
+        st = self._state(pid)
+        window = cfg.subsidy_window_ms
+        st.events.append((f.ts, f.amount, f.txn_id, f.dst_id, f.src_id))
+        st.window_sum += f.amount
+        while st.events and st.events[0][0] <= f.ts - window:
+            st.window_sum -= st.events.popleft()[1]
+        if st.episode >= 0 and f.ts - st.sub[1] <= window:
+            st.sub[0] += f.amount
+            st.sub[1] = f.ts
+            st.sub[2].add(f.src_id)
+            st.sub[3].add(f.dst_id)
+            if len(st.sub[4]) < self.config.alerts.sample_txns:
+                st.sub[4].append(f.txn_id)
+        elif st.window_sum >= max(cfg.subsidy_min_amount, 1):
+            st.episode = st.events[0][0]
+            st.sub = [
+                st.window_sum,
+                f.ts,
+                {e[4] for e in st.events},
+                {e[3] for e in st.events},
+                [e[2] for e in st.events][: self.config.alerts.sample_txns],
+            ]
+        else:
+            return
+        total, last, payers, lenders, txns = st.sub
+        episode = st.episode
+        severity = band(
+            total, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium"
+        )
+
+        def build() -> tuple[list[str], str, dict[str, Any]]:
+            evidence = {
+                "signal": "own_money_subsidy",
+                "payer_accounts": sorted(payers),
+                "lender_accounts": len(lenders),
+                "subsidy": yuan(total),
+                "first_seen": iso(episode, self.zone),
+                "last_seen": iso(last, self.zone),
+                "sample_txn_ids": list(txns),
+                "thresholds": self.config.thresholds(self.name),
+            }
+            summary = (
+                f"Platform {pid} paid {yuan(total)} yuan of its own money to {len(lenders)} "
+                f"lender account(s) as subsidy or interest from {', '.join(sorted(payers))}."
+            )
+            return sorted(payers), summary, evidence
+
+        self.book.offer(
+            make_alert_id(self.name, pid, "own_money_subsidy", episode),
+            pid,
+            severity,
+            total,
+            episode,
+            last,
+            build,
+        )

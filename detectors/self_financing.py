@@ -1,0 +1,283 @@
+"""self_financing — 自融 (seed 二(一)1: a P2P platform must not raise money for
+itself or its related parties).
+
+Per platform (the custody transaction's ``platform_id``), two signals:
+
+``related_account``
+    Lender money reaches an account owned by a related party of the
+    platform within ``max_hops`` transfers and ``window_days`` of leaving the
+    lender. Lender money is what a ``lender_sub`` or ``personal`` account
+    pays (not a ``fee``) into an account the platform controls or one of a
+    related party, and what leaves the platform's ``platform_custody``
+    account (a custody master holds lenders' money). It is followed
+    first-in-first-out, amount by amount, through every account it passes
+    (a transfer takes the lender money held in its account first, so a
+    platform cannot hide it behind money of its own); money paid back to a
+    lender is no longer followed.
+``related_borrower``
+    A loan whose borrower account is owned by a related party is funded
+    (``invest``/``disburse`` naming the loan, into the borrower account).
+
+Related parties are those of :meth:`~fundflow.detectors.ownership.Ownership.related_parties`:
+shareholders, controllers, executives, affiliates and subsidiaries, who
+controls them, and what they control, looked through chains of companies
+(the graph is kept from ``entity`` records as they change). An alert names
+one related account or loan; it grows with the money that reaches it and
+is emitted once the total reaches ``min_amount``. The evidence holds the
+chain of accounts and transactions the money took, and the ownership chain
+that makes the owner related.
+
+Memory stays bounded: money is followed for ``window_days`` only, and lots
+older than that are dropped as the platform's clock passes its ticks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from fundflow.schemas.records import Entity
+
+from .alerting import band, iso, make_alert_id, yuan
+from .base import Detector
+from .ownership import Ownership
+from .reference import Flow
+
+LENDER_ROLES = frozenset({"lender_sub", "personal"})
+FUNDING_PURPOSES = frozenset({"invest", "disburse"})
+
+# A lot of lender money in one account: [origin ts, fen, accounts passed, txn ids].
+Lot = list[Any]
+
+
+class _Finding:
+    __slots__ = ("amount", "first_ts", "last_ts", "accounts", "txns", "samples", "owner", "chain")
+
+    def __init__(self, ts: int, owner: str, chain: tuple[str, ...]) -> None:
+        self.amount = 0
+        self.first_ts = ts
+        self.last_ts = ts
+        self.accounts: tuple[str, ...] = ()  # the money's path, first seen
+        self.txns: tuple[str, ...] = ()
+        self.samples: list[str] = []
+        self.owner = owner
+        self.chain = chain
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class _Platform:
+    __slots__ = ("lots", "findings", "next_tick")
+
+    def __init__(self) -> None:
+        self.lots: dict[str, deque[Lot]] = {}
+        # (signal, account or loan id) -> finding
+        self.findings: dict[tuple[str, str], _Finding] = {}
+        self.next_tick = -1
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class SelfFinancing(Detector):
+    """Finds lender money reaching a platform's related parties; see the module docstring."""
+
+    name = "self_financing"
+    version = "1.0"
+
+    def _fresh(self) -> dict[str, Any]:
+        cfg = self.config.self_financing
+        graph = Ownership(cfg.control_share, cfg.look_through_depth)
+        for entity in self.ref.entities.values():
+            graph.update(entity)
+        return {"platforms": {}, "graph": graph}
+
+    def _on_reference(self, record: Any) -> None:
+        if type(record) is Entity:
+            self.graph.update(record)
+
+    # -- flows ---------------------------------------------------------------
+
+    def _on_flow(self, f: Flow) -> None:
+        pid = f.platform_id
+        if pid is None or f.currency != "CNY":
+            return
+        src, dst = f.src, f.dst
+        st: _Platform | None = self.platforms.get(pid)
+        if st is not None and f.ts >= st.next_tick:
+            self._evict(st, f.ts)
+            st.next_tick = self._next_tick_after(f.ts)
+        held = st is not None and f.src_id in st.lots
+        custody_out = src is not None and src.role == "platform_custody" and src.platform_id == pid
+        lender_in = (
+            src is not None
+            and src.role in LENDER_ROLES
+            and f.purpose != "fee"
+            and dst is not None
+            and (self.ref.controls(pid, dst) or self._related(pid, dst.owner_id) is not None)
+        )
+        borrower = self._related_borrower(pid, f)
+        if not (held or custody_out or lender_in or borrower):
+            return
+        if st is None:
+            st = self.platforms[pid] = _Platform()
+            st.next_tick = self._next_tick_after(f.ts)
+        moved = self._take(st, f.src_id, f.amount, f.ts) if held else []
+        if custody_out or lender_in:
+            # Money a custody master pays out beyond what is followed in it is
+            # lenders' money too: the lender money starts its way here.
+            rest = f.amount - sum(lot[1] for lot in moved)
+            if rest > 0:
+                moved.append([f.ts, rest, (f.src_id,), ()])
+        if borrower is not None:
+            loan_id, owner, chain = borrower
+            lot = moved[0] if moved else [f.ts, f.amount, (f.src_id,), ()]
+            path = (lot[2] + (f.dst_id,), lot[3] + (f.txn_id,))
+            self._found(pid, st, "related_borrower", loan_id, f, f.amount, owner, chain, path)
+            return
+        self._arrive(pid, st, f, moved)
+
+    def _related(self, pid: str, owner: str) -> tuple[str, ...] | None:
+        return self.graph.related_parties(pid).get(owner)
+
+    def _related_borrower(self, pid: str, f: Flow) -> tuple[str, str, tuple[str, ...]] | None:
+        """(loan id, owner, ownership chain) when ``f`` funds a loan of a related borrower."""
+        if f.loan_id is None or f.purpose not in FUNDING_PURPOSES or f.dst is None:
+            return None
+        loan = self.ref.loans.get(f.loan_id)
+        if loan is None or loan.platform_id != pid or loan.borrower_account != f.dst_id:
+            return None
+        chain = self._related(pid, f.dst.owner_id)
+        return None if chain is None else (f.loan_id, f.dst.owner_id, chain)
+
+    def _take(self, st: _Platform, account: str, amount: int, now: int) -> list[Lot]:
+        """Up to ``amount`` of the lender money held in ``account``, oldest first."""
+        lots = st.lots[account]
+        horizon = now - self.config.self_financing.window_ms
+        taken: list[Lot] = []
+        while amount and lots:
+            lot = lots[0]
+            if lot[0] < horizon:
+                lots.popleft()
+                continue
+            part = min(lot[1], amount)
+            taken.append([lot[0], part, lot[2], lot[3]])
+            amount -= part
+            if part == lot[1]:
+                lots.popleft()
+            else:
+                lot[1] -= part
+        if not lots:
+            del st.lots[account]
+        return taken
+
+    def _arrive(self, pid: str, st: _Platform, f: Flow, moved: list[Lot]) -> None:
+        dst = f.dst
+        chain = None if dst is None else self._related(pid, dst.owner_id)
+        max_hops = self.config.self_financing.max_hops
+        onward = dst is None or dst.role not in LENDER_ROLES  # back with a lender: not followed
+        for origin, amount, accounts, txns in moved:
+            hops = len(txns) + 1
+            if hops > max_hops:
+                continue
+            path = (accounts + (f.dst_id,), txns + (f.txn_id,))
+            if chain is not None:
+                owner = dst.owner_id  # type: ignore[union-attr]
+                self._found(pid, st, "related_account", f.dst_id, f, amount, owner, chain, path)
+            elif hops < max_hops and onward:
+                st.lots.setdefault(f.dst_id, deque()).append([origin, amount, *path])
+
+    def _evict(self, st: _Platform, now: int) -> None:
+        horizon = now - self.config.self_financing.window_ms
+        for account in list(st.lots):
+            lots = st.lots[account]
+            while lots and lots[0][0] < horizon:
+                lots.popleft()
+            if not lots:
+                del st.lots[account]
+
+    # -- findings ------------------------------------------------------------
+
+    def _found(
+        self,
+        pid: str,
+        st: _Platform,
+        signal: str,
+        key: str,
+        f: Flow,
+        amount: int,
+        owner: str,
+        chain: tuple[str, ...],
+        path: tuple[tuple[str, ...], tuple[str, ...]],
+    ) -> None:
+        finding = st.findings.get((signal, key))
+        if finding is None:
+            finding = st.findings[(signal, key)] = _Finding(f.ts, owner, chain)
+            finding.accounts, finding.txns = path
+        finding.amount += amount
+        finding.last_ts = f.ts
+        if (
+            f.txn_id not in finding.samples
+            and len(finding.samples) < self.config.alerts.sample_txns
+        ):
+            finding.samples.append(f.txn_id)
+        cfg = self.config.self_financing
+        if finding.amount < max(cfg.min_amount, 1):
+            return
+        severity = band(
+            finding.amount,
+            ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
+            "medium",
+        )
+        self.book.offer(
+            make_alert_id(self.name, pid, signal, key),
+            pid,
+            severity,
+            finding.amount,
+            finding.first_ts,
+            finding.last_ts,
+            lambda: self._evidence(pid, signal, key, finding),
+        )
+
+    def _evidence(
+        self, pid: str, signal: str, key: str, fd: _Finding
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        evidence: dict[str, Any] = {
+            "signal": signal,
+            "related_party": fd.owner,
+            "ownership_chain": list(fd.chain),
+            "amount": yuan(fd.amount),
+            "money_path": list(fd.accounts),
+            "money_path_txn_ids": list(fd.txns),
+            "hops": len(fd.txns),
+            "sample_txn_ids": list(fd.samples),
+            "first_seen": iso(fd.first_ts, self.zone),
+            "last_seen": iso(fd.last_ts, self.zone),
+            "thresholds": self.config.thresholds(self.name),
+        }
+        if signal == "related_borrower":
+            evidence["loan_id"] = key
+            account = fd.accounts[-1]
+            summary = (
+                f"Platform {pid} lent {yuan(fd.amount)} yuan of lenders' money on loan {key} to "
+                f"{fd.owner}, its related party ({fd.chain[0]})."
+            )
+        else:
+            account = key
+            summary = (
+                f"{yuan(fd.amount)} yuan of lenders' money on platform {pid} reached account "
+                f"{key} of its related party {fd.owner} ({fd.chain[0]}) in "
+                f"{len(fd.txns)} transfer(s)."
+            )
+        evidence["related_account"] = account
+        accounts = list(dict.fromkeys([account, *fd.accounts[1:-1]]))
+        return accounts, summary, evidence

@@ -1,0 +1,520 @@
+"""Generic money-laundering typologies on raw transfers (seed 三(二): monitor
+"资金来源和资金运用", where money comes from and where it goes).
+
+Supervisors often hold nothing but a dump of who paid whom (``clearing_txn``
+records, no roles, no platforms, no reference data). These detectors look
+for the classic laundering shapes in such a stream, each on a windowed
+:class:`~fundflow.detectors.transfer_graph.TransferGraph` of its own:
+
+``fan_in``
+    One account receives counted payments (each at least ``min_payment``)
+    from at least ``min_counterparties`` distinct payers, together at least
+    ``min_total``, within ``window_hours``. Subject: the receiving hub.
+``fan_out``
+    The converse: one account pays that many distinct payees. Subject: the
+    paying hub.
+``cycle``
+    Money returns to its origin: a chain of ``min_hops`` to ``max_hops``
+    transfers through distinct accounts, each no earlier than the one
+    before, the first to the last within ``window_hours``, every hop at
+    least ``min_payment`` and within ``tolerance_pct`` of the amount that
+    comes back. Subject: the origin, the first account of the loop.
+``gather_scatter``
+    A pass-through hub: within ``window_hours`` it gathers at least
+    ``min_inflow`` from ``min_sources`` distinct payers and, after its first
+    counted receipt, pays ``min_pass_through_pct`` of it on to ``min_sinks``
+    distinct payees. Subject: the hub.
+``scatter_gather``
+    One source splits money over ``min_intermediaries`` distinct accounts
+    that each pay it on (within ``tolerance_pct`` of what they received,
+    after receiving it) to one target, at least ``min_total`` in all, the
+    whole within ``window_hours``. Subject: the source.
+
+They read ``clearing_txn`` records, payments between accounts; a custody
+ledger's bookings (``custody_txn``) are the business detectors' to judge,
+with the roles they carry. Only ``CNY`` transfers count (amounts are never
+added across currencies).
+A finding lasts while its shape does: an episode ends when the rule has not
+held for a window, and a growing finding is re-emitted under the same id.
+These detectors judge one transfer graph, so they need every transfer of
+it in one ordered stream: a replay, or a daemon on a single partition. They
+are the opt-in group ``typologies`` (platform and institution ledgers fan
+into custody and reserve accounts by design).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .base import Detector
+from .config import FanConfig
+from .reference import Flow
+from .transfer_graph import Edge, TransferGraph
+
+
+class _Typology(Detector):
+    """Shared by the typologies: the graph, episodes, and final figures.
+
+    ``pending`` holds, per episode, the figures last offered and the plain
+    data its evidence is built from, so the end of a stream (or the episode
+    leaving the graph's memory) can state figures that moved since the
+    last revision.
+    """
+
+    version = "1.0"
+    keeps_incoming: ClassVar[bool] = True
+    keeps_outgoing: ClassVar[bool] = True
+    # Each typology defines both: what a new transfer shows, and an alert's
+    # accounts, summary and evidence from the plain data kept for it.
+    _see: Callable[[Flow], None]
+    _describe: Callable[[str, dict[str, Any]], tuple[list[str], str, dict[str, Any]]]
+
+    def _window_ms(self) -> int:
+        return getattr(self.config, self.name).window_ms  # type: ignore[no-any-return]
+
+    def _min_payment(self) -> int:
+        return getattr(self.config, self.name).min_payment  # type: ignore[no-any-return]
+
+    def _fresh(self) -> dict[str, Any]:
+        self._window = self._window_ms()
+        self._floor = max(self._min_payment(), 1)
+        graph = TransferGraph(
+            self._window + self.config.engine.dedup_window_ms,
+            self.config.typologies.max_edges_per_account,
+            incoming=self.keeps_incoming,
+            outgoing=self.keeps_outgoing,
+        )
+        # episodes: key -> [start, last ts the rule held]; pending: key -> offer
+        return {"graph": graph, "episodes": {}, "pending": {}, "last_sweep": -1}
+
+    def _on_flow(self, f: Flow) -> None:
+        if f.custody or f.currency != "CNY" or f.amount < self._floor or f.src_id == f.dst_id:
+            return
+        g = self.graph
+        g.add(f.ts, f.src_id, f.dst_id, f.amount, f.txn_id)
+        if g.swept_at != self.last_sweep:
+            self.last_sweep = g.swept_at
+            self._forget(g.watermark - self._window)
+        self._see(f)
+
+    # -- findings ------------------------------------------------------------
+
+    def _severity(self, amount: int) -> str:
+        cfg = self.config.typologies
+        return band(
+            amount,
+            (
+                (cfg.severity_medium, "medium"),
+                (cfg.severity_high, "high"),
+                (cfg.severity_critical, "critical"),
+            ),
+            "low",
+        )
+
+    def _episode(self, key: tuple[str, ...], now: int) -> int:
+        """The start of the episode the rule holding at ``now`` belongs to."""
+        ep = self.episodes.get(key)
+        if ep is None or now - ep[1] > self._window:
+            ep = self.episodes[key] = [now, now]
+        elif now > ep[1]:
+            ep[1] = now
+        return ep[0]  # type: ignore[no-any-return]
+
+    def _offer(
+        self,
+        key: tuple[str, ...],
+        alert_id: str,
+        subject: str,
+        amount: int,
+        first_ts: int,
+        last_ts: int,
+        args: dict[str, Any],
+        *,
+        final: bool = False,
+        keep: bool = True,
+    ) -> None:
+        """Offer the figures to the alert book; ``keep`` them to be stated
+        again at the end if they move."""
+        if keep:
+            self.pending[key] = (alert_id, subject, amount, first_ts, last_ts, args)
+        self.book.offer(
+            alert_id,
+            subject,
+            self._severity(amount),
+            amount,
+            first_ts,
+            last_ts,
+            lambda: self._describe(subject, args),
+            final=final,
+        )
+
+    def _thresholds(self) -> dict[str, Any]:
+        return {**self.config.thresholds(self.name), **self.config.thresholds("typologies")}
+
+    def _forget(self, horizon: int) -> None:
+        """Episodes whose rule last held before ``horizon`` are over: state
+        their final figures if they moved, then let them go."""
+        for key in sorted(k for k, ep in self.episodes.items() if ep[1] < horizon):
+            del self.episodes[key]
+            self._settle(key)
+
+    def _settle(self, key: tuple[str, ...]) -> None:
+        offer = self.pending.pop(key, None)
+        if offer is not None:
+            self._offer(key, *offer, final=True, keep=False)
+
+    def _on_finish(self) -> None:
+        for key in sorted(self.pending):
+            aid, subject, amount, first_ts, last_ts, args = self.pending[key]
+            self._offer(key, aid, subject, amount, first_ts, last_ts, args, final=True)
+
+    def _samples(self, edges: list[Edge]) -> list[str]:
+        return [e[3] for e in edges[: self.config.alerts.sample_txns]]
+
+
+def _by_party(edges: list[Edge]) -> list[tuple[str, int, int]]:
+    """``(account, amount, transfers)`` per counterparty, largest first."""
+    sums: dict[str, list[int]] = {}
+    for _ts, party, amount, _txn in edges:
+        s = sums.setdefault(party, [0, 0])
+        s[0] += amount
+        s[1] += 1
+    return sorted(((a, s[0], s[1]) for a, s in sums.items()), key=lambda r: (-r[1], r[0]))
+
+
+class _Fan(_Typology):
+    """fan_in / fan_out: many distinct counterparties on one side of a hub."""
+
+    inbound: ClassVar[bool] = True
+
+    def _see(self, f: Flow) -> None:
+        cfg: FanConfig = getattr(self.config, self.name)
+        g = self.graph
+        hub = f.dst_id if self.inbound else f.src_id
+        table = g.incoming if self.inbound else g.outgoing
+        edges = g.within(table, hub, f.ts - self._window + 1, f.ts)
+        parties = {e[1] for e in edges}
+        total = sum(e[2] for e in edges)
+        if len(parties) < cfg.min_counterparties or total < cfg.min_total:
+            return
+        start = self._episode((hub,), f.ts)
+        aid = make_alert_id(self.name, hub, start)
+        self._offer((hub,), aid, hub, total, edges[0][0], f.ts, {"edges": edges, "now": f.ts})
+
+    def _describe(
+        self, subject: str, args: dict[str, Any]
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        edges: list[Edge] = args["edges"]
+        parties = _by_party(edges)
+        total = sum(e[2] for e in edges)
+        hours = self._window // 3_600_000
+        side, verb = ("payers", "received") if self.inbound else ("payees", "paid")
+        role = "payer" if self.inbound else "payee"
+        evidence = {
+            "signal": self.name,
+            "hub": subject,
+            "counterparties": len(parties),
+            "transfers": len(edges),
+            "total": yuan(total),
+            "window_start": iso(edges[0][0], self.zone),
+            "window_end": iso(args["now"], self.zone),
+            f"{role}s": [
+                {"account": a, "amount": yuan(amt), "transfers": n} for a, amt, n in parties[:50]
+            ],
+            "sample_txn_ids": self._samples(edges),
+            "thresholds": self._thresholds(),
+        }
+        summary = (
+            f"Account {subject} {verb} {yuan(total)} yuan in {len(edges)} transfers of at least "
+            f"{yuan(self._floor)} yuan {'from' if self.inbound else 'to'} {len(parties)} distinct "
+            f"{side} within {hours} hours."
+        )
+        return [subject, *(p[0] for p in parties[:19])], summary, evidence
+
+
+class FanIn(_Fan):
+    """Many distinct payers into one account; see the module docstring."""
+
+    name = "fan_in"
+    inbound = True
+    keeps_outgoing = False
+
+
+class FanOut(_Fan):
+    """One account paying many distinct payees; see the module docstring."""
+
+    name = "fan_out"
+    inbound = False
+    keeps_incoming = False
+
+
+class Cycle(_Typology):
+    """Money returning to its origin; see the module docstring.
+
+    Searched backwards from each transfer that could close a loop, through
+    what each account received earlier, depth first, newest first, within a
+    budget of ``max_search_steps`` transfers examined.
+    """
+
+    name = "cycle"
+    keeps_outgoing = False
+
+    def _see(self, f: Flow) -> None:
+        cfg = self.config.cycle
+        origin = f.dst_id
+        closing: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
+        tol = cfg.tolerance_pct
+        self._lo, self._hi = f.amount * (100 - tol), f.amount * (100 + tol)
+        self._start = f.ts - self._window + 1
+        self._budget = cfg.max_search_steps
+        path = self._search(origin, f.src_id, f.ts, [closing], {origin, f.src_id})
+        if path is None:
+            return
+        # path: newest first, (ts, payer, amount, txn_id) with the payee one step later
+        hops = []
+        payee = origin
+        for ts, payer, amount, txn in path:
+            hops.append((ts, payer, payee, amount, txn))
+            payee = payer
+        hops.reverse()
+        first = hops[0]
+        aid = make_alert_id(self.name, origin, first[4])
+        args = {"hops": hops}
+        # A loop's figures never move: nothing to state again at the end.
+        self._offer((origin,), aid, origin, first[3], first[0], f.ts, args, keep=False)
+
+    def _search(
+        self, origin: str, account: str, before: int, path: list[Edge], seen: set[str]
+    ) -> list[Edge] | None:
+        cfg = self.config.cycle
+        edges = self.graph.incoming.get(account)
+        if not edges:
+            return None
+        for e in reversed(edges):
+            ts, payer, amount, _txn = e
+            if ts > before:
+                continue
+            if ts < self._start or self._budget <= 0:
+                return None
+            self._budget -= 1
+            if not self._lo <= amount * 100 <= self._hi:
+                continue
+            hops = len(path) + 1
+            if payer == origin:
+                if hops >= cfg.min_hops:
+                    return [*path, e]
+                continue
+            if payer in seen or hops >= cfg.max_hops:
+                continue
+            seen.add(payer)
+            found = self._search(origin, payer, ts, [*path, e], seen)
+            seen.discard(payer)
+            if found is not None:
+                return found
+        return None
+
+    def _describe(
+        self, subject: str, args: dict[str, Any]
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        hops = args["hops"]
+        accounts = [h[1] for h in hops]
+        hours = self._window // 3_600_000
+        evidence = {
+            "signal": self.name,
+            "origin": subject,
+            "hops": [
+                {
+                    "txn_id": txn,
+                    "ts": iso(ts, self.zone),
+                    "from": payer,
+                    "to": payee,
+                    "amount": yuan(amount),
+                }
+                for ts, payer, payee, amount, txn in hops
+            ],
+            "hop_count": len(hops),
+            "sent": yuan(hops[0][3]),
+            "returned": yuan(hops[-1][3]),
+            "span_hours": ratio_text(hops[-1][0] - hops[0][0], 3_600_000, 2),
+            "sample_txn_ids": [h[4] for h in hops],
+            "thresholds": self._thresholds(),
+        }
+        summary = (
+            f"{yuan(hops[0][3])} yuan left account {subject} and {yuan(hops[-1][3])} yuan came "
+            f"back to it through {len(hops) - 1} other account(s) in {len(hops)} transfers "
+            f"within {hours} hours."
+        )
+        return accounts, summary, evidence
+
+
+class GatherScatter(_Typology):
+    """A pass-through hub; see the module docstring."""
+
+    name = "gather_scatter"
+
+    def _see(self, f: Flow) -> None:
+        self._check(f.dst_id, f.ts)
+        self._check(f.src_id, f.ts)
+
+    def _check(self, hub: str, now: int) -> None:
+        cfg = self.config.gather_scatter
+        g = self.graph
+        ins = g.within(g.incoming, hub, now - self._window + 1, now)
+        if len(ins) < cfg.min_sources:
+            return
+        outs = g.within(g.outgoing, hub, ins[0][0], now)
+        inflow = sum(e[2] for e in ins)
+        outflow = sum(e[2] for e in outs)
+        if (
+            inflow < cfg.min_inflow
+            or outflow * 100 < inflow * cfg.min_pass_through_pct
+            or len({e[1] for e in ins}) < cfg.min_sources
+            or len({e[1] for e in outs}) < cfg.min_sinks
+        ):
+            return
+        start = self._episode((hub,), now)
+        aid = make_alert_id(self.name, hub, start)
+        args = {"ins": ins, "outs": outs, "now": now}
+        self._offer((hub,), aid, hub, min(inflow, outflow), ins[0][0], now, args)
+
+    def _describe(
+        self, subject: str, args: dict[str, Any]
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        ins, outs = args["ins"], args["outs"]
+        sources, sinks = _by_party(ins), _by_party(outs)
+        inflow, outflow = sum(e[2] for e in ins), sum(e[2] for e in outs)
+        ratio = ratio_text(outflow, inflow)
+        k = self.config.alerts.sample_txns
+        evidence = {
+            "signal": self.name,
+            "hub": subject,
+            "distinct_sources": len(sources),
+            "distinct_sinks": len(sinks),
+            "inflow": yuan(inflow),
+            "outflow": yuan(outflow),
+            "pass_through_ratio": ratio,
+            "window_start": iso(ins[0][0], self.zone),
+            "window_end": iso(args["now"], self.zone),
+            "sources": [{"account": a, "amount": yuan(m), "transfers": n} for a, m, n in sources],
+            "sinks": [{"account": a, "amount": yuan(m), "transfers": n} for a, m, n in sinks],
+            "sample_txn_ids": [e[3] for e in ins[: k - k // 2]] + [e[3] for e in outs[: k // 2]],
+            "thresholds": self._thresholds(),
+        }
+        summary = (
+            f"Account {subject} gathered {yuan(inflow)} yuan from {len(sources)} payers and paid "
+            f"{ratio} of it on to {len(sinks)} payees within {self._window // 3_600_000} hours."
+        )
+        accounts = [subject, *(s[0] for s in sources[:9]), *(s[0] for s in sinks[:10])]
+        return accounts, summary, evidence
+
+
+class ScatterGather(_Typology):
+    """One source split through many intermediaries onto one target; see the
+    module docstring. Checked when an intermediary pays the target."""
+
+    name = "scatter_gather"
+    keeps_outgoing = False
+
+    def _see(self, f: Flow) -> None:
+        cfg = self.config.scatter_gather
+        g = self.graph
+        start = f.ts - self._window + 1
+        target, via = f.dst_id, f.src_id
+        sources = sorted(
+            {
+                e[1]
+                for e in g.within(g.incoming, via, start, f.ts)
+                if e[1] != target and self._conserved(e[2], f.amount)
+            }
+        )
+        if not sources:
+            return
+        gathered = g.within(g.incoming, target, start, f.ts)
+        budget = cfg.max_search_steps
+        for source in sources:
+            legs: dict[str, tuple[Edge, Edge]] = {}
+            for out in gathered:
+                mid = out[1]
+                if mid == source or mid in legs:
+                    continue
+                for e in g.incoming.get(mid, ()):
+                    budget -= 1
+                    if e[0] > out[0]:
+                        break
+                    if e[0] >= start and e[1] == source and self._conserved(e[2], out[2]):
+                        legs[mid] = (e, out)
+                        break
+                if budget <= 0:
+                    return
+            total = sum(out[2] for _e, out in legs.values())
+            if len(legs) < cfg.min_intermediaries or total < cfg.min_total:
+                continue
+            ep = self._episode((source, target), f.ts)
+            aid = make_alert_id(self.name, source, target, ep)
+            first = min(e[0] for e, _out in legs.values())
+            rows = sorted(legs.items(), key=lambda kv: (kv[1][0][0], kv[0]))
+            args = {"target": target, "legs": [(mid, e, out) for mid, (e, out) in rows]}
+            self._offer((source, target), aid, source, total, first, f.ts, args)
+
+    def _conserved(self, received: int, paid_on: int) -> bool:
+        tol = self.config.scatter_gather.tolerance_pct
+        return abs(paid_on - received) * 100 <= received * tol
+
+    def _describe(
+        self, subject: str, args: dict[str, Any]
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        target, legs = args["target"], args["legs"]
+        sent = sum(e[2] for _m, e, _o in legs)
+        total = sum(o[2] for _m, _e, o in legs)
+        first, last = min(e[0] for _m, e, _o in legs), max(o[0] for _m, _e, o in legs)
+        evidence = {
+            "signal": self.name,
+            "source": subject,
+            "target": target,
+            "intermediaries": len(legs),
+            "sent": yuan(sent),
+            "gathered": yuan(total),
+            "window_start": iso(first, self.zone),
+            "window_end": iso(last, self.zone),
+            "legs": [
+                {
+                    "via": mid,
+                    "in_txn": e[3],
+                    "in_amount": yuan(e[2]),
+                    "out_txn": o[3],
+                    "out_amount": yuan(o[2]),
+                }
+                for mid, e, o in legs[:50]
+            ],
+            "sample_txn_ids": [t for _m, e, o in legs for t in (e[3], o[3])][
+                : self.config.alerts.sample_txns
+            ],
+            "thresholds": self._thresholds(),
+        }
+        summary = (
+            f"Account {subject} sent {yuan(sent)} yuan through {len(legs)} intermediaries that "
+            f"paid {yuan(total)} yuan on to account {target} within "
+            f"{self._window // 3_600_000} hours."
+        )
+        return [subject, target, *(m for m, _e, _o in legs[:18])], summary, evidence
+
+
+#: The typology detectors, in the order their alerts are emitted for one record.
+TYPOLOGY_DETECTORS: tuple[type[Detector], ...] = (
+    FanIn,
+    FanOut,
+    Cycle,
+    GatherScatter,
+    ScatterGather,
+)
+
+__all__ = [
+    "FanIn",
+    "FanOut",
+    "Cycle",
+    "GatherScatter",
+    "ScatterGather",
+    "TYPOLOGY_DETECTORS",
+]

@@ -1,0 +1,254 @@
+"""unlicensed_business — 无证经营 / 名称使用金融字样 (seed 二(三)3 "开展支付业务的机构应依法取得相应业务
+资质,不得无证经营支付业务"; 三(一) "设立金融机构、从事金融活动,必须依法接受准入管理" and the restricted words
+of registered names).
+
+The subject is the entity itself. Two kinds of finding:
+
+``restricted_name`` (checked when an ``entity`` record arrives)
+    The registered name holds a word of ``restricted_words`` (交易所, 金融,
+    理财, 基金, 支付 ...) and the entity holds none of the licences listed
+    for that word. The name is read left to right; at each place the longest
+    word found there is the one that counts (基金管理 before 基金) and the
+    reading continues after it. A word inside one of ``harmless_phrases``
+    (基金会, a charitable foundation; 金融街, a place name) does not count;
+    a Latin word (P2P) matches in any case but only standing alone, not
+    inside a longer run of Latin letters or digits. Kinds in
+    ``licensed_kinds`` (banks) and ``unnamed_kinds`` (persons) are not
+    checked. Reference records carry no time: the alert is stamped with the
+    epoch, so its id and content do not depend on when the record arrived.
+    A new name is judged afresh (the alert id includes the name).
+
+Flow findings (checked on each transaction; an unknown entity is never
+judged):
+
+``unlicensed_payment``
+    A ``clearing_txn`` initiated by an entity, not of a licensed kind and
+    without ``payment_licence``, moving money from an account it does not
+    own (someone else's money); or money moving through a ``client_reserve``
+    account whose owner lacks ``payment_licence``.
+``unlicensed_lending``
+    A custody ``invest`` or ``disburse`` for a loan (``loan_id`` set) on a
+    platform without ``lending_licence``.
+``unlicensed_custody``
+    Money moving through a custody sub-account (``lender_sub``,
+    ``borrower_sub``, ``platform_custody``) held at a bank without
+    ``custody_licence``: the subject is the bank.
+
+Each flow finding is one alert per entity and signal, growing with the
+money moved (re-emitted under the same id as it grows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fundflow.schemas.records import Entity
+
+from .alerting import make_alert_id, yuan
+from .base import Detector
+from .config import UnlicensedConfig
+from .reference import Flow
+
+CUSTODY_ROLES = frozenset({"lender_sub", "borrower_sub", "platform_custody"})
+LENDING_PURPOSES = frozenset({"invest", "disburse"})
+
+
+def restricted_words_in(name: str, cfg: UnlicensedConfig) -> list[str]:
+    """The restricted words a registered name uses, in the order they appear.
+
+    >>> from fundflow.detectors import load_config
+    >>> cfg = load_config().unlicensed_business
+    >>> restricted_words_in("上海鑫源基金管理有限公司", cfg)
+    ['基金管理']
+    >>> restricted_words_in("北京金融街物业有限公司", cfg), restricted_words_in("P2PE科技", cfg)
+    ([], [])
+    >>> restricted_words_in("杭州p2p金融信息服务有限公司", cfg)
+    ['P2P', '金融']
+    """
+    folded = name.upper()
+    harmless = [
+        (i, i + len(p)) for p in cfg.harmless_phrases for i in _positions(folded, p.upper())
+    ]
+    found: list[str] = []
+    i = 0
+    while i < len(folded):
+        for word, _ in cfg.restricted_words:  # longest first
+            w = word.upper()
+            if not folded.startswith(w, i):
+                continue
+            end = i + len(w)
+            if any(a <= i and end <= b for a, b in harmless):
+                continue
+            if w.isascii() and (_latin(folded, i - 1) or _latin(folded, end)):
+                continue
+            if word not in found:
+                found.append(word)
+            i = end - 1
+            break
+        i += 1
+    return found
+
+
+def _positions(text: str, phrase: str) -> list[int]:
+    out, i = [], text.find(phrase)
+    while i >= 0:
+        out.append(i)
+        i = text.find(phrase, i + 1)
+    return out
+
+
+def _latin(text: str, i: int) -> bool:
+    return 0 <= i < len(text) and text[i].isascii() and text[i].isalnum()
+
+
+class UnlicensedBusiness(Detector):
+    """Finds financial business without the licence for it; see the module
+    docstring for the rules.
+
+    >>> from fundflow.schemas.records import Entity
+    >>> det = UnlicensedBusiness()
+    >>> [a.evidence["words"] for a in det.update(Entity(
+    ...     entity_id="E1", name="鼎盛财富管理有限公司", kind="company")).drain()]
+    [['财富管理']]
+    """
+
+    name = "unlicensed_business"
+    version = "1.0"
+
+    def _fresh(self) -> dict[str, Any]:
+        # entity id -> signal -> [first_ts, last_ts, amount, count, sample txn ids, accounts]
+        return {"entities": {}}
+
+    # -- names -----------------------------------------------------------------
+
+    def _on_reference(self, record: Any) -> None:
+        if type(record) is Entity:
+            self._check_name(record)
+
+    def _check_name(self, e: Entity) -> None:
+        cfg = self.config.unlicensed_business
+        if e.kind in cfg.unnamed_kinds or e.kind in cfg.licensed_kinds:
+            return
+        allowed = dict(cfg.restricted_words)
+        held = set(e.licenses)
+        words = [w for w in restricted_words_in(e.name, cfg) if not held & allowed[w]]
+        if not words:
+            return
+        aid = make_alert_id(self.name, e.entity_id, "restricted_name", e.name)
+        needed = {w: sorted(allowed[w]) for w in words}
+        self.book.offer(
+            aid,
+            e.entity_id,
+            "medium",
+            0,
+            0,
+            0,
+            lambda: (
+                [],
+                f"{e.entity_id} ({e.kind}) is registered as {e.name!r}, using "
+                f"{', '.join(words)} without a matching licence.",
+                {
+                    "signal": "restricted_name",
+                    "entity_id": e.entity_id,
+                    "name": e.name,
+                    "kind": e.kind,
+                    "words": words,
+                    "licences_needed": needed,
+                    "licences_held": list(e.licenses),
+                    "thresholds": self.config.thresholds(self.name),
+                },
+            ),
+        )
+
+    # -- flows -----------------------------------------------------------------
+
+    def _on_flow(self, f: Flow) -> None:
+        if f.currency != "CNY":
+            return  # amounts are never added across currencies
+        cfg = self.config.unlicensed_business
+        entities = self.ref.entities
+        src, dst = f.src, f.dst
+        # (subject, signal) -> accounts involved; one transaction counts once per finding.
+        hits: dict[tuple[str, str], list[str]] = {}
+        if f.custody:
+            pid = f.platform_id
+            if f.purpose in LENDING_PURPOSES and f.loan_id is not None and pid is not None:
+                e = entities.get(pid)
+                if e is not None and cfg.lending_licence not in e.licenses:
+                    hits[(pid, "unlicensed_lending")] = [f.src_id, f.dst_id]
+        else:
+            initiator = entities.get(f.initiator_id)  # type: ignore[arg-type]
+            if (
+                initiator is not None
+                and initiator.kind not in cfg.licensed_kinds
+                and cfg.payment_licence not in initiator.licenses
+                and (src is None or src.owner_id != initiator.entity_id)
+            ):
+                hits[(initiator.entity_id, "unlicensed_payment")] = [f.src_id, f.dst_id]
+        for acc, acc_id in ((src, f.src_id), (dst, f.dst_id)):
+            if acc is None:
+                continue
+            if acc.role in CUSTODY_ROLES:
+                bank = entities.get(acc.bank_id)
+                if bank is not None and cfg.custody_licence not in bank.licenses:
+                    hits.setdefault((acc.bank_id, "unlicensed_custody"), []).append(acc_id)
+            elif acc.role == "client_reserve":
+                owner = entities.get(acc.owner_id)
+                if owner is not None and cfg.payment_licence not in owner.licenses:
+                    hits.setdefault((acc.owner_id, "unlicensed_payment"), []).append(acc_id)
+        for (subject, signal), accounts in hits.items():
+            self._found(subject, signal, f, accounts)
+
+    def _found(self, subject: str, signal: str, f: Flow, accounts: list[str]) -> None:
+        per = self.entities.get(subject)
+        if per is None:
+            per = self.entities[subject] = {}
+        fd = per.get(signal)
+        if fd is None:
+            fd = per[signal] = [f.ts, f.ts, 0, 0, [], []]
+        fd[0] = min(fd[0], f.ts)
+        fd[1] = max(fd[1], f.ts)
+        fd[2] += f.amount
+        fd[3] += 1
+        if len(fd[4]) < self.config.alerts.sample_txns:
+            fd[4].append(f.txn_id)
+        for a in accounts:
+            if a not in fd[5] and len(fd[5]) < 20:
+                fd[5].append(a)
+        aid = make_alert_id(self.name, subject, signal)
+        self.book.offer(
+            aid, subject, "high", fd[2], fd[0], fd[1], lambda: self._evidence(subject, signal, fd)
+        )
+
+    def _evidence(
+        self, subject: str, signal: str, fd: list[Any]
+    ) -> tuple[list[str], str, dict[str, Any]]:
+        cfg = self.config.unlicensed_business
+        e = self.ref.entities.get(subject)
+        needed = {
+            "unlicensed_payment": cfg.payment_licence,
+            "unlicensed_lending": cfg.lending_licence,
+            "unlicensed_custody": cfg.custody_licence,
+        }[signal]
+        what = {
+            "unlicensed_payment": "moved clients' money as a payment business",
+            "unlicensed_lending": "ran lender-to-borrower loan flows",
+            "unlicensed_custody": "held custody sub-accounts that moved money",
+        }[signal]
+        summary = (
+            f"{subject} {what} without the {needed} licence: {yuan(fd[2])} yuan in "
+            f"{fd[3]} transaction(s)."
+        )
+        evidence = {
+            "signal": signal,
+            "entity_id": subject,
+            "kind": None if e is None else e.kind,
+            "licence_needed": needed,
+            "licences_held": [] if e is None else list(e.licenses),
+            "amount": yuan(fd[2]),
+            "transactions": fd[3],
+            "accounts": list(fd[5]),
+            "sample_txn_ids": list(fd[4]),
+            "thresholds": self.config.thresholds(self.name),
+        }
+        return list(fd[5]), summary, evidence

@@ -1,0 +1,229 @@
+"""self_financing on hand-made custody ledgers: lender money reaching the
+platform's related parties (hops, window, amount), a related borrower, the
+look-through of ownership, and an honest executive paid from fee money.
+
+Platform P of :func:`ledger.p2p_platform` (custody master POOL, own account
+OWN, affiliates A1/A2 with accounts X1/X2, outsider XO), re-listed with an
+executive E (personal account EP). A1 holds 0.8 of Z1 (account ZA); E
+controls W02, the owner of borrower sub-account B02.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ledger import (
+    DAY_MS,
+    MINUTE_MS,
+    account,
+    at,
+    borrowers,
+    custody,
+    entity,
+    iso_at,
+    lenders,
+    loan,
+    p2p_platform,
+    run,
+)
+
+from fundflow.detectors import SelfFinancing, load_config
+from fundflow.detectors.alerting import make_alert_id
+
+SETUP = [
+    *p2p_platform(),
+    entity(
+        "P",
+        "p2p_platform",
+        licenses=("p2p_registered",),
+        related=[("A1", "affiliate"), ("A2", "affiliate"), ("E", "executive")],
+    ),
+    entity("E", "person"),
+    entity("A1", related=[("Z1", "subsidiary", "0.8")]),
+    entity("W02", "person", related=[("E", "controller")]),
+    account("EP", "E", "personal"),
+    account("ZA", "Z1", "corporate"),
+    *lenders(3),
+    *borrowers(2),
+    loan("LN1", 30, "50000", borrower="B01", issued_at=at(0, 8)),
+    loan("LNX", 30, "15000", borrower="B02", issued_at=at(0, 8)),
+]
+THRESHOLDS = load_config().thresholds("self_financing")
+
+
+def detector(**overrides) -> SelfFinancing:
+    cfg = load_config(overrides={"self_financing": overrides}) if overrides else None
+    return SelfFinancing(cfg)
+
+
+def pinned(a) -> tuple:
+    return (a.alert_id, a.subject_id, a.severity, a.amount, a.accounts, a.revision)
+
+
+def account_id(account: str) -> str:
+    return make_alert_id("self_financing", "P", "related_account", account)
+
+
+def test_an_intermediary_and_an_executive_paid_from_fees_do_not_alert():
+    stream = [
+        *SETUP,
+        custody("I1", at(0, 9), "L01", "B01", "50000", "invest", loan="LN1"),
+        custody("F1", at(0, 10), "B01", "OWN", "500", "fee", loan="LN1"),
+        # The executive's salary comes from fee money, not lenders' money.
+        custody("S1", at(0, 11), "OWN", "EP", "500", "transfer"),
+        # Lender money through the custody master to an unrelated borrower.
+        custody("I2", at(1, 9), "L02", "POOL", "20000", "transfer"),
+        custody("D2", at(1, 10), "POOL", "B01", "20000", "disburse", loan="LN1"),
+        custody("R1", at(30, 9), "B01", "L01", "50400", "repay", loan="LN1"),
+    ]
+    assert run(SelfFinancing(), stream, finish=True) == []
+
+
+def test_lender_money_paid_to_an_affiliate_alerts_with_its_evidence():
+    stream = [*SETUP, custody("T1", at(0, 9), "L01", "X1", "30000", "transfer")]
+    (a,) = run(SelfFinancing(), stream, finish=True)
+    assert pinned(a) == (account_id("X1"), "P", "medium", "30000.00", ("X1",), 1)
+    assert (a.first_ts, a.last_ts) == (iso_at(at(0, 9)), iso_at(at(0, 9)))
+    assert a.evidence == {
+        "signal": "related_account",
+        "related_party": "A1",
+        "related_account": "X1",
+        "ownership_chain": ["A1 is affiliate of P"],
+        "amount": "30000.00",
+        "money_path": ["L01", "X1"],
+        "money_path_txn_ids": ["T1"],
+        "hops": 1,
+        "sample_txn_ids": ["T1"],
+        "first_seen": iso_at(at(0, 9)),
+        "last_seen": iso_at(at(0, 9)),
+        "thresholds": THRESHOLDS,
+    }
+    assert a.summary == (
+        "30000.00 yuan of lenders' money on platform P reached account X1 of its related party "
+        "A1 (A1 is affiliate of P) in 1 transfer(s)."
+    )
+
+
+def test_three_hops_alert_and_four_do_not():
+    path = ["L01", "OWN", "XO", "EP"]
+    three = [
+        custody(f"H{i + 1}", at(0, 9) + i * MINUTE_MS, a, b, "20000", "transfer")
+        for i, (a, b) in enumerate(zip(path, path[1:], strict=False))
+    ]
+    (a,) = run(SelfFinancing(), [*SETUP, *three], finish=True)
+    assert a.evidence["money_path"] == ["L01", "OWN", "XO", "EP"]
+    assert a.evidence["money_path_txn_ids"] == ["H1", "H2", "H3"]
+    assert a.accounts == ("EP", "OWN", "XO")
+    # The same money through a second outsider takes four transfers to reach EP.
+    four = [
+        *SETUP,
+        account("XQ", "OUTSIDER2", "corporate"),
+        custody("H1", at(0, 9), "L01", "OWN", "20000", "transfer"),
+        custody("H2", at(0, 10), "OWN", "XO", "20000", "transfer"),
+        custody("H3", at(0, 11), "XO", "XQ", "20000", "transfer"),
+        custody("H4", at(0, 12), "XQ", "EP", "20000", "transfer"),
+    ]
+    assert run(SelfFinancing(), four, finish=True) == []
+    (b,) = run(detector(max_hops=4), four, finish=True)
+    assert (b.amount, b.evidence["hops"]) == ("20000.00", 4)
+
+
+@pytest.mark.parametrize(("late_by", "alerts"), [(-MINUTE_MS, 1), (MINUTE_MS, 0)])
+def test_the_window_bounds_how_long_money_is_followed(late_by, alerts):
+    window = 30 * DAY_MS
+    stream = [
+        *SETUP,
+        custody("W1", at(0, 9), "L01", "OWN", "20000", "transfer"),
+        custody("W2", at(0, 9) + window + late_by, "OWN", "EP", "20000", "transfer"),
+    ]
+    assert len(run(SelfFinancing(), stream, finish=True)) == alerts
+
+
+def test_the_amount_threshold_counts_the_total_reaching_one_account():
+    under = [
+        *SETUP,
+        custody("M1", at(0, 9), "L01", "X2", "5000", "transfer"),
+        custody("M2", at(0, 10), "L02", "X2", "4999.99", "invest"),
+    ]
+    assert run(SelfFinancing(), under, finish=True) == []
+    at_threshold = [*under, custody("M3", at(0, 11), "L03", "X2", "0.01", "transfer")]
+    (a,) = run(SelfFinancing(), at_threshold, finish=True)
+    assert (a.alert_id, a.amount, a.evidence["sample_txn_ids"]) == (
+        account_id("X2"),
+        "10000.00",
+        ["M1", "M2", "M3"],
+    )
+    # A fee paid by a lender is not lender money lent on.
+    fee = [*SETUP, custody("F1", at(0, 9), "L01", "X2", "20000", "fee")]
+    assert run(SelfFinancing(), fee, finish=True) == []
+
+
+def test_custody_money_and_look_through_to_a_controlled_company():
+    # POOL holds lenders' money; ZA belongs to Z1, 80 % owned by affiliate A1.
+    stream = [*SETUP, custody("C1", at(2, 9), "POOL", "ZA", "1200000", "transfer")]
+    (a,) = run(SelfFinancing(), stream, finish=True)
+    assert pinned(a) == (account_id("ZA"), "P", "high", "1200000.00", ("ZA",), 1)
+    assert a.evidence["ownership_chain"] == [
+        "A1 is affiliate of P",
+        "A1 holds 0.8000 of Z1",
+        "A1 controls Z1: effective share 0.8000",
+    ]
+    assert a.evidence["money_path"] == ["POOL", "ZA"]
+
+
+def test_a_loan_to_a_related_borrower_alerts():
+    stream = [*SETUP, custody("I9", at(1, 9), "L01", "B02", "15000", "invest", loan="LNX")]
+    (a,) = run(SelfFinancing(), stream, finish=True)
+    assert pinned(a) == (
+        make_alert_id("self_financing", "P", "related_borrower", "LNX"),
+        "P",
+        "medium",
+        "15000.00",
+        ("B02",),
+        1,
+    )
+    assert a.evidence["loan_id"] == "LNX"
+    assert a.evidence["ownership_chain"] == ["E is executive of P", "E controls W02"]
+    assert a.summary == (
+        "Platform P lent 15000.00 yuan of lenders' money on loan LNX to W02, its related "
+        "party (E is executive of P)."
+    )
+
+
+def test_a_changed_entity_record_ends_the_relation():
+    cut = entity("A1")  # A1 no longer lists Z1 as its subsidiary
+    stream = [*SETUP, cut, custody("C1", at(2, 9), "POOL", "ZA", "20000", "transfer")]
+    assert run(SelfFinancing(), stream, finish=True) == []
+
+
+def test_growth_is_emitted_again_under_the_same_id_and_lots_are_evicted():
+    stream = [
+        *SETUP,
+        custody("G1", at(0, 9), "L01", "X1", "20000", "transfer"),
+        custody("G2", at(0, 10), "L02", "X1", "1000", "transfer"),  # +5 %: not said again
+        custody("G3", at(0, 11), "L03", "X1", "2000", "transfer"),  # 23,000: +15 %
+        custody("K1", at(0, 12), "L01", "OWN", "7000", "transfer"),
+    ]
+    det = SelfFinancing()
+    alerts = run(det, stream)
+    assert [(a.alert_id, a.amount, a.revision) for a in alerts] == [
+        (account_id("X1"), "20000.00", 1),
+        (account_id("X1"), "23000.00", 2),
+    ]
+    assert list(det.platforms["P"].lots) == ["OWN"]
+    run(det, [custody("K2", at(40), "XO", "B01", "1", "transfer")])
+    assert det.platforms["P"].lots == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("control_share_pct", 100),
+        ("look_through_depth", 0),
+        ("max_hops", 0),
+        ("window_days", 0),
+        ("min_amount", "-1"),
+    ],
+)
+def test_bad_thresholds_are_refused(name, value):
+    with pytest.raises(ValueError, match=f"self_financing.{name}"):
+        load_config(overrides={"self_financing": {name: value}})

@@ -1,0 +1,389 @@
+"""The typology detectors on hand-made raw transfers: each rule of
+detectors/typologies.py, every threshold from just under to just over, and
+the life of an alert (episodes, re-emission, the end of a stream).
+
+Default thresholds: fan_in/fan_out 10 counterparties, 200,000 yuan,
+payments from 10,000 yuan, 72 hours; cycle 3-6 hops from 10,000 yuan, each
+within 10 % of the returning amount, 168 hours; gather_scatter 5 sources,
+5 sinks, 100,000 yuan, 80 %, 48 hours, from 5,000 yuan; scatter_gather 4
+intermediaries, 100,000 yuan, 10 %, 72 hours, from 10,000 yuan.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ledger import DAY_MS, HOUR_MS, SECOND_MS, at, clearing, custody, iso_at, run
+from typology_ledger import fan_in, fan_out, gather_scatter, loop, scatter_gather
+
+from fundflow.detectors import (
+    Cycle,
+    Engine,
+    FanIn,
+    FanOut,
+    GatherScatter,
+    ScatterGather,
+    load_config,
+)
+from fundflow.detectors.alerting import make_alert_id
+from fundflow.detectors.transfer_graph import TransferGraph
+
+
+def pinned(a) -> tuple:
+    return (a.alert_id, a.detector, a.subject_id, a.severity, a.amount, a.revision)
+
+
+# -- fan_in ------------------------------------------------------------------------
+
+
+def test_fan_in_at_the_thresholds_alerts_with_checkable_evidence():
+    recs = fan_in("H", 10, "20000", start=at(0, 9))
+    [a] = run(FanIn(), recs, finish=True)
+    assert pinned(a) == (
+        make_alert_id("fan_in", "H", at(0, 9, 9)),
+        "fan_in",
+        "H",
+        "low",
+        "200000.00",
+        1,
+    )
+    assert (a.first_ts, a.last_ts) == (iso_at(at(0, 9)), iso_at(at(0, 9, 9)))
+    assert a.accounts[0] == "H" and len(a.accounts) == 11
+    ev = a.evidence
+    assert (ev["counterparties"], ev["transfers"], ev["total"]) == (10, 10, "200000.00")
+    assert ev["payers"][0] == {"account": "FIP01", "amount": "20000.00", "transfers": 1}
+    assert ev["sample_txn_ids"] == [f"FI{i:02d}" for i in range(1, 11)]
+    assert ev["thresholds"]["min_counterparties"] == 10
+    assert ev["thresholds"]["max_edges_per_account"] == 500
+    assert a.summary == (
+        "Account H received 200000.00 yuan in 10 transfers of at least 10000.00 yuan "
+        "from 10 distinct payers within 72 hours."
+    )
+
+
+@pytest.mark.parametrize(
+    ("recs", "alerts"),
+    [
+        (fan_in("H", 9, "30000", start=at(0, 9)), 0),  # 9 payers, 270,000
+        (fan_in("H", 10, "19999.99", start=at(0, 9)), 0),  # 199,999.90 in all
+        (
+            fan_in("H", 9, "30000", start=at(0, 9))
+            + [clearing("X", at(0, 11), "Y", "H", "9999.99")],
+            0,
+        ),
+        (
+            fan_in("H", 9, "30000", start=at(0, 9)) + [clearing("X", at(0, 11), "Y", "H", "10000")],
+            1,
+        ),
+        # the same payer twice is one payer
+        (
+            fan_in("H", 9, "30000", start=at(0, 9))
+            + [clearing("X", at(0, 11), "FIP01", "H", "30000")],
+            0,
+        ),
+        # another currency never counts
+        (
+            fan_in("H", 9, "30000", start=at(0, 9))
+            + [clearing("X", at(0, 11), "Y", "H", "30000", currency="USD")],
+            0,
+        ),
+    ],
+    ids=["9-payers", "total-under", "floor-under", "floor-at", "repeat-payer", "usd"],
+)
+def test_fan_in_each_side_of_each_threshold(recs, alerts):
+    assert len(run(FanIn(), recs, finish=True)) == alerts
+
+
+def test_fan_in_window_is_72_hours_open_at_its_start():
+    first = fan_in("H", 9, "30000", start=at(0, 9), prefix="A")
+    late = clearing("Z", at(0, 9) + 72 * HOUR_MS, "ZP", "H", "30000")
+    assert run(FanIn(), [*first, late], finish=True) == []
+    just_in = clearing("Z", at(0, 9) + 72 * HOUR_MS - 1, "ZP", "H", "30000")
+    [a] = run(FanIn(), [*first, just_in], finish=True)
+    assert a.amount == "300000.00"
+
+
+def test_fan_in_grows_under_one_id_and_a_later_episode_is_another():
+    recs = fan_in("H", 12, "20000", start=at(0, 9))
+    alerts = run(FanIn(), recs, finish=True)
+    episode = make_alert_id("fan_in", "H", at(0, 9, 9))
+    # 200,000 at the 10th payer, 240,000 (+20 %) at the 12th; the 11th (+10 %) too.
+    assert [pinned(a)[4:] for a in alerts] == [("200000.00", 1), ("220000.00", 2), ("240000.00", 3)]
+    assert {a.alert_id for a in alerts} == {episode}
+    again = fan_in("H", 10, "20000", start=at(10, 9), prefix="LATER")
+    later = run(FanIn(), [*recs, *again], finish=True)
+    assert [a.alert_id for a in later if a.revision == 1] == [
+        episode,
+        make_alert_id("fan_in", "H", at(10, 9, 9)),
+    ]
+
+
+def test_fan_in_end_of_stream_states_figures_that_moved():
+    # 10 payers, then 1 more of 10,000: +5 %, under the re-emission step.
+    recs = fan_in("H", 10, "20000", start=at(0, 9)) + [clearing("X", at(0, 12), "Y", "H", "10000")]
+    det = FanIn()
+    assert [a.amount for a in run(det, recs)] == ["200000.00"]
+    [final] = det.finish().drain()
+    assert (final.amount, final.revision, final.last_ts) == ("210000.00", 2, iso_at(at(0, 12)))
+
+
+# -- fan_out -----------------------------------------------------------------------
+
+
+def test_fan_out_alerts_at_ten_payees_not_nine():
+    [a] = run(FanOut(), fan_out("H", 10, "20000", start=at(0, 9)), finish=True)
+    assert pinned(a) == (
+        make_alert_id("fan_out", "H", at(0, 9, 9)),
+        "fan_out",
+        "H",
+        "low",
+        "200000.00",
+        1,
+    )
+    assert a.evidence["payees"][-1] == {"account": "FOR10", "amount": "20000.00", "transfers": 1}
+    assert run(FanOut(), fan_out("H", 9, "30000", start=at(0, 9)), finish=True) == []
+    # Payroll: 60 salaries under the floor.
+    assert run(FanOut(), fan_out("H", 60, "9999.99", start=at(0, 9)), finish=True) == []
+
+
+# -- cycle -------------------------------------------------------------------------
+
+
+def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
+    recs = loop(["A", "B", "C"], ["100000", "98000", "95000"], start=at(0, 9))
+    [a] = run(Cycle(), recs, finish=True)
+    assert pinned(a) == (make_alert_id("cycle", "A", "CY1"), "cycle", "A", "low", "100000.00", 1)
+    assert a.accounts == ("A", "B", "C")
+    assert [(h["txn_id"], h["from"], h["to"], h["amount"]) for h in a.evidence["hops"]] == [
+        ("CY1", "A", "B", "100000.00"),
+        ("CY2", "B", "C", "98000.00"),
+        ("CY3", "C", "A", "95000.00"),
+    ]
+    assert (a.evidence["sent"], a.evidence["returned"], a.evidence["span_hours"]) == (
+        "100000.00",
+        "95000.00",
+        "2.00",
+    )
+
+
+@pytest.mark.parametrize(
+    ("accounts", "amounts", "step", "alerts"),
+    [
+        # every hop within 10 % of the 95,000 that comes back: 9,500
+        (["A", "B", "C"], ["104500", "98000", "95000"], HOUR_MS, 1),
+        (["A", "B", "C"], ["104500.01", "98000", "95000"], HOUR_MS, 0),
+        (["A", "B"], ["100000", "100000"], HOUR_MS, 0),  # 2 hops: a payment and its refund
+        (list("ABCDEF"), ["50000"] * 6, HOUR_MS, 1),  # 6 hops
+        (list("ABCDEFG"), ["50000"] * 7, HOUR_MS, 0),  # 7 hops
+        (["A", "B", "C"], ["9999.99"] * 3, HOUR_MS, 0),  # under the floor
+        (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS, 0),  # first to last: 168 h
+        (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS - SECOND_MS, 1),
+    ],
+    ids=["tol-at", "tol-over", "2-hops", "6-hops", "7-hops", "floor", "168h", "168h-1s"],
+)
+def test_cycle_each_side_of_each_threshold(accounts, amounts, step, alerts):
+    recs = loop(accounts, amounts, start=at(0, 9), step=step)
+    assert len(run(Cycle(), recs, finish=True)) == alerts
+
+
+def test_a_loop_whose_hops_run_backwards_in_time_is_not_a_cycle():
+    recs = [
+        clearing("T2", at(0, 9), "B", "C", "50000"),
+        clearing("T1", at(0, 10), "A", "B", "50000"),
+        clearing("T3", at(0, 11), "C", "A", "50000"),
+    ]
+    assert run(Cycle(), recs, finish=True) == []
+
+
+def test_the_search_budget_bounds_the_work_and_a_spent_budget_finds_nothing():
+    # 40 decoys paid C before the loop's own hop: examined first would be the
+    # newest, so the real hop (oldest) lies beyond a budget of 10.
+    recs = [
+        clearing("AB", at(0, 9), "A", "B", "50000"),
+        clearing("BC", at(0, 9, 1), "B", "C", "50000"),
+    ]
+    recs += [clearing(f"D{i:02d}", at(0, 10, i), f"X{i:02d}", "C", "50000") for i in range(40)]
+    recs.append(clearing("CA", at(0, 12), "C", "A", "50000"))
+    cfg = load_config(overrides={"cycle": {"max_search_steps": 10}})
+    assert run(Cycle(cfg), recs, finish=True) == []
+    assert [a.subject_id for a in run(Cycle(), recs, finish=True)] == ["A"]
+
+
+# -- gather_scatter ----------------------------------------------------------------
+
+
+def test_gather_scatter_at_the_thresholds():
+    recs = gather_scatter("HUB", ["30000"] * 5, ["24000"] * 5, start=at(0, 9))
+    [a] = run(GatherScatter(), recs, finish=True)
+    assert pinned(a) == (
+        make_alert_id("gather_scatter", "HUB", at(0, 11, 4)),
+        "gather_scatter",
+        "HUB",
+        "low",
+        "120000.00",
+        1,
+    )
+    ev = a.evidence
+    assert (ev["distinct_sources"], ev["distinct_sinks"], ev["inflow"], ev["outflow"]) == (
+        5,
+        5,
+        "150000.00",
+        "120000.00",
+    )
+    assert ev["pass_through_ratio"] == "0.8000"
+    assert ev["sample_txn_ids"] == [
+        *(f"GSI{i}" for i in range(1, 6)),
+        *(f"GSO{i}" for i in range(1, 6)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ins", "outs", "alerts"),
+    [
+        (["30000"] * 5, ["24000"] * 4 + ["23999.99"], 0),  # 79.99 % passed on
+        (["37500"] * 4, ["30000"] * 5, 0),  # 4 sources
+        (["30000"] * 5, ["30000"] * 4, 0),  # 4 sinks
+        (["19999.99"] * 5, ["19999.99"] * 5, 0),  # 99,999.95 gathered
+        (["20000"] * 5, ["20000"] * 5, 1),
+        (["30000"] * 5 + ["4999.99"], ["24000"] * 5, 1),  # the small one is not counted
+    ],
+    ids=["ratio", "sources", "sinks", "inflow", "inflow-at", "floor"],
+)
+def test_gather_scatter_each_side_of_each_threshold(ins, outs, alerts):
+    recs = gather_scatter("HUB", ins, outs, start=at(0, 9))
+    assert len(run(GatherScatter(), recs, finish=True)) == alerts
+
+
+def test_payouts_before_the_first_receipt_are_not_pass_through():
+    paid_first = [clearing(f"E{i}", at(0, 8, i), "HUB", f"K{i}", "24000") for i in range(5)]
+    gathered = gather_scatter("HUB", ["30000"] * 5, [], start=at(0, 9))
+    assert run(GatherScatter(), [*paid_first, *gathered], finish=True) == []
+
+
+# -- scatter_gather ----------------------------------------------------------------
+
+
+def test_scatter_gather_at_the_thresholds():
+    recs = scatter_gather("S", "T", ["30000"] * 4, ["27000"] * 4, start=at(0, 9))
+    [a] = run(ScatterGather(), recs, finish=True)
+    assert pinned(a) == (
+        make_alert_id("scatter_gather", "S", "T", at(0, 12, 3)),
+        "scatter_gather",
+        "S",
+        "low",
+        "108000.00",
+        1,
+    )
+    assert a.accounts == ("S", "T", "SGM1", "SGM2", "SGM3", "SGM4")
+    assert a.evidence["legs"][0] == {
+        "via": "SGM1",
+        "in_txn": "SGA1",
+        "in_amount": "30000.00",
+        "out_txn": "SGB1",
+        "out_amount": "27000.00",
+    }
+    assert (a.evidence["sent"], a.evidence["gathered"]) == ("120000.00", "108000.00")
+
+
+@pytest.mark.parametrize(
+    ("sent", "passed", "alerts"),
+    [
+        (["30000"] * 4, ["27000"] * 3 + ["26999.99"], 0),  # one leg keeps over 10 %
+        (["30000"] * 4, ["27000"] * 3 + ["33000"], 1),  # 10 % more is still conserved
+        (["40000"] * 3, ["40000"] * 3, 0),  # 3 intermediaries
+        (["25000"] * 4, ["24999.99"] * 4, 0),  # 99,999.96 re-converged
+    ],
+    ids=["tol-over", "tol-up", "3-mids", "total-under"],
+)
+def test_scatter_gather_each_side_of_each_threshold(sent, passed, alerts):
+    recs = scatter_gather("S", "T", sent, passed, start=at(0, 9))
+    assert len(run(ScatterGather(), recs, finish=True)) == alerts
+
+
+def test_an_intermediary_paying_before_it_was_paid_is_not_a_leg():
+    recs = scatter_gather("S", "T", ["30000"] * 4, ["30000"] * 4, start=at(0, 9))
+    early = [r for r in recs if r.txn_id != "SGA4"] + [
+        clearing("SGA4", at(0, 13), "S", "SGM4", "30000")
+    ]
+    assert run(ScatterGather(), sorted(early, key=lambda r: r.ts), finish=True) == []
+
+
+# -- the graph, the group, the configuration ----------------------------------------
+
+
+def test_the_graph_keeps_the_newest_edges_up_to_its_cap_and_forgets_by_time():
+    g = TransferGraph(retention_ms=DAY_MS, max_edges=3)
+    for i in range(5):
+        g.add(at(0, 9, i), f"P{i}", "H", 100, f"T{i}")
+    assert [e[3] for e in g.incoming["H"]] == ["T2", "T3", "T4"]
+    assert g.capped == 2
+    g.add(at(0, 8), "LATE", "H", 100, "TL")  # late: into its place, then the cap
+    assert [e[3] for e in g.incoming["H"]] == ["T2", "T3", "T4"]
+    g.add(at(2, 9), "Q", "R", 100, "TQ")  # a day and more later: the sweep forgets H
+    assert "H" not in g.incoming and set(g.outgoing) == {"Q"}
+    assert g.size() == 2
+
+
+def test_typologies_are_an_opt_in_group_of_the_engine():
+    assert [d.name for d in Engine().detectors] == [
+        d.name for d in Engine(detectors=["default"]).detectors
+    ]
+    assert "fan_in" not in [d.name for d in Engine().detectors]
+    eng = Engine(detectors=["typologies"])
+    assert [d.name for d in eng.detectors] == [
+        "fan_in",
+        "fan_out",
+        "cycle",
+        "gather_scatter",
+        "scatter_gather",
+    ]
+    cfg = load_config(overrides={"engine": {"detectors": ["cycle", "fund_pool"]}})
+    assert [d.name for d in Engine(cfg).detectors] == ["cycle", "fund_pool"]
+    recs = loop(["A", "B", "C"], ["100000", "98000", "95000"], start=at(0, 9))
+    out = [a for r in recs for a in eng.process(r)] + eng.finish()
+    assert [(a.detector, a.subject_id) for a in out] == [("cycle", "A")]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("cycle", "max_hops", 1, "cycle.max_hops must be >= 2, got 1"),
+        ("cycle", "min_hops", 7, "cycle.min_hops must be <= cycle.max_hops, got 7 > 6"),
+        ("fan_in", "min_payment", "-1", "fan_in.min_payment must be a non-negative amount"),
+        ("fan_out", "window_hours", 0, "fan_out.window_hours must be >= 1, got 0"),
+        ("gather_scatter", "min_pass_through_pct", 101, "must be <= 100, got 101"),
+        ("scatter_gather", "tolerance_pct", 100, "scatter_gather.tolerance_pct must be <= 99"),
+        ("typologies", "severity_high", "1", "typologies severity bands must rise"),
+        ("engine", "detectors", ["typo"], "engine.detectors: unknown detector\\(s\\): typo"),
+        ("engine", "detectors", [], "engine.detectors must be a non-empty list"),
+    ],
+)
+def test_bad_thresholds_are_refused_by_name(section, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides={section: {key: value}})
+
+
+def test_a_hub_busier_than_the_cap_still_alerts_on_what_it_keeps():
+    cfg = load_config(overrides={"typologies": {"max_edges_per_account": 12}})
+    recs = fan_in("H", 30, "20000", start=at(0, 9))
+    alerts = run(FanIn(cfg), recs, finish=True)
+    # Never more than the 12 newest payments: 240,000 at most.
+    assert alerts[-1].amount == "240000.00"
+    assert alerts[-1].evidence["counterparties"] == 12
+
+
+def test_custody_bookings_are_left_to_the_business_detectors():
+    recs = [
+        custody(f"C{i:02d}", at(0, 9, i), f"L{i:02d}", "POOL", "50000", "invest") for i in range(12)
+    ]
+    assert run(FanIn(), recs, finish=True) == []
+    as_payments = [
+        clearing(f"C{i:02d}", at(0, 9, i), f"L{i:02d}", "POOL", "50000") for i in range(12)
+    ]
+    # 500,000 at the 10th, +10 % at the 11th, and the 12th stated at the end.
+    assert [
+        (a.subject_id, a.amount, a.revision) for a in run(FanIn(), as_payments, finish=True)
+    ] == [
+        ("POOL", "500000.00", 1),
+        ("POOL", "550000.00", 2),
+        ("POOL", "600000.00", 3),
+    ]
