@@ -18,11 +18,14 @@ import click
 import msgspec
 
 from fundflow.detectors import Config, default_toml, load_config
+from fundflow.detectors.engine import detector_names as detector_list
+from fundflow.schemas.decode import ColumnMap
 from fundflow.schemas.records import KINDS
 
 from . import kafka_cli
 from .alerts_cli import alerts
-from .replay import AtomicFile, ReplayError, check_inputs, replay
+from .graph import graph_cmd
+from .replay import AtomicFile, ReplayError, check_columns, check_inputs, replay
 from .store import StoreError, open_sink
 
 if TYPE_CHECKING:
@@ -61,6 +64,7 @@ def main() -> None:
 main.add_command(alerts)
 main.add_command(kafka_cli.worker_cmd)
 main.add_command(kafka_cli.topics)
+main.add_command(graph_cmd)
 
 
 @main.command("replay")
@@ -88,6 +92,30 @@ main.add_command(kafka_cli.topics)
     "--kind",
     type=click.Choice(KINDS),
     help="Record kind of every row (CSV dumps without a type column).",
+)
+@click.option(
+    "--detectors",
+    "detector_names",
+    metavar="NAMES",
+    help="Comma-separated detectors or groups to run: 'default' (the business detectors), "
+    "'typologies' (fan_in, fan_out, cycle, gather_scatter, scatter_gather) or single names. "
+    "Default: engine.detectors of the configuration.",
+)
+@click.option(
+    "--map",
+    "column_map",
+    multiple=True,
+    metavar="FIELD=COLUMN,...",
+    help="CSV dumps in a foreign layout: read wire field FIELD from column COLUMN "
+    "(e.g. payer_account=src,amount=value). Needs --kind; repeatable.",
+)
+@click.option(
+    "--const",
+    "column_consts",
+    multiple=True,
+    metavar="FIELD=VALUE,...",
+    help="With a foreign CSV layout: give FIELD the value VALUE in every row "
+    "(e.g. system=CNAPS). Needs --kind; repeatable.",
 )
 @click.option("--summary-json", metavar="FILE", help="Write the summary figures as JSON.")
 @click.option(
@@ -130,6 +158,9 @@ def replay_cmd(
     no_db: bool,
     config_path: str | None,
     kind: str | None,
+    detector_names: str | None,
+    column_map: tuple[str, ...],
+    column_consts: tuple[str, ...],
     summary_json: str | None,
     progress: bool | None,
     metrics_port: int | None,
@@ -146,6 +177,8 @@ def replay_cmd(
     """
     if to_kafka is None and (rate is not None or namespace is not None):
         raise UserError("--rate and --namespace go with --to-kafka")
+    if to_kafka is not None and (detector_names or column_map or column_consts):
+        raise UserError("--detectors, --map and --const do not go with --to-kafka")
     if to_kafka is not None:
         try:
             check_inputs(list(paths))
@@ -161,6 +194,9 @@ def replay_cmd(
         check_inputs(list(paths))
     except ReplayError as e:
         raise UserError(str(e)) from None
+    names, columns = _detectors_and_columns(
+        detector_names, column_map, column_consts, kind, list(paths)
+    )
     if progress is None:
         progress = sys.stderr.isatty()
     if metrics_linger and metrics_port is None:
@@ -189,6 +225,8 @@ def replay_cmd(
                 list(paths),
                 config=config,
                 kind=kind,
+                detectors=names,
+                columns=columns,
                 sink=sink,
                 alerts_out=alerts_file,
                 deadletter_out=dead_file,
@@ -217,6 +255,35 @@ def replay_cmd(
         raise OutputError("records read != accepted + duplicates + dead letters")
     if metrics_linger:
         _linger(metrics_linger)
+
+
+def _detectors_and_columns(
+    detector_names: str | None,
+    column_map: tuple[str, ...],
+    column_consts: tuple[str, ...],
+    kind: str | None,
+    paths: list[str],
+) -> tuple[list[str] | None, ColumnMap | None]:
+    """``--detectors`` as a checked list of names, and ``--map``/``--const``
+    as a column map checked against each CSV dump's header."""
+    names = None
+    if detector_names is not None:
+        try:
+            names = detector_list([n.strip() for n in detector_names.split(",") if n.strip()])
+        except ValueError as e:
+            raise UserError(f"--detectors: {e}") from None
+        if not names:
+            raise UserError("--detectors: name at least one detector or group")
+    if not (column_map or column_consts):
+        return names, None
+    if kind is None:
+        raise UserError("--map and --const need --kind (the record kind of every row)")
+    try:
+        columns = ColumnMap.parse(kind, ",".join(column_map), ",".join(column_consts))
+        check_columns(paths, columns)
+    except (ValueError, ReplayError) as e:
+        raise UserError(str(e)) from None
+    return names, columns
 
 
 def _serve_metrics(port: int) -> PrometheusMetrics:
@@ -270,11 +337,22 @@ def _linger(seconds: float) -> None:
     help="Share of malformed and duplicate lines.",
 )
 @click.option("--gzip", "compress", is_flag=True, help="Write world.jsonl.gz.")
-def simulate(out_dir: str, seed: int, scale: int, days: int, noise: float, compress: bool) -> None:
+@click.option(
+    "--transfers",
+    is_flag=True,
+    help="Write a raw-transfer world instead: transfers.csv in a foreign column layout with "
+    "planted laundering typologies and honest look-alikes, and truth.json (no --noise).",
+)
+def simulate(
+    out_dir: str, seed: int, scale: int, days: int, noise: float, compress: bool, transfers: bool
+) -> None:
     """Write a synthetic world with labelled violators and honest look-alikes."""
     from .simulate import write_world
 
     path = Path(out_dir)
+    if transfers:
+        _simulate_transfers(path, seed=seed, scale=scale, days=days, compress=compress)
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
         truth = write_world(path, seed=seed, scale=scale, days=days, noise=noise, compress=compress)
@@ -283,6 +361,24 @@ def simulate(out_dir: str, seed: int, scale: int, days: int, noise: float, compr
     click.echo(
         f"wrote {truth['records']:,} records to {path / ('world.jsonl.gz' if compress else 'world.jsonl')}: "
         f"{len(truth['violators'])} violations, {len(truth['honest'])} honest subjects (truth in {path / 'truth.json'})",
+        err=True,
+    )
+
+
+def _simulate_transfers(path: Path, *, seed: int, scale: int, days: int, compress: bool) -> None:
+    from .transfers import write_transfers
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        truth = write_transfers(path, seed=seed, scale=scale, days=days, compress=compress)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    click.echo(
+        f"wrote {truth['rows']:,} transfers to {path / truth['file']}: "
+        f"{len(truth['patterns'])} planted patterns, {len(truth['honest'])} honest look-alikes "
+        f"(truth in {path / 'truth.json'}); replay with: fundflow replay "
+        + " ".join(truth["replay_args"])
+        + f" --detectors typologies {path / truth['file']}",
         err=True,
     )
 
@@ -342,10 +438,28 @@ def demo(work_dir: str, seed: int, scale: int) -> None:
     help="Keep the world here (default: a temporary folder).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(records: int, seed: int, work_dir: str | None, as_json: bool) -> None:
+@click.option(
+    "--typologies",
+    is_flag=True,
+    help="Measure the typology detectors' precision and recall per typology instead, on "
+    "labelled transfer worlds (simulate --transfers) of seeds 1..--seeds.",
+)
+@click.option(
+    "--seeds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="With --typologies: how many worlds.",
+)
+def bench(
+    records: int, seed: int, work_dir: str | None, as_json: bool, typologies: bool, seeds: int
+) -> None:
     """Measure replay speed against a bare JSON decode of the same file."""
-    from .bench import run_bench
+    from .bench import run_bench, run_typology_bench
 
+    if typologies:
+        run_typology_bench(seeds=seeds, scale=1, days=30, work_dir=work_dir, as_json=as_json)
+        return
     run_bench(records=records, seed=seed, work_dir=work_dir, as_json=as_json)
 
 

@@ -18,9 +18,11 @@ import csv
 import gzip
 import io
 import os
+import secrets
+import stat
 import sys
-import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ import msgspec
 from fundflow.detectors import Config, Engine
 from fundflow.detectors.metrics import DEFAULT_SUBJECT_LIMIT, AlertReporter, Metrics, NullMetrics
 from fundflow.schemas import DeadLetter, RecordDecoder
+from fundflow.schemas.decode import ColumnMap
 from fundflow.schemas.records import (
     Account,
     Alert,
@@ -107,11 +110,14 @@ class Summary:
         ]
         total = sum(self.by_detector().values())
         lines.append(f"alerts         {total:>12,}  ({self.revisions:,} revisions emitted)")
-        for det, sev in self.by_severity().items():
+        by_severity = self.by_severity()
+        # One column of detector names, at least 20 wide, as wide as the longest.
+        width = max([20, *(len(det) for det in by_severity)])
+        for det, sev in by_severity.items():
             parts = ", ".join(
                 f"{s} {n}" for s, n in sorted(sev.items(), key=lambda kv: _SEV_ORDER[kv[0]])
             )
-            lines.append(f"  {det:<20} {sum(sev.values()):>5}  ({parts})")
+            lines.append(f"  {det:<{width}} {sum(sev.values()):>5}  ({parts})")
         lines.append(f"{self.rate():,.0f} records/s over {self.seconds:.2f} s")
         return "\n".join(lines)
 
@@ -137,38 +143,171 @@ def _is_csv(path: str) -> bool:
     return name.lower().endswith(".csv")
 
 
+class _Overlong:
+    """A line over the limit: its first bytes and its whole size."""
+
+    __slots__ = ("head", "size")
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head = head
+        self.size = size
+
+
+_CHUNK = 1 << 16
+_BOM = b"\xef\xbb\xbf"
+
+
+def _lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _Overlong]:
+    """The lines of ``stream`` without their newline, read in chunks. A line
+    longer than ``limit`` bytes comes as an :class:`_Overlong` holding its
+    first 64 KiB: the rest is read past, never held, so memory stays within
+    about ``limit`` plus a chunk whatever the input."""
+    # read1: what is there, up to a chunk (a pipe fed slowly is not waited on).
+    read = getattr(stream, "read1", stream.read)
+    carry = b""
+    skipping: _Overlong | None = None
+    while True:
+        block = read(_CHUNK)
+        if not block:
+            if skipping is not None:
+                yield skipping
+            elif carry:
+                yield carry
+            return
+        if skipping is not None:
+            cut = block.find(b"\n")
+            if cut < 0:
+                skipping.size += len(block)
+                continue
+            skipping.size += cut
+            yield skipping
+            skipping = None
+            block = block[cut + 1 :]
+        elif carry:
+            block = carry + block
+        parts = block.split(b"\n")
+        carry = parts.pop()
+        for part in parts:
+            if len(part) > limit:
+                yield _Overlong(part[:_CHUNK], len(part))
+            else:
+                yield part
+        if len(carry) > limit:
+            skipping = _Overlong(carry[:_CHUNK], len(carry))
+            carry = b""
+
+
+def _csv_lines(
+    stream: BinaryIO, limit: int, overlong: list[tuple[int, _Overlong]]
+) -> Iterator[str]:
+    """The physical lines of a CSV dump as text, for :mod:`csv`: a line over
+    ``limit`` bytes is noted in ``overlong`` with its line number and given
+    to :mod:`csv` as an empty line."""
+    for n, line in enumerate(_lines(stream, limit), start=1):
+        if type(line) is _Overlong:
+            overlong.append((n, line))
+            yield "\n"
+            continue
+        if n == 1 and line.startswith(_BOM):  # type: ignore[union-attr]
+            line = line[3:]  # type: ignore[index]
+        yield line.decode("utf-8", "surrogateescape") + "\n"  # type: ignore[union-attr]
+
+
+def _iter_csv(
+    stream: BinaryIO, decoder: RecordDecoder, kind: str | None, name: str
+) -> Iterator[Any]:
+    """Records and dead letters of one CSV dump, one per row. A row the
+    :mod:`csv` module cannot parse (a cell over its 131,072-character limit)
+    and a line over the decoder's limit are dead letters; the rows after them
+    are read as usual."""
+    overlong: list[tuple[int, _Overlong]] = []
+    reader = csv.DictReader(_csv_lines(stream, decoder.max_line_bytes, overlong))
+    n = 1  # rows so far, the header included
+    while True:
+        row: dict[str, Any] | None = None
+        error: csv.Error | None = None
+        try:
+            row = next(reader)
+        except StopIteration:
+            pass
+        except csv.Error as e:
+            error = e
+        # Lines read past come first, in the order met, then the row they preceded.
+        for line_no, line in overlong:
+            yield decoder.too_large(line.head, line.size, f"{name}:line {line_no}")
+        overlong.clear()
+        if error is not None:
+            n += 1
+            reason = "too_large" if "field larger" in str(error) else "not_json"
+            yield DeadLetter(
+                reason=reason, detail=f"CSV row: {error}", raw="", source=f"{name}:{n}"
+            )
+        elif row is None:
+            return
+        else:
+            n += 1
+            yield decoder.from_row(row, kind, f"{name}:{n}")
+
+
 def iter_records(
     paths: list[str], decoder: RecordDecoder, kind: str | None = None
 ) -> Iterator[tuple[Any, BinaryIO | None]]:
     """Yields (record or DeadLetter, raw file) for every line of every dump;
-    blank lines are not records and are skipped."""
+    blank lines are not records and are skipped. A line longer than the
+    decoder's ``max_line_bytes`` is read past, never held whole, and is one
+    ``too_large`` dead letter."""
+    limit = decoder.max_line_bytes
     for path in paths:
         stream, raw = _open_binary(path)
         name = "stdin" if path == "-" else path
         try:
             if _is_csv(path):
-                text = io.TextIOWrapper(
-                    stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
-                )
-                reader = csv.DictReader(text)
-                for n, row in enumerate(reader, start=2):
-                    yield decoder.from_row(row, kind, f"{name}:{n}"), raw
+                for rec in _iter_csv(stream, decoder, kind, name):
+                    yield rec, raw
             else:
                 dec = decoder.decode
-                for n, line in enumerate(stream, start=1):
+                for n, line in enumerate(_lines(stream, limit), start=1):
+                    if type(line) is not bytes:
+                        too_long: _Overlong = line  # type: ignore[assignment]
+                        yield decoder.too_large(too_long.head, too_long.size, f"{name}:{n}"), raw
+                        continue
                     if not line.strip():
                         continue
                     rec = dec(line, kind)
                     if type(rec) is DeadLetter:
                         rec = msgspec.structs.replace(rec, source=f"{name}:{n}")
                     yield rec, raw
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ReplayError(f"cannot read {name}: {e}") from None
         finally:
             if path != "-":
                 stream.close()
                 if raw is not None and raw is not stream:
                     raw.close()
+
+
+def check_columns(paths: list[str], columns: ColumnMap) -> None:
+    """Checks the header row of every CSV dump in ``paths`` (standard input
+    is read as it comes) against a column map."""
+    for path in paths:
+        if path == "-":
+            continue
+        if not _is_csv(path):
+            raise ReplayError(f"--map and --const read CSV dumps, not {path}")
+        stream, raw = _open_binary(path)
+        try:
+            first = stream.readline(1 << 20).decode("utf-8-sig", "replace")
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise ReplayError(f"cannot read {path}: {e}") from None
+        finally:
+            stream.close()
+            if raw is not None and raw is not stream:
+                raw.close()
+        header = next(csv.reader([first]), [])
+        try:
+            columns.check_header(header, path)
+        except ValueError as e:
+            raise ReplayError(str(e)) from None
 
 
 def check_inputs(paths: list[str]) -> None:
@@ -187,35 +326,106 @@ def check_inputs(paths: list[str]) -> None:
 # -- outputs --------------------------------------------------------------------
 
 
+def _temp_name(target: Path) -> str:
+    """A fresh, unguessable name beside ``target`` for its temporary file."""
+    return f".{target.name}.{secrets.token_hex(8)}.part"
+
+
+# The process's own descriptors: a path naming one is a stream, written in place.
+_OWN_STREAMS = ("/dev/stdout", "/dev/stderr")
+_OWN_STREAM_DIRS = ("/dev/fd/", "/proc/self/fd/")
+
+
 class AtomicFile:
     """A binary file written under a temporary name in the target's folder
-    and moved into place by :meth:`commit`; :meth:`discard` removes it."""
+    and moved into place by :meth:`commit` (after an fsync); :meth:`discard`
+    removes it. A file that exists under the target's name is complete.
+
+    The temporary file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``
+    under a random name, so nothing planted beside the target (a symlink at
+    the temporary name) can redirect the writes; the move replaces a symlink
+    at the target itself, never the file it points to. A target that is a
+    stream rather than a file (a FIFO or character device such as
+    ``/dev/null``, or the process's own ``/dev/stdout``, ``/dev/fd/N``) is
+    written in place, appended to and never replaced. A directory or any
+    other kind of file at the target is refused with :class:`ReplayError`.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        self.tmp: str | None = None
         folder = self.path.parent
-        if not folder.is_dir():
-            raise ReplayError(f"cannot write {path}: no such directory {folder}")
         try:
-            fd, self.tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".part", dir=folder
-            )
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
         except OSError as e:
             raise ReplayError(f"cannot write {path}: {e.strerror}") from None
+        if st is not None and stat.S_ISLNK(st.st_mode) and _is_own_stream(path):
+            try:
+                st = os.stat(path)
+            except OSError as e:
+                raise ReplayError(f"cannot write {path}: {e.strerror}") from None
+            in_place = True
+        elif st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+            in_place = True
+        elif st is None or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            in_place = False
+        elif stat.S_ISDIR(st.st_mode):
+            raise ReplayError(f"cannot write {path}: is a directory")
+        else:
+            raise ReplayError(f"cannot write {path}: not a regular file")
+        if in_place:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC
+            try:
+                fd = os.open(path, flags)
+            except OSError as e:
+                raise ReplayError(f"cannot write {path}: {e.strerror}") from None
+        else:
+            if not folder.is_dir():
+                raise ReplayError(f"cannot write {path}: no such directory {folder}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = -1
+            for _ in range(100):
+                tmp = str(folder / _temp_name(self.path))
+                try:
+                    fd = os.open(tmp, flags, 0o600)
+                except FileExistsError:
+                    continue
+                except OSError as e:
+                    raise ReplayError(f"cannot write {path}: {e.strerror}") from None
+                self.tmp = tmp
+                break
+            if fd < 0:
+                raise ReplayError(f"cannot write {path}: no free temporary name in {folder}")
         self.file: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
 
     def commit(self) -> None:
+        """Flushes and moves the file into place; raises ``OSError`` (disk
+        full, ...) with the temporary file still there for :meth:`discard`."""
+        self.file.flush()
+        if self.tmp is None:
+            self.file.close()
+            return
+        os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.tmp, self.path)
+        self.tmp = None
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self.file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
+def _is_own_stream(path: str) -> bool:
+    return path in _OWN_STREAMS or path.startswith(_OWN_STREAM_DIRS)
 
 
 class _Progress:
@@ -252,6 +462,8 @@ class _Progress:
 #: The replay hands its counters to the metrics once per this many records,
 #: and times one record in each such batch for ``fundflow_processing_seconds``.
 METRICS_BATCH = 4096
+#: Longest line a replay decodes (1 MiB); a record is a few hundred bytes.
+MAX_LINE_BYTES = 1 << 20
 #: ``topic`` label of the records a replay reads (they come from files).
 REPLAY_TOPIC = "replay"
 #: ``kind`` label of lines that could not be decoded into any record kind.
@@ -271,16 +483,23 @@ def replay(
     finish: bool = True,
     metrics: Metrics | None = None,
     subject_limit: int = DEFAULT_SUBJECT_LIMIT,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    detectors: list[str] | None = None,
+    columns: ColumnMap | None = None,
 ) -> Summary:
     """Runs the engine over ``paths`` in order and returns the figures.
+
+    A line (JSONL) or physical line (CSV) longer than ``max_line_bytes`` is a
+    ``too_large`` dead letter, read past without being held in memory.
 
     With ``metrics``, reports to it as it goes: the counters in batches of
     :data:`METRICS_BATCH` records and once more at the end (so after the
     return the metrics equal the summary), one call per alert emitted, and
     the engine's state size at most once a second and at the end.
     """
-    engine = Engine(config)
-    decoder = RecordDecoder(config.engine.zone)
+    engine = Engine(config, detectors)
+    decoder = RecordDecoder(config.engine.zone, max_line_bytes=max_line_bytes)
+    decoder.columns = columns  # a foreign CSV layout (``--map``/``--const``)
     summary = Summary()
     encode = msgspec.json.encode
     total_bytes = sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))

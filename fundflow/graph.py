@@ -1,0 +1,849 @@
+"""``fundflow graph``: the money-flow and ownership graph around a subject,
+an account or an alert, for investigators (Gephi, networkx, a picture).
+
+:func:`build_graph` reads dumps with the replay's decoder
+(:class:`~fundflow.schemas.decode.RecordDecoder` through
+:func:`~fundflow.replay.iter_records`): a bad line is counted by its reason and
+skipped, never fatal. It holds the reference records and the flows of the
+neighbourhood only, never the whole dump's graph, by reading the dumps in
+passes:
+
+1. reference: entities, accounts, products and loans (and, for an alert, the
+   two accounts of each transaction its evidence names). The centre is then
+   known: the subject's accounts (owned by it or an entity related to it, or
+   in its custody system), one account, or an alert's accounts.
+2. one pass per hop (``--hops N``): every account that exchanged money with
+   the set so far joins it. A pass that finds no one new ends the search.
+3. flows: each transaction between two accounts of the set is added, once per
+   ``txn_id``, to the edge of its payer, payee and currency.
+
+The result is a :class:`FlowGraph`: nodes are accounts (``account:ID``: role,
+owner, bank, platform, hop) and entities (``entity:ID``: kind, name,
+licenses); edges are aggregated money flows (``flow:CURRENCY``: count, amount
+in yuan as an exact string and in integer fen, first and last time, sample
+txn ids, purposes, channels), ownership (``owns``, entity to account) and
+relations (``relation``, from the related entity to the entity listing it:
+``shareholder`` of it, with ``share``). List values are JSON text, so each
+attribute is a plain GraphML type. :func:`write_graph` writes ``.graphml``,
+``.json`` (networkx node-link) or ``.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fundflow.detectors import Config, load_config
+from fundflow.detectors.alerting import iso
+from fundflow.detectors.reference import PLATFORM_ROLES, Reference
+from fundflow.schemas import DeadLetter, RecordDecoder
+from fundflow.schemas.decode import fen_to_yuan
+from fundflow.schemas.records import (
+    KINDS,
+    Account,
+    Alert,
+    ClearingTxn,
+    CustodyTxn,
+    Entity,
+    Loan,
+    Product,
+)
+
+FORMATS = (".graphml", ".json", ".png")
+MAX_HOPS = 10
+DEFAULT_MAX_ACCOUNTS = 20_000
+EXTRA_HINT = "install the graph extra: pip install 'fundflow[graph]'"
+
+# Evidence keys that name accounts, transactions or loans (detectors' alerts).
+_ACCOUNT_KEYS = ("pool_accounts", "reserve_accounts", "counterparty_account", "reserve_account")
+_TXN_KEYS = ("sample_txn_ids", "offending_txn_ids")
+# Roles that sit in the middle of a picture: accounts a platform or a payment
+# institution runs itself.
+_CENTRE_ROLES = PLATFORM_ROLES | {"risk_reserve", "client_reserve"}
+
+
+class GraphError(Exception):
+    """A problem with the request (unknown subject, account or alert; too
+    large a neighbourhood): one line for the user."""
+
+
+@dataclass(frozen=True)
+class Centre:
+    """What the graph is drawn around: exactly one of a subject (entity id),
+    an account, or an alert."""
+
+    subject: str | None = None
+    account: str | None = None
+    alert: Alert | None = None
+
+    def describe(self) -> str:
+        if self.alert is not None:
+            return f"alert {self.alert.alert_id}"
+        if self.account is not None:
+            return f"account {self.account}"
+        return f"subject {self.subject}"
+
+
+@dataclass
+class _Flow:
+    """Money from one account to another in one currency, aggregated."""
+
+    count: int = 0
+    amount: int = 0
+    first: int = -1
+    last: int = -1
+    samples: list[str] = field(default_factory=list)
+    alert_samples: list[str] = field(default_factory=list)
+    purposes: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)
+
+
+@dataclass
+class FlowGraph:
+    """The exported graph as plain data: ``nodes`` maps a node id to its
+    attributes, ``edges`` holds ``(source, target, key, attributes)``, both in
+    a deterministic order; ``stats`` says what the passes read."""
+
+    attrs: dict[str, Any]
+    nodes: dict[str, dict[str, Any]]
+    edges: list[tuple[str, str, str, dict[str, Any]]]
+    stats: dict[str, Any]
+
+    def to_networkx(self) -> Any:
+        """A ``networkx.MultiDiGraph`` with the same nodes, edges, keys and
+        attributes."""
+        import networkx as nx
+
+        g = nx.MultiDiGraph(**self.attrs)
+        g.add_nodes_from(self.nodes.items())
+        for u, v, key, data in self.edges:
+            g.add_edge(u, v, key=key, **data)
+        return g
+
+
+def account_node(account_id: str) -> str:
+    return f"account:{account_id}"
+
+
+def entity_node(entity_id: str) -> str:
+    return f"entity:{entity_id}"
+
+
+# -- reading ------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads the dumps again and again, counting what the first pass saw."""
+
+    def __init__(self, paths: list[str], config: Config, kind: str | None) -> None:
+        self.paths = paths
+        self.kind = kind
+        self.decoder = RecordDecoder(zone=config.engine.zone)
+        self.passes = 0
+        self.read = 0
+        self.dead: dict[str, int] = {}
+
+    def records(self) -> Iterator[Any]:
+        from .replay import iter_records
+
+        first = self.passes == 0
+        self.passes += 1
+        for rec, _raw in iter_records(self.paths, self.decoder, self.kind):
+            if first:
+                self.read += 1
+            if type(rec) is DeadLetter:
+                if first:
+                    self.dead[rec.reason] = self.dead.get(rec.reason, 0) + 1
+                continue
+            yield rec
+
+    def flows(self) -> Iterator[CustodyTxn | ClearingTxn]:
+        for rec in self.records():
+            if type(rec) is CustodyTxn or type(rec) is ClearingTxn:
+                yield rec
+
+
+def _ends(txn: CustodyTxn | ClearingTxn) -> tuple[str, str]:
+    if type(txn) is CustodyTxn:
+        return txn.debit_account, txn.credit_account
+    return txn.payer_account, txn.payee_account  # type: ignore[union-attr]
+
+
+def _evidence_ids(alert: Alert, keys: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for key in keys:
+        value = alert.evidence.get(key)
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, str))
+    return out
+
+
+def _evidence_loans(alert: Alert) -> list[str]:
+    ev = alert.evidence
+    loans = [ev["loan_id"]] if isinstance(ev.get("loan_id"), str) else []
+    for row in ev.get("loans") or ():
+        if isinstance(row, dict) and isinstance(row.get("loan_id"), str):
+            loans.append(row["loan_id"])
+    return loans
+
+
+def subject_accounts(ref: Reference, subject: str) -> set[str]:
+    """The accounts of a subject: owned by it or by an entity related to it,
+    or belonging to its custody system (``platform_id``)."""
+    owners = {subject, *ref.related(subject)}
+    return {
+        a.account_id
+        for a in ref.accounts.values()
+        if a.owner_id in owners or a.platform_id == subject
+    }
+
+
+def build_graph(
+    paths: list[str],
+    centre: Centre,
+    *,
+    hops: int = 1,
+    config: Config | None = None,
+    kind: str | None = None,
+    max_accounts: int = DEFAULT_MAX_ACCOUNTS,
+) -> FlowGraph:
+    """The graph around ``centre`` within ``hops`` money hops, read from
+    ``paths`` in the passes of the module docstring. Raises
+    :class:`GraphError` for an unknown subject, account or alert content, or
+    a neighbourhood of more than ``max_accounts`` accounts; lets
+    :class:`~fundflow.replay.ReplayError` through for an unreadable dump."""
+    config = config or load_config()
+    if sum(x is not None for x in (centre.subject, centre.account, centre.alert)) != 1:
+        raise GraphError("the centre is one of a subject, an account or an alert")
+    if not 0 <= hops <= MAX_HOPS:
+        raise GraphError(f"--hops must be 0..{MAX_HOPS}, got {hops}")
+    reader = _Reader(paths, config, kind)
+    alert = centre.alert
+    wanted_txns = set(_evidence_ids(alert, _TXN_KEYS)) if alert is not None else set()
+    ref = Reference()
+    txn_ends: dict[str, tuple[str, str]] = {}
+    account_seen = False
+    # Pass 1: reference (and the transactions the alert names).
+    for rec in reader.records():
+        t = type(rec)
+        if t is Entity or t is Account or t is Product or t is Loan:
+            ref.add(rec)
+        elif t is CustodyTxn or t is ClearingTxn:
+            ends = _ends(rec)
+            if rec.txn_id in wanted_txns:
+                txn_ends.setdefault(rec.txn_id, ends)
+            if centre.account is not None and centre.account in ends:
+                account_seen = True
+    seeds, subject, notes = _seeds(ref, centre, txn_ends, account_seen)
+    hop: dict[str, int] = dict.fromkeys(sorted(seeds), 0)
+    _check_size(hop, max_accounts, centre, 0)
+    # Passes 2..: one per hop.
+    for h in range(1, hops + 1):
+        found: set[str] = set()
+        for txn in reader.flows():
+            a, b = _ends(txn)
+            if a in hop:
+                if b not in hop:
+                    found.add(b)
+            elif b in hop:
+                found.add(a)
+        if not found:
+            break
+        for acc in sorted(found):
+            hop[acc] = h
+        _check_size(hop, max_accounts, centre, h)
+    # Last pass: the flows between accounts of the neighbourhood.
+    flows, duplicates, txns = _aggregate(reader, hop, wanted_txns, config.alerts.sample_txns)
+    stats = {
+        "records_read": reader.read,
+        "dead_letters": dict(sorted(reader.dead.items())),
+        "passes": reader.passes,
+        "transactions": txns,
+        "duplicates": duplicates,
+        "notes": notes,
+    }
+    return _assemble(ref, centre, subject, hop, flows, hops, config, stats)
+
+
+def _seeds(
+    ref: Reference, centre: Centre, txn_ends: dict[str, tuple[str, str]], account_seen: bool
+) -> tuple[set[str], str | None, list[str]]:
+    notes: list[str] = []
+    if centre.account is not None:
+        acc = centre.account
+        if acc not in ref.accounts and not account_seen:
+            raise GraphError(f"unknown account {acc}: no account record or transaction names it")
+        return {acc}, None, notes
+    if centre.alert is not None:
+        alert = centre.alert
+        seeds = set(alert.accounts) | set(_evidence_ids(alert, _ACCOUNT_KEYS))
+        for loan_id in _evidence_loans(alert):
+            loan = ref.loans.get(loan_id)
+            if loan is not None:
+                seeds.add(loan.borrower_account)
+        for ends in txn_ends.values():
+            seeds.update(ends)
+        missing = sorted(set(_evidence_ids(alert, _TXN_KEYS)) - txn_ends.keys())
+        if missing:
+            notes.append(
+                f"{len(missing)} transaction(s) named by the alert are not in the dumps: "
+                + ", ".join(missing[:5])
+            )
+        if seeds:
+            return seeds, alert.subject_id, notes
+        notes.append(
+            f"alert {alert.alert_id} names no account or transaction: "
+            f"the graph is centred on its subject {alert.subject_id}"
+        )
+        subject = alert.subject_id
+    else:
+        subject = centre.subject  # type: ignore[assignment]
+    seeds = subject_accounts(ref, subject)
+    if not seeds:
+        if subject in ref.entities:
+            raise GraphError(f"subject {subject} has no accounts in the dumps")
+        raise GraphError(f"unknown subject {subject}: no entity or account in the dumps names it")
+    return seeds, subject, notes
+
+
+def _check_size(hop: dict[str, int], limit: int, centre: Centre, h: int) -> None:
+    if len(hop) > limit:
+        raise GraphError(
+            f"the graph around {centre.describe()} reaches {len(hop):,} accounts within "
+            f"{h} hop(s), over --max-accounts {limit:,}: ask for fewer hops"
+        )
+
+
+def _aggregate(
+    reader: _Reader, hop: dict[str, int], alert_txns: set[str], samples: int
+) -> tuple[dict[tuple[str, str, str], _Flow], int, int]:
+    flows: dict[tuple[str, str, str], _Flow] = {}
+    seen: set[str] = set()
+    duplicates = 0
+    for txn in reader.flows():
+        a, b = _ends(txn)
+        if a not in hop or b not in hop:
+            continue
+        if txn.txn_id in seen:
+            duplicates += 1
+            continue
+        seen.add(txn.txn_id)
+        key = (a, b, txn.currency)
+        f = flows.get(key)
+        if f is None:
+            f = flows[key] = _Flow(first=txn.ts, last=txn.ts)
+        f.count += 1
+        f.amount += txn.amount
+        f.first = min(f.first, txn.ts)
+        f.last = max(f.last, txn.ts)
+        if txn.txn_id in alert_txns:
+            f.alert_samples.append(txn.txn_id)
+        elif len(f.samples) < samples:
+            f.samples.append(txn.txn_id)
+        if txn.purpose is not None:
+            f.purposes.add(txn.purpose)
+        f.channels.add("custody" if type(txn) is CustodyTxn else txn.system)  # type: ignore[union-attr]
+    return flows, duplicates, len(seen)
+
+
+# -- assembling -------------------------------------------------------------
+
+
+def _jlist(values: Iterable[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+def _assemble(
+    ref: Reference,
+    centre: Centre,
+    subject: str | None,
+    hop: dict[str, int],
+    flows: dict[tuple[str, str, str], _Flow],
+    hops: int,
+    config: Config,
+    stats: dict[str, Any],
+) -> FlowGraph:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(config.engine.zone)
+    alert_accounts = set(centre.alert.accounts) if centre.alert is not None else set()
+    related = ref.related(subject) if subject is not None else set()
+    entities: set[str] = set()
+    if subject is not None:
+        entities.add(subject)
+        entities.update(related)
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[tuple[str, str, str, dict[str, Any]]] = []
+    for acc_id in sorted(hop):
+        acc = ref.accounts.get(acc_id)
+        owner = acc.owner_id if acc is not None else ""
+        if owner:
+            entities.add(owner)
+            edges.append((entity_node(owner), account_node(acc_id), "owns", {"edge_type": "owns"}))
+        owner_rec = ref.entities.get(owner)
+        centre_side = acc is not None and (
+            acc.owner_id == subject
+            or acc.owner_id in related
+            or (acc.role in _CENTRE_ROLES and (subject is None or acc.platform_id == subject))
+        )
+        nodes[account_node(acc_id)] = {
+            "node_type": "account",
+            "label": acc_id,
+            "account_id": acc_id,
+            "role": acc.role if acc is not None else "unknown",
+            "owner_id": owner,
+            "owner_name": owner_rec.name if owner_rec is not None else "",
+            "bank_id": acc.bank_id if acc is not None else "",
+            "platform_id": (acc.platform_id or "") if acc is not None else "",
+            "hop": hop[acc_id],
+            "centre_side": centre_side or (subject is None and hop[acc_id] == 0),
+            "in_alert": acc_id in alert_accounts,
+        }
+    for ent_id in sorted(entities):
+        ent = ref.entities.get(ent_id)
+        nodes[entity_node(ent_id)] = {
+            "node_type": "entity",
+            "label": ent.name if ent is not None else ent_id,
+            "entity_id": ent_id,
+            "name": ent.name if ent is not None else "",
+            "kind": ent.kind if ent is not None else "unknown",
+            "licenses": _jlist(ent.licenses if ent is not None else ()),
+            "is_subject": ent_id == subject,
+            "is_related": ent_id in related,
+            "in_alert": ent_id == subject and centre.alert is not None,
+        }
+        if ent is None:
+            continue
+        for r in ent.related:
+            if r.entity_id in entities and r.entity_id != ent_id:
+                edges.append(
+                    (
+                        entity_node(r.entity_id),
+                        entity_node(ent_id),
+                        "relation",
+                        {
+                            "edge_type": "relation",
+                            "relation": r.relation,
+                            "share": "" if r.share is None else str(r.share),
+                        },
+                    )
+                )
+    for (a, b, currency), f in flows.items():
+        edges.append(
+            (
+                account_node(a),
+                account_node(b),
+                f"flow:{currency}",
+                {
+                    "edge_type": "flow",
+                    "currency": currency,
+                    "count": f.count,
+                    "amount": fen_to_yuan(f.amount),
+                    "amount_fen": f.amount,
+                    "first_ts": iso(f.first, zone),
+                    "last_ts": iso(f.last, zone),
+                    # The alert's own transactions on this edge first, then the
+                    # edge's first others (alerts.sample_txns of them).
+                    "sample_txn_ids": _jlist(f.alert_samples + f.samples),
+                    "purposes": _jlist(sorted(f.purposes)),
+                    "channels": _jlist(sorted(f.channels)),
+                    "in_alert": bool(f.alert_samples),
+                },
+            )
+        )
+    edges.sort(key=lambda e: (e[0], e[1], e[2]))
+    ordered = dict(sorted(nodes.items()))
+    attrs = {
+        "centre": centre.describe(),
+        "subject": subject or "",
+        "hops": hops,
+        "zone": config.engine.zone,
+    }
+    return FlowGraph(attrs=attrs, nodes=ordered, edges=edges, stats=stats)
+
+
+# -- writing ----------------------------------------------------------------
+
+
+def output_format(path: str) -> str:
+    """The format named by ``path``'s extension, or :class:`GraphError`."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise GraphError(
+            f"cannot tell the format of {path}: the name must end in " + ", ".join(FORMATS)
+        )
+    return suffix
+
+
+def check_extras(fmt: str) -> None:
+    """:class:`GraphError` naming the extra to install when a library the
+    format needs is missing."""
+    needed = ["networkx"] + (["matplotlib"] if fmt == ".png" else [])
+    for module in needed:
+        try:
+            __import__(module)
+        except ImportError:
+            raise GraphError(f"{fmt} output needs {module}: {EXTRA_HINT}") from None
+
+
+def write_graph(graph: FlowGraph, path: str) -> None:
+    """Writes ``graph`` to ``path`` in the format of its extension, complete
+    or not at all (written beside it, then moved into place). Raises
+    :class:`GraphError` for an unknown extension and ``OSError`` or
+    :class:`~fundflow.replay.ReplayError` when it cannot be written."""
+    from .replay import AtomicFile
+
+    fmt = output_format(path)
+    out = AtomicFile(path)
+    try:
+        if fmt == ".graphml":
+            import networkx as nx
+
+            nx.write_graphml(graph.to_networkx(), out.file)
+        elif fmt == ".json":
+            import networkx as nx
+
+            data = nx.node_link_data(graph.to_networkx(), edges="edges")
+            out.write(json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
+        else:
+            render_png(graph, out.file)
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+
+
+# -- the picture ------------------------------------------------------------
+
+ROLE_COLOURS = {
+    "personal": "#8dd3c7",
+    "lender_sub": "#1f78b4",
+    "borrower_sub": "#33a02c",
+    "platform_custody": "#e31a1c",
+    "platform_own": "#fb9a99",
+    "operating": "#ff7f00",
+    "risk_reserve": "#fdbf6f",
+    "client_reserve": "#6a3d9a",
+    "settlement": "#cab2d6",
+    "corporate": "#b15928",
+    "unknown": "#bdbdbd",
+}
+ENTITY_COLOUR = "#404040"
+ALERT_COLOUR = "#d7301f"
+# Columns, left to right: where money comes from, the owners behind the
+# centre, the accounts at the centre, where money goes.
+_COLUMN_OF_ROLE = {"personal": 0, "lender_sub": 1, "borrower_sub": 4, "unknown": 6}
+_ENTITY_COLUMN, _CENTRE_COLUMN, _OTHER_COLUMN = 2, 3, 5
+_LABEL_ALL_UP_TO = 60  # a column with more nodes labels only its central and alert nodes
+_ARROWS_UP_TO = 400  # more flows than this: ordinary flows drawn as plain curves (fast)
+
+
+def _arc(
+    p: tuple[float, float], q: tuple[float, float], rad: float, n: int = 12
+) -> list[tuple[float, float]]:
+    """Points of a quadratic curve from p to q bending by ``rad`` of its
+    length to the right (as matplotlib's ``arc3``), at most a third of a
+    column sideways so that long edges stay between the columns."""
+    (x1, y1), (x2, y2) = p, q
+    bend = max(-0.33, min(0.33, rad * (y2 - y1)))
+    cx, cy = (x1 + x2) / 2 + bend, (y1 + y2) / 2 - rad * (x2 - x1)
+    out = []
+    for i in range(n + 1):
+        t = i / n
+        a, b, c = (1 - t) ** 2, 2 * (1 - t) * t, t * t
+        out.append((a * x1 + b * cx + c * x2, a * y1 + b * cy + c * y2))
+    return out
+
+
+def _picture_nodes(graph: FlowGraph) -> dict[str, int]:
+    """Node -> column for the nodes drawn: every account; the entities that
+    are the subject, related to it, or own an account at the centre."""
+    cols: dict[str, int] = {}
+    owners_at_centre: set[str] = set()
+    for nid, a in graph.nodes.items():
+        if a["node_type"] != "account":
+            continue
+        if a["centre_side"]:
+            cols[nid] = _CENTRE_COLUMN
+            if a["owner_id"]:
+                owners_at_centre.add(entity_node(a["owner_id"]))
+        else:
+            cols[nid] = _COLUMN_OF_ROLE.get(a["role"], _OTHER_COLUMN)
+    for nid, a in graph.nodes.items():
+        if a["node_type"] == "entity" and (
+            a["is_subject"] or a["is_related"] or nid in owners_at_centre
+        ):
+            cols[nid] = _ENTITY_COLUMN
+    return cols
+
+
+def _layout(graph: FlowGraph, cols: dict[str, int]) -> dict[str, tuple[float, float]]:
+    volume: dict[str, int] = {}
+    for u, v, _key, e in graph.edges:
+        if e["edge_type"] == "flow" and e["currency"] == "CNY":
+            volume[u] = volume.get(u, 0) + e["amount_fen"]
+            volume[v] = volume.get(v, 0) + e["amount_fen"]
+    used = sorted(set(cols.values()))
+    x_of = {c: i for i, c in enumerate(used)}
+    pos: dict[str, tuple[float, float]] = {}
+    for c in used:
+        members = sorted(
+            (n for n, col in cols.items() if col == c),
+            key=lambda n: (graph.nodes[n].get("hop", 0), -volume.get(n, 0), n),
+        )
+        top = (len(members) - 1) / 2
+        for i, n in enumerate(members):
+            pos[n] = (float(x_of[c]), top - i)
+    return pos
+
+
+def render_png(graph: FlowGraph, file: Any) -> None:
+    """Draws ``graph`` as a PNG into the binary ``file`` (matplotlib, Agg):
+    accounts coloured by role in columns (payers, lenders, the owners behind
+    the centre, the centre, borrowers, others, unknown parties), flow arrows
+    as wide as the log of their amount, the alert's accounts and flows in
+    red, ownership dotted and relations dashed. The picture leaves out
+    owners of accounts away from the centre; the data formats hold them."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyArrowPatch
+    from matplotlib.path import Path as CurvePath
+
+    cols = _picture_nodes(graph)
+    pos = _layout(graph, cols)
+    per_col: dict[int, int] = {}
+    for c in cols.values():
+        per_col[c] = per_col.get(c, 0) + 1
+    tallest = max(per_col.values(), default=1)
+    width = max(8.0, 2.6 * len(per_col))
+    height = max(5.0, min(40.0, 0.24 * tallest + 2.0))
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.08, 0.96, 0.86))
+    ax.set_axis_off()
+    flows = [e for e in graph.edges if e[3]["edge_type"] == "flow"]
+    # Widths on a log scale from the smallest flow to the biggest (display only).
+    low = math.log(min((e[3]["amount_fen"] for e in flows), default=1))
+    span = math.log(max((e[3]["amount_fen"] for e in flows), default=1)) - low
+    faint = 0.5 if len(flows) <= 150 else 0.2
+    # Many flows: the ordinary ones as one collection of curves without heads
+    # (columns run left to right); arrows for the alert, owners and relations.
+    bulk = len(flows) > _ARROWS_UP_TO
+    curves: list[list[tuple[float, float]]] = []
+    widths: list[float] = []
+    for u, v, _key, e in graph.edges:
+        if u not in pos or v not in pos:
+            continue
+        rad = 0.45 if pos[u][0] == pos[v][0] else 0.08
+        if e["edge_type"] == "flow":
+            lw = 0.4 + 4.6 * ((math.log(e["amount_fen"]) - low) / span if span else 0.5)
+            if bulk and not e["in_alert"]:
+                curves.append(_arc(pos[u], pos[v], rad))
+                widths.append(lw)
+                continue
+            colour, alpha, style = (
+                (ALERT_COLOUR, 0.9, "-") if e["in_alert"] else ("#555555", faint, "-")
+            )
+        elif e["edge_type"] == "relation":
+            lw, colour, alpha, style = 1.2, "#7b3294", 0.8, "--"
+        else:
+            lw, colour, alpha, style = 0.8, "#999999", 0.6, ":"
+        ax.add_patch(
+            FancyArrowPatch(
+                path=CurvePath(_arc(pos[u], pos[v], rad)),
+                arrowstyle="-|>",
+                mutation_scale=9,
+                linewidth=lw,
+                linestyle=style,
+                color=colour,
+                alpha=alpha,
+                shrinkA=4,
+                shrinkB=4,
+            )
+        )
+    if curves:
+        ax.add_collection(LineCollection(curves, linewidths=widths, colors="#555555", alpha=faint))
+    seen_roles: list[str] = []
+    groups: dict[tuple[str, int], tuple[list[float], list[float], list[str], list[str]]] = {}
+    for nid, (x, y) in pos.items():
+        a = graph.nodes[nid]
+        if a["node_type"] == "entity":
+            size, colour, marker = (140 if a["is_subject"] else 70), ENTITY_COLOUR, "s"
+        else:
+            size, colour, marker = 60, ROLE_COLOURS.get(a["role"], "#bdbdbd"), "o"
+            if a["role"] not in seen_roles:
+                seen_roles.append(a["role"])
+        g = groups.setdefault((marker, size), ([], [], [], []))
+        g[0].append(x)
+        g[1].append(y)
+        g[2].append(colour)
+        g[3].append(ALERT_COLOUR if a["in_alert"] else "white")
+        central = a["node_type"] == "entity" or a.get("centre_side") or a["in_alert"]
+        if per_col[cols[nid]] <= _LABEL_ALL_UP_TO or central:
+            # Entities by id: registered names need CJK fonts a server may lack.
+            text = a["entity_id"] if a["node_type"] == "entity" else a["label"]
+            ax.text(x, y + 0.32, text, fontsize=6.5, ha="center", va="bottom", zorder=4)
+    for (marker, size), (gx, gy, fill, rim) in groups.items():
+        ax.scatter(gx, gy, s=size, c=fill, marker=marker, edgecolors=rim, linewidths=1.5,
+                   zorder=3)  # fmt: skip
+    ys = [p[1] for p in pos.values()] or [0.0]
+    xs = [p[0] for p in pos.values()] or [0.0]
+    ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+    ax.set_ylim(min(ys) - 1.0, max(ys) + 1.0)
+    st = graph.stats
+    ax.set_title(
+        f"{graph.attrs['centre']} · {graph.attrs['hops']} hop(s) · "
+        f"{sum(1 for a in graph.nodes.values() if a['node_type'] == 'account')} accounts · "
+        f"{len(flows)} flows · {st['transactions']} transactions",
+        fontsize=10,
+    )
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=ROLE_COLOURS.get(r, "#bdbdbd"), label=r)
+        for r in sorted(seen_roles)
+    ]
+    handles.append(Line2D([], [], marker="s", linestyle="", color=ENTITY_COLOUR, label="entity"))
+    handles.append(Line2D([], [], color=ALERT_COLOUR, label="in the alert"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7,
+               frameon=False)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a glyph missing from the font
+        fig.savefig(file, format="png")
+
+
+# -- the command ------------------------------------------------------------
+
+
+class GraphCliError(click.ClickException):
+    """One line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"fundflow: {self.format_message()}", err=True)
+
+
+class GraphOutputError(GraphCliError):
+    """The output could not be written: exit code 1."""
+
+    exit_code = 1
+
+
+def _find_alert(db: str, alert_id: str) -> Alert:
+    from .store import StoreError, open_store
+
+    try:
+        store = open_store(db)
+    except StoreError as e:
+        raise GraphCliError(str(e)) from None
+    try:
+        alert = store.get(alert_id)
+    except StoreError as e:
+        raise GraphCliError(str(e)) from None
+    finally:
+        store.close()
+    if alert is None:
+        raise GraphCliError(f"no alert {alert_id} in {db}")
+    return alert
+
+
+@click.command("graph")
+@click.argument("paths", nargs=-1, required=True, metavar="DUMP...")
+@click.option(
+    "--out", required=True, metavar="FILE", help="Output: .graphml (Gephi), .json "
+    "(networkx node-link) or .png (a picture)."
+)  # fmt: skip
+@click.option("--subject", metavar="ID", help="Centre: a platform, institution or entity.")
+@click.option("--around", metavar="ACCOUNT", help="Centre: one account.")
+@click.option("--alert", "alert_id", metavar="ALERT_ID", help="Centre: an alert's accounts "
+              "and transactions (read from --db).")  # fmt: skip
+@click.option(
+    "--db", default="fundflow.db", show_default=True, metavar="PATH|URL",
+    help="Alert store for --alert.",
+)  # fmt: skip
+@click.option(
+    "--hops", type=click.IntRange(0, MAX_HOPS), default=1, show_default=True,
+    help="Money hops from the centre (one pass over the dumps each).",
+)  # fmt: skip
+@click.option(
+    "--max-accounts", type=click.IntRange(1), default=DEFAULT_MAX_ACCOUNTS, show_default=True,
+    help="Refuse a neighbourhood larger than this.",
+)  # fmt: skip
+@click.option("--config", "config_path", metavar="FILE", help="Configuration (zone, samples).")
+@click.option("--kind", type=click.Choice(KINDS), help="Record kind of every CSV row.")
+def graph_cmd(
+    paths: tuple[str, ...],
+    out: str,
+    subject: str | None,
+    around: str | None,
+    alert_id: str | None,
+    db: str,
+    hops: int,
+    max_accounts: int,
+    config_path: str | None,
+    kind: str | None,
+) -> None:
+    """Export the money-flow and ownership graph around a subject, an
+    account or an alert, read from DUMP... (JSONL, JSONL.gz, CSV; files,
+    read once per pass: reference, one per hop, then the flows).
+
+    Nodes are accounts (role, owner, bank, platform, hop) and entities (kind,
+    name, licenses); edges are money flows aggregated per payer, payee and
+    currency (count, amount in yuan, first/last time, sample txn ids,
+    purposes), ownership and relations (with share). Bad lines are counted
+    and skipped. Exit 2 (one line) for an unknown subject, account or alert,
+    a bad extension or a missing library; 1 when the output cannot be written.
+    """
+    from .replay import ReplayError, check_inputs
+
+    chosen = [n for n, v in (("--subject", subject), ("--around", around),
+                             ("--alert", alert_id)) if v is not None]  # fmt: skip
+    if len(chosen) != 1:
+        raise GraphCliError("say what to centre the graph on: one of --subject, --around, --alert")
+    try:
+        fmt = output_format(out)
+        check_extras(fmt)
+    except GraphError as e:
+        raise GraphCliError(str(e)) from None
+    if "-" in paths:
+        raise GraphCliError("graph reads its dumps several times: give files, not '-'")
+    try:
+        check_inputs(list(paths))
+        config = load_config(config_path)
+    except (ReplayError, ValueError) as e:
+        raise GraphCliError(str(e)) from None
+    alert = _find_alert(db, alert_id) if alert_id is not None else None
+    centre = Centre(subject=subject, account=around, alert=alert)
+    try:
+        graph = build_graph(
+            list(paths), centre, hops=hops, config=config, kind=kind, max_accounts=max_accounts
+        )
+    except (GraphError, ReplayError) as e:
+        raise GraphCliError(str(e)) from None
+    try:
+        write_graph(graph, out)
+    except (OSError, ReplayError) as e:
+        raise GraphOutputError(f"cannot write {out}: {getattr(e, 'strerror', None) or e}") from None
+    st = graph.stats
+    for note in st["notes"]:
+        click.echo(f"fundflow: {note}", err=True)
+    accounts = sum(1 for a in graph.nodes.values() if a["node_type"] == "account")
+    dead = sum(st["dead_letters"].values())
+    click.echo(
+        f"{out}: {accounts:,} accounts, {len(graph.nodes) - accounts:,} entities, "
+        f"{sum(1 for e in graph.edges if e[3]['edge_type'] == 'flow'):,} flow edges "
+        f"({st['transactions']:,} transactions, {st['duplicates']:,} duplicates dropped) "
+        f"around {centre.describe()}; read {st['records_read']:,} records in "
+        f"{st['passes']} passes, {dead:,} bad lines skipped",
+        err=True,
+    )

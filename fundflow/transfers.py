@@ -1,0 +1,351 @@
+"""A labelled synthetic world of raw transfers, for the typology detectors.
+
+:func:`write_transfers` writes ``transfers.csv`` (or ``.csv.gz``): one
+payment a row, in a foreign column layout a supervisor might receive from a
+bank (``id, time, src_bank, src, dst_bank, dst, value, ccy, memo``; local
+times without an offset, yuan with two decimals), and ``truth.json``: every
+planted laundering pattern with its subject and accounts, every honest
+look-alike, and the ``fundflow replay`` arguments that read the layout
+(:data:`REPLAY_ARGS`). The same arguments give byte-identical files.
+
+Per unit of ``scale``: about 3,000 people and 300 companies paying one
+another every day (amounts log-uniform, 20 to 20,000 yuan), and
+
+* planted patterns, each drawn around its detector's defaults so that some
+  fall short of them (as real ones do): 4 ``fan_in`` (8-25 payers of
+  9,000-49,900 yuan into one account over 12-96 hours), 4 ``fan_out`` (one
+  deposit paid out to 8-25 payees likewise), 4 ``cycle`` (3-8 hops, 1-36
+  hours apart, 0-3 % kept at each), 4 ``gather_scatter`` (4-15 payers, then
+  70-98 % paid on to 4-15 payees within a day), 4 ``scatter_gather`` (3-10
+  intermediaries forwarding 92-100 % to one target within 48 hours);
+* honest look-alikes: ``merchant`` (hundreds of small takings a day),
+  ``payroll`` (40-120 salaries of 4,000-9,800 yuan twice a month),
+  ``wholesaler`` (6-8 retailers pay 20,000+ yuan, 30-40 % goes on to
+  suppliers), ``treasury_sweep`` (a three-account sweep, a hop every 8
+  days), ``friend_loan`` (a loan and its repayment), ``group_funding`` (a
+  parent funds 6 subsidiaries that each pay part of it to one supplier).
+
+Account ids are drawn from one shuffled pool, so a planted account looks
+like any other.
+
+>>> import pathlib, tempfile
+>>> t = write_transfers(pathlib.Path(tempfile.mkdtemp()), seed=3, days=12)
+>>> sorted({p["typology"] for p in t["patterns"]}), t["rows"] > 20000
+(['cycle', 'fan_in', 'fan_out', 'gather_scatter', 'scatter_gather'], True)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import random
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fundflow.schemas.records import Alert
+
+TYPOLOGIES = ("fan_in", "fan_out", "cycle", "gather_scatter", "scatter_gather")
+HEADER = ("id", "time", "src_bank", "src", "dst_bank", "dst", "value", "ccy", "memo")
+#: The layout of ``transfers.csv`` in wire fields (``--map``, ``--const``).
+COLUMN_MAP = (
+    "txn_id=id,ts=time,payer_bank=src_bank,payer_account=src,payee_bank=dst_bank,"
+    "payee_account=dst,amount=value,currency=ccy,purpose=memo,initiator_id=src_bank"
+)
+CONSTANTS = "system=CNAPS"
+#: How ``fundflow replay`` reads the layout of ``transfers.csv``.
+REPLAY_ARGS = ("--kind", "clearing_txn", "--map", COLUMN_MAP, "--const", CONSTANTS)
+ZONE = ZoneInfo("Asia/Shanghai")
+HOUR = 3_600_000
+DAY = 24 * HOUR
+YUAN = 100
+
+
+def _fen(rng: random.Random, lo_yuan: int, hi_yuan: int) -> int:
+    return rng.randint(lo_yuan * YUAN, hi_yuan * YUAN)
+
+
+def _log_fen(rng: random.Random, lo_yuan: float, hi_yuan: float) -> int:
+    return round(math.exp(rng.uniform(math.log(lo_yuan), math.log(hi_yuan))) * YUAN)
+
+
+class _World:
+    def __init__(self, rng: random.Random, scale: int, days: int, start_ms: int) -> None:
+        self.rng = rng
+        self.days = days
+        self.start = start_ms
+        n_people, n_firms = 3000 * scale, 300 * scale
+        ids = [f"62{n:014d}" for n in rng.sample(range(10**9, 10**10), n_people + n_firms + 4000)]
+        self.pool = ids
+        self.people = ids[:n_people]
+        self.firms = ids[n_people : n_people + n_firms]
+        self.spare = ids[n_people + n_firms :]
+        self.banks = {a: f"B{rng.randint(1, 8):02d}" for a in ids}
+        self.rows: list[tuple[int, str, str, int, str]] = []
+        self.patterns: list[dict[str, Any]] = []
+        self.honest: list[dict[str, Any]] = []
+
+    def fresh(self, n: int) -> list[str]:
+        out, self.spare = self.spare[:n], self.spare[n:]
+        return out
+
+    def pay(self, ts: int, src: str, dst: str, fen: int, memo: str = "") -> None:
+        if src != dst and fen > 0:
+            self.rows.append((ts, src, dst, fen, memo))
+
+    def at(self, day: float, hours: float = 0.0) -> int:
+        return self.start + int(day * DAY + hours * HOUR)
+
+    def some_day(self, margin: int = 10) -> float:
+        return self.rng.uniform(1, max(2, self.days - margin))
+
+
+def _background(w: _World, scale: int) -> None:
+    rng = w.rng
+    everyone = w.people + w.firms
+    for day in range(w.days):
+        for _ in range(2000 * scale):
+            src, dst = rng.choice(everyone), rng.choice(everyone)
+            w.pay(w.at(day, rng.uniform(7, 23)), src, dst, _log_fen(rng, 20, 20000))
+
+
+def _fan(w: _World, inbound: bool) -> None:
+    rng = w.rng
+    hub, other = w.fresh(2)
+    k = rng.randint(8, 25)
+    parties = w.fresh(k)
+    start, span = w.some_day(), rng.uniform(12, 96)
+    total = 0
+    for i, party in enumerate(parties):
+        amount = _fen(rng, 9000, 9999) if rng.random() < 0.15 else _fen(rng, 12000, 49900)
+        total += amount
+        ts = w.at(start, span * i / max(1, k - 1))
+        if inbound:
+            w.pay(ts, party, hub, amount)
+        else:
+            w.pay(ts, hub, party, amount)
+    if inbound:  # the collection account empties itself into one account
+        w.pay(w.at(start, span + 2), hub, other, total)
+    else:  # one deposit funds the payouts
+        w.pay(w.at(start, -3), other, hub, total + _fen(rng, 0, 5000))
+    kind = "fan_in" if inbound else "fan_out"
+    w.patterns.append({"typology": kind, "subject": hub, "accounts": [hub, other, *parties]})
+
+
+def _cycle(w: _World) -> None:
+    rng = w.rng
+    hops = rng.randint(3, 8)
+    accounts = w.fresh(hops)
+    amount = _fen(rng, 100000, 2000000)
+    ts = w.at(w.some_day(), rng.uniform(8, 18))
+    for i in range(hops):
+        w.pay(ts, accounts[i], accounts[(i + 1) % hops], amount)
+        amount = amount * (10000 - rng.randint(0, 300)) // 10000
+        ts += int(rng.uniform(1, 36) * HOUR)
+    w.patterns.append({"typology": "cycle", "subject": accounts[0], "accounts": accounts})
+
+
+def _gather_scatter(w: _World) -> None:
+    rng = w.rng
+    (hub,) = w.fresh(1)
+    sources = w.fresh(rng.randint(4, 15))
+    sinks = w.fresh(rng.randint(4, 15))
+    start = w.some_day()
+    gathered = 0
+    for i, s in enumerate(sources):
+        amount = _fen(rng, 10000, 49000)
+        gathered += amount
+        w.pay(w.at(start, 24 * i / len(sources)), s, hub, amount)
+    passed = gathered * rng.randint(70, 98) // 100
+    each = passed // len(sinks)
+    for i, s in enumerate(sinks):
+        w.pay(w.at(start, 24 + 20 * i / len(sinks)), hub, s, each)
+    accounts = [hub, *sources, *sinks]
+    w.patterns.append({"typology": "gather_scatter", "subject": hub, "accounts": accounts})
+
+
+def _scatter_gather(w: _World) -> None:
+    rng = w.rng
+    source, target = w.fresh(2)
+    mids = w.fresh(rng.randint(3, 10))
+    start = w.some_day()
+    for i, m in enumerate(mids):
+        amount = _fen(rng, 15000, 49000)
+        sent = w.at(start, 6 * i / len(mids))
+        w.pay(sent, source, m, amount)
+        kept = amount * rng.randint(92, 100) // 100
+        w.pay(sent + int(rng.uniform(1, 48) * HOUR), m, target, kept)
+    accounts = [source, target, *mids]
+    w.patterns.append({"typology": "scatter_gather", "subject": source, "accounts": accounts})
+
+
+def _look_alikes(w: _World) -> None:
+    rng = w.rng
+    for _ in range(3):  # merchant: many small takings
+        (shop,) = w.fresh(1)
+        for day in range(w.days):
+            for _ in range(rng.randint(150, 300)):
+                w.pay(
+                    w.at(day, rng.uniform(8, 22)), rng.choice(w.people), shop, _fen(rng, 20, 2000)
+                )
+        w.honest.append({"kind": "merchant", "subject": shop, "looks_like": "fan_in"})
+    for _ in range(3):  # payroll: salaries under the floor, twice a month
+        firm, bank = w.fresh(2)
+        staff = w.fresh(rng.randint(40, 120))
+        salaries = {p: _fen(rng, 4000, 9800) for p in staff}
+        for day in range(9, w.days, 15):
+            w.pay(w.at(day, 8), bank, firm, sum(salaries.values()))
+            for i, p in enumerate(staff):
+                w.pay(w.at(day, 9) + i * 1000, firm, p, salaries[p])
+        w.honest.append({"kind": "payroll", "subject": firm, "looks_like": "fan_out"})
+    for _ in range(2):  # wholesaler: big takings, a third paid on
+        (firm,) = w.fresh(1)
+        retailers, suppliers = w.fresh(rng.randint(6, 8)), w.fresh(rng.randint(4, 6))
+        day = w.some_day()
+        taken = 0
+        for i, r in enumerate(retailers):
+            amount = _fen(rng, 20000, 60000)
+            taken += amount
+            w.pay(w.at(day, 2 * i), r, firm, amount)
+        paid = taken * rng.randint(30, 40) // 100
+        for i, s in enumerate(suppliers):
+            w.pay(w.at(day, 20 + i), firm, s, paid // len(suppliers))
+        w.honest.append({"kind": "wholesaler", "subject": firm, "looks_like": "gather_scatter"})
+    for _ in range(2):  # treasury sweep: a loop, a hop every 8 days
+        accounts = w.fresh(3)
+        amount, day = _fen(rng, 500000, 3000000), rng.uniform(1, 3)
+        for i in range(3):
+            w.pay(w.at(day + 8 * i, 17), accounts[i], accounts[(i + 1) % 3], amount)
+        w.honest.append({"kind": "treasury_sweep", "subject": accounts[0], "looks_like": "cycle"})
+    for _ in range(3):  # a loan between friends and its repayment
+        lender, friend = w.fresh(2)
+        amount, day = _fen(rng, 20000, 80000), w.some_day()
+        w.pay(w.at(day, 10), lender, friend, amount)
+        w.pay(w.at(day + 5, 10), friend, lender, amount)
+        w.honest.append({"kind": "friend_loan", "subject": lender, "looks_like": "cycle"})
+    for _ in range(2):  # group funding: subsidiaries pass on part of it, unevenly
+        parent, supplier = w.fresh(2)
+        subs = w.fresh(6)
+        day = w.some_day()
+        for i, s in enumerate(subs):
+            amount = _fen(rng, 200000, 500000)
+            w.pay(w.at(day, 9 + i), parent, s, amount)
+            w.pay(w.at(day + 1, 9 + i), s, supplier, amount * rng.randint(20, 60) // 100)
+        w.honest.append(
+            {"kind": "group_funding", "subject": parent, "looks_like": "scatter_gather"}
+        )
+
+
+def build(seed: int, scale: int = 1, days: int = 30) -> _World:
+    if scale < 1 or days < 8:
+        raise ValueError(f"scale must be >= 1 and days >= 8, got scale={scale}, days={days}")
+    rng = random.Random(seed)
+    start = int(datetime(2026, 3, 2, tzinfo=ZONE).timestamp() * 1000)
+    w = _World(rng, scale, days, start)
+    _background(w, scale)
+    for _ in range(scale):
+        for _ in range(4):
+            _fan(w, inbound=True)
+            _fan(w, inbound=False)
+            _cycle(w)
+            _gather_scatter(w)
+            _scatter_gather(w)
+        _look_alikes(w)
+    return w
+
+
+def _local(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_transfers(
+    out: Path, *, seed: int = 1, scale: int = 1, days: int = 30, compress: bool = False
+) -> dict[str, Any]:
+    """Writes ``transfers.csv`` (``.csv.gz`` with ``compress``) and
+    ``truth.json`` into folder ``out``; returns the truth."""
+    w = build(seed, scale, days)
+    rows = sorted(w.rows)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(HEADER)
+    for n, (ts, src, dst, fen, memo) in enumerate(rows, start=1):
+        q, r = divmod(fen, 100)
+        writer.writerow(
+            (
+                f"TX{n:09d}",
+                _local(ts),
+                w.banks[src],
+                src,
+                w.banks[dst],
+                dst,
+                f"{q}.{r:02d}",
+                "CNY",
+                memo,
+            )
+        )
+    name = "transfers.csv.gz" if compress else "transfers.csv"
+    data = text.getvalue().encode("utf-8")
+    (out / name).write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    truth = {
+        "seed": seed,
+        "scale": scale,
+        "days": days,
+        "file": name,
+        "rows": len(rows),
+        "replay_args": list(REPLAY_ARGS),
+        "patterns": w.patterns,
+        "honest": w.honest,
+    }
+    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    return truth
+
+
+def score_typologies(truth: dict[str, Any], alerts: Iterable[Alert]) -> dict[str, dict[str, Any]]:
+    """Per typology: planted patterns ``found`` (an alert of that detector on
+    the pattern's subject) and ``missed``; ``alerted`` subjects, of which
+    ``on_patterns`` belong to some planted pattern (the rest, ``false``,
+    are honest accounts); ``recall`` and ``precision`` over those counts.
+    """
+    raised: dict[str, set[str]] = {t: set() for t in TYPOLOGIES}
+    for a in alerts:
+        if a.detector in raised:
+            raised[a.detector].add(a.subject_id)
+    dirty = {acc for p in truth["patterns"] for acc in p["accounts"]}
+    out: dict[str, dict[str, Any]] = {}
+    for t in TYPOLOGIES:
+        subjects = [p["subject"] for p in truth["patterns"] if p["typology"] == t]
+        found = sum(1 for s in subjects if s in raised[t])
+        on = sum(1 for s in raised[t] if s in dirty)
+        out[t] = {
+            "planted": len(subjects),
+            "found": found,
+            "missed": len(subjects) - found,
+            "alerted": len(raised[t]),
+            "on_patterns": on,
+            "false": len(raised[t]) - on,
+            "recall": found / len(subjects) if subjects else None,
+            "precision": on / len(raised[t]) if raised[t] else None,
+        }
+    return out
+
+
+def honest_alerted(truth: dict[str, Any], alerts: Iterable[Alert]) -> list[tuple[str, str]]:
+    """``(detector, subject)`` of alerts on the honest look-alikes."""
+    honest = {h["subject"] for h in truth["honest"]}
+    return sorted({(a.detector, a.subject_id) for a in alerts if a.subject_id in honest})
+
+
+__all__ = [
+    "write_transfers",
+    "score_typologies",
+    "honest_alerted",
+    "REPLAY_ARGS",
+    "COLUMN_MAP",
+    "CONSTANTS",
+    "TYPOLOGIES",
+]
