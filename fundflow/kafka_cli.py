@@ -170,6 +170,12 @@ def worker_cmd(
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from fundflow.redact import install, load_redactor
+
+    try:
+        install(load_redactor(config_path))  # account ids in log lines: hashed by default
+    except ValueError as e:
+        raise KafkaUserError(str(e)) from None
     for noisy in ("kafka", "kafka.conn", "kafka.coordinator"):
         logging.getLogger(noisy).setLevel(logging.WARNING if log_level != "DEBUG" else logging.INFO)
     metrics = server = None

@@ -47,6 +47,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from fundflow.schemas.records import Alert
 
+from .redact import read_secret_file
 from .store import (
     SYSTEM_ACTOR,
     AlertEvent,
@@ -146,15 +147,29 @@ _SELECT = (
 _AMOUNT = re.compile(r"-?[0-9]{1,18}\.[0-9]{2}")
 _DEADLOCK_RETRIES = 3
 _cursor_names = (f"fundflow_alerts_{i}" for i in itertools.count(1))
+#: Names a file holding the password, for a URL without one (when PGPASSWORD
+#: is not set either): the way container and systemd secrets arrive.
+PASSWORD_FILE_ENV = "FUNDFLOW_PG_PASSWORD_FILE"
 
 
 def connect(url: str, name: str) -> psycopg.Connection[Any]:
     """An autocommit connection to ``url``; :class:`StoreError` (one line,
     no password) when the URL is malformed or the server refuses."""
     secrets = url_secrets(url)
+    extra: dict[str, Any] = {}
+    password_file = os.environ.get(PASSWORD_FILE_ENV)
+    if password_file:
+        # A secret mounted as a file (Docker/Kubernetes secrets, systemd
+        # credentials); a password in the URL or PGPASSWORD still wins.
+        try:
+            extra["password"] = read_secret_file(password_file, PASSWORD_FILE_ENV)
+        except ValueError as exc:
+            raise StoreError(f"cannot open alert store {name}: {exc}") from None
+        secrets = sorted({*secrets, extra["password"]}, key=len, reverse=True)
     try:
         params = conninfo_to_dict(url)
-        extra: dict[str, Any] = {}
+        if "password" in params or "PGPASSWORD" in os.environ:
+            extra.pop("password", None)
         if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = 10
         if "application_name" not in params and "PGAPPNAME" not in os.environ:

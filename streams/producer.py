@@ -154,7 +154,8 @@ class DumpProducer:
         try:
             head = self.head.decode(line)
             kind = head.type
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            # RecursionError: nesting too deep to parse; the line is unreadable.
             head, kind = None, None
         short = TOPIC_OF_KIND.get(kind) if type(kind) is str else None
         if short is None:
@@ -216,13 +217,17 @@ def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
     names = TopicNames(settings.namespace)
     n = partitions or settings.partitions
     compacted = {"cleanup.policy": "compact"}
+    # Records carry their event time as the Kafka timestamp, and a dump of
+    # last year replayed today is older than any time retention: the input
+    # and dead-letter topics are kept until an operator sets a retention.
+    keep = {"retention.ms": "-1"}
     specs = {
         names.reference: (n, compacted),
-        names.custody: (n, {}),
-        names.clearing: (n, {}),
-        names.reports: (n, {}),
+        names.custody: (n, keep),
+        names.clearing: (n, keep),
+        names.reports: (n, keep),
         names.alerts: (n, compacted),
-        names.deadletter: (1, {}),
+        names.deadletter: (1, keep),
         # The checkpoint table: one partition, compacted; small segments so
         # superseded snapshots are cleaned up within the hour.
         names.checkpoints: (

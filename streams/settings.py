@@ -143,7 +143,8 @@ def _convert(name: str, value: Any, typ: Any) -> Any:
     except (TypeError, ValueError):
         raise ValueError(f"kafka.{name} must be {t.split(' ')[0]}, got {value!r}") from None
     if not isinstance(value, str):
-        raise ValueError(f"kafka.{name} must be a string, got {value!r}")
+        shown = "a secret that is not a string" if "password" in name else repr(value)
+        raise ValueError(f"kafka.{name} must be a string, got {shown}")
     return value
 
 
@@ -177,4 +178,10 @@ def load_kafka_settings(
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":
             values[name] = _convert(name, raw, typ)
+        elif "password" in name and env.get(ENV_PREFIX + name.upper() + "_FILE"):
+            # FUNDFLOW_KAFKA_SASL_PASSWORD_FILE: a secret mounted as a file.
+            from fundflow.redact import read_secret_file
+
+            variable = ENV_PREFIX + name.upper() + "_FILE"
+            values[name] = read_secret_file(env[variable], variable)
     return KafkaSettings(**values)
