@@ -5,18 +5,13 @@ all of them read one :class:`~fundflow.detectors.reference.Reference` that
 the worker fills from the reference topic. The engine's own snapshot would
 carry that reference (the whole of it, for every partition, at every
 checkpoint): it is swapped out while the snapshot is taken and attached again
-after a restore. All the reference juggling lives in :func:`attach`, so when
-``Engine(config, reference=...)`` lands only this module changes.
+after a restore.
 """
 
 from __future__ import annotations
 
-import inspect
-
 from fundflow.detectors import Config, Engine
 from fundflow.detectors.reference import Reference
-
-_TAKES_REFERENCE = "reference" in inspect.signature(Engine.__init__).parameters
 
 
 def attach(engine: Engine, ref: Reference) -> Engine:
@@ -28,9 +23,7 @@ def attach(engine: Engine, ref: Reference) -> Engine:
 
 
 def new_engine(config: Config, ref: Reference) -> Engine:
-    if _TAKES_REFERENCE:
-        return Engine(config, reference=ref)  # type: ignore[call-arg]
-    return attach(Engine(config), ref)
+    return Engine(config, reference=ref)
 
 
 def snapshot(engine: Engine, ref: Reference) -> bytes:

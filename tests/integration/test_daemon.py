@@ -2,7 +2,7 @@
 
 One broker for the module (deploy/kafka/broker in a temporary home on a free
 port), one namespace per test. A small simulated world (seed 1, 10 days,
-about 32,000 records) is replayed in-process by ``fundflow replay`` for the
+about 39,000 records) is replayed in-process by ``fundflow replay`` for the
 expected alerts, sent into Kafka by ``fundflow replay --to-kafka``, and
 consumed by ``fundflow worker`` subprocesses. Waits are on conditions (the
 worker's health endpoint, exit codes), each with a timeout.
@@ -144,7 +144,7 @@ def test_parity_with_replay(broker: Broker, world: dict[str, Any], tmp_path: Pat
     ns = namespace()
     _topics(broker, ns, 1)
     summary = _send(broker, ns, world["path"])
-    assert "sent" in summary and "reference 11," in summary, summary
+    assert "sent" in summary and "reference 15,714," in summary, summary
     w = _drain(broker, ns, tmp_path / "w.db", tmp_path / "worker.log")
     assert "fundflow worker ready" in w.output()
 
