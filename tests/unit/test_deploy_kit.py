@@ -341,3 +341,13 @@ def test_systemd_analyze_verify(tmp_path):
         pytest.skip(f"systemd-analyze cannot run here: {result.stderr.strip()}")
     lines = [ln for ln in (result.stdout + result.stderr).splitlines() if UNIT_FILE.name in ln]
     assert result.returncode == 0 and not lines, result.stdout + result.stderr
+
+
+def test_alerts_dashboard_offers_every_detector() -> None:
+    """The alerts dashboard's detector filter lists every registered
+    detector and typology, so no alert is hidden by the "All" choice."""
+    from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
+
+    board = json.loads((DEPLOY / "grafana/dashboards/alerts.json").read_text())
+    var = next(v for v in board["templating"]["list"] if v["name"] == "detector")
+    assert var["query"].split(",") == [*DETECTORS, *TYPOLOGIES]
