@@ -45,7 +45,8 @@ _TXN_TYPES = (CustodyTxn, ClearingTxn)
 class Detector:
     """Base class: dispatch, clock, alert book, reset and snapshots.
 
-    Subclasses set ``name`` and ``version``, build their state in
+    Subclasses set ``name``, ``version`` and, when they ignore a transaction
+    kind, ``flow_kinds``; they build their state in
     :meth:`_fresh` (a dict of attribute names to initial values: exactly what
     a snapshot saves) and implement ``_on_flow`` and, where they care,
     ``_on_reference``, ``_on_report``, ``_on_tick`` (every subject, at a
@@ -54,6 +55,10 @@ class Detector:
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    #: The transaction kinds whose flows can change this detector's state or
+    #: findings; an engine hands it no others (a detector that ignores
+    #: clearing payments is never called for one).
+    flow_kinds: ClassVar[frozenset[str]] = frozenset({"custody_txn", "clearing_txn"})
 
     def __init__(self, config: Config | None = None, ref: Reference | None = None) -> None:
         self.config = config or load_config()

@@ -85,6 +85,8 @@ class CrossBankClearing(Detector):
 
     name = "cross_bank_clearing"
     version = "1.0"
+    # Custody bookings never leave the custody bank: clearing payments only.
+    flow_kinds = frozenset({"clearing_txn"})
 
     def _fresh(self) -> dict[str, Any]:
         return {"institutions": {}}

@@ -23,6 +23,7 @@ letters, so that read = accepted + duplicates + dead letters.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import msgspec
 
@@ -116,30 +117,51 @@ class Deduplicator:
 
     def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
-        # (kind, feed) -> watermark, and -> {txn_id: ts}
-        self.watermarks: dict[tuple[str, str], int] = {}
-        self.seen: dict[tuple[str, str], dict[str, int]] = {}
+        # (kind, feed) -> [watermark (-1 before the first), {txn_id: ts}]:
+        # one look-up a transaction.
+        self._feeds: dict[tuple[str, str], list[Any]] = {}
         self._size = 0
         self._sweep_at = 1 << 16
 
+    @property
+    def watermarks(self) -> dict[tuple[str, str], int]:
+        """(kind, feed) -> the feed's watermark, for the feeds that have one."""
+        return {key: feed[0] for key, feed in self._feeds.items() if feed[0] >= 0}
+
+    @property
+    def seen(self) -> dict[tuple[str, str], dict[str, int]]:
+        """(kind, feed) -> {txn_id: ts} of the ids remembered."""
+        return {key: feed[1] for key, feed in self._feeds.items()}
+
+    def load(
+        self,
+        watermarks: dict[tuple[str, str], int],
+        seen: dict[tuple[str, str], dict[str, int]],
+        size: int,
+    ) -> None:
+        """Take the state :attr:`watermarks`, :attr:`seen` and ``len`` gave."""
+        self._feeds = {key: [watermarks.get(key, -1), ids] for key, ids in seen.items()}
+        for key, mark in watermarks.items():
+            self._feeds.setdefault(key, [mark, {}])
+        self._size = size
+
     def admit(self, kind: str, feed: str, txn_id: str, ts: int) -> str:
         """``"new"``, ``"duplicate"`` or ``"too_late"``."""
-        key = (kind, feed)
-        mark = self.watermarks.get(key, -1)
-        if ts < mark - self.horizon_ms:
+        state = self._feeds.get((kind, feed))
+        mark = -1 if state is None else state[0]
+        horizon = self.horizon_ms
+        if ts < mark - horizon:
             return "too_late"
-        seen = self.seen.get(key)
-        if seen is None:
-            seen = self.seen[key] = {}
-        elif txn_id in seen:
+        if state is None:
+            state = self._feeds[(kind, feed)] = [-1, {}]
+        seen = state[1]
+        if txn_id in seen:
             # Before the watermark moves: a redelivered far-future record
             # must not pull it forward again.
             return "duplicate"
         seen[txn_id] = ts
         if ts > mark:
-            self.watermarks[key] = (
-                mark + self.horizon_ms if mark >= 0 and ts - mark > self.horizon_ms else ts
-            )
+            state[0] = mark + horizon if mark >= 0 and ts - mark > horizon else ts
         self._size += 1
         if self._size > self._sweep_at:
             self._sweep()
@@ -147,10 +169,10 @@ class Deduplicator:
 
     def _sweep(self) -> None:
         size = 0
-        for key, seen in self.seen.items():
-            horizon = self.watermarks[key] - self.horizon_ms
-            kept = {k: t for k, t in seen.items() if t >= horizon}
-            self.seen[key] = kept
+        for state in self._feeds.values():
+            horizon = state[0] - self.horizon_ms
+            kept = {k: t for k, t in state[1].items() if t >= horizon}
+            state[1] = kept
             size += len(kept)
         self._size = size
         self._sweep_at = max(1 << 16, 2 * size)
@@ -192,18 +214,37 @@ class Engine:
 
     def _link(self) -> None:
         """All detectors' alert books write into one list, in detector order,
-        and the per-flow hook of each detector is bound once."""
+        and each record kind is routed to the hooks of the detectors that
+        care about it, bound once: a transaction kind to the detectors whose
+        ``flow_kinds`` name it, reference records and reports to those that
+        define ``_on_reference`` or ``_on_report``. Skipping the others
+        changes nothing they would find: their hooks do nothing with it."""
         self._out: list[Alert] = []
         for det in self.detectors:
             det.book.out = self._out
-        self._on_flow = [det._on_flow for det in self.detectors]
+        self._routes = {
+            kind: [det._on_flow for det in self.detectors if kind in det.flow_kinds]
+            for kind in (CustodyTxn.TYPE, ClearingTxn.TYPE)
+        }
+        self._on_reference = [
+            det._on_reference
+            for det in self.detectors
+            if type(det)._on_reference is not Detector._on_reference
+        ]
+        self._on_report = [
+            det._on_report
+            for det in self.detectors
+            if type(det)._on_report is not Detector._on_report
+        ]
 
     def process(self, record: Record, source: str = "") -> list[Alert]:
         t = type(record)
         if t is CustodyTxn or t is ClearingTxn:
             ts = record.ts  # type: ignore[union-attr]
             flow = self.ref.flow(record)  # type: ignore[arg-type]
-            verdict = self.dedup.admit(t.TYPE, feed_key(flow), record.txn_id, ts)  # type: ignore[union-attr]
+            # A custody transaction's feed is its platform (feed_key, inline).
+            feed = flow.platform_id if t is CustodyTxn else feed_key(flow)
+            verdict = self.dedup.admit(t.TYPE, feed, record.txn_id, ts)  # type: ignore[union-attr, arg-type]
             if verdict != "new":
                 if verdict == "duplicate":
                     self.counts["duplicates"] += 1
@@ -215,14 +256,17 @@ class Engine:
                 # Detectors keep per-subject clocks; the engine's is handed
                 # to them only for heartbeats and the end (see _sync).
                 self.now = ts
-            for on_flow in self._on_flow:
+            for on_flow in self._routes[t.TYPE]:
                 on_flow(flow)
         else:
             self.counts["accepted"] += 1
             if t is Entity or t is Account or t is Product or t is Loan:
                 self.ref.add(record)  # type: ignore[arg-type]
-            for det in self.detectors:
-                det.update(record)
+                for on_reference in self._on_reference:
+                    on_reference(record)
+            else:
+                for on_report in self._on_report:
+                    on_report(record)
         out = self._out
         if not out:
             return _NO_ALERTS
@@ -306,7 +350,7 @@ class Engine:
         payload = pickle.loads(blob)
         if not self._shared_ref:
             self.ref = payload["ref"]
-        self.dedup.watermarks, self.dedup.seen, self.dedup._size = payload["dedup"]
+        self.dedup.load(*payload["dedup"])
         self.counts = payload["counts"]
         self.now = payload["clock"]
         for det in self.detectors:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from fractions import Fraction
+from math import lcm
 from typing import Any
 
 from fundflow.schemas.records import Product
@@ -88,8 +89,13 @@ class ExcessiveReturn(Detector):
 
     name = "excessive_return"
     version = "1.0"
+    # Its subjects are platforms, named by custody transactions only.
+    flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
+        # Derived from the reference's products, not state: (reference,
+        # its product_version, term bucket -> sorted peer rates).
+        self._peer_rates: tuple[Any, int, dict[int, list[tuple[int, str]]], int] | None = None
         return {"platforms": {}}
 
     def _state(self, pid: str) -> _Platform:
@@ -146,20 +152,49 @@ class ExcessiveReturn(Detector):
             if loan is not None and product.annual_rate > loan.annual_rate:
                 self._above_loan(pid, st, f, product, loan.annual_rate)
 
+    def _rates_by_bucket(self) -> tuple[dict[int, list[tuple[int, str]]], int]:
+        """Every known product's rate, per term bucket, as ``(rate x scale,
+        product id)`` sorted, with the common ``scale`` that makes each rate
+        a whole number: exact, and sorted the way the fractions are. Built
+        again only when a product record has arrived since."""
+        ref = self.ref
+        cached = self._peer_rates
+        if cached is not None and cached[0] is ref and cached[1] == ref.product_version:
+            return cached[2], cached[3]
+        rates = [(Fraction(p.annual_rate), p) for p in ref.products.values()]
+        scale = 1
+        for r, _ in rates:
+            scale = lcm(scale, r.denominator)
+        buckets: dict[int, list[tuple[int, str]]] = {}
+        for r, p in rates:
+            whole = r.numerator * (scale // r.denominator)
+            buckets.setdefault(self._bucket(p.term_days), []).append((whole, p.product_id))
+        for peers in buckets.values():
+            peers.sort()
+        self._peer_rates = (ref, ref.product_version, buckets, scale)
+        return buckets, scale
+
     def _judge(self, pid: str, st: _Platform, f: Flow, product: Product) -> None:
         cfg = self.config.excessive_return
         bucket = self._bucket(product.term_days)
-        peers = sorted(
-            (Fraction(p.annual_rate), p.product_id)
-            for p in self.ref.products.values()
-            if p.product_id != product.product_id and self._bucket(p.term_days) == bucket
-        )
-        if len(peers) < cfg.min_peers:
+        buckets, scale = self._rates_by_bucket()
+        in_bucket = buckets.get(bucket, [])
+        # The product itself is in its bucket (it is a known product).
+        if len(in_bucket) - 1 < cfg.min_peers:
             return  # judged at a later investment, once enough peers are known
+        peers = [peer for peer in in_bucket if peer[1] != product.product_id]
         st.judged.add(product.product_id)
-        rates = [r for r, _ in peers]
-        mid = median(rates)
-        mad = median([abs(r - mid) for r in rates])
+        # Median and MAD in whole numbers of 1/(2 x scale) and 1/(4 x scale):
+        # the same exact values as over the fractions.
+        n = len(peers)
+        mid2 = 2 * peers[n // 2][0] if n % 2 else peers[n // 2 - 1][0] + peers[n // 2][0]
+        devs = sorted(abs(2 * r - mid2) for r, _ in peers)
+        mid = Fraction(mid2, 2 * scale)
+        mad = (
+            Fraction(devs[n // 2], 2 * scale)
+            if n % 2
+            else Fraction(devs[n // 2 - 1] + devs[n // 2], 4 * scale)
+        )
         limit = mid + max(cfg.mad_multiplier * mad, cfg.min_margin)
         rate = Fraction(product.annual_rate)
         if rate <= limit:

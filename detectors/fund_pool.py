@@ -119,6 +119,8 @@ class FundPool(Detector):
 
     name = "fund_pool"
     version = "1.0"
+    # Its subjects are platforms, named by custody transactions only.
+    flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
         cfg = self.config.fund_pool
@@ -131,10 +133,9 @@ class FundPool(Detector):
         pid = f.platform_id
         if pid is None or f.currency != "CNY":
             return
-        src, dst = f.src, f.dst
-        ref = self.ref
-        src_in = ref.controls(pid, src)
-        dst_in = ref.controls(pid, dst)
+        src = f.src
+        src_in = f.src_in
+        dst_in = f.dst_in
         from_lender = src is not None and src.role in LENDER_ROLES and not src_in
         if not (src_in or dst_in or (from_lender and f.purpose == "invest")):
             return

@@ -75,16 +75,17 @@ class GuaranteedReturn(Detector):
 
     name = "guaranteed_return"
     version = "1.0"
+    # Its subjects are platforms, named by custody transactions only.
+    flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
         return {"platforms": {}}
 
-    def _platform_side(self, pid: str, account: Account | None) -> bool:
-        if account is None:
-            return False
-        if account.role == "risk_reserve" and account.platform_id == pid:
-            return True
-        return self.ref.controls(pid, account)
+    @staticmethod
+    def _platform_side(pid: str, account: Account, controlled: bool) -> bool:
+        """The platform's own side: an account it controls (``controlled``,
+        resolved on the flow) or its risk reserve."""
+        return controlled or (account.role == "risk_reserve" and account.platform_id == pid)
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
@@ -95,7 +96,7 @@ class GuaranteedReturn(Detector):
             return
         loan_id = f.loan_id
         if dst.role in LENDER_ROLES and f.purpose in PAYOUT_PURPOSES:
-            if self._platform_side(pid, src):
+            if self._platform_side(pid, src, f.src_in):
                 if loan_id is None and f.purpose == "interest":
                     return
                 self._paid_on(pid, f, src, loan_id or NO_LOAN)
@@ -103,7 +104,7 @@ class GuaranteedReturn(Detector):
         if (
             loan_id is not None
             and f.purpose == "repay"
-            and self._platform_side(pid, dst)
+            and self._platform_side(pid, dst, f.dst_in)
             and self._borrower(loan_id, src)
         ):
             st = self._state(pid, f.ts)

@@ -180,6 +180,8 @@ class MaturityMismatch(Detector):
 
     name = "maturity_mismatch"
     version = "1.0"
+    # Its subjects are platforms, named by custody transactions only.
+    flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
         return {"platforms": {}}
@@ -218,25 +220,26 @@ class MaturityMismatch(Detector):
             else None
         )
         if purpose == "invest" and f.product_id is not None:
-            self._product_money(pid, f)
+            product = self.ref.products.get(f.product_id)
+            if product is not None:
+                if st is None:
+                    st = self.platforms[pid] = _Platform()
+                self._product_money(st, f, product.term_days)
         if f.loan_id is not None:
             if purpose in FUNDING_PURPOSES:
-                self._fund(pid, f, taken)
+                if st is None:
+                    st = self.platforms[pid] = _Platform()
+                self._fund(pid, st, f, taken)
             elif purpose == "repay":
                 self._repay(pid, f)
-        elif purpose == "invest" and f.product_id is not None and self.ref.controls(pid, f.dst):
+        elif purpose == "invest" and f.product_id is not None and f.dst_in:
             st = self._platform(pid)
             st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.product_id])
-        elif taken and self.ref.controls(pid, f.dst):
+        elif taken and f.dst_in:
             lots = st.lots.setdefault(f.dst_id, deque())  # type: ignore[union-attr]
             lots.extend([f.ts, amount, product] for product, amount in taken)
 
-    def _product_money(self, pid: str, f: Flow) -> None:
-        product = self.ref.products.get(f.product_id)  # type: ignore[arg-type]
-        if product is None:
-            return
-        st = self._platform(pid)
-        term = product.term_days
+    def _product_money(self, st: _Platform, f: Flow, term: int) -> None:
         st.product_amount += f.amount
         st.product_weighted += f.amount * term
         st.ratio_moved = True
@@ -257,8 +260,7 @@ class MaturityMismatch(Detector):
             del st.lots[account]
         return taken
 
-    def _fund(self, pid: str, f: Flow, taken: list[tuple[str, int]] | None) -> None:
-        st = self._platform(pid)
+    def _fund(self, pid: str, st: _Platform, f: Flow, taken: list[tuple[str, int]] | None) -> None:
         loan_id: str = f.loan_id  # type: ignore[assignment]
         loan = st.loans.get(loan_id)
         if loan is None:

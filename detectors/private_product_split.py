@@ -86,6 +86,8 @@ class PrivateProductSplit(Detector):
 
     name = "private_product_split"
     version = "1.0"
+    # Its subjects are platforms, named by custody transactions only.
+    flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
         # platform -> product id -> offering; platform -> its clock

@@ -35,7 +35,10 @@ class Flow(msgspec.Struct, frozen=True, gc=False):
     """A transaction as the detectors see it: ``amount`` fen from ``src_id``
     to ``dst_id`` at ``ts``; ``src``/``dst`` are the account records, or
     ``None`` for an unknown party. ``platform_id`` is set for custody
-    transactions, ``system`` and ``initiator_id`` for clearing ones."""
+    transactions, ``system`` and ``initiator_id`` for clearing ones.
+    ``src_in``/``dst_in`` say whether the custody transaction's platform
+    controls that side (:meth:`Reference.controls`), resolved once for the
+    detectors that ask; always false for a clearing transaction."""
 
     txn_id: str
     ts: int
@@ -52,6 +55,8 @@ class Flow(msgspec.Struct, frozen=True, gc=False):
     system: str | None
     initiator_id: str | None
     custody: bool
+    src_in: bool = False
+    dst_in: bool = False
 
 
 def feed_key(flow: Flow) -> str:
@@ -91,6 +96,9 @@ class Reference:
         # One copy of each recurring value (bank, platform and purpose ids,
         # licence lists, rates): the first seen of equal values is shared.
         self._shared: dict[Any, Any] = {}
+        # Counts product records added: what is derived from the products
+        # (excessive_return's peer rates) is rebuilt when it moves.
+        self.product_version = 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]  # attributes added since the checkpoint
@@ -112,6 +120,7 @@ class Reference:
                 annual_rate=self._share_rate(record.annual_rate),  # type: ignore[union-attr]
             )
             self.products[product.product_id] = product
+            self.product_version += 1
         elif t is Loan:
             self._add_loan(record)  # type: ignore[arg-type]
 
@@ -197,6 +206,20 @@ class Reference:
         if type(txn) is CustodyTxn:
             src = accounts.get(txn.debit_account)
             dst = accounts.get(txn.credit_account)
+            # Reference.controls for both sides, inline: every platform
+            # detector asks it of most custody transactions.
+            pid = txn.platform_id
+            related = self._related.get(pid, _EMPTY)
+            src_in = src is not None and (
+                src.owner_id == pid
+                or (src.role in PLATFORM_ROLES and src.platform_id == pid)
+                or src.owner_id in related
+            )
+            dst_in = dst is not None and (
+                dst.owner_id == pid
+                or (dst.role in PLATFORM_ROLES and dst.platform_id == pid)
+                or dst.owner_id in related
+            )
             return Flow(
                 txn.txn_id,
                 txn.ts,
@@ -213,6 +236,8 @@ class Reference:
                 None,
                 None,
                 True,
+                src_in,
+                dst_in,
             )
         src = accounts.get(txn.payer_account)
         dst = accounts.get(txn.payee_account)

@@ -112,6 +112,7 @@ class ReserveMisuse(Detector):
     version = "1.0"
 
     def _fresh(self) -> dict[str, Any]:
+        self._lateness_ms = self.config.engine.dedup_window_ms
         return {"reserves": {}, "institutions": {}, "unmatched_reports": 0}
 
     # -- records -------------------------------------------------------------
@@ -193,11 +194,11 @@ class ReserveMisuse(Detector):
             self._move(f.dst_id, f.ts, f.amount)
             if f.purpose == "interest":
                 self._episode(dst.owner_id, "reserve_interest", f.dst_id, f)  # type: ignore[union-attr]
-        for acc in (src, dst):
-            if acc is not None and acc.role == "client_reserve":
-                inst = self.institutions[acc.owner_id]
-                if acc.account_id in inst.unchecked:
-                    self._check_banks(acc.owner_id, inst, ts, [acc.account_id])
+        for acc, is_res in ((src, src_res), (dst, dst_res)):
+            if is_res:
+                inst = self.institutions[acc.owner_id]  # type: ignore[union-attr]
+                if inst.unchecked and acc.account_id in inst.unchecked:  # type: ignore[union-attr]
+                    self._check_banks(acc.owner_id, inst, ts, [acc.account_id])  # type: ignore[union-attr]
 
     def _move(self, account: str, ts: int, delta: int) -> None:
         res = self.reserves.get(account)
@@ -205,12 +206,12 @@ class ReserveMisuse(Detector):
             res = self.reserves[account] = _Reserve()
         if ts <= res.base_ms:
             return  # already inside the balance snapshot
-        res.tail.append((ts, delta))
+        tail = res.tail
+        tail.append((ts, delta))
         res.tail_sum += delta
         # Fold movements older than the lateness window into the base.
-        horizon = ts - self.config.engine.dedup_window_ms
-        tail = res.tail
-        while tail and tail[0][0] < horizon:
+        horizon = ts - self._lateness_ms
+        while tail[0][0] < horizon:
             t, d = tail.popleft()
             res.base += d
             res.tail_sum -= d

@@ -93,6 +93,8 @@ class SelfFinancing(Detector):
 
     name = "self_financing"
     version = "1.0"
+    # Its subjects are platforms, named by custody transactions only.
+    flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
         cfg = self.config.self_financing
@@ -123,7 +125,7 @@ class SelfFinancing(Detector):
             and src.role in LENDER_ROLES
             and f.purpose != "fee"
             and dst is not None
-            and (self.ref.controls(pid, dst) or self._related(pid, dst.owner_id) is not None)
+            and (f.dst_in or self._related(pid, dst.owner_id) is not None)
         )
         borrower = self._related_borrower(pid, f)
         if not (held or custody_out or lender_in or borrower):

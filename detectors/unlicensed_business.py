@@ -40,6 +40,7 @@ money moved (re-emitted under the same id as it grows).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from fundflow.schemas.records import Entity
@@ -69,17 +70,17 @@ def restricted_words_in(name: str, cfg: UnlicensedConfig) -> list[str]:
     harmless = [
         (i, i + len(p)) for p in cfg.harmless_phrases for i in _positions(folded, p.upper())
     ]
+    by_first = _words_by_first_letter(cfg.restricted_words)
     found: list[str] = []
     i = 0
     while i < len(folded):
-        for word, _ in cfg.restricted_words:  # longest first
-            w = word.upper()
+        for word, w, latin in by_first.get(folded[i], ()):  # longest first
             if not folded.startswith(w, i):
                 continue
             end = i + len(w)
             if any(a <= i and end <= b for a, b in harmless):
                 continue
-            if w.isascii() and (_latin(folded, i - 1) or _latin(folded, end)):
+            if latin and (_latin(folded, i - 1) or _latin(folded, end)):
                 continue
             if word not in found:
                 found.append(word)
@@ -87,6 +88,20 @@ def restricted_words_in(name: str, cfg: UnlicensedConfig) -> list[str]:
             break
         i += 1
     return found
+
+
+@lru_cache(maxsize=8)
+def _words_by_first_letter(
+    words: tuple[tuple[str, frozenset[str]], ...],
+) -> dict[str, tuple[tuple[str, str, bool], ...]]:
+    """The restricted words, upper-cased, grouped by their first letter in
+    their order (longest first): ``(word, upper-cased, is Latin)``. Only a
+    word starting with the letter at a place can match there."""
+    groups: dict[str, list[tuple[str, str, bool]]] = {}
+    for word, _ in words:
+        w = word.upper()
+        groups.setdefault(w[0], []).append((word, w, w.isascii()))
+    return {letter: tuple(group) for letter, group in groups.items()}
 
 
 def _positions(text: str, phrase: str) -> list[int]:
@@ -168,14 +183,15 @@ class UnlicensedBusiness(Detector):
         cfg = self.config.unlicensed_business
         entities = self.ref.entities
         src, dst = f.src, f.dst
-        # (subject, signal) -> accounts involved; one transaction counts once per finding.
-        hits: dict[tuple[str, str], list[str]] = {}
+        # (subject, signal) -> accounts involved; one transaction counts once
+        # per finding. Made only for a transaction that has a finding.
+        hits: dict[tuple[str, str], list[str]] | None = None
         if f.custody:
             pid = f.platform_id
-            if f.purpose in LENDING_PURPOSES and f.loan_id is not None and pid is not None:
+            if f.loan_id is not None and pid is not None and f.purpose in LENDING_PURPOSES:
                 e = entities.get(pid)
                 if e is not None and cfg.lending_licence not in e.licenses:
-                    hits[(pid, "unlicensed_lending")] = [f.src_id, f.dst_id]
+                    hits = {(pid, "unlicensed_lending"): [f.src_id, f.dst_id]}
         else:
             initiator = entities.get(f.initiator_id)  # type: ignore[arg-type]
             if (
@@ -184,20 +200,29 @@ class UnlicensedBusiness(Detector):
                 and cfg.payment_licence not in initiator.licenses
                 and (src is None or src.owner_id != initiator.entity_id)
             ):
-                hits[(initiator.entity_id, "unlicensed_payment")] = [f.src_id, f.dst_id]
-        for acc, acc_id in ((src, f.src_id), (dst, f.dst_id)):
+                hits = {(initiator.entity_id, "unlicensed_payment"): [f.src_id, f.dst_id]}
+        for acc in (src, dst):
+            # A known account: its id is the flow's id for that side.
             if acc is None:
                 continue
-            if acc.role in CUSTODY_ROLES:
+            role = acc.role
+            if role in CUSTODY_ROLES:
                 bank = entities.get(acc.bank_id)
                 if bank is not None and cfg.custody_licence not in bank.licenses:
-                    hits.setdefault((acc.bank_id, "unlicensed_custody"), []).append(acc_id)
-            elif acc.role == "client_reserve":
+                    if hits is None:
+                        hits = {}
+                    key = (acc.bank_id, "unlicensed_custody")
+                    hits.setdefault(key, []).append(acc.account_id)
+            elif role == "client_reserve":
                 owner = entities.get(acc.owner_id)
                 if owner is not None and cfg.payment_licence not in owner.licenses:
-                    hits.setdefault((acc.owner_id, "unlicensed_payment"), []).append(acc_id)
-        for (subject, signal), accounts in hits.items():
-            self._found(subject, signal, f, accounts)
+                    if hits is None:
+                        hits = {}
+                    key = (acc.owner_id, "unlicensed_payment")
+                    hits.setdefault(key, []).append(acc.account_id)
+        if hits is not None:
+            for (subject, signal), accounts in hits.items():
+                self._found(subject, signal, f, accounts)
 
     def _found(self, subject: str, signal: str, f: Flow, accounts: list[str]) -> None:
         per = self.entities.get(subject)
