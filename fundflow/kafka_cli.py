@@ -176,7 +176,8 @@ def worker_cmd(
         install(load_redactor(config_path))  # account ids in log lines: hashed by default
     except ValueError as e:
         raise KafkaUserError(str(e)) from None
-    for noisy in ("kafka", "kafka.conn", "kafka.coordinator"):
+    logging.getLogger("mode.timers").setLevel(logging.ERROR)  # "timer overlapping" on a busy loop
+    for noisy in ("kafka", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(logging.WARNING if log_level != "DEBUG" else logging.INFO)
     metrics = server = None
     if metrics_port is not None:
@@ -198,7 +199,6 @@ def worker_cmd(
     worker = Worker(
         settings, config, sink, drain=drain_and_exit, expect_partitions=partitions, metrics=metrics
     )
-    worker.install_signals()
     health = None
     if health_port is not None:
         try:
@@ -209,7 +209,7 @@ def worker_cmd(
             ) from None
         logging.getLogger("fundflow.worker").info("health on %s", health.url)
     try:
-        worker.run()
+        code = worker.run()
     except WorkerError as e:
         raise KafkaUserError(str(e)) from None
     except errors as e:
@@ -219,6 +219,8 @@ def worker_cmd(
             health.close()
         if server is not None:
             server.close()
+    if code:
+        raise KafkaRuntimeError(f"the worker stopped on an error (exit {code}); see the log above")
 
 
 # -- fundflow topics -------------------------------------------------------------------

@@ -222,16 +222,18 @@ def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
     # and dead-letter topics are kept until an operator sets a retention.
     keep = {"retention.ms": "-1"}
     specs = {
-        names.reference: (n, compacted),
+        # The reference topic is a global table's changelog: one partition.
+        names.reference: (1, compacted),
         names.custody: (n, keep),
         names.clearing: (n, keep),
         names.reports: (n, keep),
         names.alerts: (n, compacted),
         names.deadletter: (1, keep),
-        # The checkpoint table: one partition, compacted; small segments so
-        # superseded snapshots are cleaned up within the hour.
+        # The checkpoint table's changelog: co-partitioned with the inputs,
+        # compacted; small segments so superseded snapshots are cleaned up
+        # within the hour.
         names.checkpoints: (
-            1,
+            n,
             {**compacted, "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
         ),
     }

@@ -53,6 +53,11 @@ class KafkaSettings:
     sink_batch: int = 500
     #: a worker that dies is noticed (and its partitions moved) after this long
     session_timeout_ms: int = 10_000
+    #: the alert store down: first retry after this long, doubling up to the cap
+    store_retry_seconds: float = 1.0
+    store_retry_max_seconds: float = 30.0
+    #: the alert store down: alerts kept in memory before the agents wait for it
+    store_buffer_limit: int = 100_000
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.partitions > 10_000:
@@ -83,6 +88,15 @@ class KafkaSettings:
             raise ValueError(f"kafka.checkpoint_seconds must be > 0, got {self.checkpoint_seconds}")
         if self.batch_size < 1 or self.batch_ms < 0 or self.sink_batch < 1:
             raise ValueError("kafka.batch_size and kafka.sink_batch must be >= 1, batch_ms >= 0")
+        if self.store_retry_seconds <= 0 or self.store_retry_max_seconds < self.store_retry_seconds:
+            raise ValueError(
+                "kafka.store_retry_seconds must be > 0 and <= kafka.store_retry_max_seconds, "
+                f"got {self.store_retry_seconds} and {self.store_retry_max_seconds}"
+            )
+        if self.store_buffer_limit < 1:
+            raise ValueError(
+                f"kafka.store_buffer_limit must be >= 1, got {self.store_buffer_limit}"
+            )
         if not self.bootstrap.strip():
             raise ValueError("kafka.bootstrap must name at least one host:port")
         check_namespace(self.namespace)

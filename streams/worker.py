@@ -1,40 +1,46 @@
-"""The always-on worker: Kafka topics in, engines, alerts out.
+"""The always-on worker: a Faust app, input topics in, engines, alerts out.
 
-One worker process holds:
-
-* every reference record (a consumer with no group that reads the whole
-  reference topic, caught up to its end offsets before any transaction is
-  processed, then polled before every batch);
-* one :class:`~fundflow.detectors.Engine` per input partition number it is
-  assigned (custody, clearing and reports partition *p* are co-partitioned:
-  the range assignor hands the three to the same worker), fed through the
-  event-time :class:`~fundflow.streams.merge.PartitionMerge`;
-* a checkpoint table (a compacted topic, one row per partition number: the
-  engine's snapshot and the input offsets it covers).
-
-Why not Faust: the brief asked for a faust-streaming app, and this worker
-keeps its design (agents become the poll loop, the Faust table becomes the
-checkpoint topic, a GlobalTable becomes the reference consumer), but it is
-written on kafka-python directly, which the project already depends on.
-Three things a Faust app would have had to fight: committing a partition's
-offsets *only* after its checkpoint is saved (Faust commits acked offsets on
-its own timer), restoring one engine from a table row *before* its
-partition's first record (Faust recovers tables in the background while
-agents start), and merging three topics of one partition in event-time order
-(Faust agents consume topics independently). Each is a few lines here.
-
-Delivery: at least once, made exact by determinism. Records after the last
-checkpoint are processed again after a crash and give the same alerts with
-the same ids and revisions; the alerts topic is compacted by id and the
-store upserts.
+* **Agents**, one per input topic (custody, clearing, reports), take their
+  records in batches (``stream.take_events``). The three topics are
+  co-partitioned: Faust's assignor hands partition *p* of all three, and
+  partition *p* of the checkpoint table, to one worker, where they feed one
+  :class:`~fundflow.detectors.Engine` through the event-time
+  :class:`~fundflow.streams.merge.PartitionMerge` (the three topics of a
+  partition leave it in event-time order, which is what makes the daemon
+  give the alerts of a replay).
+* **Reference data** is a ``GlobalTable`` whose changelog is the reference
+  topic (compacted, one partition). Every worker holds all of it, as one
+  shared :class:`~fundflow.detectors.reference.Reference`, and reads it to
+  its end before its streams start (the table is synchronised as an active
+  partition on every worker); later reference records reach the engines as
+  they arrive.
+* **Detector state** is the ``checkpoints`` table, backed by the checkpoint
+  topic as its changelog: per partition *p*, the engine's snapshot (chunked)
+  and the input offsets it covers, written to changelog partition *p*. Faust
+  recovers the table before the streams of a (re)assigned partition start;
+  the engine is restored from it at the partition's first record.
+* **Offsets**: the input topics are consumed with acks off, so Faust never
+  commits them on its own. A partition's offsets are committed only after
+  its checkpoint is written, itself only after the alerts and dead letters
+  of the records it covers are produced. A restarted worker, or the new
+  owner of a moved partition, resumes from the checkpoint; records between
+  the checkpoint and the crash are processed again and give the same alerts
+  with the same ids and revisions (the alerts topic is compacted by id and
+  the store keeps the highest revision), and records the checkpoint already
+  covers are skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
+import shutil
 import signal
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -46,17 +52,20 @@ from fundflow.detectors import Config, Engine
 from fundflow.detectors.metrics import AlertReporter, Metrics, NullMetrics
 from fundflow.detectors.reference import Reference
 from fundflow.schemas.decode import DeadLetter, RecordDecoder
-from fundflow.schemas.records import Alert, Balance, ClearingTxn, CustodyTxn, ReserveReport
+from fundflow.schemas.records import Alert, ClearingTxn, CustodyTxn, ReserveReport
+from fundflow.store import StoreError
 
 from . import engines
 from .checkpoint import Checkpoint, CheckpointError, decode_checkpoint, encode_checkpoint
 from .merge import PartitionMerge
 from .settings import KafkaSettings
-from .topics import INPUT_KINDS, TopicNames
+from .topics import INPUT_KINDS, REFERENCE_KINDS, TopicNames
 
 log = logging.getLogger("fundflow.worker")
 
 READY_LINE = "fundflow worker ready"
+#: Tries to start the Faust app before giving up (see Worker.run).
+START_ATTEMPTS = 3
 #: A warning when a partition's queue in the merge grows beyond this.
 MAX_BUFFERED = 50_000
 _DEAD_KEY = -(1 << 62)  # dead letters leave the merge first
@@ -73,14 +82,12 @@ def murmur2(data: bytes) -> int:
     return _murmur2(data)
 
 
-def _kafka():
+def _faust():
     try:
-        import kafka  # noqa: PLC0415
+        import faust  # noqa: PLC0415
     except ImportError:
-        raise WorkerError(
-            "the worker needs kafka-python: pip install kafka-python crc32c"
-        ) from None
-    return kafka
+        raise WorkerError("the worker needs faust-streaming: pip install faust-streaming") from None
+    return faust
 
 
 @dataclass
@@ -96,11 +103,114 @@ class PartitionState:
     finished: bool = False
     since_checkpoint: int = 0
     checkpointed_at: float = field(default_factory=time.monotonic)
+    saving: bool = False
+
+
+class StoreGuard:
+    """The alert store as the worker uses it: a write that fails does not
+    stop the worker.
+
+    A :class:`~fundflow.store.StoreError` from the sink marks the store down
+    and schedules a retry after ``first`` seconds, doubling up to ``cap``. The
+    alerts are kept: the sink keeps a batch it could not commit (every
+    buffered sink does, see :class:`~fundflow.store.BufferedSink`), and the
+    alerts that come while the store is down wait in :attr:`backlog` (they
+    are not handed to the sink, which would try to commit at each call).
+    :meth:`flush` is the one way back: it writes everything or reports
+    ``False``; the worker checkpoints only after it returned ``True``."""
+
+    def __init__(
+        self,
+        sink: Any,
+        first: float,
+        cap: float,
+        limit: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sink = sink
+        self.first = first
+        self.cap = cap
+        self.limit = limit
+        self.clock = clock
+        self.backlog: list[Alert] = []
+        self.delay = 0.0  # the last retry delay; 0 while the store is up
+        self.retry_at: float | None = None  # set while the store is down
+        self.failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self.retry_at is not None
+
+    @property
+    def pending(self) -> int:
+        """Alerts not yet committed to the store."""
+        return len(self.backlog) + getattr(self.sink, "pending", 0)
+
+    @property
+    def full(self) -> bool:
+        """The store is down and ``limit`` alerts wait for it."""
+        return self.down and self.pending >= self.limit
+
+    def upsert(self, alerts: list[Alert]) -> None:
+        if self.down:
+            self.backlog.extend(alerts)
+            return
+        try:
+            self.sink.upsert(alerts)
+        except StoreError as e:
+            self._failed(e)
+
+    def flush(self) -> bool:
+        """Writes every alert kept; ``False`` when the store is down (the
+        retry not due yet, or failed again)."""
+        if self.retry_at is not None and self.clock() < self.retry_at:
+            return False
+        try:
+            if self.backlog:
+                backlog, self.backlog = self.backlog, []
+                self.sink.upsert(backlog)  # what a failure leaves stays in the sink
+            self.sink.flush()
+        except StoreError as e:
+            self._failed(e)
+            return False
+        if self.retry_at is not None:
+            log.warning("alert store back after %d failed attempts; every kept alert written",
+                        self.failures)  # fmt: skip
+        self.retry_at = None
+        self.delay = 0.0
+        self.failures = 0
+        return True
+
+    def _failed(self, e: Exception) -> None:
+        self.failures += 1
+        self.delay = self.first if self.delay <= 0 else min(self.delay * 2, self.cap)
+        self.retry_at = self.clock() + self.delay
+        log.warning(
+            "alert store unavailable (%s): %d alerts kept, no checkpoint until they are "
+            "written; retry in %g s",
+            e, self.pending, self.delay,
+        )  # fmt: skip
+
+    def close(self) -> int:
+        """A last attempt to write what is kept (due or not), then the sink
+        is closed; returns how many alerts could not be written."""
+        self.retry_at = None
+        self.flush()
+        left = self.pending
+        with contextlib.suppress(StoreError):  # reported by the flush above
+            self.sink.close()
+        return left
+
+    def status(self) -> str:
+        """``ok``, or ``unavailable (retry in N s)``."""
+        if self.retry_at is None:
+            return "ok"
+        return f"unavailable (retry in {max(0, math.ceil(self.retry_at - self.clock()))} s)"
 
 
 class Worker:
-    """Runs until :meth:`stop` (SIGTERM) or, in drain mode, until every
-    assigned input partition is consumed to its end offset."""
+    """Runs until SIGTERM or, in drain mode, until every assigned input
+    partition is consumed to its end offset."""
 
     def __init__(
         self,
@@ -122,9 +232,20 @@ class Worker:
         self._reported: dict[str, int] = {"accepted": 0, "duplicates": 0}
         self._records_by: dict[tuple[str, str], int] = {}
         self._last_event_ms = -1
-        self._metrics_at = 0.0
         self.config = config
         self.sink = sink
+        # Writes to the store go through the guard: a store that is down
+        # holds back checkpoints, not the worker.
+        self.store = (
+            StoreGuard(
+                sink,
+                settings.store_retry_seconds,
+                settings.store_retry_max_seconds,
+                settings.store_buffer_limit,
+            )
+            if sink is not None
+            else None
+        )
         self.drain = drain
         self.expect_partitions = expect_partitions
         self.on_ready = on_ready
@@ -136,8 +257,6 @@ class Worker:
         self.ref_log: list[tuple[int, int, Any]] = []  # (partition, offset, record)
         self.ref_seen: dict[int, int] = {}  # reference partition -> next offset
         self.parts: dict[int, PartitionState] = {}
-        self.table: dict[str, bytes] = {}  # the checkpoint topic, latest value per key
-        self.stopping = False
         self.ready = False
         self.stats: dict[str, Any] = {
             "records": 0,
@@ -146,108 +265,93 @@ class Worker:
             "dead_letters": {},
             "checkpoints": 0,
             "finished_partitions": 0,
+            "skipped": 0,
+            "gaps": 0,
         }
         self._encode = msgspec.json.encode
         self._report_ms: dict[str, int] = {}
-        self._end_cache: dict[Any, tuple[float, int]] = {}
         self._warned: set[Any] = set()
-        self._pending_commits: dict[Any, Any] = {}
-        self._events: list[tuple[str, list[Any]]] = []
-        self._next_fetch: dict[Any, int] = {}
         self._subject_partition: dict[str, int] = {}
-        self._enqueued: dict[str, int] = {}
-        self._read_upto: dict[int, dict[Any, int]] = {}
+        self._next: dict[Any, int] = {}  # input tp -> next offset to take in
+        self._start: dict[Any, int] = {}  # input tp -> log start, for partitions with no checkpoint
+        self._seeks: dict[Any, int] = {}  # input tp -> offset to read again from
+        self._seeking: dict[Any, tuple[int, float]] = {}  # input tp -> (offset, when asked)
+        self._moved: dict[Any, float] = {}  # input tp -> when its last record was taken in
+        self._watched_at = 0.0
+        self._progress_at = 0.0
+        self._end: dict[Any, int] = {}  # input tp -> end offset last asked for
+        self._assigned: set[int] = set()
+        self._assigned_at = 0.0
+        self._finishing = False
         self.n_partitions = 1
-        self._drain_checked = 0.0
-        self.consumer: Any = None
-        self.producer: Any = None
+        self.app: Any = None
+        self.faust_worker: Any = None
+        self.exit_code = 0
 
     # -- life cycle ------------------------------------------------------------
 
-    def stop(self, *_: object) -> None:
-        self.stopping = True
-
-    def start_draining(self, *_: object) -> None:
-        self.drain = True
-
-    def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        signal.signal(signal.SIGUSR1, self.start_draining)
-
     def run(self) -> int:
-        kafka = _kafka()
-        opts = self.settings.client_options()
-        self._check_topics(kafka, opts)
-        self.producer = kafka.KafkaProducer(acks="all", linger_ms=1, **opts)
-        self.ref_consumer = self._reader(kafka, opts, self.names.reference)
-        self.cp_consumer = self._reader(kafka, opts, self.names.checkpoints)
-        self._catch_up_reference()
-        self.ready = True
-        log.info("%s: %d reference records", READY_LINE, len(self.ref_log))
-        if self.on_ready is not None:
-            self.on_ready()
-        from kafka.coordinator.assignors.range import RangePartitionAssignor  # noqa: PLC0415
-
-        self.consumer = kafka.KafkaConsumer(
-            group_id=self.names.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=[RangePartitionAssignor],
-            max_poll_records=self.settings.batch_size,
-            fetch_max_wait_ms=max(1, self.settings.batch_ms),
-            session_timeout_ms=self.settings.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
-            **opts,
-        )
-        # Metadata first: a group joined before it is known gets nothing
-        # from the range assignor.
-        self.consumer.topics()
-        self.consumer.subscribe(list(self.inputs), listener=_listener(self))
+        faust = _faust()
+        self._check_topics()
+        datadir = tempfile.mkdtemp(prefix="fundflow-worker-")
         try:
-            while not self.stopping:
-                self._poll_reference(0)
-                batch = self.consumer.poll(timeout_ms=self.settings.batch_ms)
-                self._enqueue(self._rebalanced(batch))
-                self._release_all()
-                self._maybe_checkpoint()
-                self._commit_pending()
-                if time.monotonic() - self._metrics_at >= 1.0:
-                    self._report_metrics()
-                if self.drain and self._drained():
-                    self._finish_all()
+            for attempt in range(1, START_ATTEMPTS + 1):
+                self.exit_code = 0
+                self._start_app(faust, datadir)
+                if self.ready or not self.exit_code or attempt == START_ATTEMPTS:
                     break
-            self._report_metrics()
+                # Faust's services can race at start-up on a loaded machine
+                # (the table manager asking the consumer thread for its
+                # assignment before that thread runs); nothing was consumed
+                # yet, so a fresh app is safe.
+                log.warning(
+                    "the Faust app failed before it was ready (attempt %d of %d); starting it again",
+                    attempt,
+                    START_ATTEMPTS,
+                )
+                time.sleep(1.0)
         finally:
-            self._shutdown()
-        return 0
-
-    def _shutdown(self) -> None:
-        try:
-            if self.consumer is not None:
-                for st in list(self.parts.values()):
-                    self._checkpoint(st)
-                self._commit_pending()
-                self.parts.clear()  # saved: leaving the group must not save them again
-                self.consumer.close(autocommit=False)
-        finally:
-            if self.producer is not None:
-                self.producer.flush()
-                self.producer.close()
-            if self.sink is not None:
-                self.sink.close()
-            for c in (getattr(self, "ref_consumer", None), getattr(self, "cp_consumer", None)):
-                if c is not None:
-                    c.close(autocommit=False)
+            shutil.rmtree(datadir, ignore_errors=True)
+            if self.store is not None and self.store.close():
+                log.error(
+                    "%d alerts not written to the alert store: no checkpoint covers "
+                    "them, a restart produces them again",
+                    self.store.pending,
+                )
+                self.exit_code = self.exit_code or 1
             log.info(
                 "fundflow worker stopped: %d records, %d alert revisions, %d checkpoints",
                 self.stats["records"],
                 self.stats["alerts"],
                 self.stats["checkpoints"],
             )
+        return self.exit_code
 
-    def _check_topics(self, kafka: Any, opts: dict[str, Any]) -> None:
-        consumer = kafka.KafkaConsumer(enable_auto_commit=False, **opts)
+    def _start_app(self, faust: Any, datadir: str) -> None:
+        self.app = _build_app(faust, self, datadir)
+        self.faust_worker = _worker_class(faust)(
+            self.app,
+            fundflow=self,
+            loglevel=logging.getLevelName(logging.getLogger().level),
+            override_logging=False,
+            redirect_stdouts=False,
+            quiet=True,
+            loop=asyncio.new_event_loop(),
+        )
+        try:
+            self.faust_worker.execute_from_commandline()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            if code and not self.exit_code:
+                self.exit_code = code
+
+    def _check_topics(self) -> None:
+        """Missing or mismatched topics are a one-line error before Faust starts."""
+        try:
+            from kafka import KafkaConsumer  # noqa: PLC0415
+        except ImportError:
+            raise WorkerError("the worker needs kafka-python: pip install kafka-python") from None
+        consumer = KafkaConsumer(enable_auto_commit=False, **self.settings.client_options())
         try:
             existing = consumer.topics()
             missing = [t for t in self.names.all() if t not in existing]
@@ -256,11 +360,18 @@ class Worker:
                     f"missing topics {', '.join(missing)}: run `fundflow topics create` "
                     f"with the same --namespace first"
                 )
-            counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in self.inputs}
+            table_topics = [*self.inputs, self.names.checkpoints]
+            counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in table_topics}
             if len(set(counts.values())) != 1:
                 raise WorkerError(
-                    "input topics must have one partition count (co-partitioned), got "
-                    + ", ".join(f"{t} {n}" for t, n in counts.items())
+                    "input and checkpoint topics must have one partition count "
+                    "(co-partitioned), got " + ", ".join(f"{t} {n}" for t, n in counts.items())
+                )
+            ref_parts = len(consumer.partitions_for_topic(self.names.reference) or ())
+            if ref_parts != 1:
+                raise WorkerError(
+                    f"{self.names.reference} must have one partition (a global table), "
+                    f"has {ref_parts}"
                 )
             n = next(iter(counts.values()))
             self.n_partitions = n
@@ -271,140 +382,107 @@ class Worker:
         finally:
             consumer.close()
 
-    # -- reference data and the checkpoint table --------------------------------
+    async def stop_gracefully(self) -> None:
+        """SIGTERM: checkpoint every partition (alerts flushed first), then stop."""
+        for st in list(self.parts.values()):
+            if not await self._checkpoint(st, force=True):
+                log.warning(
+                    "partition %d: no final checkpoint, the alert store is down; its records "
+                    "since the last one are processed again on restart",
+                    st.partition,
+                )
+        self.parts.clear()
 
-    def _reader(self, kafka: Any, opts: dict[str, Any], topic: str) -> Any:
-        """A group-less consumer over every partition of ``topic``, from the start."""
-        consumer = kafka.KafkaConsumer(
-            group_id=None, enable_auto_commit=False, max_poll_records=5000, **opts
+    async def wait_for_store(self) -> None:
+        """Holds an agent while the alert store is down and already keeps
+        ``store_buffer_limit`` alerts (the periodic tick retries it)."""
+        if self.store is None or not self.store.full:
+            return
+        log.warning(
+            "%d alerts wait for the alert store: input paused until it is back",
+            self.store.pending,
         )
-        tps = [kafka.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        return consumer
+        while self.store.full:
+            await asyncio.sleep(0.1)
 
-    def _read_to_end(self, consumer: Any, handle: Callable[[Any], None], timeout: float) -> None:
-        tps = list(consumer.assignment())
-        end = consumer.end_offsets(tps)
-        # Progress is counted from the records handed over, not from
-        # consumer.position(), which may run ahead of them (see _consumed).
-        done = self._read_upto.setdefault(id(consumer), consumer.beginning_offsets(tps))
-        deadline = time.monotonic() + timeout
-        while any(done.get(tp, 0) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise WorkerError(
-                    f"could not read {tps[0].topic} to its end within {timeout:.0f} s"
-                )
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                for m in records:
-                    handle(m)
-                if records:
-                    done[tp] = records[-1].offset + 1
+    def start_draining(self) -> None:
+        log.info("draining: finishing once every assigned partition is consumed to its end")
+        self.drain = True
 
-    def _catch_up_reference(self) -> None:
-        self._read_to_end(self.ref_consumer, self._apply_reference, timeout=600)
+    # -- reference data (the global table) ---------------------------------------
 
-    def _poll_reference(self, timeout_ms: int) -> None:
-        done = self._read_upto.setdefault(id(self.ref_consumer), {})
-        for tp, records in self.ref_consumer.poll(timeout_ms=timeout_ms).items():
-            for m in records:
-                self._apply_reference(m)
-            if records:
-                done[tp] = records[-1].offset + 1
+    def apply_reference(self, events: Iterable[Any]) -> None:
+        for event in events:
+            m = event.message
+            if m.offset < self.ref_seen.get(m.partition, 0):
+                continue  # read again (recovery, then the standby reader)
+            self.ref_seen[m.partition] = m.offset + 1
+            value = m.value
+            if value is None:  # a tombstone: reference records are never deleted
+                continue
+            rec = self.decoder.decode(value)
+            if type(rec) is DeadLetter or type(rec).TYPE not in REFERENCE_KINDS:
+                if type(rec) is not DeadLetter:
+                    rec = DeadLetter(
+                        reason="unknown_type",
+                        detail=f"a {type(rec).TYPE} record on the reference topic",
+                        raw=bytes(value).decode("utf-8", "backslashreplace"),
+                    )
+                self._dead_letter(rec, f"{m.topic}/{m.partition}@{m.offset}", self.names.reference)
+                continue
+            self.stats["reference_records"] += 1
+            self.ref.add(rec)
+            self.ref_log.append((m.partition, m.offset, rec))
+            for st in self.parts.values():
+                engines.feed_reference(st.engine, rec)
+                st.ref_offsets[m.partition] = m.offset + 1
 
-    def _apply_reference(self, m: Any) -> None:
-        self.ref_seen[m.partition] = m.offset + 1
-        if m.value is None:  # a tombstone: reference records are never deleted
-            return
-        rec = self.decoder.decode(m.value)
-        if type(rec) is DeadLetter or type(rec).TYPE not in (
-            "entity",
-            "account",
-            "product",
-            "loan",
-        ):
-            if type(rec) is not DeadLetter:
-                rec = DeadLetter(
-                    reason="unknown_type",
-                    detail=f"a {type(rec).TYPE} record on the reference topic",
-                    raw=bytes(m.value).decode("utf-8", "backslashreplace"),
-                )
-            self._dead_letter(rec, f"{m.topic}/{m.partition}@{m.offset}", self.names.reference)
-            return
-        self.stats["reference_records"] += 1
-        self.ref.add(rec)
-        self.ref_log.append((m.partition, m.offset, rec))
-        for st in self.parts.values():
-            engines.feed_reference(st.engine, rec)
-            st.ref_offsets[m.partition] = m.offset + 1
+    def on_recovered(self) -> None:
+        if not self.ready:
+            self.ready = True
+            log.info("%s: %d reference records", READY_LINE, len(self.ref_log))
+            if self.on_ready is not None:
+                self.on_ready()
 
-    def _refresh_table(self) -> None:
-        def keep(m: Any) -> None:
-            key = m.key.decode()
-            if m.value is None:
-                self.table.pop(key, None)
-            else:
-                self.table[key] = m.value
+    # -- partitions come and go -----------------------------------------------------
 
-        self._read_to_end(self.cp_consumer, keep, timeout=120)
+    def on_assigned(self, assigned: Iterable[Any]) -> None:
+        numbers = {tp.partition for tp in assigned if tp.topic in self.inputs}
+        for p in set(self.parts) - numbers:
+            self._drop(p)
+        self._assigned = numbers
+        self._assigned_at = time.monotonic()
 
-    # -- partitions come and go -------------------------------------------------
+    def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """A revoked partition is not checkpointed: its new owner may already
+        have read the table. It resumes from the last periodic checkpoint and
+        repeats what followed: the same records give the same alerts."""
+        for p in {tp.partition for tp in revoked if tp.topic in self.inputs}:
+            self._drop(p)
+            self._assigned.discard(p)
 
-    def _rebalanced(self, batch: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
-        """Applies the partition changes of the last ``poll()`` and returns
-        the part of its batch that may be processed.
+    def _drop(self, p: int) -> None:
+        st = self.parts.pop(p, None)
+        if st is not None:
+            st.merge.clear()
+        for table in (self._next, self._start, self._seeks, self._seeking, self._moved):
+            for tp in [tp for tp in table if tp.partition == p]:
+                del table[tp]
 
-        kafka-python runs rebalance callbacks on its I/O thread, which must
-        not block (a slow callback there stalled the group's coordinator in
-        our runs), so the callbacks only queue events and the work happens
-        here, on the main thread, right after the poll that delivered them.
-        A revoked partition is *not* checkpointed: its new owner may already
-        have read the table, and a late save would race with the new owner's.
-        Its state is kept aside instead, and taken back if the partition
-        returns with no newer checkpoint in the table (an eager rebalance
-        that revokes and re-assigns everything). Otherwise the new owner
-        resumes from the last periodic checkpoint and repeats what followed:
-        the same records give the same alerts with the same ids.
-        """
-        if not self._events:
-            return batch
-        events, self._events = self._events, []
-        fresh: set[int] = set()
-        for what, tps in events:
-            numbers = sorted({tp.partition for tp in tps if tp.topic in self.inputs})
-            if what == "revoked":
-                for p in numbers:
-                    st = self.parts.pop(p, None)
-                    if st is not None:
-                        st.merge.clear()
-                self._pending_commits = {
-                    tp: o for tp, o in self._pending_commits.items() if tp.partition not in numbers
-                }
-            else:
-                new = [p for p in numbers if p not in self.parts]
-                if new:
-                    self._refresh_table()
-                for p in new:
-                    self._take_partition(p)
-                fresh.update(new)
-        if not fresh:
-            return batch
-        # Records fetched from before our seek, for partitions just set up.
-        return {tp: recs for tp, recs in batch.items() if tp.partition not in fresh}
-
-    def _take_partition(self, p: int) -> None:
-        kafka = _kafka()
+    def _state(self, p: int) -> PartitionState:
+        """The partition's state, restored from the checkpoint table (which
+        Faust recovered before this partition's stream started)."""
+        st = self.parts.get(p)
+        if st is not None:
+            return st
+        rows = self.checkpoint_rows(p)
         try:
-            cp = decode_checkpoint(p, self.table)
+            cp = decode_checkpoint(p, rows)
         except CheckpointError as e:
-            # Should not happen (the head is written last); rebuild the
+            # The head is written last, so this should not happen; rebuild the
             # partition from the start of its topics rather than refuse to run.
             log.error("%s; rebuilding partition %d from the start of its topics", e, p)
             cp = None
-        # A partition (re)assigned always starts from its checkpoint: keeping
-        # the in-memory state across a rebalance that gives it straight back
-        # would save the replay of a few seconds, but that path lost records
-        # in our runs with kafka-python 3.0 and was not worth its risk.
         engine = engines.new_engine(self.config, self.ref)
         if cp is not None:
             engines.restore(engine, cp.state, self.ref)
@@ -416,87 +494,117 @@ class Worker:
             st = PartitionState(p, engine, PartitionMerge(), {}, {})
             ref_from = {}
             how = "no checkpoint"
-        # Reference records the engine's detectors have not seen yet.
         for rp, off, rec in self.ref_log:
             if off >= ref_from.get(rp, 0):
                 engines.feed_reference(engine, rec)
         st.ref_offsets = dict(self.ref_seen)
-        st.checkpointed_at = time.monotonic()
         self.parts[p] = st
-        for full, short in self.inputs.items():
-            tp = kafka.TopicPartition(full, p)
-            if short in st.offsets:
-                self.consumer.seek(tp, st.offsets[short])
-                self._next_fetch[tp] = st.offsets[short]
-            else:
-                start = self.consumer.beginning_offsets([tp])[tp]
-                self.consumer.seek(tp, start)
-                self._next_fetch[tp] = start
         log.info("partition %d assigned (%s)", p, how)
+        return st
 
-    # -- records -------------------------------------------------------------------
+    def checkpoint_rows(self, p: int) -> dict[str, bytes]:
+        prefix = str(p)
+        rows: dict[str, bytes] = {}
+        for key, value in self.table.data.items():
+            k = key.decode() if isinstance(key, bytes) else str(key)
+            if k == prefix or k.startswith(prefix + "/"):
+                rows[k] = value
+        return rows
 
-    def _enqueue(self, batch: dict[Any, list[Any]]) -> None:
+    # -- records ----------------------------------------------------------------------
+
+    def ingest(self, short: str, events: list[Any]) -> None:
+        """A batch of one input topic: decoded, queued in its partition's merge."""
         decode = self.decoder.decode
-        for tp, records in batch.items():
-            short = self.inputs[tp.topic]
-            st = self.parts.get(tp.partition)
-            if st is None:
-                continue
-            kind = INPUT_KINDS[short][0] if len(INPUT_KINDS[short]) == 1 else None
-            push = st.merge.queues[short].append
-            expect = self._next_fetch.get(tp)
-            if expect is not None and records and records[0].offset != expect:
-                log.warning(
-                    "%s/%d: fetched from offset %d, expected %d",
-                    tp.topic, tp.partition, records[0].offset, expect,
-                )  # fmt: skip
-            if records:
-                self._next_fetch[tp] = records[-1].offset + 1
-                self._enqueued[short] = self._enqueued.get(short, 0) + len(records)
-                log.debug(
-                    "fetched %s/%d %d..%d (%d)",
-                    tp.topic,
-                    tp.partition,
-                    records[0].offset,
-                    records[-1].offset,
-                    len(records),
-                )
-            for m in records:
-                value = m.value
-                if value is None:
-                    rec: Any = DeadLetter(
-                        reason="not_json", detail="empty message (null value)", raw=""
-                    )
+        kinds = INPUT_KINDS[short]
+        kind = kinds[0] if len(kinds) == 1 else None
+        touched: set[int] = set()
+        expected = self._next
+        moved = self._moved
+        now = time.monotonic()
+        assigned = self.app.consumer.assignment()
+        for event in events:
+            m = event.message
+            tp = m.tp
+            if tp not in assigned:
+                continue  # fetched before a rebalance took the partition away
+            p = m.partition
+            self._assigned.add(p)
+            st = self._state(p)
+            offset = m.offset
+            want = expected.get(tp)
+            if want is None:
+                want = st.offsets.get(short)
+                if want is None:
+                    want = self._start.get(tp, 0)
+                expected[tp] = want
+            if offset != want:
+                if offset < want:
+                    self.stats["skipped"] += 1  # processed already, or the checkpoint covers it
                 else:
-                    rec = decode(value, kind)
-                t = type(rec)
-                if t is CustodyTxn or t is ClearingTxn:
-                    key = rec.ts
-                elif t is DeadLetter:
-                    key = _DEAD_KEY
-                elif t is Balance:
-                    key = rec.as_of
-                elif t is ReserveReport:
-                    key = self._report_time(rec.as_of)
-                else:  # a reference record on an input topic: refused
-                    rec = DeadLetter(
-                        reason="unknown_type",
-                        detail=f"a {t.TYPE} record on the {short} topic",
-                        raw=bytes(value).decode("utf-8", "backslashreplace"),
-                    )
-                    key = _DEAD_KEY
-                push((key, m.offset, rec, m.timestamp))
-            if len(st.merge.queues[short]) > MAX_BUFFERED and tp not in self._warned:
-                # Not paused: kafka-python 3.0's fetcher stalled for good
-                # after pause/resume in our runs. The fetcher takes every
-                # partition in turn, so a queue grows only as far as one
-                # input runs ahead of another in event time.
+                    # A gap: Faust drops records it fetched while a rebalance
+                    # suspends the flow. Read again from the first one missing.
+                    self._seeks[tp] = want
+                continue
+            expected[tp] = offset + 1
+            moved[tp] = now
+            value = m.value
+            if value is None:
+                rec: Any = DeadLetter(
+                    reason="not_json", detail="empty message (null value)", raw=""
+                )
+            else:
+                rec = decode(value, kind)
+            t = type(rec)
+            if t is CustodyTxn or t is ClearingTxn:
+                key = rec.ts
+            elif t is DeadLetter:
+                key = _DEAD_KEY
+            elif t is ReserveReport:
+                key = self._report_time(rec.as_of)
+            else:
+                key = rec.as_of
+            ts = int(m.timestamp * 1000) if m.timestamp else -1
+            st.merge.push(short, key, offset, rec, ts)
+            touched.add(p)
+            queued = len(st.merge.queues[short])
+            if queued > MAX_BUFFERED and tp not in self._warned:
                 self._warned.add(tp)
                 log.warning(
                     "%s/%d: %d records wait in the merge for another input of the partition",
-                    tp.topic, tp.partition, len(st.merge.queues[short]),
+                    tp.topic, p, queued,
                 )  # fmt: skip
+        for p in touched:
+            self.release(self.parts[p])
+
+    async def learn_starts(self, events: list[Any]) -> None:
+        """The first offset of input partitions met for the first time with
+        no checkpoint: where their records begin (the log start)."""
+        unknown = {
+            e.message.tp
+            for e in events
+            if e.message.tp not in self._next and e.message.tp not in self._start
+        }
+        if unknown:
+            self._start.update(await self.app.consumer.earliest_offsets(*unknown))
+
+    async def seek_gaps(self) -> None:
+        """Moves the fetch position back where records went missing."""
+        while self._seeks:
+            tp, offset = self._seeks.popitem()
+            asked = self._seeking.get(tp)
+            now = time.monotonic()
+            if asked is not None and asked[0] == offset and now - asked[1] < 2.0:
+                continue  # asked already: records in flight from before it are dropped
+            self._seeking[tp] = (offset, now)
+            self.stats["gaps"] += 1
+            log.info("%s/%d: records missing from offset %d; reading again", *tp, offset)
+            try:
+                # In the consumer's own thread: a seek from this loop races
+                # with the fetcher there.
+                await self.app.consumer.seek_wait({tp: offset})
+            except Exception as e:  # noqa: BLE001 - a rebalance may have taken it; asked again later
+                log.warning("%s/%d: seek to %d failed: %s", *tp, offset, e)
 
     def _report_time(self, as_of: str) -> int:
         """A reserve report of day D is known at the end of D (local time)."""
@@ -507,39 +615,56 @@ class Worker:
             self._report_ms[as_of] = ms
         return ms
 
-    def _caught_up(self, tp: Any) -> bool:
-        end = self.consumer.highwater(tp)
+    def _consumed(self, tp: Any, st: PartitionState) -> int:
+        """The next offset to take in from ``tp``: after the last record
+        taken, else the checkpoint's, else the log start (an input with no
+        record yet; -1 while that is not known)."""
+        got = self._next.get(tp)
+        if got is not None:
+            return got
+        got = st.offsets.get(self.inputs[tp.topic])
+        if got is not None:
+            return got
+        return self._start.get(tp, -1)
+
+    def _highwater(self, tp: Any) -> int | None:
+        """The fetcher's high watermark of ``tp`` (``None`` when unknown or
+        no longer assigned: a rebalance may have just taken it)."""
+        try:
+            return self.app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - aiokafka asserts the partition is assigned
+            return None
+
+    def _caught_up(self, tp: Any, st: PartitionState) -> bool:
+        end = self._highwater(tp)
+        known = self._end.get(tp)
+        if end is None or (known is not None and known > end):
+            end = known
         if end is None:
-            now = time.monotonic()
-            cached = self._end_cache.get(tp)
-            if cached is None or now - cached[0] > 0.5:
-                cached = (now, self.consumer.end_offsets([tp])[tp])
-                self._end_cache[tp] = cached
-            end = cached[1]
-        return self._consumed(tp) >= end
+            return False
+        return self._consumed(tp, st) >= end
 
-    def _consumed(self, tp: Any) -> int:
-        """The offset after the last record ``poll()`` returned for ``tp``.
+    def release(self, st: PartitionState) -> None:
+        merge = st.merge
+        if not len(merge):
+            return
+        tp_of = self._tp
+        caught = {
+            short
+            for full, short in self.inputs.items()
+            if not merge.queues[short] and self._caught_up(tp_of(full, st.partition), st)
+        }
+        if self._process(st, merge.pop_ready(caught)):
+            st.finished = False
 
-        Not ``consumer.position()``: kafka-python 3 may count records it has
-        fetched but not yet returned, and a worker that took that for "read
-        to the end" stopped early (and merged out of order) in our runs."""
-        return self._next_fetch.get(tp, 0)
-
-    def _release_all(self) -> None:
-        kafka_tp = _kafka().TopicPartition
+    def release_all(self) -> None:
         for st in list(self.parts.values()):
-            merge = st.merge
-            if not len(merge):
-                continue
-            caught = {
-                short
-                for full, short in self.inputs.items()
-                if not merge.queues[short] and self._caught_up(kafka_tp(full, st.partition))
-            }
-            n = self._process(st, merge.pop_ready(caught))
-            if n:
-                st.finished = False
+            self.release(st)
+
+    def _tp(self, topic: str, partition: int) -> Any:
+        from faust.types import TP  # noqa: PLC0415
+
+        return TP(topic, partition)
 
     def _process(self, st: PartitionState, ready: Any) -> int:
         engine = st.engine
@@ -555,22 +680,21 @@ class Worker:
             by[(short, kind)] = by.get((short, kind), 0) + 1
             if ts > self._last_event_ms:
                 self._last_event_ms = ts
+            where = f"{names.topic(short)}/{st.partition}@{offset}"
             if type(rec) is DeadLetter:
-                self._dead_letter(
-                    rec, f"{names.topic(short)}/{st.partition}@{offset}", names.topic(short)
-                )
+                self._dead_letter(rec, where, names.topic(short))
                 continue
             try:
                 alerts = process(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the worker
-                log.exception("engine failed on %s/%d@%d", short, st.partition, offset)
+                log.exception("engine failed on %s", where)
                 self._dead_letter(
                     DeadLetter(
                         reason="bad_field",
                         detail=f"engine error {type(e).__name__}: {e}",
                         raw=self._encode(rec).decode(),
                     ),
-                    f"{names.topic(short)}/{st.partition}@{offset}",
+                    where,
                     names.topic(short),
                 )
                 continue
@@ -580,9 +704,7 @@ class Worker:
                     self._emit(alerts, ts)
             if engine.dead_letters:
                 for letter in engine.dead_letters:
-                    self._dead_letter(
-                        letter, f"{names.topic(short)}/{st.partition}@{offset}", names.topic(short)
-                    )
+                    self._dead_letter(letter, where, names.topic(short))
                 engine.dead_letters.clear()
         self.stats["records"] += n
         st.since_checkpoint += n
@@ -613,154 +735,233 @@ class Worker:
         return kept
 
     def _emit(self, alerts: list[Alert], source_ts: int = -1) -> None:
-        topic = self.names.alerts
+        topic = self.alerts_topic
         headers = [("source_ts", str(source_ts).encode())] if source_ts >= 0 else None
-        send = self.producer.send
         encode = self._encode
         for a in alerts:
-            send(topic, key=a.alert_id.encode(), value=encode(a), headers=headers)
+            topic.send_soon(key=a.alert_id.encode(), value=encode(a), headers=headers)
             self._alert_reporter.report(a)
         self.stats["alerts"] += len(alerts)
-        if self.sink is not None:
-            self.sink.upsert(alerts)
+        if self.store is not None:
+            self.store.upsert(alerts)
 
     def _dead_letter(self, letter: DeadLetter, source: str, source_topic: str) -> None:
         letter = msgspec.structs.replace(letter, source=source)
         dead = self.stats["dead_letters"]
         dead[letter.reason] = dead.get(letter.reason, 0) + 1
         self.metrics.dead_letters(letter.reason, 1)
-        self.producer.send(
-            self.names.deadletter, key=source_topic.encode(), value=self._encode(letter)
-        )
+        self.deadletter_topic.send_soon(key=source_topic.encode(), value=self._encode(letter))
 
-    # -- checkpoints ------------------------------------------------------------------
+    # -- checkpoints --------------------------------------------------------------------
 
-    def _commit_pending(self) -> None:
-        """Commits the offsets of saved checkpoints. They are informational
-        (a restarted worker resumes from its checkpoint's offsets, not from
-        these), so a commit refused during a rebalance is only logged."""
-        if not self._pending_commits:
-            return
-        commit, self._pending_commits = self._pending_commits, {}
-        try:
-            self.consumer.commit(commit)
-        except Exception as e:  # noqa: BLE001 - the checkpoint is what counts
-            log.warning("offset commit failed (the checkpoints hold the offsets): %s", e)
-
-    def _maybe_checkpoint(self) -> None:
+    async def maybe_checkpoint(self) -> None:
         now = time.monotonic()
         s = self.settings
         for st in list(self.parts.values()):
             if st.since_checkpoint >= s.checkpoint_records or (
                 st.since_checkpoint and now - st.checkpointed_at >= s.checkpoint_seconds
             ):
-                self._checkpoint(st)
+                await self._checkpoint(st)
 
-    def _checkpoint(self, st: PartitionState) -> None:
-        """Saves the partition's state, then commits the offsets it covers.
+    async def _checkpoint(self, st: PartitionState, force: bool = False) -> bool:
+        """Saves the partition's state, then commits the offsets it covers;
+        ``False`` when the alert store is down (no checkpoint, nothing committed).
 
-        Alerts and dead letters of the covered records are flushed first: a
-        checkpoint must never cover a record whose output could still be lost.
-        """
-        kafka = _kafka()
-        t0 = time.perf_counter()
-        self.producer.flush()
-        if self.sink is not None:
-            self.sink.flush()
-        st.generation += 1
-        cp = Checkpoint(
-            partition=st.partition,
-            generation=st.generation,
-            offsets=dict(st.offsets),
-            ref_offsets=dict(st.ref_offsets),
-            state=engines.snapshot(st.engine, self.ref),
-            finished=st.finished,
-        )
-        futures = [
-            self.producer.send(self.names.checkpoints, key=k.encode(), value=v, partition=0)
-            for k, v in encode_checkpoint(cp)
-        ]
-        self.producer.flush()
-        for f in futures:
-            f.get(timeout=60)  # raises if the checkpoint was not written
-        commit = {
-            kafka.TopicPartition(full, st.partition): kafka.structs.OffsetAndMetadata(
-                st.offsets[short], "", -1
+        The snapshot is taken first, at once with the offsets it covers; the
+        alerts and dead letters of those records were queued before it, and
+        are produced (and the store flushed) before the checkpoint is
+        written: a checkpoint never covers a record whose output could still
+        be lost."""
+        if st.saving or (not force and not st.since_checkpoint):
+            return True
+        if self.store is not None and not self.store.flush():
+            # The snapshot would cover alerts the store does not have yet.
+            return False
+        st.saving = True
+        try:
+            t0 = time.perf_counter()
+            st.generation += 1
+            cp = Checkpoint(
+                partition=st.partition,
+                generation=st.generation,
+                offsets=dict(st.offsets),
+                ref_offsets=dict(st.ref_offsets),
+                state=engines.snapshot(st.engine, self.ref),
+                finished=st.finished,
             )
-            for full, short in self.inputs.items()
-            if short in st.offsets
-        }
-        # Committed from the main loop (kafka-python runs rebalance callbacks,
-        # where revoked partitions are checkpointed, on its I/O thread, which
-        # must not block on a commit).
-        self._pending_commits.update(commit)
-        st.since_checkpoint = 0
-        st.checkpointed_at = time.monotonic()
-        self.stats["checkpoints"] += 1
-        log.debug(
-            "checkpoint partition %d generation %d offsets %s (%.1f ms)",
-            st.partition,
-            st.generation,
-            st.offsets,
-            1000 * (time.perf_counter() - t0),
-        )
+            covered, st.since_checkpoint = st.since_checkpoint, 0
+            await self.app.producer.flush()
+            if self.store is not None:
+                # Alerts of records taken in since the snapshot (those it
+                # covers were written above): a failure here is retried later.
+                self.store.flush()
+            futures = []
+            for key, value in encode_checkpoint(cp):
+                k = key.encode()
+                self.table.data[k] = value
+                futures.append(self.table.send_changelog(st.partition, k, value))
+            await self.app.producer.flush()
+            for fut in futures:
+                await asyncio.wait_for(asyncio.shield(fut), timeout=60)
+            commit = {
+                self._tp(full, st.partition): st_off
+                for full, short in self.inputs.items()
+                if (st_off := cp.offsets.get(short)) is not None
+            }
+            if commit and st.partition in self._assigned:
+                try:
+                    await self.app.consumer._commit(commit)
+                except Exception as e:  # noqa: BLE001 - the checkpoint is what counts
+                    log.warning("offset commit failed (the checkpoint holds the offsets): %s", e)
+            st.checkpointed_at = time.monotonic()
+            self.stats["checkpoints"] += 1
+            log.debug(
+                "checkpoint partition %d generation %d covering %d records, offsets %s (%.1f ms)",
+                st.partition,
+                st.generation,
+                covered,
+                cp.offsets,
+                1000 * (time.perf_counter() - t0),
+            )
+            return True
+        finally:
+            st.saving = False
 
-    # -- draining -------------------------------------------------------------------------
+    # -- draining ---------------------------------------------------------------------------
 
-    def _drained(self) -> bool:
-        """Every assigned input partition is consumed to its end offset and
-        nothing waits in a merge (checked at most every 200 ms)."""
+    async def watch_stalls(self) -> None:
+        """Every 2 s: an assigned input partition with records on the broker
+        beyond the next offset to take in, and none taken in for 3 s, is read
+        again from that offset (records Faust dropped during a rebalance
+        leave no gap to notice when none follow them)."""
         now = time.monotonic()
-        if now - self._drained_checked_at() < 0.2:
-            return False
-        self._drain_checked = now
-        if not self._joined:
-            return False
+        if now - self._watched_at < 2.0:
+            return
+        self._watched_at = now
+        consumer = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.inputs]
+        new = [tp for tp in tps if tp not in self._next and tp not in self._start]
+        if new:
+            st_of = {tp: self.parts.get(tp.partition) for tp in new}
+            unknown = [
+                tp for tp in new
+                if st_of[tp] is None or self.inputs[tp.topic] not in st_of[tp].offsets
+            ]  # fmt: skip
+            if unknown:
+                self._start.update(await consumer.earliest_offsets(*unknown))
+        if any(self._highwater(tp) is None and tp not in self._end for tp in tps):
+            await self.refresh_ends()
+        for tp in tps:
+            end = self._highwater(tp)
+            if end is None:
+                end = self._end.get(tp)
+            if end is None:
+                continue
+            want = self._next.get(tp)
+            if want is None:
+                st = self.parts.get(tp.partition)
+                short = self.inputs[tp.topic]
+                want = st.offsets.get(short) if st is not None else None
+                if want is None:
+                    want = self._start.get(tp)
+            if want is None or want >= end:
+                continue
+            since = self._moved.setdefault(tp, now)
+            if now - since >= 3.0:
+                self._seeks[tp] = want
+                self._moved[tp] = now
+        await self.seek_gaps()
+
+    async def tick(self) -> None:
+        """Every ``batch_ms``: release what waited, checkpoints, draining."""
+        self.release_all()
+        store = self.store
+        # The store's retry, once it is due.
+        store_down = store is not None and store.down and not store.flush()
+        if self.ready:
+            await self.watch_stalls()
+        await self.maybe_checkpoint()
+        if (
+            self.drain
+            and self.ready
+            and not self._finishing
+            and not store_down
+            and await self._drained()
+        ):
+            self._finishing = True
+            if await self._finish_all():
+                self.faust_worker.shutdown_soon()
+            else:
+                self._finishing = False  # the store went down: finish once it is back
+
+    async def refresh_ends(self) -> None:
+        """End offsets of the assigned inputs (a request to the broker; the
+        fetcher's high watermarks are used when they are newer)."""
+        tps = [tp for tp in self.app.consumer.assignment() if tp.topic in self.inputs]
+        if tps:
+            ends = await self.app.consumer.highwaters(*tps)
+            self._end.update({tp: v for tp, v in ends.items() if v is not None})
+
+    async def _drained(self) -> bool:
+        """Every assigned input partition consumed to its end offset and
+        nothing waiting in a merge."""
         if any(len(st.merge) for st in self.parts.values()):
             return False
-        tps = list(self.consumer.assignment())
+        tps = [tp for tp in self.app.consumer.assignment() if tp.topic in self.inputs]
         if not tps:
             # More workers than partitions: nothing to drain, once the
             # assignment has been empty for a while (not just between two
             # rebalances).
-            return now - self._assigned_at > 5.0
-        end = self.consumer.end_offsets(tps)
-        done = all(self._consumed(tp) >= end[tp] for tp in tps)
-        if done:
-            log.info(
-                "consumed to the end: %s",
-                ", ".join(f"{tp.topic}/{tp.partition}@{end[tp]}" for tp in sorted(tps)),
-            )
-        return done
+            return bool(self._assigned_at) and time.monotonic() - self._assigned_at > 5.0
+        await self.refresh_ends()
+        for tp in tps:
+            st = self.parts.get(tp.partition)
+            end = self._end.get(tp)
+            if end is None:
+                return False
+            consumed = self._next.get(tp)
+            if consumed is None:
+                consumed = st.offsets.get(self.inputs[tp.topic], 0) if st is not None else 0
+                if consumed < end and end > 0:
+                    earliest = await self.app.consumer.earliest_offsets(tp)
+                    if earliest.get(tp, 0) < end:
+                        return False
+            elif consumed < end:
+                return False
+        for p in {tp.partition for tp in tps}:
+            self._state(p)
+        log.info(
+            "consumed to the end: %s",
+            ", ".join(f"{tp.topic}/{tp.partition}@{self._end[tp]}" for tp in sorted(tps)),
+        )
+        return True
 
-    def _drained_checked_at(self) -> float:
-        return self._drain_checked
-
-    _joined = False
-    _assigned_at = 0.0
-
-    def _finish_all(self) -> None:
-        """The end of the stream (drain mode): settle what waits for time."""
-        for st in self.parts.values():
+    async def _finish_all(self) -> bool:
+        """The end of the stream (drain mode): settle what waits for time;
+        ``False`` when a checkpoint had to wait for the alert store."""
+        saved = True
+        for st in list(self.parts.values()):
             if not st.finished:
                 alerts = self._owned(st.engine.finish(), st.partition)
                 if alerts:
                     self._emit(alerts)
                 st.finished = True
                 self.stats["finished_partitions"] += 1
+            saved = await self._checkpoint(st, force=True) and saved
+        if not saved:
+            return False
         log.info(
-            "drained: every assigned partition consumed to its end; finishing "
-            "(records fetched %s, processed %d, offsets %s)",
-            self._enqueued,
+            "drained: every assigned partition consumed to its end; finished "
+            "(processed %d, offsets %s)",
             self.stats["records"],
             {p: st.offsets for p, st in self.parts.items()},
         )
+        return True
 
     # -- metrics ---------------------------------------------------------------------------
 
-    def _report_metrics(self) -> None:
+    def report_metrics(self) -> None:
         """Counter increments since the last report, lag and state size."""
-        self._metrics_at = time.monotonic()
         m = self.metrics
         for (short, kind), n in self._records_by.items():
             m.records_in(self.names.topic(short), kind, n)
@@ -782,15 +983,62 @@ class Worker:
         if self._last_event_ms >= 0:
             m.last_record_timestamp_seconds(self._last_event_ms / 1000)
             m.event_time_lag_seconds(max(0.0, time.time() - self._last_event_ms / 1000))
-        if self.consumer is not None:
-            # The high watermark each fetch response carries: no extra request.
-            kafka_tp = _kafka().TopicPartition
-            for p in list(self.parts):
+        if self.app is not None:
+            for p, st in list(self.parts.items()):
                 for full in self.inputs:
-                    tp = kafka_tp(full, p)
-                    end = self.consumer.highwater(tp)
+                    tp = self._tp(full, p)
+                    end = self._highwater(tp)
                     if end is not None:
-                        m.consumer_lag(full, p, max(0, end - self._consumed(tp)))
+                        m.consumer_lag(full, p, max(0, end - self._consumed(tp, st)))
+
+    def maybe_log_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._progress_at >= 10.0:
+            self._progress_at = now
+            self.log_progress()
+
+    def log_progress(self) -> None:
+        """Every 10 s: what was processed, and what waits in the merges."""
+        waiting = {
+            p: {short: len(q) for short, q in st.merge.queues.items() if q}
+            for p, st in self.parts.items()
+            if len(st.merge)
+        }
+        behind = {
+            f"{tp.topic}/{tp.partition}": f"{got}/{self._highwater(tp)}"
+            for tp, got in self._next.items()
+        }
+        c = self.app.consumer
+        log.debug(
+            "assignment %s; active %s; paused %s; buffered %s",
+            sorted(c.assignment()),
+            sorted(getattr(c, "_active_partitions", None) or ()),
+            sorted(c._paused_partitions) if hasattr(c, "_paused_partitions") else None,
+            sorted(getattr(c, "_buffered_partitions", ())),
+        )
+        idle = sorted(
+            f"{tp.topic}/{tp.partition}@{self._end.get(tp)}"
+            for tp in c.assignment()
+            if tp.topic in self.inputs and tp not in self._next
+        )
+        log.info(
+            "processed %d records, %d alert revisions; waiting in merges %s; read %s; "
+            "nothing read yet from %s",
+            self.stats["records"],
+            self.stats["alerts"],
+            waiting or "none",
+            behind,
+            idle or "none",
+        )
+
+    def _assigned_now(self) -> list[int]:
+        if self.app is None:
+            return []
+        try:
+            tps = self.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet
+            return []
+        return sorted({tp.partition for tp in tps if tp.topic in self.inputs})
 
     # -- health ---------------------------------------------------------------------------
 
@@ -802,41 +1050,212 @@ class Worker:
         return {
             "status": "ready" if self.ready else "starting",
             "namespace": self.settings.namespace,
-            "assigned_partitions": sorted(self.parts),
+            "assigned_partitions": self._assigned_now(),
             "records": self.stats["records"],
             "reference_records": self.stats["reference_records"],
             "alert_revisions": self.stats["alerts"],
             "dead_letters": dict(self.stats["dead_letters"]),
             "checkpoints": self.stats["checkpoints"],
+            "skipped_covered_records": self.stats["skipped"],
+            "refetched_gaps": self.stats["gaps"],
             "uncheckpointed_records": sum(st.since_checkpoint for st in list(self.parts.values())),
             "engine_counts": counts,
             "offsets": {str(p): dict(st.offsets) for p, st in list(self.parts.items())},
             "draining": self.drain,
+            "store": "none" if self.store is None else self.store.status(),
+            "store_pending": 0 if self.store is None else self.store.pending,
         }
 
 
-def _listener(worker: Worker) -> Any:
-    from kafka import ConsumerRebalanceListener  # noqa: PLC0415
-
-    class Listener(_Callbacks, ConsumerRebalanceListener):
-        pass
-
-    return Listener(worker)
+# -- the Faust app ---------------------------------------------------------------------
 
 
-class _Callbacks:
-    """kafka-python's rebalance callbacks, run inside ``poll()``."""
+def _credentials(faust: Any, s: KafkaSettings) -> Any:
+    """SASL/SSL settings as Faust credentials (``None`` for PLAINTEXT)."""
+    proto = s.security_protocol.upper()
+    if proto == "PLAINTEXT":
+        return None
+    context = None
+    if proto.endswith("SSL"):
+        from aiokafka.helpers import create_ssl_context  # noqa: PLC0415
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+        context = create_ssl_context(
+            cafile=s.ssl_cafile,
+            certfile=s.ssl_certfile,
+            keyfile=s.ssl_keyfile,
+            password=s.ssl_password,
+        )
+        context.check_hostname = s.ssl_check_hostname
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=s.sasl_username,
+            password=s.sasl_password,
+            ssl_context=context,
+            mechanism=s.sasl_mechanism or "PLAIN",
+        )
+    return faust.SSLCredentials(context)
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.worker._events.append(("revoked", list(revoked)))
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.worker._events.append(("assigned", list(assigned)))
-        self.worker._joined = True
-        self.worker._assigned_at = time.monotonic()
+def _build_app(faust: Any, w: Worker, datadir: str) -> Any:
+    s = w.settings
+    names = w.names
+    n = w.n_partitions
+    brokers = [f"kafka://{b.strip()}" for b in s.bootstrap.split(",") if b.strip()]
+    app = faust.App(
+        names.group,
+        broker=brokers,
+        broker_client_id=s.client_id,
+        broker_credentials=_credentials(faust, s),
+        broker_session_timeout=s.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(1.0, s.session_timeout_ms / 4000),
+        broker_max_poll_records=s.batch_size,
+        # Nothing commits on a timer: the worker commits after checkpoints.
+        broker_commit_livelock_soft_timeout=365 * 24 * 3600.0,
+        consumer_auto_offset_reset="earliest",
+        datadir=datadir,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        store="memory://",
+        stream_buffer_maxsize=max(4096, 2 * s.batch_size),
+        stream_recovery_delay=0.0,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=n,
+        web_enabled=False,
+    )
 
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.worker._events.append(("revoked", list(lost)))
+    def topic(name: str, partitions: int, acks: bool = True) -> Any:
+        return app.topic(
+            name,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            acks=acks,
+        )
+
+    w.alerts_topic = topic(names.alerts, n)
+    w.deadletter_topic = topic(names.deadletter, 1)
+    w.table = app.Table(
+        "checkpoints",
+        default=None,
+        partitions=n,
+        changelog_topic=topic(names.checkpoints, n),
+        key_type=bytes,
+        value_type=bytes,
+    )
+    reference = _reference_table_class(faust)(
+        app,
+        name="reference",
+        default=None,
+        partitions=1,
+        changelog_topic=topic(names.reference, 1),
+        key_type=bytes,
+        value_type=bytes,
+        is_global=True,
+        synchronize_all_active_partitions=True,
+        recovery_buffer_size=1000,
+    )
+    reference.worker = w
+    app.tables.add(reference)
+
+    @reference.on_recover
+    async def recovered() -> None:
+        w.on_recovered()
+
+    for full, short in w.inputs.items():
+        _add_agent(app, w, topic(full, n, acks=False), short)
+
+    async def assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        w.on_assigned(assigned)
+
+    async def revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        w.on_revoked(revoked)
+
+    app.on_partitions_assigned.connect(assigned, weak=False)
+    app.on_partitions_revoked.connect(revoked, weak=False)
+
+    interval = max(0.01, s.batch_ms / 1000)
+
+    @app.timer(interval)
+    async def tick() -> None:
+        try:
+            await w.tick()
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the worker
+            log.exception("periodic work failed; retrying at the next tick")
+
+    @app.timer(1.0)
+    async def metrics() -> None:
+        try:
+            w.report_metrics()
+            w.maybe_log_progress()
+        except Exception:  # noqa: BLE001
+            log.exception("metrics report failed")
+
+    return app
+
+
+def _add_agent(app: Any, w: Worker, channel: Any, short: str) -> None:
+    size = w.settings.batch_size
+    within = max(0.001, w.settings.batch_ms / 1000)
+
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(size, within=within):
+            await w.wait_for_store()
+            await w.learn_starts(events)
+            w.ingest(short, events)
+            await w.seek_gaps()
+            await w.maybe_checkpoint()
+
+    agent.__name__ = agent.__qualname__ = f"consume_{short}"
+    app.agent(channel, name=f"fundflow.{short}", concurrency=1)(agent)
+
+
+def _reference_table_class(faust: Any) -> type:
+    class ReferenceTable(faust.GlobalTable):
+        """The reference topic as a global table: its records go to the
+        worker's shared :class:`Reference` (the table's store), not to a dict
+        of raw bytes."""
+
+        worker: Worker
+
+        def _changelog_topic_name(self) -> str:
+            # Faust's assignor names a global table's changelog by this
+            # method, which ignores a changelog topic given to the table.
+            return self.changelog_topic.get_topic_name()
+
+        def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+            self.worker.apply_reference(batch)
+
+    return ReferenceTable
+
+
+def _worker_class(faust: Any) -> type:
+    class FundflowFaustWorker(faust.Worker):
+        """Faust's worker with the fundflow shutdown: SIGTERM checkpoints
+        every partition before the app stops; SIGUSR1 starts draining."""
+
+        def __init__(self, *args: Any, fundflow: Worker, **kwargs: Any) -> None:
+            self.fundflow = fundflow
+            super().__init__(*args, **kwargs)
+
+        def _on_sigusr1(self) -> None:
+            self.fundflow.start_draining()
+
+        async def _stop_on_signal(self, sig: signal.Signals) -> None:
+            log.info("signal %s: final checkpoints, then stop", sig.name)
+            try:
+                await self.fundflow.stop_gracefully()
+            except Exception:  # noqa: BLE001 - stop anyway; the last checkpoint stands
+                log.exception("final checkpoint failed")
+                self.fundflow.exit_code = 1
+            await super()._stop_on_signal(sig)
+
+        def shutdown_soon(self) -> None:
+            self._schedule_shutdown(signal.SIGTERM)
+
+    return FundflowFaustWorker
