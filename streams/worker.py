@@ -28,6 +28,9 @@
   with the same ids and revisions (the alerts topic is compacted by id and
   the store keeps the highest revision), and records the checkpoint already
   covers are skipped.
+* **The alert store** is written through :class:`StoreGuard`: a store that
+  is down holds back checkpoints and offset commits (never the alerts topic)
+  and is retried with an exponential backoff; its alerts are kept meanwhile.
 """
 
 from __future__ import annotations
@@ -338,6 +341,8 @@ class Worker:
             quiet=True,
             loop=asyncio.new_event_loop(),
         )
+        # Faust's start-up spinner writes terminal escapes into the log.
+        self.faust_worker.spinner = None
         try:
             self.faust_worker.execute_from_commandline()
         except SystemExit as e:

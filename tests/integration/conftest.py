@@ -49,6 +49,37 @@ class PostgresServer:
     bindir: Path
     superuser: str = "postgres"
     password_role: str = "fundflow_pw"
+    #: ``pg_ctl`` (with ``runuser`` as root), the data folder, log and options,
+    #: for :meth:`stop` and :meth:`start` (a test that takes the server away)
+    pg_ctl: tuple[str, ...] = ()
+    data_dir: Path | None = None
+    options: str = ""
+
+    def _pg_ctl(self, *args: str) -> None:
+        assert self.pg_ctl and self.data_dir is not None
+        result = subprocess.run(
+            [*self.pg_ctl, *args, "-D", str(self.data_dir), "-w", "-t", "60"],
+            cwd=self.socket_dir, capture_output=True, text=True, timeout=_PG_TIMEOUT,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl {args[0]} failed: {result.stderr or result.stdout}")
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: sessions are cut, the data stays."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def start(self) -> None:
+        """Starts the server again on its data folder and port."""
+        log = str(self.socket_dir / "server.log")
+        self._pg_ctl("start", "-l", log, "-o", self.options)
+
+    def running(self) -> bool:
+        assert self.pg_ctl and self.data_dir is not None
+        result = subprocess.run(
+            [*self.pg_ctl, "status", "-D", str(self.data_dir)],
+            cwd=self.socket_dir, capture_output=True, text=True, timeout=_PG_TIMEOUT,
+        )  # fmt: skip
+        return result.returncode == 0
 
     def url(
         self,
@@ -129,8 +160,8 @@ def postgres_server() -> Iterator[PostgresServer]:
             [*as_user, *args], cwd=base, capture_output=True, text=True, timeout=_PG_TIMEOUT
         )
 
-    def started(port: int) -> bool:
-        options = " ".join(
+    def options_for(port: int) -> str:
+        return " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
                 f"-c port={port}",
@@ -140,6 +171,9 @@ def postgres_server() -> Iterator[PostgresServer]:
                 "-c max_connections=100",
             ]
         )
+
+    def started(port: int) -> bool:
+        options = options_for(port)
         result = run(str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(log),
                      "-w", "-t", "60", "-o", options)  # fmt: skip
         return result.returncode == 0
@@ -162,7 +196,11 @@ def postgres_server() -> Iterator[PostgresServer]:
         for _ in range(_PG_START_ATTEMPTS):
             port = _free_port()
             if started(port):
-                server = PostgresServer("127.0.0.1", port, base, bindir)
+                server = PostgresServer(
+                    "127.0.0.1", port, base, bindir,
+                    pg_ctl=(*as_user, str(bindir / "pg_ctl")), data_dir=data,
+                    options=options_for(port),
+                )  # fmt: skip
                 break
         if server is None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""

@@ -141,16 +141,27 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float, every: flo
 
 
 class WorkerProcess:
-    """``fundflow worker`` as a subprocess, with its health endpoint."""
+    """``fundflow worker`` as a subprocess, with its health endpoint
+    (``env``: variables added to its environment, e.g. ``FUNDFLOW_KAFKA_*``
+    settings)."""
 
-    def __init__(self, broker: Broker, ns: str, db: Path, log: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        ns: str,
+        db: Path,
+        log: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.health_port = free_port()
         self.log_path = log
         self.log = open(log, "w")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fundflow.cli", "worker", "--broker", broker.address,
              "--namespace", ns, "--db", str(db), "--health-port", str(self.health_port), *extra],
-            env=cli_env(), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            env={**cli_env(), **(env or {})}, stdin=subprocess.DEVNULL, stdout=self.log,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
 
     def health(self) -> dict[str, Any] | None:

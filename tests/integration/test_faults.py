@@ -1,0 +1,362 @@
+"""Integration: the Kafka daemon under faults, against a real broker and a
+real PostgreSQL server.
+
+* the broker stops in the middle of a stream and comes back (same home,
+  same port: its data survives): the worker waits, answers its health
+  endpoint, warns in its log, resumes, and drains to `fundflow replay`'s
+  alerts;
+* the worker is SIGKILLed at seeded random points, ten times over one run
+  with new records sent between the kills: the final alert set (store and
+  alerts topic) is the uninterrupted run's, nothing missing, nothing twice;
+* the PostgreSQL alert store stops in the middle of the stream: the worker
+  keeps running and keeps every alert, backs off (1 s doubling to a cap),
+  writes no checkpoint while alerts are unwritten, and ends with the store
+  equal to `fundflow replay`'s once the server is back.
+
+One broker per test (deploy/kafka/broker in a temporary home on a free
+port), one namespace per test, a small simulated world (seed 1, 8 days,
+about 34,000 records). Waits are on conditions (health endpoint, log lines,
+exit codes), each with a timeout. Runs in CI and when FUNDFLOW_TEST_BROKER
+is set; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka_fixtures import (
+    ENABLED,
+    IN_CI,
+    Broker,
+    WorkerProcess,
+    alert_diff,
+    fundflow,
+    make_broker,
+    namespace,
+    store_alerts,
+    topic_alerts,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not ENABLED,
+        reason="starts a real Kafka broker: set FUNDFLOW_TEST_BROKER=1 to run it (CI always runs it)",
+    ),
+    pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+]
+
+DAYS = 8
+SEED = 1
+KILLS = 10
+KILL_SEED = 20261127
+# The broker's group.min.session.timeout.ms is Kafka's default, 6 s: the
+# lowest session timeout it accepts. A killed worker's partition moves to the
+# next one after it.
+FAST = {"FUNDFLOW_KAFKA_SESSION_TIMEOUT_MS": "6000"}
+CHECKPOINTS = ("--checkpoint-records", "1000", "--checkpoint-seconds", "1")
+INPUTS = ("custody", "clearing", "reports")
+# The Kafka client's line, repeated while the broker is away.
+BROKER_AWAY = re.compile(
+    r"ERROR aiokafka: Unable connect to node with id \d+: .*Connect call failed"
+)
+
+
+@pytest.fixture(scope="module")
+def kafka_python():
+    try:
+        import kafka  # noqa: PLC0415
+    except ImportError:
+        msg = "kafka-python is not installed: pip install kafka-python crc32c"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return kafka
+
+
+@pytest.fixture
+def broker(tmp_path_factory: pytest.TempPathFactory, kafka_python) -> Iterator[Broker]:
+    b = make_broker(tmp_path_factory.mktemp("kafka-home"))
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The world file, its days as separate files, and `fundflow replay`'s alerts."""
+    from fundflow.simulate import write_world
+
+    d = tmp_path_factory.mktemp("world")
+    write_world(d, seed=SEED, days=DAYS)
+    path = d / "world.jsonl"
+    fundflow("replay", str(path), "--db", str(d / "replay.db"), cwd=d)
+    expected = store_alerts(d / "replay.db")
+    assert len(expected) >= 10, "the world should raise alerts of most detectors"
+    return {"path": path, "dir": d, "expected": expected, "days": _days(path, d)}
+
+
+def _days(path: Path, out: Path) -> list[Path]:
+    """The world cut at each local midnight (by the time of the transactions,
+    file order kept): reference data and the first day, then one file a day."""
+    from fundflow.schemas.decode import TimeParser
+
+    times = TimeParser()
+    lines = path.read_bytes().splitlines(keepends=True)
+    first: date | None = None
+    cuts: list[int] = []
+    next_cut = 0
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict) or rec.get("type") not in ("custody_txn", "clearing_txn"):
+            continue
+        try:
+            ms = times.to_ms(rec["ts"], "ts")
+        except Exception:  # noqa: BLE001, S112 - a malformed time: not a cut point
+            continue
+        if first is None:
+            first = date.fromisoformat(rec["ts"][:10])
+            next_cut = times.to_ms(f"{first + timedelta(days=1)}T00:00:00+08:00", "ts")
+        if ms >= next_cut:
+            cuts.append(i)
+            day = date.fromisoformat(rec["ts"][:10])
+            next_cut = times.to_ms(f"{day + timedelta(days=1)}T00:00:00+08:00", "ts")
+    files = []
+    for n, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(lines)], strict=True)):
+        f = out / f"day-{n}.jsonl"
+        f.write_bytes(b"".join(lines[a:b]))
+        files.append(f)
+    assert len(files) == DAYS, [f.name for f in files]
+    return files
+
+
+def _topics(broker: Broker, ns: str) -> None:
+    out = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns,
+                   "--partitions", "1").stdout  # fmt: skip
+    assert out.count("created") == 7, out
+
+
+def _send(broker: Broker, ns: str, *paths: Path) -> None:
+    fundflow("replay", "--to-kafka", broker.address, "--namespace", ns, *map(str, paths))
+
+
+def _ends(broker: Broker, ns: str) -> dict[str, int]:
+    """The end offsets of the input topics (one partition each)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.address, enable_auto_commit=False)
+    try:
+        tps = {short: TopicPartition(f"{ns}fundflow.{short}", 0) for short in INPUTS}
+        ends = consumer.end_offsets(list(tps.values()))
+        return {short: ends[tp] for short, tp in tps.items()}
+    finally:
+        consumer.close()
+
+
+def _at(h: dict[str, Any], ends: dict[str, int]) -> bool:
+    """The worker has processed every input record up to ``ends``."""
+    offsets = h["offsets"].get("0", {})
+    return all(offsets.get(short, 0) >= end for short, end in ends.items() if end)
+
+
+def _check_topic(broker: Broker, ns: str, want: dict[str, tuple[Any, ...]]) -> None:
+    """The alerts topic holds every alert of ``want`` at its highest revision
+    with the same figures, and no other."""
+    on_topic = topic_alerts(broker, f"{ns}fundflow.alerts")
+    assert set(on_topic) == set(want)
+    for alert_id, a in on_topic.items():
+        row = want[alert_id]
+        assert (a["revision"], a["amount"], a["severity"], a["subject_id"], a["last_ts"]) == (
+            row[-1], row[7], row[2], row[3], row[6],
+        ), alert_id  # fmt: skip
+
+
+def _one_row_per_alert(db: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    conn = sqlite3.connect(db)
+    try:
+        rows, ids = conn.execute("SELECT count(*), count(DISTINCT alert_id) FROM alerts").fetchone()
+    finally:
+        conn.close()
+    assert rows == ids
+
+
+def test_broker_outage_the_worker_waits_and_resumes(
+    broker: Broker, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """The broker stops after the first half of the stream is consumed and
+    starts again on the same home and port; the worker neither exits nor
+    stops answering its health endpoint, warns that the broker is away, then
+    takes the second half sent after the restart and drains to the replay's
+    alerts, in its store and on the alerts topic."""
+    ns = namespace()
+    _topics(broker, ns)
+    days = world["days"]
+    _send(broker, ns, *days[: DAYS // 2])
+    ends = _ends(broker, ns)
+    db = tmp_path / "w.db"
+    w = WorkerProcess(broker, ns, db, tmp_path / "w.log", *CHECKPOINTS, env=FAST)
+    try:
+        w.wait_health("the first half consumed", lambda h: _at(h, ends), timeout=120)
+        broker.stop()
+        away = time.monotonic()
+        answers = []
+
+        def warned() -> bool:
+            assert w.proc.poll() is None, f"the worker exited without the broker:\n{w.output()}"
+            h = w.health()
+            assert h is not None, "the health endpoint stopped answering"
+            answers.append(h["status"])
+            # Away for longer than the group's session timeout (6 s).
+            return time.monotonic() - away > 10 and BROKER_AWAY.search(w.output()) is not None
+
+        wait_for("the worker to warn that the broker is away", warned, timeout=90, every=0.5)
+        assert set(answers) == {"ready"}
+        broker.start()
+        _send(broker, ns, *days[DAYS // 2 :])
+        ends = _ends(broker, ns)
+        w.wait_health("the second half consumed", lambda h: _at(h, ends), timeout=180)
+        w.signal(signal.SIGUSR1)
+        assert w.wait(timeout=120) == 0, w.output()
+    finally:
+        w.kill()
+    got = store_alerts(db)
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    _check_topic(broker, ns, world["expected"])
+
+
+def test_random_kills_give_the_uninterrupted_alerts(
+    broker: Broker, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """Ten SIGKILLs, each after a seeded random number of records processed
+    (read from the health endpoint), a day of new records sent before each
+    restart; the last worker drains: the store and the alerts topic hold the
+    uninterrupted run's alerts, ids, revisions and figures, one row each."""
+    rng = random.Random(KILL_SEED)
+    ns = namespace()
+    _topics(broker, ns)
+    days = list(world["days"])
+    db = tmp_path / "w.db"
+    kills = []
+    for i in range(KILLS):
+        if days:
+            _send(broker, ns, days.pop(0))
+        ends = _ends(broker, ns)
+        target = rng.randint(300, 2500)
+        w = WorkerProcess(broker, ns, db, tmp_path / f"w{i}.log", *CHECKPOINTS, env=FAST)
+        try:
+            h = w.wait_health(
+                f"kill {i}: {target} records processed, or all there is",
+                lambda h, target=target, ends=ends: h["records"] >= target or _at(h, ends),
+                timeout=120,
+            )
+            w.signal(signal.SIGKILL)
+            w.wait(timeout=30)
+        finally:
+            w.kill()
+        kills.append((target, h["records"], h["uncheckpointed_records"]))
+    for day in days:
+        _send(broker, ns, day)
+    last = WorkerProcess(
+        broker, ns, db, tmp_path / "last.log", *CHECKPOINTS, "--drain-and-exit", env=FAST
+    )
+    assert last.wait(timeout=240) == 0, last.output()
+    assert "checkpoint generation" in last.output()  # resumed, not started over
+
+    assert len(kills) == KILLS
+    # Most kills fall between two checkpoints: records processed twice.
+    assert sum(1 for *_, unsaved in kills if unsaved) >= KILLS // 2, kills
+    got = store_alerts(db)
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    _one_row_per_alert(db)
+    _check_topic(broker, ns, world["expected"])
+
+
+def _retries(log: str) -> list[float]:
+    return [float(x) for x in re.findall(r"alert store unavailable .* retry in ([0-9.]+) s", log)]
+
+
+def test_alert_store_outage_keeps_every_alert(
+    broker: Broker, world: dict[str, Any], tmp_path: Path, postgres_server
+) -> None:
+    """PostgreSQL stops while the worker consumes the second half of the
+    stream: the worker keeps running, warns with its retry delay (1 s, 2 s,
+    4 s, then the 4 s cap set here), writes no checkpoint while alerts are
+    unwritten, and once the server is back on the same data and port the
+    store equals `fundflow replay`'s, alert for alert."""
+    import psycopg  # noqa: PLC0415
+
+    from fundflow.store import open_store  # noqa: PLC0415
+
+    dbname = "faults_" + namespace().strip(".")
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    url = postgres_server.url(dbname)
+    ns = namespace()
+    _topics(broker, ns)
+    days = world["days"]
+    _send(broker, ns, *days[: DAYS // 2])
+    ends = _ends(broker, ns)
+    env = {**FAST, "FUNDFLOW_KAFKA_STORE_RETRY_MAX_SECONDS": "4"}
+    # WorkerProcess names a SQLite file first; a repeated option's last value wins.
+    w = WorkerProcess(
+        broker, ns, tmp_path / "unused.db", tmp_path / "w.log", *CHECKPOINTS, "--db", url, env=env
+    )
+    stopped = False
+    try:
+        w.wait_health(
+            "the first half consumed and checkpointed",
+            lambda h: _at(h, ends) and not h["uncheckpointed_records"] and h["store"] == "ok",
+            timeout=120,
+        )
+        postgres_server.stop()
+        stopped = True
+        _send(broker, ns, *days[DAYS // 2 :])
+        ends = _ends(broker, ns)
+        h = w.wait_health(
+            "the second half consumed with the store down",
+            lambda h: _at(h, ends) and h["store"].startswith("unavailable (retry in "),
+            timeout=120,
+        )
+        saved = h["checkpoints"]
+        wait_for("the backoff to reach its cap", lambda: len(_retries(w.output())) >= 5, 60)
+        assert _retries(w.output())[:5] == [1, 2, 4, 4, 4]
+        h = w.wait_health("still running", lambda h: True)
+        assert h["checkpoints"] == saved, "a checkpoint was written with the store down"
+        assert h["uncheckpointed_records"] > 0 and h["store_pending"] > 0, h
+        postgres_server.start()
+        stopped = False
+        w.wait_health(
+            "the store written and a checkpoint taken",
+            lambda h: h["store"] == "ok" and not h["store_pending"] and h["checkpoints"] > saved,
+            timeout=60,
+        )
+        assert "alert store back after" in w.output()
+        w.signal(signal.SIGUSR1)
+        assert w.wait(timeout=120) == 0, w.output()
+    finally:
+        w.kill()
+        if stopped:
+            postgres_server.start()
+    want = open_store(str(world["dir"] / "replay.db")).list()
+    got = open_store(url).list()
+    assert [a.alert_id for a in got] == [a.alert_id for a in want]
+    assert got == want
+    _check_topic(broker, ns, world["expected"])
