@@ -177,8 +177,14 @@ def worker_cmd(
     except ValueError as e:
         raise KafkaUserError(str(e)) from None
     logging.getLogger("mode.timers").setLevel(logging.ERROR)  # "timer overlapping" on a busy loop
-    for noisy in ("kafka", "aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if log_level != "DEBUG" else logging.INFO)
+    from fundflow.streams.logfilter import RepeatFilter
+
+    noisy = ("kafka", "aiokafka", "faust", "mode")
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.WARNING if log_level != "DEBUG" else logging.INFO)
+    # A broker away makes the client log a failed connection many times a second.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter(noisy, interval=10.0))
     metrics = server = None
     if metrics_port is not None:
         try:

@@ -227,3 +227,25 @@ def test_bad_settings_name_the_value(tmp_path, toml: str, env: dict, message: st
     path.write_text(toml)
     with pytest.raises(ValueError, match=message):
         load_kafka_settings(path, env=env)
+
+
+def test_repeat_filter_lets_one_line_of_a_kind_through_per_interval() -> None:
+    import logging
+
+    from fundflow.streams.logfilter import RepeatFilter
+
+    times = iter([0.0, 3.0, 9.9, 10.0, 10.5])
+    f = RepeatFilter(("aiokafka",), interval=10.0, clock=lambda: next(times))
+
+    def rec(name: str = "aiokafka.conn") -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, "", 0, "Unable connect to %r", ("n",), None)
+
+    kept = [f.filter(r) for r in (rec(), rec(), rec())]
+    assert kept == [True, False, False]
+    last = rec()
+    assert f.filter(last) is True  # 10 s after the first one
+    assert last.msg == "Unable connect to %r (2 more like this in the last 10 s)"
+    assert f.filter(rec("fundflow.worker")) is True  # other loggers pass untouched
+    assert f.filter(rec()) is False
+    with pytest.raises(ValueError, match="interval"):
+        RepeatFilter(("x",), interval=0)
