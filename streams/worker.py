@@ -490,7 +490,19 @@ class Worker:
             cp = None
         engine = engines.new_engine(self.config, self.ref)
         if cp is not None:
-            engines.restore(engine, cp.state, self.ref)
+            try:
+                engines.restore(engine, cp.state, self.ref)
+            except Exception as e:  # noqa: BLE001 - a snapshot of another version
+                # Detector state written by an older version that this one
+                # cannot read: rebuild the partition from its topics' start.
+                log.error(
+                    "partition %d: checkpoint generation %d cannot be restored (%s: %s); "
+                    "rebuilding from the start of its topics",
+                    p, cp.generation, type(e).__name__, e,
+                )  # fmt: skip
+                cp = None
+                engine = engines.new_engine(self.config, self.ref)
+        if cp is not None:
             st = PartitionState(p, engine, PartitionMerge(), dict(cp.offsets), {}, cp.generation)
             st.finished = cp.finished
             ref_from = dict(cp.ref_offsets)
