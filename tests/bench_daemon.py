@@ -101,6 +101,34 @@ def produce(address: str, ns: str, path: Path, **kw) -> dict:
         return dict(out)
 
 
+def _throughput(broker, work: Path, world: Path) -> float:
+    """Phase 1: records/s of one worker over a backlog."""
+    ns = namespace()
+    fundflow("topics", "create", "--broker", broker.address, "--namespace", ns, "--partitions", "1")
+    sent = produce(broker.address, ns, world)
+    print(f"producer: {sent['sent']:,} records in {sent['seconds']:.1f} s = "
+          f"{sent['sent'] / sent['seconds']:,.0f} records/s (kafka-python, crc32c)")  # fmt: skip
+    w = WorkerProcess(
+        broker, ns, work / "throughput.db", work / "throughput.log", "--drain-and-exit"
+    )
+    rc = w.wait(timeout=3600)
+    log = (work / "throughput.log").read_text()
+    if rc != 0:
+        raise SystemExit(f"worker failed:\n{log[-3000:]}")
+    ready = next(ln for ln in log.splitlines() if "fundflow worker ready" in ln)
+    assigned = next(ln for ln in log.splitlines() if "assigned" in ln and "fundflow.worker" in ln)
+    drained = next(ln for ln in log.splitlines() if "drained" in ln)
+    stopped = next(ln for ln in log.splitlines() if "fundflow worker stopped" in ln)
+    records = int(re.search(r"stopped: (\d+) records", stopped).group(1))
+    secs = _log_time(drained) - _log_time(assigned)
+    rate = records / secs
+    print(f"worker: reference catch-up {_log_time(ready) - _log_time(log.splitlines()[0]):.1f} s; "
+          f"{records:,} stream records in {secs:.1f} s = {rate:,.0f} records/s "
+          f"({1e6 / rate:.1f} us a record), one worker, one partition")  # fmt: skip
+
+    return rate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,6 +138,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--latency-records", type=int, default=300_000)
     ap.add_argument("--dir", help="work folder (default: a temporary one)")
+    ap.add_argument(
+        "--rate", type=float,
+        help="skip the throughput phase; measure latency at this rate (records/s)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="fundflow-bench-"))
@@ -139,32 +171,7 @@ def main() -> None:
         print(f"world: {total:,} records ({world.stat().st_size / 1e6:.0f} MB)")
 
         # -- 1. throughput over a backlog --------------------------------------------
-        ns = namespace()
-        fundflow(
-            "topics", "create", "--broker", broker.address, "--namespace", ns, "--partitions", "1"
-        )
-        sent = produce(broker.address, ns, world)
-        print(f"producer: {sent['sent']:,} records in {sent['seconds']:.1f} s = "
-              f"{sent['sent'] / sent['seconds']:,.0f} records/s (kafka-python, crc32c)")  # fmt: skip
-        w = WorkerProcess(
-            broker, ns, work / "throughput.db", work / "throughput.log", "--drain-and-exit"
-        )
-        rc = w.wait(timeout=3600)
-        log = (work / "throughput.log").read_text()
-        if rc != 0:
-            raise SystemExit(f"worker failed:\n{log[-3000:]}")
-        ready = next(ln for ln in log.splitlines() if "fundflow worker ready" in ln)
-        assigned = next(
-            ln for ln in log.splitlines() if "assigned" in ln and "fundflow.worker" in ln
-        )
-        drained = next(ln for ln in log.splitlines() if "drained" in ln)
-        stopped = next(ln for ln in log.splitlines() if "fundflow worker stopped" in ln)
-        records = int(re.search(r"stopped: (\d+) records", stopped).group(1))
-        secs = _log_time(drained) - _log_time(assigned)
-        rate = records / secs
-        print(f"worker: reference catch-up {_log_time(ready) - _log_time(log.splitlines()[0]):.1f} s; "
-              f"{records:,} stream records in {secs:.1f} s = {rate:,.0f} records/s "
-              f"({1e6 / rate:.1f} us a record), one worker, one partition")  # fmt: skip
+        rate = 2 * args.rate if args.rate else _throughput(broker, work, world)
 
         # -- 2. latency at half the rate ----------------------------------------------------
         half = rate / 2
@@ -176,7 +183,9 @@ def main() -> None:
         live = WorkerProcess(broker, ns2, work / "latency.db", work / "latency.log",
                              "--checkpoint-seconds", "10")  # fmt: skip
         live.wait_health(
-            "live worker assigned", lambda h: h["assigned_partitions"] == [0], timeout=600
+            "live worker ready",
+            lambda h: h["status"] == "ready" and h["assigned_partitions"] == [0],
+            timeout=600,
         )
 
         from kafka import KafkaConsumer, TopicPartition
