@@ -59,6 +59,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -493,6 +494,27 @@ class BufferedSink(AlertSink):
             raise StoreError(f"alert store {self.name} is closed")
 
 
+#: How long opening a SQLite store waits for other connections' locks.
+_LOCK_WAIT_S = 30.0
+
+
+def _wal_mode(conn: sqlite3.Connection) -> str:
+    """Switches the file to WAL. Several writers opening one new file at
+    once may find it locked by another's switch or migration, and SQLite
+    does not always wait on its busy handler there: retry until
+    ``_LOCK_WAIT_S`` has passed."""
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    delay = 0.01
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.5, delay * 2)
+
+
 class SQLiteSink(BufferedSink):
     """An :class:`AlertSink` on one SQLite file (created if missing) in WAL
     mode, so readers such as ``fundflow alerts list`` never block the writer.
@@ -510,11 +532,11 @@ class SQLiteSink(BufferedSink):
         self._conn: sqlite3.Connection | None = None
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            conn = sqlite3.connect(self.path, isolation_level=None)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_LOCK_WAIT_S)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open alert store {self.path}: {_one_line(exc)}") from None
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _wal_mode(conn)
             if str(mode).lower() != "wal":
                 raise StoreError(f"alert store {self.path}: WAL mode unavailable (got {mode})")
             conn.execute("PRAGMA synchronous=NORMAL")
