@@ -73,6 +73,7 @@ class EngineConfig:
     dedup_window_ms: int = 72 * HOUR_MS
     tick_ms: int = HOUR_MS
     detectors: tuple[str, ...] = ("default",)
+    loan_retention_ms: int = 90 * DAY_MS
 
     @classmethod
     def build(cls, raw: dict[str, Any]) -> EngineConfig:
@@ -91,6 +92,10 @@ class EngineConfig:
             * HOUR_MS,
             tick_ms=tick * 60_000,
             detectors=_detector_names(raw.get("detectors", ["default"])),
+            loan_retention_ms=_int(
+                s, "loan_retention_days", raw.get("loan_retention_days", 90), 1, 3660
+            )
+            * DAY_MS,
         )
 
 

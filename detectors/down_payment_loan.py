@@ -33,7 +33,6 @@ keyed by its initiator).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
@@ -111,25 +110,27 @@ class DownPaymentLoan(Detector):
         if self.lot_count > self.sweep_at:
             self._sweep(None)
 
-    def _take(self, held: deque[Lot], f: Flow) -> list[Lot]:
+    def _take(self, held: list[Lot], f: Flow) -> list[Lot]:
         """Take ``f.amount`` of loan money out of ``held``, oldest first;
         lots past the window are dropped on the way."""
         window = self.config.down_payment_loan.window_ms
         want, taken = f.amount, []
-        while want and held:
-            lot = held[0]
+        used, n = 0, len(held)  # lots used up, from the front
+        while want and used < n:
+            lot = held[used]
             if f.ts - lot[2] > window:
-                held.popleft()
-                self.lot_count -= 1
+                used += 1
                 continue
             part = min(want, lot[3])
             taken.append([lot[0], lot[1], lot[2], part, lot[4], lot[5]])
             want -= part
             if part == lot[3]:
-                held.popleft()
-                self.lot_count -= 1
+                used += 1
             else:
                 lot[3] -= part
+        if used:
+            del held[:used]
+            self.lot_count -= used
         return taken
 
     def _lend(self, f: Flow) -> None:
@@ -167,8 +168,9 @@ class DownPaymentLoan(Detector):
     def _store(self, account: str, lot: Lot) -> None:
         held = self.lots.get(account)
         if held is None:
-            held = self.lots[account] = deque()
-        held.append(lot)
+            self.lots[account] = [lot]
+        else:
+            held.append(lot)
         self.lot_count += 1
 
     def _reaches_real_estate(self, f: Flow) -> bool:
@@ -262,6 +264,13 @@ class DownPaymentLoan(Detector):
 
     # -- memory ----------------------------------------------------------------
 
+    def restore(self, blob: bytes) -> DownPaymentLoan:
+        super().restore(blob)
+        # An account's lots are a plain list (a deque costs 760 bytes even
+        # when it holds one lot); checkpoints written before kept deques.
+        self.lots = {account: list(held) for account, held in self.lots.items()}
+        return self
+
     def _on_tick(self, now: int) -> None:
         self._sweep(now)
 
@@ -273,11 +282,11 @@ class DownPaymentLoan(Detector):
         clocks = self.clocks
         count = 0
         for account in list(self.lots):
-            kept = deque(
+            kept = [
                 lot
                 for lot in self.lots[account]
                 if lot[2] >= (now if now is not None else clocks.get(lot[0], -1)) - keep
-            )
+            ]
             if kept:
                 self.lots[account] = kept
                 count += len(kept)

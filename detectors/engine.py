@@ -201,7 +201,8 @@ class Engine:
         caller's to keep and is left out of :meth:`snapshot`."""
         self.config = config or load_config()
         self._shared_ref = reference is not None
-        self.ref = reference if reference is not None else Reference()
+        # Its own reference keeps no entity names: no detector reads them there.
+        self.ref = reference if reference is not None else Reference(names=False)
         # Names or groups; by default those of the configuration (engine.detectors).
         names = detector_names(self.config.engine.detectors if detectors is None else detectors)
         known = {**DETECTORS, **TYPOLOGIES}

@@ -24,6 +24,13 @@ platform, three signals:
 ``term_split``
     One loan funded by two or more products each shorter than the loan, or
     by one shorter product again after its term ran out (rolled over).
+
+Memory: a loan's book entry is kept while it can still move a figure. Once
+a loan is past its maturity by ``engine.loan_retention_days`` on its
+platform's clock and repaid in full (nothing open, nothing outstanding), it
+is forgotten: a repayment can no longer change anything, and money lent
+for it again after that is booked as for a loan seen afresh. A loan record
+issued longer ago than its term plus that retention is not booked at all.
 """
 
 from __future__ import annotations
@@ -107,6 +114,11 @@ class _Loan:
         self.outstanding = 0
         self.active = False
 
+    def settled(self) -> bool:
+        """Issued and repaid in full: nothing of it is left in the open
+        book or the term ratio, and no repayment can change that."""
+        return self.active and not self.outstanding and self.repaid >= self.funded
+
     def open_parts(self) -> tuple[int, int]:
         """(open funded amount, open mismatched amount)."""
         if self.funded <= 0:
@@ -141,6 +153,7 @@ class _Platform:
         "last_ts",
         "mismatch_txns",
         "next_tick",
+        "retiring",
     )
 
     def __init__(self) -> None:
@@ -166,11 +179,14 @@ class _Platform:
         self.mismatch_txns: deque[str] = deque(maxlen=20)
         # The platform's own clock: its next tick (see base.Detector).
         self.next_tick = -1
+        # (retire_at, loan_id) of settled loans: maturity plus engine.loan_retention_days
+        self.retiring: list[tuple[int, str]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.retiring = []  # absent from checkpoints of version 1.0
         for k, v in state.items():
             setattr(self, k, v)
 
@@ -287,6 +303,7 @@ class MaturityMismatch(Detector):
         if loan is None:
             return
         before = loan.open_parts()
+        was_settled = loan.settled()
         loan.repaid += f.amount
         if loan.active:
             record = self.ref.loans.get(f.loan_id)  # type: ignore[arg-type]
@@ -294,7 +311,20 @@ class MaturityMismatch(Detector):
                 self._set_outstanding(
                     st, loan, max(0, record.principal - loan.repaid), record.term_days
                 )
+                if not was_settled and loan.settled():
+                    self._retire(st, f.loan_id, record, f.ts)  # type: ignore[arg-type]
         self._rebook(pid, st, loan, before, f.ts)
+
+    def _retire(self, st: _Platform, loan_id: str, record: Loan, now: int) -> None:
+        """A loan has just been settled: forget it now if it matured more
+        than the retention ago, else once it has."""
+        retire_at = (
+            record.issued_at + record.term_days * DAY_MS + self.config.engine.loan_retention_ms
+        )
+        if retire_at <= now:
+            del st.loans[loan_id]
+        else:
+            heapq.heappush(st.retiring, (retire_at, loan_id))
 
     def _rebook(
         self, pid: str, st: _Platform, loan: _Loan, before: tuple[int, int], ts: int
@@ -460,23 +490,35 @@ class MaturityMismatch(Detector):
             self._platform_tick(pid, self.platforms[pid], now)
 
     def _platform_tick(self, pid: str, st: _Platform, now: int) -> None:
-        """Loans issued, product money run out, and the term ratio, as of ``now``."""
+        """Loans issued, product money run out, settled loans retired, and
+        the term ratio, as of ``now``."""
         changed = False
+        retention = self.config.engine.loan_retention_ms
         while st.pending_loans and st.pending_loans[0][0] <= now:
             _, loan_id = heapq.heappop(st.pending_loans)
             record = self.ref.loans.get(loan_id)
             if record is None or record.platform_id != pid:
                 continue
             loan = st.loans.get(loan_id)
+            if loan is not None and loan.active:
+                continue
+            retire_at = record.issued_at + record.term_days * DAY_MS + retention
+            if retire_at <= now:
+                continue  # matured longer ago than the retention: not booked
             if loan is None:
                 loan = st.loans[loan_id] = _Loan()
-            if loan.active:
-                continue
             loan.active = True
             self._set_outstanding(
                 st, loan, max(0, record.principal - loan.repaid), record.term_days
             )
+            if loan.settled():  # repaid in full before it was issued
+                heapq.heappush(st.retiring, (retire_at, loan_id))
             changed = True
+        while st.retiring and st.retiring[0][0] <= now:
+            _, loan_id = heapq.heappop(st.retiring)
+            loan = st.loans.get(loan_id)
+            if loan is not None and loan.settled():  # not lent again since
+                del st.loans[loan_id]
         for amount, term in st.expiries.pop_due(now):
             st.product_amount -= amount
             st.product_weighted -= amount * term

@@ -81,9 +81,18 @@ def feed_key(flow: Flow) -> str:
 
 
 class Reference:
-    """The reference records seen so far; the latest record for an id wins."""
+    """The reference records seen so far; the latest record for an id wins.
 
-    def __init__(self) -> None:
+    ``names=False`` keeps entities without their registered names (each
+    stored ``Entity`` has ``name=""``): no detector reads a name from the
+    reference (``unlicensed_business`` reads it from the entity record as it
+    arrives), and at about 80 bytes a name it is a large share of what an
+    entity costs. An engine's own reference is made so; a reference that
+    feeds a picture of the records (``fundflow graph``) keeps them.
+    """
+
+    def __init__(self, names: bool = True) -> None:
+        self.names = names
         self.entities: dict[str, Entity] = {}
         self.accounts: dict[str, Account] = {}
         self.products: dict[str, Product] = {}
@@ -162,13 +171,18 @@ class Reference:
             self._listed_by.get(other, set()).discard(eid)
         for other in new:
             self._listed_by.setdefault(other, set()).add(eid)
-        self._lists[eid] = new
+        if new:
+            self._lists[eid] = new
+        else:  # most entities list nobody: no entry at all
+            self._lists.pop(eid, None)
         for x in {eid, *old, *new}:
             peers = set(self._lists.get(x, ())) | self._listed_by.get(x, set())
             if peers:
                 self._related[x] = peers
             else:
                 self._related.pop(x, None)
+        if not self.names and entity.name:
+            entity = msgspec.structs.replace(entity, name="")
         if entity.licenses:
             entity = msgspec.structs.replace(entity, licenses=self._share(entity.licenses))
         self.entities[eid] = entity

@@ -1,0 +1,100 @@
+"""How state is laid out to stay small: an engine's reference keeps no
+entity names (and keeps everything the detectors read), down_payment_loan
+holds an account's lots in a plain list, and both still checkpoint and
+restore, checkpoints written with the older layout included.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import deque
+
+from ledger import at, custody, entity, loan, p2p_platform
+
+from fundflow.detectors import DownPaymentLoan, Engine
+from fundflow.detectors.reference import Reference
+from fundflow.schemas.records import Entity, Related
+
+SHOP = Entity(
+    entity_id="SHOP",
+    name="鼎盛财富管理有限公司",
+    kind="company",
+    licenses=("payment",),
+    related=(Related(entity_id="P", relation="affiliate"),),
+)
+
+
+def test_an_engines_reference_keeps_no_names_and_all_the_detectors_read():
+    eng = Engine()
+    alerts = [a for r in [*p2p_platform(), SHOP] for a in eng.process(r)]
+    kept = eng.ref.entities["SHOP"]
+    assert (kept.entity_id, kept.name, kept.kind, kept.licenses, kept.related) == (
+        "SHOP",
+        "",
+        "company",
+        ("payment",),
+        (Related(entity_id="P", relation="affiliate"),),
+    )
+    assert eng.ref.related("SHOP") == {"P"}
+    assert eng.ref.has_license("SHOP", "payment") is True
+    # The name was read as the record arrived: unlicensed_business still sees it.
+    assert [(a.detector, a.evidence["name"]) for a in alerts] == [
+        ("unlicensed_business", "鼎盛财富管理有限公司")
+    ]
+
+
+def test_a_plain_reference_keeps_names():
+    ref = Reference()
+    ref.add(SHOP)
+    assert ref.entities["SHOP"] == SHOP
+    compact = Reference(names=False)
+    compact.add(entity("E1", "person"))
+    assert compact.entities["E1"].name == ""
+
+
+def test_a_reference_checkpoint_keeps_its_kind():
+    ref = Reference(names=False)
+    ref.add(SHOP)
+    back = pickle.loads(pickle.dumps(ref))
+    back.add(entity("E2", "company"))
+    assert (back.names, back.entities["SHOP"].name, back.entities["E2"].name) == (False, "", "")
+
+
+# -- down_payment_loan lots -------------------------------------------------------
+
+LENT = [
+    *p2p_platform(),
+    loan("LN1", 30, "100000"),
+    custody("L1", at(0, 10), "L01", "B01", "60000", "invest", loan="LN1"),
+    custody("L2", at(0, 11), "L02", "B01", "40000", "invest", loan="LN1"),
+]
+
+
+def test_lots_are_a_list_taken_first_in_first_out():
+    det = DownPaymentLoan()
+    for r in LENT:
+        det.update(r)
+    assert type(det.lots["B01"]) is list
+    assert [(lot[3], lot[5]) for lot in det.lots["B01"]] == [
+        (6_000_000, ("L1",)),
+        (4_000_000, ("L2",)),
+    ]
+    det.update(custody("W1", at(1, 10), "B01", "XO", "70000", "withdraw"))
+    assert [(lot[3], lot[5]) for lot in det.lots["B01"]] == [(3_000_000, ("L2",))]
+    assert [(lot[3], lot[4], lot[5]) for lot in det.lots["XO"]] == [
+        (6_000_000, 1, ("L1", "W1")),
+        (1_000_000, 1, ("L2", "W1")),
+    ]
+    assert det.lot_count == 3
+
+
+def test_a_checkpoint_with_deques_restores_as_lists():
+    det = DownPaymentLoan()
+    for r in LENT:
+        det.update(r)
+    det.lots = {account: deque(held) for account, held in det.lots.items()}
+    blob = det.snapshot()
+    back = DownPaymentLoan().restore(blob)
+    assert type(back.lots["B01"]) is list
+    back.update(custody("W1", at(1, 10), "B01", "XO", "70000", "withdraw"))
+    assert [lot[3] for lot in back.lots["B01"]] == [3_000_000]
