@@ -9,6 +9,7 @@ non-secret ones. See streams/README.md.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -165,7 +166,7 @@ def worker_cmd(
     config = _detector_config(config_path)
     errors = _kafka_errors()
     from fundflow.streams.health import HealthServer
-    from fundflow.streams.worker import Worker, WorkerError
+    from fundflow.streams.worker import START_ATTEMPT_ENV, Worker, WorkerError
 
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -202,8 +203,25 @@ def worker_cmd(
             ) from None
         logging.getLogger("fundflow.worker").info("metrics on %s", server.url)
     sink = None if no_db else _open_sink(db)
+
+    def restart(attempt: int) -> None:
+        """The same command line in a fresh process, under the same pid
+        (the worker's start-up attempt ``attempt``; sockets close on exec)."""
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.environ[START_ATTEMPT_ENV] = str(attempt)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
     worker = Worker(
-        settings, config, sink, drain=drain_and_exit, expect_partitions=partitions, metrics=metrics
+        settings,
+        config,
+        sink,
+        drain=drain_and_exit,
+        expect_partitions=partitions,
+        metrics=metrics,
+        restart=restart,
     )
     health = None
     if health_port is not None:

@@ -28,7 +28,7 @@ def new_engine(config: Config, ref: Reference) -> Engine:
 
 def snapshot(engine: Engine, ref: Reference) -> bytes:
     """The engine's state without the shared reference data."""
-    attach(engine, Reference())
+    attach(engine, Reference(names=False))
     try:
         return engine.snapshot()
     finally:

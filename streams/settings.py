@@ -58,6 +58,9 @@ class KafkaSettings:
     store_retry_max_seconds: float = 30.0
     #: the alert store down: alerts kept in memory before the agents wait for it
     store_buffer_limit: int = 100_000
+    #: Faust not ready this long after it starts (the reference topic is read
+    #: before): the worker starts again in a fresh process (3 attempts in all)
+    start_timeout_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.partitions > 10_000:
@@ -96,6 +99,10 @@ class KafkaSettings:
         if self.store_buffer_limit < 1:
             raise ValueError(
                 f"kafka.store_buffer_limit must be >= 1, got {self.store_buffer_limit}"
+            )
+        if self.start_timeout_seconds <= 0:
+            raise ValueError(
+                f"kafka.start_timeout_seconds must be > 0, got {self.start_timeout_seconds}"
             )
         if not self.bootstrap.strip():
             raise ValueError("kafka.bootstrap must name at least one host:port")

@@ -1,7 +1,10 @@
 """The always-on worker: a Faust app, input topics in, engines, alerts out.
 
 * **Agents**, one per input topic (custody, clearing, reports), take their
-  records in batches (``stream.take_events``). The three topics are
+  records a fetched batch at a time: the consumer hands each run of records
+  aiokafka fetched for one input partition to the topic's agent whole,
+  without Faust's per-record message and event path
+  (:mod:`~fundflow.streams.delivery`). The three topics are
   co-partitioned: Faust's assignor hands partition *p* of all three, and
   partition *p* of the checkpoint table, to one worker, where they feed one
   :class:`~fundflow.detectors.Engine` through the event-time
@@ -39,9 +42,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,6 +65,7 @@ from fundflow.store import StoreError
 
 from . import engines
 from .checkpoint import Checkpoint, CheckpointError, decode_checkpoint, encode_checkpoint
+from .delivery import batch_transport_class
 from .merge import PartitionMerge
 from .settings import KafkaSettings
 from .topics import INPUT_KINDS, REFERENCE_KINDS, TopicNames
@@ -69,6 +75,7 @@ log = logging.getLogger("fundflow.worker")
 READY_LINE = "fundflow worker ready"
 #: Tries to start the Faust app before giving up (see Worker.run).
 START_ATTEMPTS = 3
+START_ATTEMPT_ENV = "FUNDFLOW_WORKER_START_ATTEMPT"
 #: A warning when a partition's queue in the merge grows beyond this.
 MAX_BUFFERED = 50_000
 _DEAD_KEY = -(1 << 62)  # dead letters leave the merge first
@@ -76,6 +83,14 @@ _DEAD_KEY = -(1 << 62)  # dead letters leave the merge first
 
 class WorkerError(Exception):
     """A start-up problem for the user (one line): missing topics, bad setup."""
+
+
+def start_attempt() -> int:
+    """This process's start attempt (1 unless a failed start re-ran it)."""
+    try:
+        return max(1, int(os.environ.get(START_ATTEMPT_ENV, "1")))
+    except ValueError:
+        return 1
 
 
 def murmur2(data: bytes) -> int:
@@ -225,8 +240,12 @@ class Worker:
         expect_partitions: int | None = None,
         on_ready: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        restart: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Starts start-up attempt n in a fresh process (the command line's
+        # shell does it; None: a failed start is the exit code).
+        self.restart = restart
         # Reported through the pure protocol (the shell supplies the
         # Prometheus adapter): counters once a second from what the worker
         # already counts, one call per alert and per dead letter.
@@ -256,9 +275,11 @@ class Worker:
         self.inputs = self.names.inputs()  # full -> short
         self.decoder = RecordDecoder(config.engine.zone)
         self.zone = ZoneInfo(config.engine.zone)
-        self.ref = Reference()
+        # Shared by the partitions' engines; no detector reads entity names there.
+        self.ref = Reference(names=False)
         self.ref_log: list[tuple[int, int, Any]] = []  # (partition, offset, record)
         self.ref_seen: dict[int, int] = {}  # reference partition -> next offset
+        self._early_dead: list[tuple[bytes, bytes]] = []
         self.parts: dict[int, PartitionState] = {}
         self.ready = False
         self.stats: dict[str, Any] = {
@@ -267,6 +288,8 @@ class Worker:
             "alerts": 0,
             "dead_letters": {},
             "checkpoints": 0,
+            "last_snapshot_ms": 0.0,
+            "last_snapshot_bytes": 0,
             "finished_partitions": 0,
             "skipped": 0,
             "gaps": 0,
@@ -296,23 +319,31 @@ class Worker:
     def run(self) -> int:
         faust = _faust()
         self._check_topics()
+        self.preload_reference()
         datadir = tempfile.mkdtemp(prefix="fundflow-worker-")
+        attempt = start_attempt()
+        watchdog = threading.Timer(
+            self.settings.start_timeout_seconds, self._start_timed_out, args=(attempt,)
+        )
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            for attempt in range(1, START_ATTEMPTS + 1):
-                self.exit_code = 0
-                self._start_app(faust, datadir)
-                if self.ready or not self.exit_code or attempt == START_ATTEMPTS:
-                    break
-                # Faust's services can race at start-up on a loaded machine
-                # (the table manager asking the consumer thread for its
-                # assignment before that thread runs); nothing was consumed
-                # yet, so a fresh app is safe.
+            self._start_app(faust, datadir)
+            watchdog.cancel()
+            if not self.ready and self.exit_code and attempt < START_ATTEMPTS:
+                # Faust's services can race at start-up on a loaded machine.
+                # Nothing was consumed yet: start again in a fresh process (a
+                # second app in this one would inherit the first one's
+                # threads and loops).
                 log.warning(
-                    "the Faust app failed before it was ready (attempt %d of %d); starting it again",
+                    "the Faust app failed before it was ready (attempt %d of %d); "
+                    "starting it again",
                     attempt,
                     START_ATTEMPTS,
                 )
-                time.sleep(1.0)
+                if self.restart is not None:
+                    shutil.rmtree(datadir, ignore_errors=True)
+                    self.restart(attempt + 1)
         finally:
             shutil.rmtree(datadir, ignore_errors=True)
             if self.store is not None and self.store.close():
@@ -330,8 +361,29 @@ class Worker:
             )
         return self.exit_code
 
+    def _start_timed_out(self, attempt: int) -> None:
+        """The start-up watchdog (a thread): Faust is not ready in time."""
+        if self.ready:
+            return
+        timeout = self.settings.start_timeout_seconds
+        if attempt < START_ATTEMPTS and self.restart is not None:
+            log.warning(
+                "the Faust app is not ready %.0f s after its start (attempt %d of %d); "
+                "starting it again",
+                timeout,
+                attempt,
+                START_ATTEMPTS,
+            )
+            self.restart(attempt + 1)
+        else:
+            log.error("the Faust app is not ready %.0f s after its start; still waiting", timeout)
+
     def _start_app(self, faust: Any, datadir: str) -> None:
-        self.app = _build_app(faust, self, datadir)
+        # The app is built on the loop it runs on: subscribing the input
+        # topics at build time creates futures bound to it.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.app = _build_app(faust, self, datadir, loop)
         self.faust_worker = _worker_class(faust)(
             self.app,
             fundflow=self,
@@ -339,7 +391,7 @@ class Worker:
             override_logging=False,
             redirect_stdouts=False,
             quiet=True,
-            loop=asyncio.new_event_loop(),
+            loop=loop,
         )
         # Faust's start-up spinner writes terminal escapes into the log.
         self.faust_worker.spinner = None
@@ -417,32 +469,78 @@ class Worker:
     # -- reference data (the global table) ---------------------------------------
 
     def apply_reference(self, events: Iterable[Any]) -> None:
+        """A batch of the reference table's changelog (Faust's recovery or
+        its reading of the table's partition)."""
         for event in events:
             m = event.message
-            if m.offset < self.ref_seen.get(m.partition, 0):
-                continue  # read again (recovery, then the standby reader)
-            self.ref_seen[m.partition] = m.offset + 1
-            value = m.value
-            if value is None:  # a tombstone: reference records are never deleted
-                continue
-            rec = self.decoder.decode(value)
-            if type(rec) is DeadLetter or type(rec).TYPE not in REFERENCE_KINDS:
-                if type(rec) is not DeadLetter:
-                    rec = DeadLetter(
-                        reason="unknown_type",
-                        detail=f"a {type(rec).TYPE} record on the reference topic",
-                        raw=bytes(value).decode("utf-8", "backslashreplace"),
-                    )
-                self._dead_letter(rec, f"{m.topic}/{m.partition}@{m.offset}", self.names.reference)
-                continue
-            self.stats["reference_records"] += 1
-            self.ref.add(rec)
-            self.ref_log.append((m.partition, m.offset, rec))
-            for st in self.parts.values():
-                engines.feed_reference(st.engine, rec)
-                st.ref_offsets[m.partition] = m.offset + 1
+            self._reference_record(m.topic, m.partition, m.offset, m.value)
+
+    def _reference_record(self, topic: str, partition: int, offset: int, value: Any) -> None:
+        if offset < self.ref_seen.get(partition, 0):
+            return  # applied already (the preload, recovery, the table's own reading)
+        self.ref_seen[partition] = offset + 1
+        if value is None:  # a tombstone: reference records are never deleted
+            return
+        rec = self.decoder.decode(value)
+        if type(rec) is DeadLetter or type(rec).TYPE not in REFERENCE_KINDS:
+            if type(rec) is not DeadLetter:
+                rec = DeadLetter(
+                    reason="unknown_type",
+                    detail=f"a {type(rec).TYPE} record on the reference topic",
+                    raw=bytes(value).decode("utf-8", "backslashreplace"),
+                )
+            self._dead_letter(rec, f"{topic}/{partition}@{offset}", self.names.reference)
+            return
+        self.stats["reference_records"] += 1
+        self.ref.add(rec)
+        self.ref_log.append((partition, offset, rec))
+        for st in self.parts.values():
+            engines.feed_reference(st.engine, rec)
+            st.ref_offsets[partition] = offset + 1
+
+    def preload_reference(self) -> None:
+        """Reads the reference topic to its end before Faust starts, in
+        batches (Faust's table recovery takes its records one at a time, at
+        about 400 µs each). The table's recovery then starts after the last
+        record read here (:meth:`ReferenceTable.persisted_offset`)."""
+        from kafka import KafkaConsumer, TopicPartition  # noqa: PLC0415
+
+        t0 = time.monotonic()
+        consumer = KafkaConsumer(
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 << 20,
+            fetch_max_bytes=64 << 20,
+            **self.settings.client_options(),
+        )
+        try:
+            tps = [
+                TopicPartition(self.names.reference, p)
+                for p in sorted(consumer.partitions_for_topic(self.names.reference) or ())
+            ]
+            consumer.assign(tps)
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                seen = self.ref_seen.get(tp.partition)
+                if seen:
+                    consumer.seek(tp, seen)
+                else:
+                    consumer.seek_to_beginning(tp)
+            record = self._reference_record
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                for batch in consumer.poll(timeout_ms=1000, max_records=20_000).values():
+                    for m in batch:
+                        if m.offset < ends[TopicPartition(m.topic, m.partition)]:
+                            record(m.topic, m.partition, m.offset, m.value)
+        finally:
+            consumer.close()
+        log.info(
+            "reference topic read to its end: %d records in %.1f s",
+            sum(self.ref_seen.values()),
+            time.monotonic() - t0,
+        )
 
     def on_recovered(self) -> None:
+        self.send_early_dead_letters()
         if not self.ready:
             self.ready = True
             log.info("%s: %d reference records", READY_LINE, len(self.ref_log))
@@ -530,24 +628,23 @@ class Worker:
 
     # -- records ----------------------------------------------------------------------
 
-    def ingest(self, short: str, events: list[Any]) -> None:
-        """A batch of one input topic: decoded, queued in its partition's merge."""
+    def ingest(self, short: str, tp: Any, records: list[Any]) -> None:
+        """A fetched run of one input partition (aiokafka records, offsets
+        ascending): decoded, queued in its partition's merge."""
+        if tp not in self.app.consumer.assignment() or not self.app.tables.actives_ready:
+            # Fetched before a rebalance took the partition away, or queued
+            # while one recovers the tables: read again after it.
+            return
         decode = self.decoder.decode
         kinds = INPUT_KINDS[short]
         kind = kinds[0] if len(kinds) == 1 else None
-        touched: set[int] = set()
         expected = self._next
-        moved = self._moved
-        now = time.monotonic()
-        assigned = self.app.consumer.assignment()
-        for event in events:
-            m = event.message
-            tp = m.tp
-            if tp not in assigned:
-                continue  # fetched before a rebalance took the partition away
-            p = m.partition
-            self._assigned.add(p)
-            st = self._state(p)
+        p = tp.partition
+        self._assigned.add(p)
+        st = self._state(p)
+        push = st.merge.push
+        took = False
+        for m in records:
             offset = m.offset
             want = expected.get(tp)
             if want is None:
@@ -559,12 +656,13 @@ class Worker:
                 if offset < want:
                     self.stats["skipped"] += 1  # processed already, or the checkpoint covers it
                 else:
-                    # A gap: Faust drops records it fetched while a rebalance
-                    # suspends the flow. Read again from the first one missing.
+                    # A gap: records fetched while a rebalance suspended the
+                    # flow were not handed over. Read again from the first
+                    # one missing.
                     self._seeks[tp] = want
                 continue
             expected[tp] = offset + 1
-            moved[tp] = now
+            took = True
             value = m.value
             if value is None:
                 rec: Any = DeadLetter(
@@ -581,29 +679,25 @@ class Worker:
                 key = self._report_time(rec.as_of)
             else:
                 key = rec.as_of
-            ts = int(m.timestamp * 1000) if m.timestamp else -1
-            st.merge.push(short, key, offset, rec, ts)
-            touched.add(p)
-            queued = len(st.merge.queues[short])
-            if queued > MAX_BUFFERED and tp not in self._warned:
-                self._warned.add(tp)
-                log.warning(
-                    "%s/%d: %d records wait in the merge for another input of the partition",
-                    tp.topic, p, queued,
-                )  # fmt: skip
-        for p in touched:
-            self.release(self.parts[p])
+            ts = m.timestamp
+            push(short, key, offset, rec, ts if ts is not None and ts > 0 else -1)
+        if not took:
+            return
+        self._moved[tp] = time.monotonic()
+        queued = len(st.merge.queues[short])
+        if queued > MAX_BUFFERED and tp not in self._warned:
+            self._warned.add(tp)
+            log.warning(
+                "%s/%d: %d records wait in the merge for another input of the partition",
+                tp.topic, p, queued,
+            )  # fmt: skip
+        self.release(st)
 
-    async def learn_starts(self, events: list[Any]) -> None:
-        """The first offset of input partitions met for the first time with
-        no checkpoint: where their records begin (the log start)."""
-        unknown = {
-            e.message.tp
-            for e in events
-            if e.message.tp not in self._next and e.message.tp not in self._start
-        }
-        if unknown:
-            self._start.update(await self.app.consumer.earliest_offsets(*unknown))
+    async def learn_start(self, tp: Any) -> None:
+        """The first offset of an input partition met for the first time
+        with no checkpoint: where its records begin (the log start)."""
+        if tp not in self._next and tp not in self._start:
+            self._start.update(await self.app.consumer.earliest_offsets(tp))
 
     async def seek_gaps(self) -> None:
         """Moves the fetch position back where records went missing."""
@@ -767,7 +861,16 @@ class Worker:
         dead = self.stats["dead_letters"]
         dead[letter.reason] = dead.get(letter.reason, 0) + 1
         self.metrics.dead_letters(letter.reason, 1)
-        self.deadletter_topic.send_soon(key=source_topic.encode(), value=self._encode(letter))
+        message = (source_topic.encode(), self._encode(letter))
+        if self.app is None:
+            self._early_dead.append(message)  # the reference preload: sent once the app runs
+        else:
+            self.deadletter_topic.send_soon(key=message[0], value=message[1])
+
+    def send_early_dead_letters(self) -> None:
+        for key, value in self._early_dead:
+            self.deadletter_topic.send_soon(key=key, value=value)
+        self._early_dead.clear()
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -806,6 +909,9 @@ class Worker:
                 state=engines.snapshot(st.engine, self.ref),
                 finished=st.finished,
             )
+            # The event loop stands still while the engine is pickled.
+            self.stats["last_snapshot_ms"] = round(1000 * (time.perf_counter() - t0), 1)
+            self.stats["last_snapshot_bytes"] = len(cp.state)
             covered, st.since_checkpoint = st.since_checkpoint, 0
             await self.app.producer.flush()
             if self.store is not None:
@@ -856,7 +962,12 @@ class Worker:
             return
         self._watched_at = now
         consumer = self.app.consumer
+        if not self.app.tables.actives_ready:
+            return  # a rebalance is recovering the tables
         tps = [tp for tp in consumer.assignment() if tp.topic in self.inputs]
+        for p in {tp.partition for tp in tps} - set(self.parts):
+            # Its checkpoint is recovered: know its offsets before any record.
+            self._state(p)
         new = [tp for tp in tps if tp not in self._next and tp not in self._start]
         if new:
             st_of = {tp: self.parts.get(tp.partition) for tp in new}
@@ -922,6 +1033,8 @@ class Worker:
     async def _drained(self) -> bool:
         """Every assigned input partition consumed to its end offset and
         nothing waiting in a merge."""
+        if not self.app.tables.actives_ready:
+            return False  # a rebalance is recovering the tables
         if any(len(st.merge) for st in self.parts.values()):
             return False
         tps = [tp for tp in self.app.consumer.assignment() if tp.topic in self.inputs]
@@ -1073,6 +1186,8 @@ class Worker:
             "alert_revisions": self.stats["alerts"],
             "dead_letters": dict(self.stats["dead_letters"]),
             "checkpoints": self.stats["checkpoints"],
+            "last_snapshot_ms": self.stats["last_snapshot_ms"],
+            "last_snapshot_bytes": self.stats["last_snapshot_bytes"],
             "skipped_covered_records": self.stats["skipped"],
             "refetched_gaps": self.stats["gaps"],
             "uncheckpointed_records": sum(st.since_checkpoint for st in list(self.parts.values())),
@@ -1113,13 +1228,17 @@ def _credentials(faust: Any, s: KafkaSettings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def _build_app(faust: Any, w: Worker, datadir: str) -> Any:
+def _build_app(faust: Any, w: Worker, datadir: str, loop: Any) -> Any:
     s = w.settings
     names = w.names
     n = w.n_partitions
     brokers = [f"kafka://{b.strip()}" for b in s.bootstrap.split(",") if b.strip()]
+    handlers: dict[str, Any] = {}
+    ref_partitions = w.ref_seen
+    floors = {names.reference: lambda tp: ref_partitions.get(tp.partition, 0)}
     app = faust.App(
         names.group,
+        loop=loop,
         broker=brokers,
         broker_client_id=s.client_id,
         broker_credentials=_credentials(faust, s),
@@ -1143,6 +1262,9 @@ def _build_app(faust: Any, w: Worker, datadir: str) -> Any:
         topic_partitions=n,
         web_enabled=False,
     )
+    # Before anything asks the app for its transport: input records reach
+    # the agents a fetched batch at a time (streams/delivery.py).
+    app.transport = batch_transport_class(handlers, floors)(app.conf.broker_consumer, app)
 
     def topic(name: str, partitions: int, acks: bool = True) -> Any:
         return app.topic(
@@ -1185,7 +1307,10 @@ def _build_app(faust: Any, w: Worker, datadir: str) -> Any:
         w.on_recovered()
 
     for full, short in w.inputs.items():
-        _add_agent(app, w, topic(full, n, acks=False), short)
+        # Subscribed (the group assigns them) but fed to the agent by the
+        # batch consumer, not by Faust's per-record streams.
+        app.topics.add(topic(full, n, acks=False))
+        handlers[full] = _add_agent(app, w, short)
 
     async def assigned(sender: Any, assigned: Any, **_: Any) -> None:
         w.on_assigned(assigned)
@@ -1216,20 +1341,28 @@ def _build_app(faust: Any, w: Worker, datadir: str) -> Any:
     return app
 
 
-def _add_agent(app: Any, w: Worker, channel: Any, short: str) -> None:
-    size = w.settings.batch_size
-    within = max(0.001, w.settings.batch_ms / 1000)
+def _add_agent(app: Any, w: Worker, short: str) -> Any:
+    """The agent of input topic ``short``: it takes the fetched batches of
+    the topic's partitions from an in-memory channel. Returns the handler
+    the batch consumer calls with each batch (it waits while the channel
+    is full: back-pressure on the fetcher)."""
+    channel = app.channel(maxsize=4)
 
     async def agent(stream: Any) -> None:
-        async for events in stream.take_events(size, within=within):
+        async for tp, records in stream:
             await w.wait_for_store()
-            await w.learn_starts(events)
-            w.ingest(short, events)
+            await w.learn_start(tp)
+            w.ingest(short, tp, records)
             await w.seek_gaps()
             await w.maybe_checkpoint()
 
     agent.__name__ = agent.__qualname__ = f"consume_{short}"
     app.agent(channel, name=f"fundflow.{short}", concurrency=1)(agent)
+
+    async def handler(tp: Any, records: list[Any]) -> None:
+        await channel.send(value=(tp, records))
+
+    return handler
 
 
 def _reference_table_class(faust: Any) -> type:
@@ -1244,6 +1377,12 @@ def _reference_table_class(faust: Any) -> type:
             # Faust's assignor names a global table's changelog by this
             # method, which ignores a changelog topic given to the table.
             return self.changelog_topic.get_topic_name()
+
+        def persisted_offset(self, tp: Any) -> int | None:
+            # What the worker read before Faust started (its preload) is
+            # this table's persisted state: recovery reads what follows.
+            seen = self.worker.ref_seen.get(tp.partition)
+            return seen - 1 if seen else None
 
         def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
             self.worker.apply_reference(batch)

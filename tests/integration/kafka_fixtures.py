@@ -110,7 +110,16 @@ def namespace() -> str:
 
 
 def cli_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("FUNDFLOW_KAFKA_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FUNDFLOW_KAFKA_") and k != "FUNDFLOW_WORKER_START_ATTEMPT"
+    }
+
+
+# A worker whose Faust app is not ready 45 s after it starts runs again in a
+# fresh process (the default, 120 s, is longer than the tests' waits).
+START = {"FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS": "45"}
 
 
 def fundflow(
@@ -160,7 +169,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fundflow.cli", "worker", "--broker", broker.address,
              "--namespace", ns, "--db", str(db), "--health-port", str(self.health_port), *extra],
-            env={**cli_env(), **(env or {})}, stdin=subprocess.DEVNULL, stdout=self.log,
+            env={**cli_env(), **START, **(env or {})}, stdin=subprocess.DEVNULL, stdout=self.log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -182,9 +191,18 @@ class WorkerProcess:
                     f"worker exited ({self.proc.returncode}) while waiting for {what}:\n{self.output()}"
                 )
             h = self.health()
+            last[0] = h
             return h if h is not None and pred(h) else None
 
-        return wait_for(what, check, timeout)
+        last: list[dict[str, Any] | None] = [None]
+        try:
+            return wait_for(what, check, timeout)
+        except AssertionError as e:
+            if self.proc.poll() is not None:
+                raise
+            raise AssertionError(
+                f"{e}\nlast health: {json.dumps(last[0])}\nworker log:\n{self.output()}"
+            ) from None
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

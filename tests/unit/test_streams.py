@@ -209,6 +209,8 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
     assert "s3cret" not in repr(s)
     assert s.replace(namespace="ns.", partitions=None).namespace == "ns."
     assert load_kafka_settings(None, env={}) == KafkaSettings()
+    env = {"FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS": "45"}
+    assert load_kafka_settings(None, env=env).start_timeout_seconds == 45.0
 
 
 @pytest.mark.parametrize(
@@ -219,6 +221,7 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
         ("", {"FUNDFLOW_KAFKA_PARTITIONS": "0"}, "kafka.partitions must be in 1..10000"),
         ("[kafka]\nsecurity_protocol = 'SASL_SSL'\n", {}, "needs sasl_mechanism"),
         ("[kafka]\nnamespace = 'a b'\n", {}, "namespace"),
+        ("", {"FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS": "0"}, "start_timeout_seconds must be > 0"),
         ("[kafka\n", {}, "not valid TOML"),
     ],
 )
