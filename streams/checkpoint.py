@@ -64,7 +64,18 @@ class CheckpointError(Exception):
 
 def encode_checkpoint(cp: Checkpoint) -> list[tuple[str, bytes]]:
     """(key, value) rows to write, in order: the chunks, then the head."""
-    blob = zlib.compress(cp.state, 1)
+    return encode_compressed(cp, *compress_state(cp.state))
+
+
+def compress_state(state: bytes) -> tuple[bytes, str]:
+    """The stored form of an engine snapshot and its SHA-256 (hex)."""
+    blob = zlib.compress(state, 1)
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def encode_compressed(cp: Checkpoint, blob: bytes, sha256: str) -> list[tuple[str, bytes]]:
+    """The rows of ``cp`` whose state is already compressed (``blob``, from
+    :func:`compress_state`; ``cp.state`` is not read)."""
     slot = cp.generation % 2
     pieces = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
     gen = cp.generation.to_bytes(8, "big")
@@ -74,7 +85,7 @@ def encode_checkpoint(cp: Checkpoint) -> list[tuple[str, bytes]]:
         slot=slot,
         chunks=len(pieces),
         size=len(blob),
-        sha256=hashlib.sha256(blob).hexdigest(),
+        sha256=sha256,
         offsets=dict(cp.offsets),
         ref_offsets=dict(cp.ref_offsets),
         finished=cp.finished,
