@@ -1488,6 +1488,15 @@ def _worker_class(faust: Any) -> type:
             self.fundflow.start_draining()
 
         async def _stop_on_signal(self, sig: signal.Signals) -> None:
+            if not self.fundflow.ready:
+                # Nothing was consumed. Faust's stop can hang on services
+                # that never finished starting: leave at once.
+                log.info("signal %s before the worker was ready: stopping at once", sig.name)
+                if self.fundflow.datadir is not None:
+                    shutil.rmtree(self.fundflow.datadir, ignore_errors=True)
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                os._exit(0)
             log.info("signal %s: final checkpoints, then stop", sig.name)
             try:
                 await self.fundflow.stop_gracefully()

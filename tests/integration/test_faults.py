@@ -245,8 +245,8 @@ def test_broker_outage_the_worker_waits_and_resumes(
 def test_random_kills_give_the_uninterrupted_alerts(
     broker: Broker, world: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Ten SIGKILLs, each after a seeded random number of records processed
-    and the worker's first checkpoint
+    """Ten SIGKILLs, each after a seeded random number of records processed,
+    the worker's first checkpoint and records processed after its last one
     (read from the health endpoint), a day of new records sent before each
     restart; the last worker drains: the store and the alerts topic hold the
     uninterrupted run's alerts, ids, revisions and figures, one row each."""
@@ -261,15 +261,24 @@ def test_random_kills_give_the_uninterrupted_alerts(
             _send(broker, ns, days.pop(0))
         ends = _ends(broker, ns)
         target = rng.randint(300, 2500)
-        w = WorkerProcess(broker, ns, db, tmp_path / f"w{i}.log", *CHECKPOINTS, env=FAST)
+        # Fetched batches of 250 records (2,000 by default): the records
+        # come in steps small enough for kills to fall between checkpoints.
+        env = {**FAST, "FUNDFLOW_KAFKA_BATCH_SIZE": "250"}
+        w = WorkerProcess(broker, ns, db, tmp_path / f"w{i}.log", *CHECKPOINTS, env=env)
         try:
-            # A worker takes in a fetched batch (up to 2,000 records) at
-            # once: the kill waits for its first checkpoint too, or no
-            # worker would live long enough to leave one.
+            # The kill waits for the worker's first checkpoint (so that the
+            # next one resumes from it) and for records processed since its
+            # last one, unless it has taken in all there is.
             h = w.wait_health(
-                f"kill {i}: {target} records processed and a checkpoint, or all there is",
+                f"kill {i}: {target} records processed, a checkpoint and records after it, "
+                "or all there is",
                 lambda h, target=target, ends=ends: (
-                    (h["records"] >= target and h["checkpoints"] >= 1) or _at(h, ends)
+                    (
+                        h["records"] >= target
+                        and h["checkpoints"] >= 1
+                        and h["uncheckpointed_records"] > 0
+                    )
+                    or _at(h, ends)
                 ),
                 timeout=120,
             )
@@ -368,49 +377,77 @@ def test_alert_store_outage_keeps_every_alert(
     _check_topic(broker, ns, world["expected"])
 
 
-# The worker's command with Faust's table manager failing once, as it does
-# when the consumer thread starts late on a loaded machine: only in the
-# first process (a restarted one has FUNDFLOW_WORKER_START_ATTEMPT set).
-FAILING_START = """
-import os, sys
+# The worker's command with Faust's table manager failing (``raise``, as
+# when the consumer thread starts late on a loaded machine) or never
+# finishing (``hang``) in the first process only (a process started again
+# has FUNDFLOW_WORKER_START_ATTEMPT set).
+FAULTY_START = """
+import asyncio, os, sys
 import faust.tables.manager as manager
 from faust.exceptions import ConsumerNotStarted
 original = manager.TableManager._update_channels
 async def update_channels(self):
     if "FUNDFLOW_WORKER_START_ATTEMPT" not in os.environ:
-        raise ConsumerNotStarted("consumer thread not yet started")
+        if sys.argv[1] == "raise":
+            raise ConsumerNotStarted("consumer thread not yet started")
+        await asyncio.Event().wait()
     return await original(self)
 manager.TableManager._update_channels = update_channels
 from fundflow.cli import main
-sys.argv = ["fundflow", *sys.argv[1:]]
+sys.argv = ["fundflow", *sys.argv[2:]]
 main()
 """
 
 
-def test_a_failed_start_runs_again_in_a_fresh_process(
-    broker: Broker, world: dict[str, Any], tmp_path: Path
-) -> None:
-    """Faust's app fails before it is ready: the worker logs it, runs its
-    own command line again in place (same pid, attempt 2), and that process
-    drains to the replay's alerts."""
+def _faulty_worker(fault: str, broker: Broker, ns: str, db: Path, log_file: Any, **env: str) -> Any:
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
     from kafka_fixtures import cli_env  # noqa: PLC0415
 
+    return subprocess.Popen(
+        [sys.executable, "-c", FAULTY_START, fault, "worker", "--broker", broker.address,
+         "--namespace", ns, "--db", str(db), "--drain-and-exit"],
+        env={**cli_env(), **FAST, **env}, stdin=subprocess.DEVNULL, stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fault", "timeout", "line"),
+    [
+        # An exception in Faust's start-up may end the app, or leave it
+        # stopping for ever: either way a fresh process takes over.
+        (
+            "raise",
+            "10",
+            r"the Faust app (failed before it was ready|is not ready 10 s after its start) "
+            r"\(attempt 1 of 3\); starting it again",
+        ),
+        (
+            "hang",
+            "5",
+            r"the Faust app is not ready 5 s after its start \(attempt 1 of 3\); starting it again",
+        ),
+    ],
+    ids=["fails", "hangs"],
+)
+def test_a_failed_start_runs_again_in_a_fresh_process(
+    broker: Broker, world: dict[str, Any], tmp_path: Path, fault: str, timeout: str, line: str
+) -> None:
+    """Faust's app fails before it is ready, or is not ready within
+    ``start_timeout_seconds``: the worker logs it, runs its own command line
+    again in place (same pid, attempt 2), and that process drains to the
+    replay's alerts."""
     ns = namespace()
     _topics(broker, ns)
     _send(broker, ns, world["path"])
     db = tmp_path / "w.db"
     log_path = tmp_path / "w.log"
-    env = {k: v for k, v in cli_env().items() if k != "FUNDFLOW_WORKER_START_ATTEMPT"}
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", FAILING_START, "worker", "--broker", broker.address,
-             "--namespace", ns, "--db", str(db), "--drain-and-exit"],
-            env={**env, **FAST}, stdin=subprocess.DEVNULL, stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc = _faulty_worker(
+            fault, broker, ns, db, log_file, FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS=timeout
+        )
         try:
             rc = proc.wait(timeout=300)
         finally:
@@ -419,9 +456,38 @@ def test_a_failed_start_runs_again_in_a_fresh_process(
                 proc.wait()
     out = log_path.read_text(errors="replace")
     assert rc == 0, out[-6000:]
-    assert "the Faust app failed before it was ready (attempt 1 of 3)" in out, out[-6000:]
+    assert re.search(line, out), out[-6000:]
     assert out.count("reference topic read to its end") == 2, out[-6000:]
     assert "fundflow worker ready" in out
     got = store_alerts(db)
     assert got == world["expected"], alert_diff(got, world["expected"])
     _check_topic(broker, ns, world["expected"])
+
+
+def test_sigterm_before_ready_stops_at_once(
+    broker: Broker, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """A worker stuck in Faust's start-up has consumed nothing: SIGTERM ends
+    it at once with exit 0 (Faust's own stop would wait on services that
+    never started)."""
+    ns = namespace()
+    _topics(broker, ns)
+    log_path = tmp_path / "w.log"
+    with open(log_path, "w") as log_file:
+        proc = _faulty_worker("hang", broker, ns, tmp_path / "w.db", log_file)
+        try:
+            wait_for(
+                "the worker to reach Faust's start-up",
+                lambda: "reference topic read to its end" in log_path.read_text(),
+                timeout=60,
+            )
+            time.sleep(3.0)  # inside the hung table manager by now
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    out = log_path.read_text(errors="replace")
+    assert rc == 0, out[-6000:]
+    assert "signal SIGTERM before the worker was ready: stopping at once" in out, out[-6000:]
