@@ -115,6 +115,11 @@ def _faust():
     return faust
 
 
+def _where(names: TopicNames, short: str, st: PartitionState, offset: int) -> str:
+    """``topic/partition@offset`` of an input record (for dead letters)."""
+    return f"{names.topic(short)}/{st.partition}@{offset}"
+
+
 @dataclass
 class PartitionState:
     """One input partition number: its engine, merge queues and progress."""
@@ -801,13 +806,13 @@ class Worker:
             by[(short, kind)] = by.get((short, kind), 0) + 1
             if ts > self._last_event_ms:
                 self._last_event_ms = ts
-            where = f"{names.topic(short)}/{st.partition}@{offset}"
             if type(rec) is DeadLetter:
-                self._dead_letter(rec, where, names.topic(short))
+                self._dead_letter(rec, _where(names, short, st, offset), names.topic(short))
                 continue
             try:
                 alerts = process(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the worker
+                where = _where(names, short, st, offset)
                 log.exception("engine failed on %s", where)
                 self._dead_letter(
                     DeadLetter(
@@ -824,6 +829,7 @@ class Worker:
                 if alerts:
                     self._emit(alerts, ts)
             if engine.dead_letters:
+                where = _where(names, short, st, offset)
                 for letter in engine.dead_letters:
                     self._dead_letter(letter, where, names.topic(short))
                 engine.dead_letters.clear()
@@ -919,8 +925,12 @@ class Worker:
         the fork, with the offsets read just before it. Where ``fork`` is
         missing, or the child fails, it is done here."""
         t0 = time.perf_counter()
+
+        def take() -> tuple[bytes, str]:
+            return compress_state(engines.snapshot(st.engine, self.ref))
+
         if not hasattr(os, "fork") or self.datadir is None:
-            out = compress_state(engines.snapshot(st.engine, self.ref))
+            out = take()
             self.stats["last_snapshot_ms"] = round(1000 * (time.perf_counter() - t0), 1)
             return out
         path = os.path.join(self.datadir, f"snapshot-{st.partition}-{st.generation}")
@@ -933,7 +943,7 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                     signal.signal(sig, signal.SIG_DFL)
                 gc.disable()
-                blob, digest = compress_state(engines.snapshot(st.engine, self.ref))
+                blob, digest = take()
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 view = memoryview(digest.encode() + blob)
                 while view:
@@ -956,7 +966,7 @@ class Worker:
             log.warning(
                 "partition %d: snapshot in a child failed (%s); taking it here", st.partition, e
             )
-            return compress_state(engines.snapshot(st.engine, self.ref))
+            return take()
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)

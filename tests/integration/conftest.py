@@ -13,6 +13,10 @@ its password over TCP (scram-sha-256), for the tests of password handling.
 Without the binaries the PostgreSQL tests are skipped on a laptop, but
 **fail** when ``CI`` is set: CI runs deploy/postgres/ci-install.sh first and
 must run them.
+
+``kafka_python`` (module) and ``broker`` (a Kafka broker of its own per test,
+through deploy/kafka/broker): for the daemon, fault and broker kit tests;
+kafka-python missing is a skip on a laptop and a failure in CI.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -210,3 +215,36 @@ def postgres_server() -> Iterator[PostgresServer]:
         if data.exists():
             run(str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w")
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- Kafka -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kafka_python():
+    """The kafka-python package: a failure in CI, a skip elsewhere."""
+    from kafka_fixtures import IN_CI  # noqa: PLC0415
+
+    try:
+        import kafka  # noqa: PLC0415
+    except ImportError:
+        msg = "kafka-python is not installed: pip install kafka-python crc32c"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return kafka
+
+
+@pytest.fixture
+def broker(tmp_path_factory: pytest.TempPathFactory, kafka_python) -> Iterator[Any]:
+    """A broker of its own per test (deploy/kafka/broker, temporary home,
+    free port): a worker SIGKILLed by one test must not share a group
+    coordinator and its session timeouts with the next test's groups."""
+    from kafka_fixtures import make_broker  # noqa: PLC0415
+
+    b = make_broker(tmp_path_factory.mktemp("kafka-home"))
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()

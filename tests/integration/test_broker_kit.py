@@ -130,19 +130,6 @@ def _teardown(kit: Kit) -> None:
 
 
 @pytest.fixture(scope="module")
-def kafka():
-    """The kafka-python package: a failure in CI, a skip elsewhere."""
-    try:
-        import kafka as kafka_python  # noqa: PLC0415
-    except ImportError:
-        msg = "kafka-python is not installed: pip install kafka-python crc32c"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return kafka_python
-
-
-@pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kit]:
     home = tmp_path_factory.mktemp("kafka-home")
     port = free_port_pair()
@@ -205,18 +192,18 @@ def test_status_reports_running(broker: Kit) -> None:
     assert broker.address in proc.stdout
 
 
-def test_topic_produce_consume_roundtrip(broker: Kit, kafka) -> None:
+def test_topic_produce_consume_roundtrip(broker: Kit, kafka_python) -> None:
     from kafka.admin import NewTopic  # noqa: PLC0415
 
     topic = f"fundflow-kit-{uuid.uuid4().hex[:8]}"
-    admin = kafka.KafkaAdminClient(bootstrap_servers=broker.address, client_id="kit-test")
+    admin = kafka_python.KafkaAdminClient(bootstrap_servers=broker.address, client_id="kit-test")
     try:
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
         assert topic in admin.list_topics()
     finally:
         admin.close()
 
-    producer = kafka.KafkaProducer(bootstrap_servers=broker.address, acks="all")
+    producer = kafka_python.KafkaProducer(bootstrap_servers=broker.address, acks="all")
     try:
         meta = producer.send(topic, key=b"pool-1", value=b'{"amount": 100}').get(timeout=30)
         producer.flush(timeout=30)
@@ -224,7 +211,7 @@ def test_topic_produce_consume_roundtrip(broker: Kit, kafka) -> None:
         producer.close()
     assert meta.topic == topic and meta.offset == 0
 
-    consumer = kafka.KafkaConsumer(
+    consumer = kafka_python.KafkaConsumer(
         topic,
         bootstrap_servers=broker.address,
         group_id=f"kit-test-{uuid.uuid4().hex[:8]}",
@@ -243,17 +230,17 @@ def test_topic_produce_consume_roundtrip(broker: Kit, kafka) -> None:
     assert [(r.key, r.value) for r in records] == [(b"pool-1", b'{"amount": 100}')]
 
 
-def test_topics_are_not_auto_created(broker: Kit, kafka) -> None:
+def test_topics_are_not_auto_created(broker: Kit, kafka_python) -> None:
     from kafka.errors import KafkaTimeoutError  # noqa: PLC0415
 
     topic = f"fundflow-kit-missing-{uuid.uuid4().hex[:8]}"
-    producer = kafka.KafkaProducer(bootstrap_servers=broker.address, max_block_ms=3000)
+    producer = kafka_python.KafkaProducer(bootstrap_servers=broker.address, max_block_ms=3000)
     try:
         with pytest.raises(KafkaTimeoutError):
             producer.send(topic, value=b"x").get(timeout=10)
     finally:
         producer.close(timeout=5)
-    admin = kafka.KafkaAdminClient(bootstrap_servers=broker.address, client_id="kit-test")
+    admin = kafka_python.KafkaAdminClient(bootstrap_servers=broker.address, client_id="kit-test")
     try:
         assert topic not in admin.list_topics()
     finally:

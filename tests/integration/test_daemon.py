@@ -15,20 +15,17 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka_fixtures import (
     ENABLED,
-    IN_CI,
     Broker,
     WorkerProcess,
     alert_diff,
     free_port,
     fundflow,
-    make_broker,
     namespace,
     read_topic,
     store_alerts,
@@ -48,30 +45,6 @@ pytestmark = [
 
 DAYS = 10
 SPLIT_AT = "2026-03-05T00:00:00+08:00"  # restart test: the kill falls here
-
-
-@pytest.fixture(scope="module")
-def kafka_python():
-    try:
-        import kafka  # noqa: PLC0415
-    except ImportError:
-        msg = "kafka-python is not installed: pip install kafka-python crc32c"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return kafka
-
-
-@pytest.fixture
-def broker(tmp_path_factory: pytest.TempPathFactory, kafka_python) -> Iterator[Broker]:
-    # A broker per test: a worker SIGKILLed by one test must not share a
-    # group coordinator and its session timeouts with the next test's groups.
-    b = make_broker(tmp_path_factory.mktemp("kafka-home"))
-    try:
-        b.start()
-        yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture(scope="module")

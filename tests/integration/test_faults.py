@@ -27,7 +27,6 @@ import random
 import re
 import signal
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,10 @@ from typing import Any
 import pytest
 from kafka_fixtures import (
     ENABLED,
-    IN_CI,
     Broker,
     WorkerProcess,
     alert_diff,
     fundflow,
-    make_broker,
     namespace,
     store_alerts,
     topic_alerts,
@@ -71,28 +68,6 @@ INPUTS = ("custody", "clearing", "reports")
 BROKER_AWAY = re.compile(
     r"ERROR aiokafka: Unable connect to node with id \d+: .*Connect call failed"
 )
-
-
-@pytest.fixture(scope="module")
-def kafka_python():
-    try:
-        import kafka  # noqa: PLC0415
-    except ImportError:
-        msg = "kafka-python is not installed: pip install kafka-python crc32c"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return kafka
-
-
-@pytest.fixture
-def broker(tmp_path_factory: pytest.TempPathFactory, kafka_python) -> Iterator[Broker]:
-    b = make_broker(tmp_path_factory.mktemp("kafka-home"))
-    try:
-        b.start()
-        yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +150,14 @@ def _at(h: dict[str, Any], ends: dict[str, int]) -> bool:
     return all(offsets.get(short, 0) >= end for short, end in ends.items() if end)
 
 
+def _as_replayed(broker: Broker, ns: str, db: Path, world: dict[str, Any]) -> None:
+    """The store ``db`` and the alerts topic of ``ns`` hold `fundflow
+    replay`'s alerts, field for field."""
+    got = store_alerts(db)
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    _check_topic(broker, ns, world["expected"])
+
+
 def _check_topic(broker: Broker, ns: str, want: dict[str, tuple[Any, ...]]) -> None:
     """The alerts topic holds every alert of ``want`` at its highest revision
     with the same figures, and no other."""
@@ -237,9 +220,7 @@ def test_broker_outage_the_worker_waits_and_resumes(
         assert w.wait(timeout=120) == 0, w.output()
     finally:
         w.kill()
-    got = store_alerts(db)
-    assert got == world["expected"], alert_diff(got, world["expected"])
-    _check_topic(broker, ns, world["expected"])
+    _as_replayed(broker, ns, db, world)
 
 
 def test_random_kills_give_the_uninterrupted_alerts(
@@ -298,10 +279,8 @@ def test_random_kills_give_the_uninterrupted_alerts(
     assert len(kills) == KILLS
     # Most kills fall between two checkpoints: records processed twice.
     assert sum(1 for *_, unsaved in kills if unsaved) >= KILLS // 2, kills
-    got = store_alerts(db)
-    assert got == world["expected"], alert_diff(got, world["expected"])
+    _as_replayed(broker, ns, db, world)
     _one_row_per_alert(db)
-    _check_topic(broker, ns, world["expected"])
 
 
 def _retries(log: str) -> list[float]:
@@ -459,9 +438,7 @@ def test_a_failed_start_runs_again_in_a_fresh_process(
     assert re.search(line, out), out[-6000:]
     assert out.count("reference topic read to its end") == 2, out[-6000:]
     assert "fundflow worker ready" in out
-    got = store_alerts(db)
-    assert got == world["expected"], alert_diff(got, world["expected"])
-    _check_topic(broker, ns, world["expected"])
+    _as_replayed(broker, ns, db, world)
 
 
 def test_sigterm_before_ready_stops_at_once(
