@@ -79,11 +79,25 @@ def _kafka_errors() -> tuple[type[BaseException], ...]:
 
 
 def _open_sink(db: str):  # type: ignore[no-untyped-def]
+    """The worker's alert sink.
+
+    A PostgreSQL server that cannot be reached at start (connection refused,
+    not started, starting up or shutting down, out of connection slots, host
+    name not resolvable yet, timeout: :class:`~fundflow.store.StoreUnavailableError`)
+    does not stop the worker: it starts with the store down and the store
+    guard's retries open the sink (see ``StoreGuard`` in streams/worker.py).
+    Everything else is fatal here, one line and exit 1, since a retry
+    would fail the same way: a malformed URL or unknown scheme, a password
+    refused or missing, an unknown database or role, no pg_hba.conf entry,
+    TLS refused, no privilege to create the schema, a newer schema, psycopg
+    missing, a SQLite path that cannot be opened.
+    """
     from fundflow import store
 
-    opener = getattr(store, "open_sink", None)
     try:
-        return opener(db) if opener is not None else store.SQLiteSink(db)
+        if store.is_postgres_url(db):
+            return store.DeferredSink(lambda: store.open_sink(db), store.mask_url(db))
+        return store.open_sink(db)
     except store.StoreError as e:
         raise KafkaRuntimeError(str(e)) from None
 

@@ -60,7 +60,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,6 +147,16 @@ class StoreError(Exception):
 
 class StoreNotFoundError(StoreError, FileNotFoundError):
     """A store opened for reading does not exist (nothing is created)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached, or does not take connections
+    yet: refused, not started, starting up or shutting down, out of
+    connection slots, a host name not resolvable yet, a timeout. The same
+    attempt later may succeed (see :class:`DeferredSink`). Wrong
+    credentials, an unknown database or role, a malformed URL and an
+    unwritable SQLite path are plain :class:`StoreError`: retrying cannot
+    mend them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +314,8 @@ def open_sink(db: str | os.PathLike[str], batch_size: int = 500) -> AlertSink:
     ``postgresql://`` / ``postgres://`` URL (TLS, ``PGPASSWORD`` and
     ``PGPASSFILE`` as libpq reads them), else :class:`SQLiteSink` on that file
     (created if missing). The schema is created or migrated. Raises
-    :class:`StoreError` (one line, password masked) when it cannot be opened.
+    :class:`StoreError` (one line, password masked) when it cannot be opened:
+    :class:`StoreUnavailableError` when the server cannot be reached yet.
     """
     if is_postgres_url(db):
         return _pg_module().PostgresSink(str(db), batch_size=batch_size)  # type: ignore[no-any-return]
@@ -324,6 +335,81 @@ def open_store(db: str | os.PathLike[str]) -> AlertStore:
         return _pg_module().PostgresStore(str(db))  # type: ignore[no-any-return]
     _check_not_other_url(db)
     return SQLiteStore(db)
+
+
+class DeferredSink(AlertSink):
+    """A sink whose store may not take connections yet (a PostgreSQL server
+    still down or starting up when the worker starts).
+
+    ``opener`` (e.g. ``lambda: open_sink(db)``) is called once at
+    construction. :class:`StoreUnavailableError` there leaves the sink
+    unopened, with the error in :attr:`error`; any other :class:`StoreError`
+    (wrong password, unknown database, malformed URL, newer schema, an
+    unwritable SQLite path) is raised, since a later attempt would fail the
+    same way. While unopened, ``upsert`` and ``flush`` call ``opener``
+    again (so the schema is created or checked then, as usual) and raise
+    its :class:`StoreError` while it fails; the alerts upserted meanwhile
+    wait here, counted in :attr:`pending`, and go to the opened sink first,
+    in order. Opened, it passes every call on. ``close`` does not try to
+    open: alerts still waiting then are not written (``pending`` says how
+    many).
+    """
+
+    def __init__(self, opener: Callable[[], AlertSink], name: str) -> None:
+        self.name = name
+        self._opener = opener
+        self._sink: AlertSink | None = None
+        self._waiting: list[Alert] = []
+        self._closed = False
+        self.error: StoreError | None = None
+        try:
+            self._sink = opener()
+        except StoreUnavailableError as exc:
+            self.error = exc
+
+    @property
+    def opened(self) -> bool:
+        return self._sink is not None
+
+    @property
+    def pending(self) -> int:
+        """Alerts upserted but not yet committed (waiting here or in the sink)."""
+        return len(self._waiting) + int(getattr(self._sink, "pending", 0))
+
+    def upsert(self, alerts: Sequence[Alert]) -> None:
+        self._check_open()
+        self._waiting.extend(alerts)
+        self._opened_sink()
+
+    def flush(self) -> None:
+        self._check_open()
+        self._opened_sink().flush()
+
+    def close(self) -> None:
+        """Closes the opened sink (flushing it); a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sink is not None:
+            self._sink.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"alert store {self.name} is closed")
+
+    def _opened_sink(self) -> AlertSink:
+        if self._sink is None:
+            try:
+                self._sink = self._opener()
+            except StoreError as exc:
+                self.error = exc
+                raise
+            self.error = None
+        if self._waiting:
+            # Handed over before the upsert: what it cannot commit stays in the sink.
+            waiting, self._waiting = self._waiting, []
+            self._sink.upsert(waiting)
+        return self._sink
 
 
 # --- masking passwords --------------------------------------------------------

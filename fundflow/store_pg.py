@@ -54,6 +54,7 @@ from .store import (
     BufferedSink,
     StoreError,
     StoreReader,
+    StoreUnavailableError,
     _encode_json,
     _where,
     check_actor,
@@ -151,10 +152,67 @@ _cursor_names = (f"fundflow_alerts_{i}" for i in itertools.count(1))
 #: is not set either): the way container and systemd secrets arrive.
 PASSWORD_FILE_ENV = "FUNDFLOW_PG_PASSWORD_FILE"
 
+# A failed connection has no SQLSTATE in psycopg, only libpq's text (and the
+# server's, for a FATAL at start-up): these say the server is not there or
+# not taking connections yet, so the same attempt later may succeed...
+_UNREACHABLE = re.compile(
+    "|".join(
+        (
+            r"Connection refused",
+            r"on socket \"[^\"]*\" failed: No such file or directory",  # server not started
+            r"timeout expired",
+            r"Connection timed out",
+            r"Network is unreachable",
+            r"No route to host",
+            r"Connection reset by peer",
+            r"server closed the connection unexpectedly",
+            r"Name or service not known",
+            r"Temporary failure in name resolution",
+            r"No address associated with hostname",
+            r"the database system is (starting up|shutting down|in recovery mode)",
+            r"the database system is not (yet )?accepting connections",
+            r"sorry, too many clients already",
+            r"remaining connection slots are reserved",
+        )
+    ),
+    re.IGNORECASE,
+)
+# ...unless the text also says the server refused who we are or what we ask
+# for (several hosts, or several addresses of one, are tried in turn).
+_REFUSED = re.compile(
+    r"authentication failed|no password supplied|no pg_hba\.conf entry|does not exist"
+    r"|permission denied|SSL was required|certificate",
+    re.IGNORECASE,
+)
+# SQLSTATEs of an open connection that a new one may not meet: class 08
+# (connection exception), admin / crash shutdown, cannot connect now, too
+# many connections.
+_UNREACHABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def unreachable(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the server cannot be reached or does not take
+    connections yet (a retry may mend it), rather than refusing these
+    credentials, this database or this URL (it cannot).
+
+    libpq's and the server's English texts are matched (psycopg gives no
+    SQLSTATE for a failed connection); a text in another language, or any
+    failure not listed, counts as not mendable.
+    """
+    if not isinstance(exc, psycopg.OperationalError):
+        return False  # ProgrammingError: a malformed URL or option
+    state = exc.sqlstate
+    if state is not None:
+        return state.startswith("08") or state in _UNREACHABLE_STATES
+    text = str(exc)
+    return bool(_UNREACHABLE.search(text)) and not _REFUSED.search(text)
+
 
 def connect(url: str, name: str) -> psycopg.Connection[Any]:
     """An autocommit connection to ``url``; :class:`StoreError` (one line,
-    no password) when the URL is malformed or the server refuses."""
+    no password) when the URL is malformed or the server refuses, and
+    :class:`~fundflow.store.StoreUnavailableError` when it cannot be reached
+    or does not take connections yet (see :func:`unreachable`)."""
     secrets = url_secrets(url)
     extra: dict[str, Any] = {}
     password_file = os.environ.get(PASSWORD_FILE_ENV)
@@ -176,7 +234,8 @@ def connect(url: str, name: str) -> psycopg.Connection[Any]:
             extra["application_name"] = "fundflow"
         return psycopg.connect(url, autocommit=True, **extra)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot open alert store {name}: {scrub(str(exc), secrets)}") from None
+        error = StoreUnavailableError if unreachable(exc) else StoreError
+        raise error(f"cannot open alert store {name}: {scrub(str(exc), secrets)}") from None
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int | None:
@@ -254,7 +313,8 @@ class PostgresSink(BufferedSink):
             raise
         except psycopg.Error as exc:
             conn.close()
-            raise StoreError(f"cannot open alert store {self.name}: {self._scrub(exc)}") from None
+            error = StoreUnavailableError if unreachable(exc) else StoreError
+            raise error(f"cannot open alert store {self.name}: {self._scrub(exc)}") from None
         return conn
 
     def _scrub(self, exc: BaseException) -> str:

@@ -147,7 +147,13 @@ class StoreGuard:
     alerts that come while the store is down wait in :attr:`backlog` (they
     are not handed to the sink, which would try to commit at each call).
     :meth:`flush` is the one way back: it writes everything or reports
-    ``False``; the worker checkpoints only after it returned ``True``."""
+    ``False``; the worker checkpoints only after it returned ``True``.
+
+    A sink not open yet (a :class:`~fundflow.store.DeferredSink` whose first
+    opening found the server unreachable: ``opened`` false) starts the guard
+    down, as after a failed write: the retries open it, with the same
+    backoff, and the first :meth:`flush` that returns ``True`` has opened it
+    and written every alert kept."""
 
     def __init__(
         self,
@@ -166,6 +172,8 @@ class StoreGuard:
         self.delay = 0.0  # the last retry delay; 0 while the store is up
         self.retry_at: float | None = None  # set while the store is down
         self.failures = 0
+        if getattr(sink, "opened", True) is False:
+            self._failed(sink.error, "at start")
 
     @property
     def down(self) -> bool:
@@ -211,14 +219,14 @@ class StoreGuard:
         self.failures = 0
         return True
 
-    def _failed(self, e: Exception) -> None:
+    def _failed(self, e: Exception, when: str = "") -> None:
         self.failures += 1
         self.delay = self.first if self.delay <= 0 else min(self.delay * 2, self.cap)
         self.retry_at = self.clock() + self.delay
         log.warning(
-            "alert store unavailable (%s): %d alerts kept, no checkpoint until they are "
+            "alert store unavailable%s (%s): %d alerts kept, no checkpoint until they are "
             "written; retry in %g s",
-            e, self.pending, self.delay,
+            f" {when}" if when else "", e, self.pending, self.delay,
         )  # fmt: skip
 
     def close(self) -> int:

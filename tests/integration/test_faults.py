@@ -11,7 +11,8 @@ real PostgreSQL server.
 * the PostgreSQL alert store stops in the middle of the stream: the worker
   keeps running and keeps every alert, backs off (1 s doubling to a cap),
   writes no checkpoint while alerts are unwritten, and ends with the store
-  equal to `fundflow replay`'s once the server is back.
+  equal to `fundflow replay`'s once the server is back; the same when the
+  server is already down when the worker starts.
 
 One broker per test (deploy/kafka/broker in a temporary home on a free
 port), one namespace per test, a small simulated world (seed 1, 8 days,
@@ -347,6 +348,77 @@ def test_alert_store_outage_keeps_every_alert(
         assert w.wait(timeout=120) == 0, w.output()
     finally:
         w.kill()
+        if stopped:
+            postgres_server.start()
+    want = open_store(str(world["dir"] / "replay.db")).list()
+    got = open_store(url).list()
+    assert [a.alert_id for a in got] == [a.alert_id for a in want]
+    assert got == want
+    _check_topic(broker, ns, world["expected"])
+
+
+def test_alert_store_down_at_start_the_worker_starts_without_it(
+    broker: Broker, world: dict[str, Any], tmp_path: Path, postgres_server
+) -> None:
+    """PostgreSQL is stopped before the worker starts: the worker starts
+    anyway, consumes the first half of the stream with its health saying
+    the store is unavailable, writes no checkpoint, and retries with the
+    usual backoff (1 s, 2 s, then the 4 s cap set here); once the server is
+    up its retry opens the store, creating the schema in the empty
+    database, writes every kept alert and checkpoints. After the second
+    half the store equals `fundflow replay`'s, alert for alert."""
+    import psycopg  # noqa: PLC0415
+
+    from fundflow.store import open_store  # noqa: PLC0415
+
+    dbname = "start_down_" + namespace().strip(".")
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    url = postgres_server.url(dbname)
+    ns = namespace()
+    _topics(broker, ns)
+    days = world["days"]
+    _send(broker, ns, *days[: DAYS // 2])
+    ends = _ends(broker, ns)
+    env = {**FAST, "FUNDFLOW_KAFKA_STORE_RETRY_MAX_SECONDS": "4"}
+    postgres_server.stop()
+    stopped = True
+    w = None
+    try:
+        # WorkerProcess names a SQLite file first; a repeated option's last value wins.
+        w = WorkerProcess(
+            broker, ns, tmp_path / "unused.db", tmp_path / "w.log", *CHECKPOINTS, "--db", url,
+            env=env,
+        )  # fmt: skip
+        h = w.wait_health(
+            "the first half consumed with the store down",
+            lambda h: _at(h, ends) and h["store"].startswith("unavailable (retry in "),
+            timeout=120,
+        )
+        assert h["checkpoints"] == 0 and h["uncheckpointed_records"] > 0, h
+        assert h["store_pending"] > 0, h  # the first half's alerts, kept
+        assert "alert store unavailable at start (cannot open alert store " in w.output()
+        wait_for("the backoff to reach its cap", lambda: len(_retries(w.output())) >= 4, 60)
+        assert _retries(w.output())[:4] == [1, 2, 4, 4]
+        h = w.wait_health("still running", lambda h: True)
+        assert h["checkpoints"] == 0, "a checkpoint was written with the store down"
+        assert not (tmp_path / "unused.db").exists()
+        postgres_server.start()
+        stopped = False
+        w.wait_health(
+            "the store opened and written, and a checkpoint taken",
+            lambda h: h["store"] == "ok" and not h["store_pending"] and h["checkpoints"] > 0,
+            timeout=60,
+        )
+        assert "alert store back after" in w.output()
+        _send(broker, ns, *days[DAYS // 2 :])
+        ends = _ends(broker, ns)
+        w.wait_health("the second half consumed", lambda h: _at(h, ends), timeout=120)
+        w.signal(signal.SIGUSR1)
+        assert w.wait(timeout=120) == 0, w.output()
+    finally:
+        if w is not None:
+            w.kill()
         if stopped:
             postgres_server.start()
     want = open_store(str(world["dir"] / "replay.db")).list()
