@@ -12,23 +12,47 @@ record is an outside party: its :class:`Flow` side is ``None`` (role
 ``unknown``).
 
 Memory: a reference holds every account and entity of the monitored world,
-so each record is stored compactly. Ids that recur across records (banks,
-platforms, roles, owners, licence lists, loan rates) are kept once and
-shared, and a :class:`Flow` names a known account by the reference's own
-id string, so detector state that remembers accounts adds no copies.
+so accounts and entities live in compiled tables (:class:`Table`, from
+``_table.c``) that keep their fields packed, not as Python objects: ids as
+UTF-8 text, values that recur (banks, platforms, roles, licence lists,
+rates) once each; loans too. A look-up builds the record anew. Products,
+a few per platform, stay a dict, their platform ids and rates shared.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import msgspec
 
+from fundflow.detectors._table import Table
 from fundflow.schemas.records import Account, ClearingTxn, CustodyTxn, Entity, Loan, Product
 
 # Roles whose accounts a platform runs for itself (detectors.md, fund_pool).
 PLATFORM_ROLES = frozenset({"platform_own", "platform_custody", "operating"})
+
+
+def account_table() -> Table:
+    """Accounts by id: the owner as text (owners are mostly distinct), the
+    bank, role and platform kept once each, the opening time as an int."""
+    return Table(Account, tuple(Account.__struct_fields__), "soooi")
+
+
+def loan_table() -> Table:
+    """Loans by id: platform, rate and purpose kept once each, the borrower
+    account as text, principal, term and issue time as ints."""
+    return Table(Loan, tuple(Loan.__struct_fields__), "osiioio")
+
+
+def entity_table(names: bool = True) -> Table:
+    """Entities by id: name, kind, licences and relations kept once each;
+    with ``names=False`` no name at all (the records come back with
+    ``name=""``)."""
+    if names:
+        return Table(Entity, tuple(Entity.__struct_fields__), "oooo")
+    return Table(Entity, ("entity_id", "kind", "licenses", "related"), "ooo", {"name": ""})
 
 
 class Flow(msgspec.Struct, frozen=True, gc=False):
@@ -93,10 +117,10 @@ class Reference:
 
     def __init__(self, names: bool = True) -> None:
         self.names = names
-        self.entities: dict[str, Entity] = {}
-        self.accounts: dict[str, Account] = {}
+        self.entities = entity_table(names)
+        self.accounts = account_table()
         self.products: dict[str, Product] = {}
-        self.loans: dict[str, Loan] = {}
+        self.loans = loan_table()
         # entity id -> ids related to it in either direction (it lists them,
         # or they list it), kept in step with entity records.
         self._related: dict[str, set[str]] = {}
@@ -111,6 +135,18 @@ class Reference:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]  # attributes added since the checkpoint
+        # A checkpoint from before the compiled tables holds plain dicts.
+        for name, make in (
+            ("entities", partial(entity_table, state.get("names", True))),
+            ("accounts", account_table),
+            ("loans", loan_table),
+        ):
+            held = state.get(name)
+            if isinstance(held, dict):
+                table = make()
+                for key, record in held.items():
+                    table[key] = record
+                state[name] = table
         self.__dict__.update(state)
 
     # -- updates ------------------------------------------------------------
@@ -118,8 +154,7 @@ class Reference:
     def add(self, record: Entity | Account | Product | Loan) -> None:
         t = type(record)
         if t is Account:
-            acc = self._compact_account(record)  # type: ignore[arg-type]
-            self.accounts[acc.account_id] = acc
+            self.accounts[record.account_id] = record  # type: ignore[union-attr]
         elif t is Entity:
             self._add_entity(record)  # type: ignore[arg-type]
         elif t is Product:
@@ -140,27 +175,7 @@ class Reference:
         # Keyed by the exact text: Decimal("0.1") == Decimal("0.10"), yet they print apart.
         return self._shared.setdefault(("rate", str(rate)), rate)
 
-    def _compact_account(self, a: Account) -> Account:
-        """``a`` with its recurring ids shared (owner id: the entity's own)."""
-        owner = self.entities.get(a.owner_id)
-        return Account(
-            account_id=a.account_id,
-            owner_id=a.owner_id if owner is None else owner.entity_id,
-            bank_id=self._share(a.bank_id),
-            role=a.role,
-            platform_id=None if a.platform_id is None else self._share(a.platform_id),
-            opened_at=a.opened_at,
-        )
-
     def _add_loan(self, loan: Loan) -> None:
-        borrower = self.accounts.get(loan.borrower_account)
-        loan = msgspec.structs.replace(
-            loan,
-            platform_id=self._share(loan.platform_id),
-            borrower_account=loan.borrower_account if borrower is None else borrower.account_id,
-            annual_rate=self._share_rate(loan.annual_rate),
-            purpose=None if loan.purpose is None else self._share(loan.purpose),
-        )
         self.loans[loan.loan_id] = loan
 
     def _add_entity(self, entity: Entity) -> None:
@@ -181,10 +196,6 @@ class Reference:
                 self._related[x] = peers
             else:
                 self._related.pop(x, None)
-        if not self.names and entity.name:
-            entity = msgspec.structs.replace(entity, name="")
-        if entity.licenses:
-            entity = msgspec.structs.replace(entity, licenses=self._share(entity.licenses))
         self.entities[eid] = entity
 
     # -- questions ----------------------------------------------------------
@@ -240,8 +251,8 @@ class Reference:
                 txn.amount,
                 txn.currency,
                 txn.purpose,
-                txn.debit_account if src is None else src.account_id,
-                txn.credit_account if dst is None else dst.account_id,
+                txn.debit_account,
+                txn.credit_account,
                 src,
                 dst,
                 txn.platform_id,
@@ -261,8 +272,8 @@ class Reference:
             txn.amount,
             txn.currency,
             txn.purpose,
-            txn.payer_account if src is None else src.account_id,
-            txn.payee_account if dst is None else dst.account_id,
+            txn.payer_account,
+            txn.payee_account,
             src,
             dst,
             None,
