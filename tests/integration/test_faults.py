@@ -284,6 +284,26 @@ def test_random_kills_give_the_uninterrupted_alerts(
     _one_row_per_alert(db)
 
 
+def _database(postgres_server, prefix: str) -> str:
+    """A new database on the test server, named for this test; its URL."""
+    import psycopg  # noqa: PLC0415
+
+    dbname = prefix + namespace().strip(".")
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    return postgres_server.url(dbname)
+
+
+def _store_as_replayed(world: dict[str, Any], url: str) -> None:
+    """The store at ``url`` holds `fundflow replay`'s alerts, field for field."""
+    from fundflow.store import open_store  # noqa: PLC0415
+
+    want = open_store(str(world["dir"] / "replay.db")).list()
+    got = open_store(url).list()
+    assert [a.alert_id for a in got] == [a.alert_id for a in want]
+    assert got == want
+
+
 def _retries(log: str) -> list[float]:
     return [float(x) for x in re.findall(r"alert store unavailable .* retry in ([0-9.]+) s", log)]
 
@@ -296,14 +316,7 @@ def test_alert_store_outage_keeps_every_alert(
     4 s, then the 4 s cap set here), writes no checkpoint while alerts are
     unwritten, and once the server is back on the same data and port the
     store equals `fundflow replay`'s, alert for alert."""
-    import psycopg  # noqa: PLC0415
-
-    from fundflow.store import open_store  # noqa: PLC0415
-
-    dbname = "faults_" + namespace().strip(".")
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = postgres_server.url(dbname)
+    url = _database(postgres_server, "faults_")
     ns = namespace()
     _topics(broker, ns)
     days = world["days"]
@@ -350,10 +363,7 @@ def test_alert_store_outage_keeps_every_alert(
         w.kill()
         if stopped:
             postgres_server.start()
-    want = open_store(str(world["dir"] / "replay.db")).list()
-    got = open_store(url).list()
-    assert [a.alert_id for a in got] == [a.alert_id for a in want]
-    assert got == want
+    _store_as_replayed(world, url)
     _check_topic(broker, ns, world["expected"])
 
 
@@ -367,14 +377,7 @@ def test_alert_store_down_at_start_the_worker_starts_without_it(
     up its retry opens the store, creating the schema in the empty
     database, writes every kept alert and checkpoints. After the second
     half the store equals `fundflow replay`'s, alert for alert."""
-    import psycopg  # noqa: PLC0415
-
-    from fundflow.store import open_store  # noqa: PLC0415
-
-    dbname = "start_down_" + namespace().strip(".")
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = postgres_server.url(dbname)
+    url = _database(postgres_server, "start_down_")
     ns = namespace()
     _topics(broker, ns)
     days = world["days"]
@@ -421,10 +424,7 @@ def test_alert_store_down_at_start_the_worker_starts_without_it(
             w.kill()
         if stopped:
             postgres_server.start()
-    want = open_store(str(world["dir"] / "replay.db")).list()
-    got = open_store(url).list()
-    assert [a.alert_id for a in got] == [a.alert_id for a in want]
-    assert got == want
+    _store_as_replayed(world, url)
     _check_topic(broker, ns, world["expected"])
 
 
