@@ -42,6 +42,22 @@ _REFERENCE_TYPES = (Entity, Account, Product, Loan)
 _TXN_TYPES = (CustodyTxn, ClearingTxn)
 
 
+class SlotState:
+    """Detector state kept in ``__slots__`` (no per-object dict) that
+    pickles as a dict of its slots, so a checkpoint names every field. A
+    subclass with a field added since a version sets its default in
+    ``__setstate__`` before calling this one."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
 class Detector:
     """Base class: dispatch, clock, alert book, reset and snapshots.
 

@@ -31,11 +31,11 @@ from collections import deque
 from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .reference import Flow
 
 
-class _Institution:
+class _Institution(SlotState):
     """One institution's window of cross-bank transfers and its open episode."""
 
     __slots__ = (
@@ -63,13 +63,6 @@ class _Institution:
         self.ep_accounts: set[str] = set()
         self.ep_banks: set[str] = set()
         self.ep_last = -1
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class CrossBankClearing(Detector):

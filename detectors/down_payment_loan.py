@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .reference import Flow
 
 LENDING_PURPOSES = frozenset({"invest", "disburse"})
@@ -47,7 +47,7 @@ RETURN_PURPOSES = frozenset({"repay", "fee", "interest"})
 Lot = list[Any]
 
 
-class _Finding:
+class _Finding(SlotState):
     __slots__ = ("first_ts", "last_ts", "amount", "txns", "accounts", "owners", "lent_ts")
 
     def __init__(self, lent_ts: int) -> None:
@@ -58,13 +58,6 @@ class _Finding:
         self.txns: list[str] = []
         self.accounts: list[str] = []
         self.owners: list[str] = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class DownPaymentLoan(Detector):

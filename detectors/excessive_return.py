@@ -37,7 +37,7 @@ from typing import Any
 from fundflow.schemas.records import Product
 
 from .alerting import band, iso, make_alert_id, ratio_text, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .reference import Flow
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
@@ -60,7 +60,7 @@ def median(values: list[Fraction]) -> Fraction:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-class _Platform:
+class _Platform(SlotState):
     __slots__ = ("judged", "flagged", "above_loans", "events", "window_sum", "episode", "sub")
 
     def __init__(self) -> None:
@@ -75,13 +75,6 @@ class _Platform:
         self.episode = -1
         # episode: [total, last ts, {payer account}, {lender account}, txn ids]
         self.sub: list[Any] = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class ExcessiveReturn(Detector):

@@ -32,7 +32,7 @@ from collections import deque
 from typing import Any
 
 from .alerting import band, iso, make_alert_id, ratio_text, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .reference import Flow
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
@@ -43,7 +43,7 @@ SINK_PURPOSES = frozenset({"disburse", "repay", "payout", "interest"})
 _IN, _OUT, _INVEST, _FEE = 0, 1, 2, 3
 
 
-class _Platform:
+class _Platform(SlotState):
     """One platform's window and what is inside its controlled accounts."""
 
     __slots__ = (
@@ -85,13 +85,6 @@ class _Platform:
         self.last_true = -1
         # platform_custody account -> ts the stranded money was first seen
         self.idle_episode: dict[str, int] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 def _bump(counts: dict[str, int], key: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from fundflow.schemas.records import Account
 
 from .alerting import band, iso, make_alert_id, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
 
@@ -39,7 +39,7 @@ PAYOUT_PURPOSES = frozenset({"repay", "payout", "interest"})
 NO_LOAN = ""
 
 
-class _Platform:
+class _Platform(SlotState):
     __slots__ = (
         "loans",
         "episode",
@@ -61,13 +61,6 @@ class _Platform:
         self.payers: dict[str, int] = {}
         self.samples: list[str] = []
         self.next_tick = -1
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class GuaranteedReturn(Detector):

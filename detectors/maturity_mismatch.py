@@ -44,7 +44,7 @@ from typing import Any
 from fundflow.schemas.records import Loan
 
 from .alerting import band, iso, make_alert_id, ratio_text, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
 
@@ -100,7 +100,7 @@ class _Expiries:
         self.by_term = state
 
 
-class _Loan:
+class _Loan(SlotState):
     __slots__ = ("funded", "repaid", "mismatched", "short", "rolled", "outstanding", "active")
 
     def __init__(self) -> None:
@@ -126,15 +126,8 @@ class _Loan:
         open_funded = max(0, self.funded - self.repaid)
         return open_funded, self.mismatched * open_funded // self.funded
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
-
-
-class _Platform:
+class _Platform(SlotState):
     __slots__ = (
         "loans",
         "book",
@@ -182,13 +175,9 @@ class _Platform:
         # (retire_at, loan_id) of settled loans: maturity plus engine.loan_retention_days
         self.retiring: list[tuple[int, str]] = []
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.retiring = []  # absent from checkpoints of version 1.0
-        for k, v in state.items():
-            setattr(self, k, v)
+        super().__setstate__(state)
 
 
 class MaturityMismatch(Detector):

@@ -30,12 +30,12 @@ from __future__ import annotations
 from typing import Any
 
 from .alerting import make_alert_id, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
 
 
-class _Offering:
+class _Offering(SlotState):
     """One private product's investors and findings."""
 
     __slots__ = (
@@ -64,13 +64,6 @@ class _Offering:
         self.small_last = -1
         self.small_txns: list[str] = []
         self.small_investors: list[str] = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class PrivateProductSplit(Detector):

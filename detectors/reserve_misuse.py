@@ -40,7 +40,7 @@ from typing import Any
 from fundflow.schemas.records import Account, Balance, ReserveReport
 
 from .alerting import band, day_end_ms, local_day, make_alert_id, ratio_text, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .reference import Flow
 
 CLIENT_ROLES = frozenset({"settlement", "client_reserve", "personal", "corporate"})
@@ -68,7 +68,7 @@ class _Reserve:
         self.base, self.base_ms, self.tail, self.tail_sum = s
 
 
-class _Institution:
+class _Institution(SlotState):
     __slots__ = (
         "accounts",
         "closes",
@@ -96,13 +96,6 @@ class _Institution:
         self.misuse: dict[tuple[str, str], list[Any]] = {}
         # reserve accounts whose bank's licence has not been seen yet
         self.unchecked: set[str] = set()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class ReserveMisuse(Detector):

@@ -39,7 +39,7 @@ from typing import Any
 from fundflow.schemas.records import Entity
 
 from .alerting import band, iso, make_alert_id, yuan
-from .base import Detector
+from .base import Detector, SlotState
 from .ownership import Ownership
 from .reference import Flow
 
@@ -50,7 +50,7 @@ FUNDING_PURPOSES = frozenset({"invest", "disburse"})
 Lot = list[Any]
 
 
-class _Finding:
+class _Finding(SlotState):
     __slots__ = ("amount", "first_ts", "last_ts", "accounts", "txns", "samples", "owner", "chain")
 
     def __init__(self, ts: int, owner: str, chain: tuple[str, ...]) -> None:
@@ -63,15 +63,8 @@ class _Finding:
         self.owner = owner
         self.chain = chain
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
-
-
-class _Platform:
+class _Platform(SlotState):
     __slots__ = ("lots", "findings", "next_tick")
 
     def __init__(self) -> None:
@@ -79,13 +72,6 @@ class _Platform:
         # (signal, account or loan id) -> finding
         self.findings: dict[tuple[str, str], _Finding] = {}
         self.next_tick = -1
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 class SelfFinancing(Detector):
