@@ -304,6 +304,16 @@ def _store_as_replayed(world: dict[str, Any], url: str) -> None:
     assert got == want
 
 
+def _store_worker(broker: Broker, ns: str, tmp_path: Path, url: str) -> WorkerProcess:
+    """A worker writing its alerts to the store at ``url``, retrying it
+    with the backoff capped at 4 s."""
+    env = {**FAST, "FUNDFLOW_KAFKA_STORE_RETRY_MAX_SECONDS": "4"}
+    # WorkerProcess names a SQLite file first; a repeated option's last value wins.
+    return WorkerProcess(
+        broker, ns, tmp_path / "unused.db", tmp_path / "w.log", *CHECKPOINTS, "--db", url, env=env
+    )
+
+
 def _retries(log: str) -> list[float]:
     return [float(x) for x in re.findall(r"alert store unavailable .* retry in ([0-9.]+) s", log)]
 
@@ -322,11 +332,7 @@ def test_alert_store_outage_keeps_every_alert(
     days = world["days"]
     _send(broker, ns, *days[: DAYS // 2])
     ends = _ends(broker, ns)
-    env = {**FAST, "FUNDFLOW_KAFKA_STORE_RETRY_MAX_SECONDS": "4"}
-    # WorkerProcess names a SQLite file first; a repeated option's last value wins.
-    w = WorkerProcess(
-        broker, ns, tmp_path / "unused.db", tmp_path / "w.log", *CHECKPOINTS, "--db", url, env=env
-    )
+    w = _store_worker(broker, ns, tmp_path, url)
     stopped = False
     try:
         w.wait_health(
@@ -383,16 +389,11 @@ def test_alert_store_down_at_start_the_worker_starts_without_it(
     days = world["days"]
     _send(broker, ns, *days[: DAYS // 2])
     ends = _ends(broker, ns)
-    env = {**FAST, "FUNDFLOW_KAFKA_STORE_RETRY_MAX_SECONDS": "4"}
     postgres_server.stop()
     stopped = True
     w = None
     try:
-        # WorkerProcess names a SQLite file first; a repeated option's last value wins.
-        w = WorkerProcess(
-            broker, ns, tmp_path / "unused.db", tmp_path / "w.log", *CHECKPOINTS, "--db", url,
-            env=env,
-        )  # fmt: skip
+        w = _store_worker(broker, ns, tmp_path, url)
         h = w.wait_health(
             "the first half consumed with the store down",
             lambda h: _at(h, ends) and h["store"].startswith("unavailable (retry in "),
