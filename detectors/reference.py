@@ -15,8 +15,9 @@ Memory: a reference holds every account and entity of the monitored world,
 so accounts and entities live in compiled tables (:class:`Table`, from
 ``_table.c``) that keep their fields packed, not as Python objects: ids as
 UTF-8 text, values that recur (banks, platforms, roles, licence lists,
-rates) once each; loans too. A look-up builds the record anew. Products,
-a few per platform, stay a dict, their platform ids and rates shared.
+rates) once each; loans too. A look-up builds the record (the last few
+hundred built are kept for hot keys). Products, a few per platform and read
+on most investments, stay a dict, their platform ids and rates shared.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class Reference:
             self.products[product.product_id] = product
             self.product_version += 1
         elif t is Loan:
-            self._add_loan(record)  # type: ignore[arg-type]
+            self.loans[record.loan_id] = record  # type: ignore[union-attr]
 
     def _share(self, value: Any) -> Any:
         return self._shared.setdefault(value, value)
@@ -174,9 +175,6 @@ class Reference:
     def _share_rate(self, rate: Decimal) -> Decimal:
         # Keyed by the exact text: Decimal("0.1") == Decimal("0.10"), yet they print apart.
         return self._shared.setdefault(("rate", str(rate)), rate)
-
-    def _add_loan(self, loan: Loan) -> None:
-        self.loans[loan.loan_id] = loan
 
     def _add_entity(self, entity: Entity) -> None:
         eid = entity.entity_id
