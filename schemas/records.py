@@ -177,7 +177,7 @@ KINDS = REFERENCE_KINDS + REPORT_KINDS + TXN_KINDS
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
-    """A finding, as it leaves the engine (wire-format.md, "Alerts").
+    """A finding, as it leaves the engine (``docs/wire-format.md``, "Alerts").
 
     ``alert_id`` is deterministic: detector, subject and the identity of the
     evidence. An alert that grows is emitted again under the same id with a

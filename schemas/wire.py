@@ -167,6 +167,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     for kind, cls in WIRE_TYPES.items():
         (schema,), components = msgspec.json.schema_components([cls], ref_template="#/$defs/{name}")
         body = dict(components.pop(cls.__name__))
+        # A class docstring is prose for readers of the code; msgspec copies it
+        # into the schema in a layout that changes between its versions.
+        body.pop("description", None)
         body["required"] = [f for f in body.get("required", []) if f != "type"]
         doc: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -180,12 +183,27 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return out
 
 
+#: The alert schema's description: part of the published contract, so it is
+#: written here rather than taken from the ``Alert`` docstring (msgspec copies
+#: docstrings into schemas in a layout that differs between its versions).
+ALERT_SCHEMA_DESCRIPTION = (
+    'A finding, as it leaves the engine (docs/wire-format.md, "Alerts"). '
+    "alert_id is deterministic: detector, subject and the identity of the evidence. "
+    "An alert that grows is emitted again under the same id with a higher revision; "
+    'a store keeps the highest revision. amount is yuan as a string ("1234.50"); '
+    "first_ts and last_ts are ISO-8601 in the configured zone."
+)
+
+
 def alert_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of an alert record, generated from
+    :class:`~fundflow.schemas.records.Alert` with the description above."""
     from .records import Alert
 
     (schema,), components = msgspec.json.schema_components([Alert], ref_template="#/$defs/{name}")
     body = dict(components.pop("Alert"))
     body.pop("title", None)
+    body["description"] = ALERT_SCHEMA_DESCRIPTION
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://fundflow.example/schemas/alert.schema.json",
@@ -194,4 +212,11 @@ def alert_json_schema() -> dict[str, Any]:
     }
 
 
-__all__ = ["WIRE_TYPES", "WireRecord", "json_schemas", "alert_json_schema", "Decimal"]
+__all__ = [
+    "ALERT_SCHEMA_DESCRIPTION",
+    "WIRE_TYPES",
+    "WireRecord",
+    "json_schemas",
+    "alert_json_schema",
+    "Decimal",
+]

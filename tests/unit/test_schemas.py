@@ -1046,3 +1046,28 @@ def test_decode_never_raises_on_custody_like_objects(
 )
 def test_from_row_never_raises(cells: dict[str, str], kind: str | None) -> None:
     _assert_outcome(DEC.from_row(cells, kind=kind))
+
+
+def test_no_schema_takes_its_prose_from_a_docstring() -> None:
+    """Descriptions are part of the published contract: each is one line
+    written in the code (a field's ``Meta`` or the alert's constant), never a
+    class docstring, whose layout msgspec changes between versions."""
+    from fundflow.schema_files import schema_documents
+    from fundflow.schemas.wire import ALERT_SCHEMA_DESCRIPTION
+
+    docs = schema_documents()
+    assert docs["alert.schema.json"]["description"] == ALERT_SCHEMA_DESCRIPTION
+
+    def descriptions(node: object) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["description"]] if isinstance(node.get("description"), str) else []
+            return own + [d for v in node.values() for d in descriptions(v)]
+        if isinstance(node, list):
+            return [d for v in node for d in descriptions(v)]
+        return []
+
+    for name, doc in docs.items():
+        for text in descriptions(doc):
+            assert "\n" not in text and "``" not in text, f"{name}: {text!r}"
+        if name != "alert.schema.json":
+            assert "description" not in doc, f"{name} has a top-level description"
