@@ -8,6 +8,7 @@ from ledger import account, at, clearing, custody, entity, iso_at, run
 
 from fundflow.detectors import UnlicensedBusiness, load_config
 from fundflow.detectors.alerting import make_alert_id
+from fundflow.detectors.reference import Reference, feed_key
 from fundflow.detectors.unlicensed_business import restricted_words_in
 
 CFG = load_config().unlicensed_business
@@ -129,6 +130,39 @@ def test_each_kind_of_feed_dates_the_name(setup, txn, first_ts):
     (alert,) = _names(run(UnlicensedBusiness(), [*FLOW_SETUP, *setup, txn]))
     assert (alert.first_ts, alert.last_ts) == (first_ts, first_ts)
     assert alert.evidence["sample_txn_ids"] == [txn.txn_id]
+
+
+def test_partitioned_engines_give_the_replays_name_alerts():
+    reference = [
+        *FLOW_SETUP,
+        entity("E1", name="鼎盛金融"),
+        account("E1C", "E1", "corporate", bank="BK1"),
+        entity("X2", "p2p_platform", name="鑫源理财网络借贷平台"),
+    ]
+    txns = [
+        # On PI's feed, before E1 first acts: E1 is paid, it does not act.
+        clearing("N6", at(0, 8), "C1P", "E1C", "50", initiator="PI"),
+        *E1_PAYS,
+        custody("N4", at(1, 10), "XL", "XB", "900", "recharge", platform="X2"),
+    ]
+    replayed = _names(run(UnlicensedBusiness(), [*reference, *txns], finish=True))
+    assert [(a.subject_id, a.first_ts) for a in replayed] == [
+        ("E1", "2026-03-02T09:00:00+08:00"),
+        ("X2", "2026-03-03T10:00:00+08:00"),
+    ]
+    # As the daemon runs: every engine reads all reference records, and each
+    # subject's feed goes to one engine (PI's apart from E1's).
+    ref = Reference()
+    for r in reference:
+        ref.add(r)
+    partition = {"PI": 0, "E1": 1, "X2": 0}
+    engines = [UnlicensedBusiness(), UnlicensedBusiness()]
+    for det in engines:
+        run(det, reference)
+    for t in txns:
+        engines[partition[feed_key(ref.flow(t))]].update(t)
+    got = [a for det in engines for a in _names(det.finish().drain())]
+    assert sorted(got, key=lambda a: a.first_ts) == replayed
 
 
 def test_holding_a_matching_licence_clears_the_name():
