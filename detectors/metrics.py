@@ -90,7 +90,7 @@ class Metrics(Protocol):
 
     def pooled_amount(self, platform: str, yuan: float) -> None:
         """Lender money gathered in a platform's pool window, from its latest
-        ``gather_scatter`` alert (capped labels)."""
+        fund_pool ``gather_scatter`` alert (capped labels)."""
 
     def mismatch_exposure(self, platform: str, yuan: float) -> None:
         """Open mismatched exposure from a platform's latest
@@ -283,8 +283,11 @@ class AlertReporter:
     - ``fund_pool`` / ``gather_scatter``: ``inflow`` (yuan);
     - ``maturity_mismatch`` / ``mismatch_exposure``: ``mismatched_exposure``.
 
-    Each gauge names at most ``subject_limit`` subjects (see the module
-    docstring for why).
+    A gauge is chosen by the alert's detector and then its signal, never by
+    the signal alone: the typology ``gather_scatter``, whose subject is an
+    account, shares fund_pool's signal name and must not feed the platform
+    gauge. Each gauge names at most ``subject_limit`` subjects (see the
+    module docstring for why).
     """
 
     def __init__(self, metrics: Metrics, subject_limit: int = DEFAULT_SUBJECT_LIMIT) -> None:
@@ -294,6 +297,12 @@ class AlertReporter:
         self.coverage = CappedGauge(metrics.reserve_coverage, subject_limit, min)
         self.pooled = CappedGauge(metrics.pooled_amount, subject_limit, sum)
         self.exposure = CappedGauge(metrics.mismatch_exposure, subject_limit, sum)
+        # (detector, signal) -> the gauge and the evidence field with its figure.
+        self._gauges: dict[tuple[str, Any], tuple[CappedGauge, str]] = {
+            ("reserve_misuse", "coverage_shortfall"): (self.coverage, "coverage_ratio"),
+            ("fund_pool", "gather_scatter"): (self.pooled, "inflow"),
+            ("maturity_mismatch", "mismatch_exposure"): (self.exposure, "mismatched_exposure"),
+        }
 
     def report(self, alert: Alert) -> None:
         det, sev = alert.detector, alert.severity
@@ -313,17 +322,16 @@ class AlertReporter:
 
     def _subject_gauges(self, alert: Alert) -> None:
         ev: dict[str, Any] = alert.evidence
-        signal = ev.get("signal")
+        found = self._gauges.get((alert.detector, ev.get("signal")))
+        if found is None:
+            return
+        gauge, figure = found
         try:
-            if signal == "coverage_shortfall":
-                self.coverage.set(alert.subject_id, float(ev["coverage_ratio"]))
-            elif signal == "gather_scatter":
-                self.pooled.set(alert.subject_id, float(ev["inflow"]))
-            elif signal == "mismatch_exposure":
-                self.exposure.set(alert.subject_id, float(ev["mismatched_exposure"]))
+            value = float(ev[figure])
         except (KeyError, TypeError, ValueError):
             # Evidence without the figure: no gauge, never a failed stream.
-            pass
+            return
+        gauge.set(alert.subject_id, value)
 
 
 __all__ = [

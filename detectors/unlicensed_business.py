@@ -14,9 +14,23 @@ The subject is the entity itself. Two kinds of finding:
     a Latin word (P2P) matches in any case but only standing alone, not
     inside a longer run of Latin letters or digits. Kinds in
     ``licensed_kinds`` (banks) and ``unnamed_kinds`` (persons) are not
-    checked. Reference records carry no time: the alert is stamped with the
-    epoch, so its id and content do not depend on when the record arrived.
-    A new name is judged afresh (the alert id includes the name).
+    checked. A new name is judged afresh (the alert id includes the name,
+    never a time).
+
+    An entity record carries no time, so the alert is dated when the entity
+    is first seen acting: ``first_ts`` and ``last_ts`` are both the event
+    time of the first transaction of the entity's own feed
+    (:func:`~fundflow.detectors.reference.feed_key`: the custody ledger of a
+    platform it runs, clearing payments through a ``client_reserve``
+    account it owns, or that it initiates), and ``sample_txn_ids`` names
+    that transaction. Its amount is 0.00: a name moves no money. The entity
+    record may come before or after that transaction (the first transaction
+    of each feed is remembered); an entity never seen acting raises no
+    alert. Only the entity's own feed counts because one engine (one
+    partition) reads it whole and in order, so the date is the same in a
+    replay and in the daemon; an account's opening time (optional) or a
+    payment seen on another subject's feed would depend on how the feeds
+    interleave.
 
 Flow findings (checked on each transaction; an unknown entity is never
 judged):
@@ -48,7 +62,7 @@ from fundflow.schemas.records import Entity
 from .alerting import make_alert_id, yuan
 from .base import Detector
 from .config import UnlicensedConfig
-from .reference import Flow
+from .reference import Flow, feed_key
 
 CUSTODY_ROLES = frozenset({"lender_sub", "borrower_sub", "platform_custody"})
 LENDING_PURPOSES = frozenset({"invest", "disburse"})
@@ -120,19 +134,28 @@ class UnlicensedBusiness(Detector):
     """Finds financial business without the licence for it; see the module
     docstring for the rules.
 
-    >>> from fundflow.schemas.records import Entity
+    >>> from fundflow.schemas.records import ClearingTxn, Entity
     >>> det = UnlicensedBusiness()
-    >>> [a.evidence["words"] for a in det.update(Entity(
-    ...     entity_id="E1", name="鼎盛财富管理有限公司", kind="company")).drain()]
-    [['财富管理']]
+    >>> det.update(Entity(entity_id="E1", name="鼎盛财富管理有限公司", kind="company")).drain()
+    []
+    >>> pay = ClearingTxn(txn_id="T1", ts=1772330400000, system="CNAPS", initiator_id="E1",
+    ...     payer_bank="B", payer_account="A", payee_bank="B", payee_account="C", amount=100)
+    >>> [(a.evidence["signal"], a.first_ts) for a in det.update(pay).drain()]
+    [('restricted_name', '2026-03-01T10:00:00+08:00'), ('unlicensed_payment', '2026-03-01T10:00:00+08:00')]
     """
 
     name = "unlicensed_business"
     version = "1.0"
 
     def _fresh(self) -> dict[str, Any]:
-        # entity id -> signal -> [first_ts, last_ts, amount, count, sample txn ids, accounts]
-        return {"entities": {}}
+        return {
+            # entity id -> signal -> [first_ts, last_ts, amount, count, sample txn ids, accounts]
+            "entities": {},
+            # feed subject -> (ts, txn id) of its first transaction: when it first acted
+            "acts": {},
+            # entity id -> its restricted-name finding, waiting for the entity to act
+            "names": {},
+        }
 
     # -- names -----------------------------------------------------------------
 
@@ -142,34 +165,45 @@ class UnlicensedBusiness(Detector):
 
     def _check_name(self, e: Entity) -> None:
         cfg = self.config.unlicensed_business
-        if e.kind in cfg.unnamed_kinds or e.kind in cfg.licensed_kinds:
-            return
         allowed = dict(cfg.restricted_words)
-        held = set(e.licenses)
-        words = [w for w in restricted_words_in(e.name, cfg) if not held & allowed[w]]
+        words: list[str] = []
+        if e.kind not in cfg.unnamed_kinds and e.kind not in cfg.licensed_kinds:
+            held = set(e.licenses)
+            words = [w for w in restricted_words_in(e.name, cfg) if not held & allowed[w]]
         if not words:
+            self.names.pop(e.entity_id, None)  # renamed clean before it acted
             return
-        aid = make_alert_id(self.name, e.entity_id, "restricted_name", e.name)
         needed = {w: sorted(allowed[w]) for w in words}
+        finding = (e.name, e.kind, words, needed, list(e.licenses))
+        act = self.acts.get(e.entity_id)
+        if act is None:
+            self.names[e.entity_id] = finding
+        else:
+            self._name_alert(e.entity_id, finding, act)
+
+    def _name_alert(self, eid: str, finding: tuple[Any, ...], act: tuple[int, str]) -> None:
+        name, kind, words, needed, licences = finding
+        ts, txn_id = act
         self.book.offer(
-            aid,
-            e.entity_id,
+            make_alert_id(self.name, eid, "restricted_name", name),
+            eid,
             "medium",
             0,
-            0,
-            0,
+            ts,
+            ts,
             lambda: (
                 [],
-                f"{e.entity_id} ({e.kind}) is registered as {e.name!r}, using "
+                f"{eid} ({kind}) is registered as {name!r}, using "
                 f"{', '.join(words)} without a matching licence.",
                 {
                     "signal": "restricted_name",
-                    "entity_id": e.entity_id,
-                    "name": e.name,
-                    "kind": e.kind,
+                    "entity_id": eid,
+                    "name": name,
+                    "kind": kind,
                     "words": words,
                     "licences_needed": needed,
-                    "licences_held": list(e.licenses),
+                    "licences_held": licences,
+                    "sample_txn_ids": [txn_id],
                     "thresholds": self.config.thresholds(self.name),
                 },
             ),
@@ -178,6 +212,12 @@ class UnlicensedBusiness(Detector):
     # -- flows -----------------------------------------------------------------
 
     def _on_flow(self, f: Flow) -> None:
+        actor = feed_key(f)
+        if actor not in self.acts:
+            act = self.acts[actor] = (f.ts, f.txn_id)
+            finding = self.names.pop(actor, None)
+            if finding is not None:
+                self._name_alert(actor, finding, act)
         if f.currency != "CNY":
             return  # amounts are never added across currencies
         cfg = self.config.unlicensed_business

@@ -203,7 +203,7 @@ class PrometheusMetrics:
         self._pooled = Gauge(
             "fundflow_pooled_amount_yuan",
             "Lender money gathered in the pool window from the platform's latest "
-            "gather_scatter alert (platforms past the cap: '_other', summed).",
+            "fund_pool gather_scatter alert (platforms past the cap: '_other', summed).",
             ["platform"],
             registry=r,
         )

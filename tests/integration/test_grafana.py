@@ -15,7 +15,9 @@ checked against the real thing it talks to:
   simulated world through its sink, Grafana's read-only role is created by
   the same script deploy/compose.yaml runs, and every panel query and
   variable query (variables substituted, ``$__`` macros expanded) runs as
-  that role and returns the expected columns and rows;
+  that role and returns the expected columns and rows, over the absolute
+  time range deploy/README.md tells users to pick (read from it), in the
+  browser time zones at both ends of the clock and the world's own;
 * drill-down: every data link points at a dashboard and variable that exist.
 
 promtool and the PostgreSQL binaries are skipped when missing on a laptop
@@ -36,6 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -67,7 +70,12 @@ GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "fundflow.yaml"
 COMPOSE = REPO / "deploy" / "compose.yaml"
+DEPLOY_README = REPO / "deploy" / "README.md"
 GRID_COLUMNS = 24
+# The simulated world's zone, and browser zones at the earliest and latest
+# UTC offsets: Grafana reads an absolute range in the browser's zone.
+WORLD_ZONE = ZoneInfo("Asia/Shanghai")
+BROWSER_ZONES = ("Etc/GMT+12", "UTC", "Asia/Shanghai", "Pacific/Kiritimati")
 
 # Series Prometheus makes itself for every target: allowed beside the app's own.
 PROMETHEUS_SYNTHETIC = {"up"}
@@ -221,6 +229,21 @@ def expand_sql_macros(sql: str, start: datetime, end: datetime) -> str:
     left = re.findall(r"\$__\w+", out)
     assert not left, f"unexpanded Grafana macros {left} in {sql!r}"
     return out
+
+
+def readme_range() -> tuple[datetime, datetime]:
+    """The absolute time range deploy/README.md tells users to pick for the
+    simulated world, as the naive times typed into Grafana's time picker."""
+    text = " ".join(DEPLOY_README.read_text(encoding="utf-8").split())
+    m = re.search(r"pick the absolute time range `([\d: -]+)` to `([\d: -]+)`", text)
+    assert m, "deploy/README.md names no absolute time range for the simulated world"
+    return datetime.fromisoformat(m.group(1)), datetime.fromisoformat(m.group(2))
+
+
+def picked_range(zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The README's range as a browser in ``zone`` sends it."""
+    lo, hi = readme_range()
+    return lo.replace(tzinfo=zone), hi.replace(tzinfo=zone)
 
 
 # --- helpers: PromQL metric names -----------------------------------------------------
@@ -517,15 +540,13 @@ def store(postgres_server, tmp_path_factory) -> Iterator[dict[str, Any]]:
         triaged = next(a for a in alerts if a.severity == "critical")
         s.ack(triaged.alert_id, by="supervisor", note="looking")
         s.close_alert(triaged.alert_id, by="supervisor", note="reported to the regulator")
-    firsts = [datetime.fromisoformat(a.first_ts) for a in alerts]
-    lasts = [datetime.fromisoformat(a.last_ts) for a in alerts]
     conn = psycopg.connect(postgres_server.url(dbname, user=grafana_role()), autocommit=True)
     try:
         yield {
             "conn": conn,
             "alerts": alerts,
             "triaged": triaged,
-            "range": (min(firsts) - timedelta(days=1), max(lasts) + timedelta(days=1)),
+            "range": picked_range(WORLD_ZONE),
         }
     finally:
         conn.close()
@@ -578,11 +599,32 @@ def _panel_sql(uid: str, title: str) -> str:
     return next(s for w, _, s in sql_queries(BOARDS[uid]) if w == title)
 
 
-def test_the_alert_list_shows_every_alert_active_in_the_range(store):
+@pytest.mark.parametrize("zone", BROWSER_ZONES)
+def test_the_alert_list_over_the_readme_range_shows_every_alert(store, zone):
     board = BOARDS["fundflow-alerts"]
-    _, rows = run_sql(store, board, _panel_sql("fundflow-alerts", "Alerts"))
+    _, rows = run_sql(store, board, _panel_sql("fundflow-alerts", "Alerts"),
+                      *picked_range(ZoneInfo(zone)))  # fmt: skip
     assert sorted(r[0] for r in rows) == sorted(a.alert_id for a in store["alerts"])
     assert rows[0][1] == "critical"  # most severe first
+    # The restricted-name alert is dated by its entity's first transaction,
+    # inside the world's month (an alert dated 1970 would be missed).
+    names = [a for a in store["alerts"] if a.evidence.get("signal") == "restricted_name"]
+    assert [(a.subject_id, a.first_ts, a.last_ts) for a in names] == [
+        ("I006", "2026-03-01T07:21:45+08:00", "2026-03-01T07:21:45+08:00")
+    ]
+    assert names[0].alert_id in {r[0] for r in rows}
+
+
+def test_the_readme_range_is_close_around_the_world(store):
+    lo, hi = store["range"]
+    firsts = [datetime.fromisoformat(a.first_ts) for a in store["alerts"]]
+    lasts = [datetime.fromisoformat(a.last_ts) for a in store["alerts"]]
+    assert lo <= min(firsts) and max(lasts) <= hi
+    assert min(firsts) - lo < timedelta(days=2) and hi - max(lasts) < timedelta(days=3)
+
+
+def test_the_alert_list_shows_nothing_before_the_world(store):
+    board = BOARDS["fundflow-alerts"]
     lo, _ = store["range"]
     _, before = run_sql(store, board, _panel_sql("fundflow-alerts", "Alerts"),
                         lo - timedelta(days=60), lo - timedelta(days=30))  # fmt: skip

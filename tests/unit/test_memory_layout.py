@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 from collections import deque
 
-from ledger import at, custody, entity, loan, p2p_platform
+from ledger import at, clearing, custody, entity, loan, p2p_platform
 
 from fundflow.detectors import DownPaymentLoan, Engine
 from fundflow.detectors.reference import Reference
@@ -26,7 +26,8 @@ SHOP = Entity(
 
 def test_an_engines_reference_keeps_no_names_and_all_the_detectors_read():
     eng = Engine()
-    alerts = [a for r in [*p2p_platform(), SHOP] for a in eng.process(r)]
+    paid = clearing("S1", at(0, 9), "EXT1", "EXT2", "1", initiator="SHOP")  # SHOP acts
+    alerts = [a for r in [*p2p_platform(), SHOP, paid] for a in eng.process(r)]
     kept = eng.ref.entities["SHOP"]
     assert (kept.entity_id, kept.name, kept.kind, kept.licenses, kept.related) == (
         "SHOP",
@@ -37,7 +38,8 @@ def test_an_engines_reference_keeps_no_names_and_all_the_detectors_read():
     )
     assert eng.ref.related("SHOP") == {"P"}
     assert eng.ref.has_license("SHOP", "payment") is True
-    # The name was read as the record arrived: unlicensed_business still sees it.
+    # The name was read as the record arrived and kept until SHOP acted:
+    # unlicensed_business still sees it.
     assert [(a.detector, a.evidence["name"]) for a in alerts] == [
         ("unlicensed_business", "鼎盛财富管理有限公司")
     ]

@@ -19,7 +19,9 @@ from pathlib import Path
 import msgspec
 import pytest
 from ledger import DAY_MS, T0, custody, mixed_stream
+from prometheus_client.parser import text_string_to_metric_families
 from test_purity import _run_blocked
+from typology_ledger import with_transfers
 
 from fundflow.detectors import Engine, load_config
 from fundflow.detectors.metrics import (
@@ -30,9 +32,10 @@ from fundflow.detectors.metrics import (
     NullMetrics,
     RecordingMetrics,
 )
+from fundflow.prom import PrometheusMetrics
 from fundflow.replay import METRICS_BATCH, replay
 from fundflow.schemas.decode import encode_record
-from fundflow.schemas.records import Alert, CustodyTxn
+from fundflow.schemas.records import Account, Alert, ClearingTxn, CustodyTxn
 from fundflow.simulate import write_world
 
 CONFIG = load_config()
@@ -231,14 +234,14 @@ def test_world_subject_gauges_follow_the_latest_evidence(world_run) -> None:
     rec, _, alerts = world_run
     latest: dict[tuple[str, str], float] = {}
     fields = {
-        "coverage_shortfall": "coverage_ratio",
-        "gather_scatter": "inflow",
-        "mismatch_exposure": "mismatched_exposure",
+        ("reserve_misuse", "coverage_shortfall"): "coverage_ratio",
+        ("fund_pool", "gather_scatter"): "inflow",
+        ("maturity_mismatch", "mismatch_exposure"): "mismatched_exposure",
     }
     for a in alerts:  # in emission order: the last one wins
         signal = a.evidence.get("signal")
-        if signal in fields:
-            latest[(signal, a.subject_id)] = float(a.evidence[fields[signal]])
+        if (a.detector, signal) in fields:
+            latest[(signal, a.subject_id)] = float(a.evidence[fields[(a.detector, signal)]])
 
     def of(signal: str) -> dict[str, float]:
         return {s: v for (sig, s), v in latest.items() if sig == signal}
@@ -411,6 +414,95 @@ def test_evidence_without_the_figure_sets_no_gauge() -> None:
     rep.report(_alert("z", "fund_pool", "low", "P1", {"signal": "idle_investor_money"}))
     assert (rec.coverage, rec.pooled, rec.exposure) == ({}, {}, {})
     assert rec.raised == {("reserve_misuse", "low"): 1, ("fund_pool", "low"): 2}
+
+
+def test_a_gauge_is_chosen_by_the_detector_then_the_signal() -> None:
+    rec = RecordingMetrics()
+    rep = AlertReporter(rec)
+    # The typology of fund_pool's signal name: its subject is an account.
+    rep.report(
+        _alert("t", "gather_scatter", "medium", "GSH",
+               {"signal": "gather_scatter", "inflow": "150000.00"})
+    )  # fmt: skip
+    rep.report(
+        _alert("u", "fund_pool", "low", "P1", {"signal": "coverage_shortfall", "coverage_ratio": "0.5"})
+    )  # fmt: skip
+    assert (rec.coverage, rec.pooled, rec.exposure) == ({}, {}, {})
+    assert rec.raised == {("gather_scatter", "medium"): 1, ("fund_pool", "low"): 1}
+
+
+# -- with the typologies on -------------------------------------------------------
+
+BOTH = ["default", "typologies"]
+
+
+@pytest.fixture(scope="module")
+def typology_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, Path]:
+    """The mixed stream with typology_ledger's raw transfers merged in: the
+    business detectors' findings and one of each typology, the hub GSH's
+    gather_scatter among them."""
+    records = with_transfers(mixed_stream())
+    path = tmp_path_factory.mktemp("typologies") / "dump.jsonl"
+    path.write_bytes(b"".join(msgspec.json.encode(encode_record(r)) + b"\n" for r in records))
+    return records, path
+
+
+def _account_ids(records: list) -> set[str]:
+    """Every account the records name: described ones and transaction parties."""
+    ids = {r.account_id for r in records if type(r) is Account}
+    for r in records:
+        if type(r) is CustodyTxn:
+            ids |= {r.debit_account, r.credit_account}
+        elif type(r) is ClearingTxn:
+            ids |= {r.payer_account, r.payee_account}
+    return ids
+
+
+def test_with_typologies_on_the_gauges_name_only_the_business_subjects(typology_dump) -> None:
+    _, path = typology_dump
+    out = path.with_name("alerts.jsonl")
+    rec = RecordingMetrics()
+    with open(out, "wb") as alerts_out:
+        replay([str(path)], config=CONFIG, metrics=rec, alerts_out=alerts_out, detectors=BOTH)
+    alerts = [msgspec.json.decode(line, type=Alert) for line in out.read_bytes().splitlines()]
+    # Both detectors raised a gather_scatter, each stating an inflow.
+    pooled = {
+        (a.detector, a.subject_id, a.evidence["inflow"])
+        for a in alerts
+        if a.evidence.get("signal") == "gather_scatter"
+    }
+    assert pooled == {("fund_pool", "P", "1200000.00"), ("gather_scatter", "GSH", "150000.00")}
+    # Only fund_pool's feeds the platform gauge; the typology's hub is an account.
+    assert rec.pooled == {"P": 1200000.0}
+    assert rec.coverage == {"PI": 0.87}
+    assert rec.exposure == {"P": 600000.0}
+
+
+def test_with_typologies_on_no_label_value_is_an_account_id(typology_dump) -> None:
+    records, path = typology_dump
+    prom = PrometheusMetrics(mode="test")
+    replay([str(path)], config=CONFIG, metrics=prom, detectors=BOTH)
+    families = {
+        f.name: f for f in text_string_to_metric_families(prom.exposition().decode("utf-8"))
+    }
+
+    def samples(name: str) -> list[tuple[dict[str, str], float]]:
+        return [(s.labels, s.value) for s in families[name].samples]
+
+    assert samples("fundflow_pooled_amount_yuan") == [({"platform": "P"}, 1200000.0)]
+    assert samples("fundflow_reserve_coverage_ratio") == [({"institution": "PI"}, 0.87)]
+    assert samples("fundflow_mismatch_exposure_yuan") == [({"platform": "P"}, 600000.0)]
+    # The typologies count under their own detector label, as bounded as the rest.
+    raised = {
+        s.labels["detector"]
+        for s in families["fundflow_alerts_raised"].samples
+        if s.name == "fundflow_alerts_raised_total" and s.value
+    }
+    assert {"gather_scatter", "fan_in", "fund_pool"} <= raised
+    values = {v for f in families.values() for s in f.samples for v in s.labels.values()}
+    accounts = _account_ids(records)
+    assert {"GSH", "POOL", "R1"} <= accounts  # the check below has ids to find
+    assert values & accounts == set()
 
 
 # -- the protocol and the core's purity ------------------------------------------

@@ -8,6 +8,7 @@ from ledger import account, at, clearing, custody, entity, iso_at, run
 
 from fundflow.detectors import UnlicensedBusiness, load_config
 from fundflow.detectors.alerting import make_alert_id
+from fundflow.detectors.reference import Reference, feed_key
 from fundflow.detectors.unlicensed_business import restricted_words_in
 
 CFG = load_config().unlicensed_business
@@ -33,17 +34,135 @@ def test_restricted_words_in_names(name, words):
     assert restricted_words_in(name, CFG) == words
 
 
-def test_a_restricted_name_without_the_licence_is_an_alert():
-    (alert,) = run(UnlicensedBusiness(), [entity("E1", name="上海鼎盛财富管理有限公司")])
+# E1 pays a client's money on (its first transaction, day 0 09:00), then again.
+E1_PAYS = [
+    clearing("N1", at(0, 9), "EXT1", "EXT2", "100", initiator="E1"),
+    clearing("N2", at(2, 15), "EXT1", "EXT2", "100", initiator="E1"),
+]
+
+
+def _names(alerts):
+    return [a for a in alerts if a.evidence["signal"] == "restricted_name"]
+
+
+def acting(*entity_ids):
+    """One payment initiated by each entity: each acts, so its name is judged."""
+    return [
+        clearing(f"A{i}", at(0, 10, i), "EXT1", "EXT2", "1", initiator=e)
+        for i, e in enumerate(entity_ids)
+    ]
+
+
+def test_a_restricted_name_is_dated_when_the_entity_first_acts():
+    det = UnlicensedBusiness()
+    # The entity record has no time: nothing is said until the entity acts.
+    assert run(det, [entity("E1", name="上海鼎盛财富管理有限公司")]) == []
+    (alert,) = _names(run(det, E1_PAYS, finish=True))
     assert alert.alert_id == make_alert_id(
         "unlicensed_business", "E1", "restricted_name", "上海鼎盛财富管理有限公司"
     )
-    assert (alert.subject_id, alert.severity, alert.amount) == ("E1", "medium", "0.00")
-    assert (alert.first_ts, alert.last_ts) == (iso_at(0), iso_at(0))
+    assert (alert.subject_id, alert.severity, alert.amount, alert.accounts) == (
+        "E1", "medium", "0.00", ()
+    )  # fmt: skip
+    assert (alert.first_ts, alert.last_ts) == (
+        "2026-03-02T09:00:00+08:00",
+        "2026-03-02T09:00:00+08:00",
+    )
+    assert alert.revision == 1
     ev = alert.evidence
-    assert ev["words"] == ["财富管理"]
+    assert ev["words"] == ["财富管理"] and ev["sample_txn_ids"] == ["N1"]
     assert ev["licences_needed"] == {"财富管理": ["asset_management", "fund_sales"]}
     assert ev["licences_held"] == [] and ev["thresholds"] == THRESHOLDS
+
+
+def test_an_entity_record_after_its_first_transaction_gives_the_same_alert():
+    name = entity("E1", name="上海鼎盛财富管理有限公司")
+    before = _names(run(UnlicensedBusiness(), [name, *E1_PAYS], finish=True))
+    after = _names(run(UnlicensedBusiness(), [*E1_PAYS, name], finish=True))
+    between = _names(run(UnlicensedBusiness(), [E1_PAYS[0], name, E1_PAYS[1]], finish=True))
+    assert before == after == between
+    assert [(a.first_ts, a.evidence["sample_txn_ids"]) for a in after] == [
+        ("2026-03-02T09:00:00+08:00", ["N1"])
+    ]
+
+
+def test_the_alert_id_does_not_depend_on_the_time():
+    name = entity("E1", name="鼎盛金融")
+    early = _names(run(UnlicensedBusiness(), [name, *E1_PAYS]))
+    late = _names(run(UnlicensedBusiness(), [name, *E1_PAYS[1:]]))
+    assert early[0].alert_id == late[0].alert_id
+    assert (early[0].first_ts, late[0].first_ts) == (
+        "2026-03-02T09:00:00+08:00",
+        "2026-03-04T15:00:00+08:00",
+    )
+
+
+def test_an_entity_that_never_acts_on_its_own_feed_raises_no_name_alert():
+    recs = [
+        *FLOW_SETUP,
+        entity("E2", name="鑫源理财有限公司"),
+        account("E2C", "E2", "corporate", bank="BK1"),
+        # E2 is paid, by a licensed institution on its own feed: PI acts, not E2.
+        clearing("N3", at(0, 9), "C1P", "E2C", "300", initiator="PI"),
+    ]
+    assert run(UnlicensedBusiness(), recs, finish=True) == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "txn", "first_ts"),
+    [
+        # A platform acts in its custody ledger.
+        (
+            [entity("X2", "p2p_platform", name="鑫源理财网络借贷平台")],
+            custody("N4", at(1, 10), "XL", "XB", "900", "recharge", platform="X2"),
+            "2026-03-03T10:00:00+08:00",
+        ),
+        # An institution acts when money moves through its client reserve,
+        # whoever initiates the payment.
+        (
+            [entity("FAKEPI", "payment_institution", name="盛泰支付有限公司")],
+            clearing("N5", at(3, 8, 30), "C1P", "FR", "300", initiator="BK1"),
+            "2026-03-05T08:30:00+08:00",
+        ),
+    ],
+)
+def test_each_kind_of_feed_dates_the_name(setup, txn, first_ts):
+    (alert,) = _names(run(UnlicensedBusiness(), [*FLOW_SETUP, *setup, txn]))
+    assert (alert.first_ts, alert.last_ts) == (first_ts, first_ts)
+    assert alert.evidence["sample_txn_ids"] == [txn.txn_id]
+
+
+def test_partitioned_engines_give_the_replays_name_alerts():
+    reference = [
+        *FLOW_SETUP,
+        entity("E1", name="鼎盛金融"),
+        account("E1C", "E1", "corporate", bank="BK1"),
+        entity("X2", "p2p_platform", name="鑫源理财网络借贷平台"),
+    ]
+    txns = [
+        # On PI's feed, before E1 first acts: E1 is paid, it does not act.
+        clearing("N6", at(0, 8), "C1P", "E1C", "50", initiator="PI"),
+        *E1_PAYS,
+        custody("N4", at(1, 10), "XL", "XB", "900", "recharge", platform="X2"),
+    ]
+    replayed = _names(run(UnlicensedBusiness(), [*reference, *txns], finish=True))
+    assert [(a.subject_id, a.first_ts) for a in replayed] == [
+        ("E1", "2026-03-02T09:00:00+08:00"),
+        ("X2", "2026-03-03T10:00:00+08:00"),
+    ]
+    # As the daemon runs: every engine reads all reference records, and each
+    # subject's feed goes to one engine (PI's apart from E1's).
+    ref = Reference()
+    for r in reference:
+        ref.add(r)
+    partition = {"PI": 0, "E1": 1, "X2": 0}
+    engines = [UnlicensedBusiness(), UnlicensedBusiness()]
+    for det in engines:
+        run(det, reference)
+    for t in txns:
+        engines[partition[feed_key(ref.flow(t))]].update(t)
+    got = [a for det in engines for a in _names(det.finish().drain())]
+    assert sorted(got, key=lambda a: a.first_ts) == replayed
 
 
 def test_holding_a_matching_licence_clears_the_name():
@@ -51,14 +170,14 @@ def test_holding_a_matching_licence_clears_the_name():
         entity("E1", name="上海鼎盛财富管理有限公司", licenses=("fund_sales",)),
         entity("E2", "payment_institution", name="鑫源支付有限公司", licenses=("payment",)),
         entity("E3", "p2p_platform", name="恒通网络借贷信息中介服务有限公司", licenses=("p2p_registered",)),
+        *acting("E1", "E2", "E3"),
     ]  # fmt: skip
-    assert run(UnlicensedBusiness(), recs, finish=True) == []
+    assert _names(run(UnlicensedBusiness(), recs, finish=True)) == []
 
 
 def test_a_licence_for_another_word_does_not_clear_it():
-    (alert,) = run(
-        UnlicensedBusiness(), [entity("E1", name="鑫源支付理财有限公司", licenses=("payment",))]
-    )
+    recs = [entity("E1", name="鑫源支付理财有限公司", licenses=("payment",)), *acting("E1")]
+    (alert,) = _names(run(UnlicensedBusiness(), recs))
     assert alert.evidence["words"] == ["理财"]
 
 
@@ -67,16 +186,41 @@ def test_banks_and_persons_are_not_judged_by_name():
         entity("B1", "bank", name="鼎盛金融银行股份有限公司"),
         entity("B2", "custody_bank", name="泰盛理财银行", licenses=("custody",)),
         entity("U1", "person", name="王金融"),
+        *acting("B1", "B2", "U1"),
     ]
-    assert run(UnlicensedBusiness(), recs, finish=True) == []
+    assert _names(run(UnlicensedBusiness(), recs, finish=True)) == []
 
 
 def test_the_same_record_twice_is_one_alert_and_a_new_name_a_new_one():
     det = UnlicensedBusiness()
-    first = run(det, [entity("E1", name="鼎盛金融"), entity("E1", name="鼎盛金融")])
+    first = _names(
+        run(det, [entity("E1", name="鼎盛金融"), *E1_PAYS, entity("E1", name="鼎盛金融")])
+    )
     assert len(first) == 1
     (renamed,) = run(det, [entity("E1", name="鼎盛支付")])
     assert renamed.alert_id != first[0].alert_id and renamed.evidence["words"] == ["支付"]
+    # Dated, like every name of the entity, at its first transaction.
+    assert renamed.first_ts == renamed.last_ts == first[0].first_ts == "2026-03-02T09:00:00+08:00"
+
+
+def test_a_name_replaced_before_the_entity_acts_is_not_judged():
+    recs = [entity("E1", name="鼎盛金融"), entity("E1", name="鼎盛贸易"), *E1_PAYS]
+    assert _names(run(UnlicensedBusiness(), recs, finish=True)) == []
+
+
+def test_a_waiting_name_and_the_first_transactions_survive_a_checkpoint():
+    det = UnlicensedBusiness()
+    run(det, [entity("E1", name="鼎盛金融"), clearing("N0", at(0, 8), "EXT1", "EXT2", "1", initiator="E9")])  # fmt: skip
+    restored = UnlicensedBusiness().restore(det.snapshot())
+    recs = [entity("E9", name="鼎盛支付"), *E1_PAYS]
+    got = [
+        (a.subject_id, a.first_ts, a.evidence["sample_txn_ids"])
+        for a in _names(run(restored, recs))
+    ]
+    assert got == [
+        ("E9", "2026-03-02T08:00:00+08:00", ["N0"]),  # E9 acted before the checkpoint
+        ("E1", "2026-03-02T09:00:00+08:00", ["N1"]),  # E1's name waited through it
+    ]
 
 
 # -- flows -----------------------------------------------------------------------
