@@ -84,7 +84,11 @@ main.add_command(graph_cmd)
     help="Refused records with their reason, as JSONL.",
 )
 @click.option(
-    "--db", default="fundflow.db", show_default=True, metavar="PATH", help="SQLite alert store."
+    "--db",
+    default="fundflow.db",
+    show_default=True,
+    metavar="PATH|URL",
+    help="Alert store: a SQLite file, or a postgresql:// URL.",
 )
 @click.option("--no-db", is_flag=True, help="Do not write the alert store.")
 @click.option("--config", "config_path", metavar="FILE", help="Detector configuration (TOML).")

@@ -107,7 +107,13 @@ def _open_sink(db: str):  # type: ignore[no-untyped-def]
 
 @click.command("worker")
 @click.option("--broker", metavar="HOST:PORT[,...]", help="Bootstrap servers (default: settings).")
-@click.option("--db", default="fundflow.db", show_default=True, metavar="PATH", help="Alert store.")
+@click.option(
+    "--db",
+    default="fundflow.db",
+    show_default=True,
+    metavar="PATH|URL",
+    help="Alert store: a SQLite file, or a postgresql:// URL.",
+)
 @click.option("--no-db", is_flag=True, help="Alerts to the alerts topic only.")
 @click.option(
     "--config", "config_path", metavar="FILE", help="Detector and [kafka] settings (TOML)."

@@ -39,6 +39,16 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     ]
 
 
+def test_replay_help_says_the_store_may_be_a_url() -> None:
+    result = CliRunner().invoke(
+        main, ["replay", "--help"], terminal_width=200, max_content_width=200
+    )
+    (line,) = [x for x in result.output.splitlines() if x.lstrip().startswith("--db ")]
+    assert " ".join(line.split()) == (
+        "--db PATH|URL Alert store: a SQLite file, or a postgresql:// URL. [default: fundflow.db]"
+    )
+
+
 def test_bad_flag_is_exit_2() -> None:
     result = _run("replay", "--frobnicate", "x")
     assert result.exit_code == 2
