@@ -207,10 +207,14 @@ class DumpProducer:
                 time.sleep(wait)
 
 
-def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dict[str, str]:
+def create_topics(
+    settings: KafkaSettings, partitions: int | None = None, *, timeout_s: float | None = None
+) -> dict[str, str]:
     """Creates every topic of the namespace (idempotent): ``name -> "created"
     | "exists"``. Input topics get ``partitions`` (default: the settings');
-    reference, alerts and checkpoints are compacted."""
+    reference, alerts and checkpoints are compacted. ``timeout_s`` bounds
+    the wait for the broker, at bootstrap and for each request (default:
+    kafka-python's, 30 s)."""
     from kafka.admin import KafkaAdminClient, NewTopic  # noqa: PLC0415
     from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
 
@@ -237,7 +241,13 @@ def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
             {**compacted, "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
         ),
     }
-    admin = KafkaAdminClient(**settings.client_options())
+    options = settings.client_options()
+    if timeout_s is not None:
+        ms = max(1, round(timeout_s * 1000))
+        options["request_timeout_ms"] = ms
+        if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
+            options["bootstrap_timeout_ms"] = ms
+    admin = KafkaAdminClient(**options)
     result: dict[str, str] = {}
     try:
         existing = set(admin.list_topics())
