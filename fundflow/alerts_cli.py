@@ -5,8 +5,10 @@ Every subcommand takes ``--db`` (default ``fundflow.db``): a SQLite file, or
 a ``postgresql://`` / ``postgres://`` URL (libpq's: ``sslmode=...``,
 ``PGPASSWORD``, ``PGPASSFILE`` work; see deploy/postgres/README.md). None of
 them creates a store. A missing or unreadable store, an unknown alert id, a
-move the lifecycle forbids or an unwritable ``--out`` is one line on stderr
-and exit code 2 (STYLE.md, rule 6); a password never appears in it.
+``--detector``, ``--severity`` or ``--status`` naming none the engine knows
+(the line lists those it knows), a move the lifecycle forbids or an
+unwritable ``--out`` is one line on stderr and exit code 2 (STYLE.md,
+rule 6); a password never appears in it.
 
 * ``list``   -- a table: alert_id, status, severity, detector, subject,
   amount, first_ts and the summary cut to fit, ordered by
@@ -36,6 +38,7 @@ from typing import IO
 import click
 import msgspec
 
+from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 from fundflow.schemas.records import SEVERITIES, Alert
 from fundflow.store import STATUSES, AlertEvent, AlertStore, StoreError, open_store
 
@@ -57,13 +60,40 @@ _db_option = click.option(
     metavar="PATH|URL",
     help="Alert store: a SQLite file, or a postgresql:// URL.",
 )
-_detector_option = click.option("--detector", help="Only alerts from this detector.")
+#: Every detector the engine can run, in its registry's order.
+KNOWN_DETECTORS: tuple[str, ...] = (*DETECTORS, *TYPOLOGIES)
+
+
+def _one_of(what: str, known: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """A click callback refusing a value outside ``known`` in one line (a
+    filter that can match nothing is a typo, not an empty result)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None or value in known:
+            return value
+        raise AlertsCliError(f"--{param.name}: unknown {what} {value!r}; known: {', '.join(known)}")
+
+    return check
+
+
+_detector_option = click.option(
+    "--detector",
+    metavar="NAME",
+    callback=_one_of("detector", KNOWN_DETECTORS),
+    help="Only alerts from this detector.",
+)
 _severity_option = click.option(
-    "--severity", type=click.Choice(SEVERITIES), help="Only alerts of this severity."
+    "--severity",
+    metavar="[" + "|".join(SEVERITIES) + "]",
+    callback=_one_of("severity", SEVERITIES),
+    help="Only alerts of this severity.",
 )
 _subject_option = click.option("--subject", help="Only alerts about this subject_id.")
 _status_option = click.option(
-    "--status", type=click.Choice(STATUSES), help="Only alerts with this status."
+    "--status",
+    metavar="[" + "|".join(STATUSES) + "]",
+    callback=_one_of("status", STATUSES),
+    help="Only alerts with this status.",
 )
 
 
