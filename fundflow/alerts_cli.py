@@ -19,7 +19,8 @@ rule 6); a password never appears in it.
 * ``export`` -- ``jsonl``: one ``msgspec.json.encode(alert)`` per line, which
   decodes back to equal :class:`Alert` objects (evidence keys come out
   sorted, as the store keeps them); ``csv``: a header of the
-  Alert field names, ``accounts`` and ``evidence`` as JSON text.
+  Alert field names and ``status``, ``accounts`` and ``evidence`` as JSON
+  text.
 * ``ack ID --by NAME [--note TEXT]``   -- open → acknowledged.
 * ``close ID --by NAME [--note TEXT]`` -- open or acknowledged → closed.
   Both write the audit trail and print one line; they are the only
@@ -31,7 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
@@ -232,34 +233,37 @@ def export_alerts(
 ) -> None:
     """Write alerts as JSON lines or CSV, oldest first."""
     with _store(db) as store:
-        found = store.iter(detector=detector, severity=severity, subject=subject, status=status)
+        found = store.iter_with_status(
+            detector=detector, severity=severity, subject=subject, status=status
+        )
         try:
             stream = click.open_file(out, "wb")
         except OSError as exc:
             raise AlertsCliError(f"cannot write {out}: {exc.strerror or exc}") from None
         with stream:
             if fmt == "jsonl":
-                write_jsonl(found, stream)
+                write_jsonl((alert for alert, _ in found), stream)
             else:
                 write_csv(found, stream)
 
 
-def write_jsonl(found: Iterator[Alert] | list[Alert], stream: IO[bytes]) -> None:
+def write_jsonl(found: Iterable[Alert], stream: IO[bytes]) -> None:
     """One ``msgspec.json.encode(alert)`` per line."""
     for alert in found:
         stream.write(msgspec.json.encode(alert) + b"\n")
 
 
-def write_csv(found: Iterator[Alert] | list[Alert], stream: IO[bytes]) -> None:
-    """Header of the Alert field names, then one row per alert (UTF-8, ``\\n``)."""
+def write_csv(found: Iterable[tuple[Alert, str]], stream: IO[bytes]) -> None:
+    """Header of the Alert field names and ``status``, then one row per
+    ``(alert, status)`` (UTF-8, ``\\n``)."""
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(Alert.__struct_fields__)
-    for alert in found:
+    writer.writerow([*Alert.__struct_fields__, "status"])
+    for alert, status in found:
         row = msgspec.structs.asdict(alert)
         for name in ("accounts", "evidence"):
             row[name] = msgspec.json.encode(row[name], order="deterministic").decode()
-        writer.writerow(row.values())
+        writer.writerow([*row.values(), status])
     text.detach()  # leave `stream` open for its owner to close
 
 

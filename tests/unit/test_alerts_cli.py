@@ -193,18 +193,18 @@ def test_export_csv_has_header_and_one_row_per_alert(runner, db):
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == [
         "alert_id", "detector", "severity", "subject_id", "accounts", "first_ts",
-        "last_ts", "amount", "summary", "evidence", "detector_version", "revision",
+        "last_ts", "amount", "summary", "evidence", "detector_version", "revision", "status",
     ]  # fmt: skip
     assert rows[1:] == [
         ["reserve_misuse:PAY1:7", "reserve_misuse", "critical", "PAY1", '["RES-1"]',
          "2026-03-01T09:00:00+08:00", "2026-03-02T09:00:00+08:00", "9.99",
-         "备付金被挪用于关联公司。", '{"shortfall_fen":999,"注":"中文"}', "1.0", "1"],
+         "备付金被挪用于关联公司。", '{"shortfall_fen":999,"注":"中文"}', "1.0", "1", "open"],
         ["fund_pool:P2:3", "fund_pool", "low", "P2", "[]",
          "2026-03-01T09:30:00+08:00", "2026-03-01T09:45:00+08:00", "0.50",
-         'Small, with a comma, and a "quote".', "{}", "1.1", "1"],
+         'Small, with a comma, and a "quote".', "{}", "1.1", "1", "open"],
         ["fund_pool:P1:1", "fund_pool", "high", "P1", '["ACC-1","ACC-2"]',
          "2026-03-01T10:00:00+08:00", "2026-03-01T12:00:00+08:00", "150000.00",
-         A.summary, '{"pooled_fen":15000000,"txn_ids":["T1","T2"]}', "1.0", "2"],
+         A.summary, '{"pooled_fen":15000000,"txn_ids":["T1","T2"]}', "1.0", "2", "open"],
     ]  # fmt: skip
     assert json.loads(rows[3][9]) == A.evidence
 
@@ -343,6 +343,13 @@ def test_list_and_export_filter_by_status(runner, db):
         assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ids
         exported = runner.invoke(alerts, ["export", "--db", db, "--status", status])
         assert [json.loads(line)["alert_id"] for line in exported.stdout.splitlines()] == ids
+    exported = runner.invoke(alerts, ["export", "--db", db, "--format", "csv"])
+    assert [(r[0], r[-1]) for r in csv.reader(io.StringIO(exported.stdout))] == [
+        ("alert_id", "status"),
+        ("reserve_misuse:PAY1:7", "open"),
+        ("fund_pool:P2:3", "closed"),
+        ("fund_pool:P1:1", "acknowledged"),
+    ]
 
 
 @pytest.mark.parametrize(
