@@ -25,6 +25,10 @@ rule 6); a password never appears in it.
 * ``close ID --by NAME [--note TEXT]`` -- open or acknowledged → closed.
   Both write the audit trail and print one line; they are the only
   subcommands that write (an older SQLite file is migrated first).
+
+The store keeps audit times in UTC; ``show``, ``ack`` and ``close`` print
+them in the zone alert times are written in, ``engine.zone`` of
+``--config`` (Asia/Shanghai by default).
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO
+from zoneinfo import ZoneInfo
 
 import click
 import msgspec
 
+from fundflow.detectors import load_config
 from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 from fundflow.schemas.records import SEVERITIES, Alert
 from fundflow.store import STATUSES, AlertEvent, AlertStore, StoreError, open_store
@@ -104,6 +110,22 @@ def _actor(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value.strip()
 
 
+_config_option = click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Configuration (TOML) whose engine.zone the audit times are printed in "
+    "(default: Asia/Shanghai, as alert times).",
+)
+
+
+def _zone(config_path: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(load_config(config_path).engine.zone)
+    except ValueError as exc:
+        raise AlertsCliError(str(exc)) from None
+
+
 _by_option = click.option(
     "--by", "by", required=True, callback=_actor, metavar="NAME", help="Who acts (audit trail)."
 )
@@ -158,21 +180,23 @@ def list_alerts(
 @alerts.command("show")
 @click.argument("alert_id")
 @_db_option
-def show_alert(alert_id: str, db: str) -> None:
+@_config_option
+def show_alert(alert_id: str, db: str, config_path: str | None) -> None:
     """Print one alert, evidence included, with its status and audit trail, as JSON."""
+    zone = _zone(config_path)
     with _store(db) as store:
         alert = store.get(alert_id)
         if alert is None:
             raise AlertsCliError(f"no alert {alert_id!r} in {store.name}")
         shown = msgspec.to_builtins(alert)
         shown["status"] = store.status(alert_id)
-        shown["events"] = [_event_json(e) for e in store.events(alert_id)]
+        shown["events"] = [_event_json(e, zone) for e in store.events(alert_id)]
     click.echo(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode())
 
 
-def _event_json(event: AlertEvent) -> dict[str, object]:
+def _event_json(event: AlertEvent, zone: ZoneInfo) -> dict[str, object]:
     return {
-        "at": event.at.isoformat(),
+        "at": _local_time(event, zone),
         "action": event.action,
         "actor": event.actor,
         "note": event.note,
@@ -184,11 +208,13 @@ def _event_json(event: AlertEvent) -> dict[str, object]:
 @_by_option
 @_note_option
 @_db_option
-def ack_alert(alert_id: str, by: str, note: str | None, db: str) -> None:
+@_config_option
+def ack_alert(alert_id: str, by: str, note: str | None, db: str, config_path: str | None) -> None:
     """Acknowledge an open alert: someone is looking into it."""
+    zone = _zone(config_path)
     with _store(db) as store:
         event = store.ack(alert_id, by=by, note=note)
-    click.echo(_event_line(event))
+    click.echo(_event_line(event, zone))
 
 
 @alerts.command("close")
@@ -196,15 +222,23 @@ def ack_alert(alert_id: str, by: str, note: str | None, db: str) -> None:
 @_by_option
 @_note_option
 @_db_option
-def close_alert(alert_id: str, by: str, note: str | None, db: str) -> None:
+@_config_option
+def close_alert(alert_id: str, by: str, note: str | None, db: str, config_path: str | None) -> None:
     """Close an open or acknowledged alert. It reopens by itself if it grows."""
+    zone = _zone(config_path)
     with _store(db) as store:
         event = store.close_alert(alert_id, by=by, note=note)
-    click.echo(_event_line(event))
+    click.echo(_event_line(event, zone))
 
 
-def _event_line(event: AlertEvent) -> str:
-    return f"{event.alert_id} {event.action} by {event.actor} at {event.at.isoformat()}"
+def _event_line(event: AlertEvent, zone: ZoneInfo) -> str:
+    return f"{event.alert_id} {event.action} by {event.actor} at {_local_time(event, zone)}"
+
+
+def _local_time(event: AlertEvent, zone: ZoneInfo) -> str:
+    """When an audit event happened, in the configured zone (alert times
+    are written in it), to the microsecond."""
+    return event.at.astimezone(zone).isoformat(timespec="microseconds")
 
 
 @alerts.command("export")

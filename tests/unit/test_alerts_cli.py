@@ -7,6 +7,8 @@ import io
 import json
 import re
 import socket
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -15,7 +17,7 @@ from click.testing import CliRunner
 from fundflow.alerts_cli import alerts
 from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 from fundflow.schemas.records import Alert
-from fundflow.store import SQLiteSink
+from fundflow.store import SQLiteSink, SQLiteStore
 
 A = Alert(
     alert_id="fund_pool:P1:1",
@@ -294,7 +296,7 @@ def test_every_detector_of_the_engine_is_a_known_filter(runner, db):
 
 # --- triage: ack, close, --status, the audit trail in show -----------------------
 
-AT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
+AT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+08:00"  # the default zone, as alert times
 
 
 def test_ack_then_close_print_one_line_each_and_show_the_trail(runner, db):
@@ -318,6 +320,49 @@ def test_ack_then_close_print_one_line_each_and_show_the_trail(runner, db):
     assert all(re.fullmatch(AT, e["at"]) for e in data["events"])
     assert list(data)[-2:] == ["status", "events"]
     assert msgspec.json.decode(shown.stdout, type=Alert) == A
+
+
+def _printed_at(event) -> str:
+    return event.at.astimezone(ZoneInfo("Asia/Shanghai")).isoformat(timespec="microseconds")
+
+
+def test_audit_times_print_in_the_zone_alert_times_are_written_in(runner, db, tmp_path):
+    ack = runner.invoke(alerts, ["ack", "fund_pool:P1:1", "--by", "wang", "--db", db])
+    cfg = tmp_path / "utc.toml"
+    cfg.write_text('[engine]\nzone = "UTC"\n')
+    close = runner.invoke(
+        alerts, ["close", "fund_pool:P1:1", "--by", "li", "--db", db, "--config", str(cfg)]
+    )
+    shown = runner.invoke(alerts, ["show", "fund_pool:P1:1", "--db", db])
+    shown_utc = runner.invoke(alerts, ["show", "fund_pool:P1:1", "--db", db, "--config", str(cfg)])
+    with SQLiteStore(db) as store:
+        acked, closed = store.events("fund_pool:P1:1")
+    assert acked.at.tzinfo is not None and acked.at.utcoffset() == timedelta(0)  # kept in UTC
+    assert ack.stdout == f"fund_pool:P1:1 acknowledged by wang at {_printed_at(acked)}\n"
+    utc = closed.at.isoformat(timespec="microseconds")
+    assert utc.endswith("+00:00")
+    assert close.stdout == f"fund_pool:P1:1 closed by li at {utc}\n"
+    assert [e["at"] for e in json.loads(shown.stdout)["events"]] == [
+        _printed_at(acked),
+        _printed_at(closed),
+    ]
+    assert [e["at"] for e in json.loads(shown_utc.stdout)["events"]] == [
+        acked.at.isoformat(timespec="microseconds"),
+        utc,
+    ]
+    first_ts = json.loads(shown.stdout)["first_ts"]
+    assert first_ts[-6:] == _printed_at(acked)[-6:] == "+08:00"
+
+
+def test_a_bad_config_for_the_zone_is_one_line(runner, db, tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[engine]\nzone = "Mars/Olympus"\n')
+    result = runner.invoke(alerts, ["show", "fund_pool:P1:1", "--db", db, "--config", str(cfg)])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2,
+        "",
+        "Error: engine.zone is not a known time zone: 'Mars/Olympus'\n",
+    )
 
 
 def test_list_and_export_filter_by_status(runner, db):
