@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO
@@ -48,6 +47,7 @@ from fundflow.detectors import load_config
 from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 from fundflow.schemas.records import SEVERITIES, Alert
 from fundflow.store import STATUSES, AlertEvent, AlertStore, StoreError, open_store
+from fundflow.text_table import format_table
 
 DEFAULT_DB = "fundflow.db"
 SUMMARY_WIDTH = 60  # terminal columns left for the summary in `list`
@@ -304,51 +304,17 @@ def write_csv(found: Iterable[tuple[Alert, str]], stream: IO[bytes]) -> None:
 _COLUMNS = (
     "alert_id", "status", "severity", "detector", "subject", "amount", "first_ts", "summary",
 )  # fmt: skip
-_AMOUNT_COLUMN = _COLUMNS.index("amount")
 
 
 def render_table(found: list[tuple[Alert, str]]) -> list[str]:
     """The ``list`` table as lines: a header, then one line per
-    ``(alert, status)``.
-
-    Columns are padded by display width (Chinese characters take two
-    terminal columns); the amount is right-aligned; the summary is cut to
-    :data:`SUMMARY_WIDTH` columns with a trailing ``…``.
+    ``(alert, status)``, laid out by :func:`~fundflow.text_table.format_table`
+    (Chinese characters take two terminal columns); the amount is
+    right-aligned; the summary is cut to :data:`SUMMARY_WIDTH` columns with
+    a trailing ``…``.
     """
     rows = [
-        (a.alert_id, status, a.severity, a.detector, a.subject_id, a.amount, a.first_ts,
-         _truncate(a.summary, SUMMARY_WIDTH))
+        (a.alert_id, status, a.severity, a.detector, a.subject_id, a.amount, a.first_ts, a.summary)
         for a, status in found
-    ]  # fmt: skip
-    # The summary is last and unpadded, so only the other columns need widths.
-    widths = [max(_width(r[i]) for r in [_COLUMNS, *rows]) for i in range(len(_COLUMNS) - 1)]
-    lines = []
-    for i, row in enumerate([_COLUMNS, *rows]):
-        cells = [
-            _pad(row[col], w, right=(col == _AMOUNT_COLUMN and i > 0))
-            for col, w in enumerate(widths)
-        ]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return lines
-
-
-def _width(s: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
-
-
-def _pad(s: str, width: int, right: bool = False) -> str:
-    fill = " " * (width - _width(s))
-    return fill + s if right else s + fill
-
-
-def _truncate(s: str, width: int) -> str:
-    s = " ".join(s.split())  # a summary is one line in a table
-    if _width(s) <= width:
-        return s
-    out, used = [], 0
-    for ch in s:
-        used += _width(ch)
-        if used > width - 1:
-            break
-        out.append(ch)
-    return "".join(out) + "…"
+    ]
+    return format_table(_COLUMNS, rows, right={_COLUMNS.index("amount")}, last_width=SUMMARY_WIDTH)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from fundflow.detectors import load_config
+from fundflow.text_table import format_table
 
 
 class KafkaUserError(click.ClickException):
@@ -327,8 +328,8 @@ def topics_create(
         raise KafkaRuntimeError(
             f"kafka: the broker's answer could not be handled: {type(e).__name__}: {_one_line(e)}"
         ) from None
-    for name, what in result.items():
-        click.echo(f"{what:<8} {name}")
+    for line in format_table(("status", "topic"), [(what, name) for name, what in result.items()]):
+        click.echo(line)
 
 
 # -- fundflow replay --to-kafka ----------------------------------------------------------

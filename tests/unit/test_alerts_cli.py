@@ -82,7 +82,7 @@ def test_list_prints_a_table_oldest_first(runner, db):
     result = runner.invoke(alerts, ["list", "--db", db])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "alert_id               status  severity  detector        subject  amount     first_ts                   summary",
+        "alert_id               status  severity  detector        subject     amount  first_ts                   summary",
         "reserve_misuse:PAY1:7  open    critical  reserve_misuse  PAY1          9.99  2026-03-01T09:00:00+08:00  备付金被挪用于关联公司。",
         "fund_pool:P2:3         open    low       fund_pool       P2            0.50  2026-03-01T09:30:00+08:00  Small, with a comma, and a \"quote\".",
         "fund_pool:P1:1         open    high      fund_pool       P1       150000.00  2026-03-01T10:00:00+08:00  Investor money pooled in the platform's own account, then p…",
