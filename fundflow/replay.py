@@ -1,7 +1,8 @@
 """The replay shell: dumps in, engine in-process, alerts and dead letters out.
 
-:func:`replay` reads JSONL, JSONL.gz and CSV dumps (or standard input) in the
-order given, feeds every record to one :class:`~fundflow.detectors.Engine`,
+:func:`replay` reads JSONL and CSV dumps (or standard input), gzip or not
+(told by the first bytes, :mod:`fundflow.sniff`), in the order given, feeds
+every record to one :class:`~fundflow.detectors.Engine`,
 and carries the results away: alerts to an :class:`~fundflow.store.AlertSink`
 and a JSONL stream, refused records to a dead-letter JSONL file with their
 reason. It returns a :class:`Summary` whose figures always satisfy
@@ -46,6 +47,7 @@ from fundflow.schemas.records import (
     ReserveReport,
 )
 
+from .sniff import sniff
 from .store import AlertSink
 
 
@@ -129,13 +131,30 @@ _SEV_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
 def _open_binary(path: str) -> tuple[BinaryIO, BinaryIO | None]:
-    """The decoded byte stream and the raw file under it (for progress)."""
-    if path == "-":
-        return sys.stdin.buffer, None
-    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    if path.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw), raw  # type: ignore[return-value]
-    return raw, raw
+    """The decoded byte stream and the raw file under it (for progress;
+    ``None`` for standard input). Gzip is told by its first bytes, not the
+    name: a ``.jsonl`` file or standard input that is gzip is read through
+    gzip, and a ``.gz`` file that is not gzip is read as it is. A dump in
+    another compression (:data:`fundflow.sniff.MAGIC`) is a
+    :class:`ReplayError`."""
+    name = "stdin" if path == "-" else path
+    raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed by the caller
+    try:
+        stream, packed = sniff(raw)
+        if packed is not None and packed != "gzip":
+            raise ReplayError(
+                f"cannot read {name}: it is {packed}-compressed, and only gzip is read "
+                "(decompress it first)"
+            )
+    except (OSError, ReplayError) as e:
+        if path != "-":
+            raw.close()
+        if isinstance(e, ReplayError):
+            raise
+        raise ReplayError(f"cannot read {name}: {e.strerror or e}") from None
+    if packed == "gzip":
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    return stream, (None if path == "-" else raw)
 
 
 def _is_csv(path: str) -> bool:
