@@ -25,7 +25,7 @@ from fundflow.schemas.records import KINDS
 from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
-from .replay import AtomicFile, ReplayError, check_columns, check_inputs, replay
+from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
 from .store import StoreError, open_sink
 
 if TYPE_CHECKING:
@@ -173,11 +173,15 @@ def replay_cmd(
     rate: float | None,
     namespace: str | None,
 ) -> None:
-    """Replay dumps (JSONL, JSONL.gz, CSV; '-' for stdin) through every detector.
+    """Replay dumps (JSONL or CSV, gzip or not; '-' for stdin) through every detector.
 
     Reads the dumps in the order given, writes alerts to the store and as
     JSONL, refused records to the dead-letter file, and ends with a summary
-    on stderr. Exit 0 when the dumps were read, whatever they held.
+    on stderr. Gzip is told by a dump's first bytes, whatever its name.
+
+    Exit 0 when the dumps were read; 2 (one line) for a missing file, a bad
+    flag or config, a CSV dump with no type column and no --kind, or a dump
+    in a compression other than gzip; 1 when an output cannot be written.
     """
     if to_kafka is None and (rate is not None or namespace is not None):
         raise UserError("--rate and --namespace go with --to-kafka")
@@ -196,6 +200,7 @@ def replay_cmd(
     config = _config(config_path)
     try:
         check_inputs(list(paths))
+        check_dumps(list(paths), kind)
     except ReplayError as e:
         raise UserError(str(e)) from None
     names, columns = _detectors_and_columns(

@@ -36,6 +36,7 @@ from fundflow.detectors.metrics import DEFAULT_SUBJECT_LIMIT, AlertReporter, Met
 from fundflow.schemas import DeadLetter, RecordDecoder
 from fundflow.schemas.decode import ColumnMap
 from fundflow.schemas.records import (
+    KINDS,
     Account,
     Alert,
     Balance,
@@ -327,6 +328,36 @@ def check_columns(paths: list[str], columns: ColumnMap) -> None:
             columns.check_header(header, path)
         except ValueError as e:
             raise ReplayError(str(e)) from None
+
+
+def check_dumps(paths: list[str], kind: str | None) -> None:
+    """Refuses, before a replay starts, a dump it could only turn into dead
+    letters whole: a file in a compression other than gzip, and a CSV dump
+    whose header has no ``type`` column when ``kind`` is not given (each
+    row would be ``unknown_type``). Standard input and other streams are
+    not read ahead: they are read once, as they come."""
+    for path in paths:
+        if path == "-" or not Path(path).is_file():
+            continue
+        stream, raw = _open_binary(path)
+        try:
+            first = (
+                stream.readline(MAX_LINE_BYTES).decode("utf-8-sig", "replace")
+                if kind is None and _is_csv(path)
+                else ""
+            )
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise ReplayError(f"cannot read {path}: {e}") from None
+        finally:
+            stream.close()
+            if raw is not None and raw is not stream:
+                raw.close()
+        header = next(csv.reader([first]), [])
+        if header and "type" not in header:
+            raise ReplayError(
+                f"{path} has no type column: give the record kind of its rows with --kind "
+                f"({', '.join(KINDS)})"
+            )
 
 
 def check_inputs(paths: list[str]) -> None:

@@ -1,6 +1,7 @@
 """``fundflow replay`` and inputs that are almost always a usage error: gzip
 without a .gz name (a file, or a pipe on standard input), a .gz name
-without gzip, other compressions."""
+without gzip, other compressions, a CSV dump with no type column and no
+--kind."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from fundflow.cli import main
+
+KINDS = "entity, account, product, loan, reserve_report, balance, custody_txn, clearing_txn"
 
 
 def _custody(n: int, start: int = 1) -> str:
@@ -141,3 +144,36 @@ def test_another_compression_on_stdin_is_one_line(tmp_path: Path) -> None:
         "(decompress it first)\n",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a CSV dump with no type column ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz", "D.CSV"])
+def test_a_csv_without_type_column_or_kind_is_one_line_and_exit_2(tmp_path: Path, name) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(CSV.encode()) if name.endswith(".gz") else CSV.encode())
+    result = _replay(tmp_path, str(path))
+    assert (result.exit_code, result.output) == (
+        2,
+        f"fundflow: {path} has no type column: give the record kind of its rows with --kind "
+        f"({KINDS})\n",
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # nothing written
+
+
+def test_a_csv_with_a_type_column_or_with_kind_or_empty_is_replayed(tmp_path: Path) -> None:
+    typed = tmp_path / "typed.csv"
+    typed.write_text(
+        "\ufefftype,txn_id,ts,bank_id,platform_id,debit_account,credit_account,amount,purpose\n"
+        "custody_txn,T1,2026-03-01T10:00:00+08:00,B,P,L1,B1,100.00,invest\n"
+        "custody_txn,T2,2026-03-01T10:01:00+08:00,B,P,L1,B1,12.345,invest\n"
+    )
+    result = _replay(tmp_path, str(typed))
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (2, 1, 0, {"bad_amount": 1})
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = _replay(tmp_path, str(empty))
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (0, 0, 0, {})
