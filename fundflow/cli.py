@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from .prom import PrometheusMetrics
 
 
+#: ``fundflow replay``'s exit code when records were read and every one was refused.
+ALL_REFUSED_EXIT = 3
+
+
 class UserError(click.ClickException):
     """One line on stderr, exit code 2."""
 
@@ -177,11 +181,14 @@ def replay_cmd(
 
     Reads the dumps in the order given, writes alerts to the store and as
     JSONL, refused records to the dead-letter file, and ends with a summary
-    on stderr. Gzip is told by a dump's first bytes, whatever its name.
+    on stderr. Gzip is told by a dump's first bytes, whatever its name. When
+    more than half of the records read were refused, one warning line
+    follows, naming the commonest reasons and a likely fix.
 
-    Exit 0 when the dumps were read; 2 (one line) for a missing file, a bad
-    flag or config, a CSV dump with no type column and no --kind, or a dump
-    in a compression other than gzip; 1 when an output cannot be written.
+    Exit 0 when the dumps were read; 3 when records were read and every one
+    was refused; 2 (one line) for a missing file, a bad flag or config, a
+    CSV dump with no type column and no --kind, or a dump in a compression
+    other than gzip; 1 when an output cannot be written.
     """
     if to_kafka is None and (rate is not None or namespace is not None):
         raise UserError("--rate and --namespace go with --to-kafka")
@@ -260,10 +267,15 @@ def replay_cmd(
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()
     click.echo(summary.render(), err=True)
+    warning = summary.refused_warning(deadletter_out)
+    if warning is not None:
+        click.echo(f"fundflow: {warning}", err=True)
     if not summary.balanced():  # the accounting identity is a promise: say so loudly if broken
         raise OutputError("records read != accepted + duplicates + dead letters")
     if metrics_linger:
         _linger(metrics_linger)
+    if summary.refused_all():  # a run that refused everything must not look like a success
+        sys.exit(ALL_REFUSED_EXIT)
 
 
 def _detectors_and_columns(

@@ -99,6 +99,33 @@ class Summary:
     def balanced(self) -> bool:
         return self.read == self.accepted + self.duplicates + sum(self.dead_letters.values())
 
+    def refused(self) -> int:
+        """Records read that became dead letters."""
+        return sum(self.dead_letters.values())
+
+    def refused_all(self) -> bool:
+        """Records were read and every one became a dead letter."""
+        return self.read > 0 and self.refused() == self.read
+
+    def refused_warning(self, deadletter_out: str | None = None) -> str | None:
+        """One line when more than :data:`REFUSED_WARNING_SHARE` of the
+        records read were refused (almost always a usage error): how many,
+        the three commonest reasons, what the commonest one most often
+        means, and where each record's reason is. ``None`` otherwise."""
+        refused = self.refused()
+        if not self.read or refused <= REFUSED_WARNING_SHARE * self.read:
+            return None
+        reasons = sorted(self.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{r} {n:,}" for r, n in reasons[:3])
+        more = f", {len(reasons) - 3} more reasons" if len(reasons) > 3 else ""
+        line = (
+            f"warning: {refused:,} of the {self.read:,} records read were refused "
+            f"({top}{more}): {REFUSED_HINTS.get(reasons[0][0], REFUSED_HINTS['bad_field'])}"
+        )
+        if deadletter_out is not None:
+            line += f"; each refused record, with its reason, is in {deadletter_out}"
+        return line
+
     def render(self) -> str:
         lines = [
             f"records read   {self.read:>12,}",
@@ -126,6 +153,28 @@ class Summary:
 
 
 _SEV_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+#: A replay that refused more than this share of the records it read ends
+#: with a warning (:meth:`Summary.refused_warning`).
+REFUSED_WARNING_SHARE = 0.5
+
+#: What the commonest reason of a mostly refused replay most often means.
+REFUSED_HINTS: dict[str, str] = {
+    "not_json": "the dump is not JSON lines (a CSV dump needs a .csv name; of the "
+    "compressions only gzip is read)",
+    "not_object": "the lines are JSON but not objects (a dump holds one record object a line)",
+    "unknown_type": "the records name no known type (a dump without a type field or column "
+    "needs --kind)",
+    "missing_field": "required fields are missing (field and column names are the wire "
+    "format's; a CSV dump in another layout needs --kind with --map)",
+    "bad_time": "times are neither ISO-8601 nor epoch milliseconds",
+    "bad_amount": "amounts are not yuan with at most 2 decimals",
+    "too_large": "lines are over the size limit (a dump holds one record a line, not one "
+    "JSON document)",
+    "too_late": "transactions come behind newer ones by more than the deduplication horizon "
+    "(replay dumps in time order)",
+    "bad_field": "values do not fit the wire format (each dead letter's detail says how)",
+}
 
 
 # -- inputs ---------------------------------------------------------------------

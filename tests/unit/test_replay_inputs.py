@@ -1,7 +1,7 @@
 """``fundflow replay`` and inputs that are almost always a usage error: gzip
 without a .gz name (a file, or a pipe on standard input), a .gz name
 without gzip, other compressions, a CSV dump with no type column and no
---kind."""
+--kind, and runs that refuse most or all of what they read."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fundflow.cli import main
+from fundflow.cli import ALL_REFUSED_EXIT, main
+from fundflow.replay import REFUSED_WARNING_SHARE
 
 KINDS = "entity, account, product, loan, reserve_report, balance, custody_txn, clearing_txn"
 
@@ -70,6 +71,7 @@ def test_gzip_piped_into_stdin_is_read_as_gzip(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert _figures(tmp_path) == (5, 5, 0, {})
+    assert b"warning" not in run.stderr
 
 
 def test_a_plain_pipe_on_stdin_still_reads_every_byte(tmp_path: Path) -> None:
@@ -177,3 +179,121 @@ def test_a_csv_with_a_type_column_or_with_kind_or_empty_is_replayed(tmp_path: Pa
     result = _replay(tmp_path, str(empty))
     assert result.exit_code == 0, result.output
     assert _figures(tmp_path) == (0, 0, 0, {})
+
+
+# -- runs that refuse most or all of what they read -----------------------------------
+
+
+def test_the_warning_share_is_more_than_half() -> None:
+    assert REFUSED_WARNING_SHARE == 0.5
+
+
+def test_half_refused_is_no_warning(tmp_path: Path) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(_custody(2) + "{not json\n" + '{"type":"wire"}\n')
+    result = _replay(tmp_path, str(dump))
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (4, 2, 0, {"not_json": 1, "unknown_type": 1})
+    assert "warning" not in result.output
+
+
+def test_duplicates_are_not_refused(tmp_path: Path) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(_custody(1) * 5)
+    result = _replay(tmp_path, str(dump))
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (5, 1, 4, {})
+    assert "warning" not in result.output
+
+
+def test_more_than_half_refused_warns_in_one_line_naming_the_reasons(tmp_path: Path) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(
+        _custody(1)
+        + '{"type":"custody_txn"}\n' * 3
+        + "not json\n" * 4
+        + '{"txn_id":"X"}\n' * 2
+        + "[1]\n"
+        + _custody(1, start=2).replace('"100.00"', '"1.234"')
+    )
+    result = _replay(tmp_path, str(dump))
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (
+        12,
+        1,
+        0,
+        {"bad_amount": 1, "missing_field": 3, "not_json": 4, "not_object": 1, "unknown_type": 2},
+    )
+    assert result.output.splitlines()[-1] == (
+        "fundflow: warning: 11 of the 12 records read were refused (not_json 4, missing_field 3, "
+        "unknown_type 2, 2 more reasons): the dump is not JSON lines (a CSV dump needs a .csv "
+        "name; of the compressions only gzip is read); each refused record, with its reason, is "
+        f"in {tmp_path / 'dead.jsonl'}"
+    )
+
+
+def test_a_replay_that_refuses_everything_warns_and_exits_3(tmp_path: Path) -> None:
+    # JSON lines without a type: every record unknown_type.
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(_custody(3).replace('"type":"custody_txn",', ""))
+    result = _replay(tmp_path, str(dump))
+    assert ALL_REFUSED_EXIT == 3
+    assert result.exit_code == 3, result.output
+    assert _figures(tmp_path) == (3, 0, 0, {"unknown_type": 3})
+    assert result.output.splitlines()[-1] == (
+        "fundflow: warning: 3 of the 3 records read were refused (unknown_type 3): the records "
+        "name no known type (a dump without a type field or column needs --kind); each refused "
+        f"record, with its reason, is in {tmp_path / 'dead.jsonl'}"
+    )
+    # The outputs are written all the same: the dead letters say what went wrong.
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(d["reason"], d["source"]) for d in dead] == [
+        ("unknown_type", f"{dump}:{n}") for n in (1, 2, 3)
+    ]
+    assert (tmp_path / "alerts.jsonl").read_text() == ""
+    # With the kind given, the same dump is accepted whole.
+    result = _replay(tmp_path, str(dump), "--kind", "custody_txn")
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (3, 3, 0, {})
+
+
+def test_an_empty_dump_is_no_failure(tmp_path: Path) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text("\n\n")
+    result = _replay(tmp_path, str(dump))
+    assert result.exit_code == 0, result.output
+    assert _figures(tmp_path) == (0, 0, 0, {})
+    assert "warning" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("lines", "hint"),
+    [
+        ('{"type":"custody_txn","txn_id":"T1"}\n', "required fields are missing (field and "
+         "column names are the wire format's; a CSV dump in another layout needs --kind with "
+         "--map)"),
+        (_custody(1).replace("2026-03-01T10:01:00+08:00", "yesterday"),
+         "times are neither ISO-8601 nor epoch milliseconds"),
+        (_custody(1).replace('"100.00"', '"1e3"'), "amounts are not yuan with at most 2 decimals"),
+    ],
+    ids=["missing_field", "bad_time", "bad_amount"],
+)  # fmt: skip
+def test_the_hint_follows_the_commonest_reason(tmp_path: Path, lines: str, hint: str) -> None:
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(lines)
+    result = _replay(tmp_path, str(dump))
+    assert result.exit_code == 3, result.output
+    assert result.output.splitlines()[-1].split("): ", 1)[1] == (
+        f"{hint}; each refused record, with its reason, is in {tmp_path / 'dead.jsonl'}"
+    )
+
+
+def test_help_and_readme_state_the_share_and_the_exit_code() -> None:
+    result = CliRunner().invoke(main, ["replay", "--help"])
+    text = " ".join(result.output.split())
+    assert "When more than half of the records read were refused, one warning line follows" in text
+    assert "3 when records were read and every one was refused" in text
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `fundflow replay PATH")]
+    assert "when more than half of the records read were refused, one more line, a warning" in row
+    assert "3 when records were read and every one was refused" in row
