@@ -197,6 +197,7 @@ def replay_cmd(
     if to_kafka is not None:
         try:
             check_inputs(list(paths))
+            check_dumps(list(paths), kind)
         except ReplayError as e:
             raise UserError(str(e)) from None
         kafka_cli.replay_to_kafka(

@@ -77,12 +77,22 @@ class ProduceSummary:
 
 
 def _lines(path: str) -> Iterator[bytes]:
-    if path == "-":
-        yield from sys.stdin.buffer
-        return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
-        yield from fh
+    """The lines of a dump (``-``: standard input). Gzip is told by the
+    first bytes, whatever the name; another compression is an ``OSError``."""
+    from fundflow.sniff import sniff  # noqa: PLC0415
+
+    name = "stdin" if path == "-" else path
+    raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        stream, packed = sniff(raw)
+        if packed == "gzip":
+            stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+        elif packed is not None:
+            raise OSError(f"{name} is {packed}-compressed, and only gzip is read")
+        yield from stream
+    finally:
+        if path != "-":
+            raw.close()
 
 
 class DumpProducer:

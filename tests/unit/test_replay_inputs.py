@@ -148,6 +148,17 @@ def test_another_compression_on_stdin_is_one_line(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_to_kafka_refuses_another_compression_before_it_connects(tmp_path: Path) -> None:
+    packed = tmp_path / "d.jsonl"
+    packed.write_bytes(bz2.compress(_custody(2).encode()))
+    result = CliRunner().invoke(main, ["replay", "--to-kafka", "127.0.0.1:1", str(packed)])
+    assert (result.exit_code, result.output) == (
+        2,
+        f"fundflow: cannot read {packed}: it is bzip2-compressed, and only gzip is read "
+        "(decompress it first)\n",
+    )
+
+
 # -- a CSV dump with no type column ---------------------------------------------------
 
 
