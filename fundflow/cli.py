@@ -208,12 +208,15 @@ def replay_cmd(
     config = _config(config_path)
     try:
         check_inputs(list(paths))
-        check_dumps(list(paths), kind)
     except ReplayError as e:
         raise UserError(str(e)) from None
     names, columns = _detectors_and_columns(
         detector_names, column_map, column_consts, kind, list(paths)
     )
+    try:
+        check_dumps(list(paths), kind)
+    except ReplayError as e:
+        raise UserError(str(e)) from None
     if progress is None:
         progress = sys.stderr.isatty()
     if metrics_linger and metrics_port is None:
