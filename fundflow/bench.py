@@ -40,6 +40,7 @@ from fundflow.schemas import DeadLetter, RecordDecoder
 from .replay import replay
 from .simulate import write_world
 from .store import SQLiteSink
+from .text_table import format_table
 
 
 def _cpu_model() -> str:
@@ -299,15 +300,23 @@ def run_typology_bench(
         f"worlds          {seeds} seeds x {days} days, scale {scale}: {int(rows):,} transfers, "
         f"replayed at {figures['records_per_second']:,} transfers/s"
     )
-    click.echo(
-        f"{'typology':<16}{'planted':>8}{'found':>7}{'recall':>8}{'alerted':>9}{'correct':>9}{'precision':>11}"
-    )
-    for t, c in figures["typologies"].items():
-        recall = "-" if c["recall"] is None else f"{c['recall']:.3f}"
-        precision = "-" if c["precision"] is None else f"{c['precision']:.3f}"
-        click.echo(
-            f"{t:<16}{c['planted']:>8}{c['found']:>7}{recall:>8}{c['alerted']:>9}"
-            f"{c['on_patterns']:>9}{precision:>11}"
-        )
+    for line in typology_table(figures["typologies"]):
+        click.echo(line)
     click.echo(f"honest look-alikes alerted: {honest_hits}")
     return figures
+
+
+def typology_table(typologies: dict[str, dict[str, Any]]) -> list[str]:
+    """The lines of ``bench --typologies``' table: per typology, patterns
+    planted and found, recall, subjects alerted and those on a pattern
+    (``correct``), precision (``-`` where nothing was planted or alerted)."""
+    rows = [
+        (
+            t, c["planted"], c["found"], "-" if c["recall"] is None else f"{c['recall']:.3f}",
+            c["alerted"], c["on_patterns"],
+            "-" if c["precision"] is None else f"{c['precision']:.3f}",
+        )
+        for t, c in typologies.items()
+    ]  # fmt: skip
+    header = ("typology", "planted", "found", "recall", "alerted", "correct", "precision")
+    return format_table(header, rows, right=range(1, len(header)))

@@ -25,11 +25,15 @@ from fundflow.schemas.records import KINDS
 from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
-from .replay import AtomicFile, ReplayError, check_columns, check_inputs, replay
+from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
 from .store import StoreError, open_sink
 
 if TYPE_CHECKING:
     from .prom import PrometheusMetrics
+
+
+#: ``fundflow replay``'s exit code when records were read and every one was refused.
+ALL_REFUSED_EXIT = 3
 
 
 class UserError(click.ClickException):
@@ -84,7 +88,11 @@ main.add_command(graph_cmd)
     help="Refused records with their reason, as JSONL.",
 )
 @click.option(
-    "--db", default="fundflow.db", show_default=True, metavar="PATH", help="SQLite alert store."
+    "--db",
+    default="fundflow.db",
+    show_default=True,
+    metavar="PATH|URL",
+    help="Alert store: a SQLite file, or a postgresql:// URL.",
 )
 @click.option("--no-db", is_flag=True, help="Do not write the alert store.")
 @click.option("--config", "config_path", metavar="FILE", help="Detector configuration (TOML).")
@@ -169,11 +177,18 @@ def replay_cmd(
     rate: float | None,
     namespace: str | None,
 ) -> None:
-    """Replay dumps (JSONL, JSONL.gz, CSV; '-' for stdin) through every detector.
+    """Replay dumps (JSONL or CSV, gzip or not; '-' for stdin) through every detector.
 
     Reads the dumps in the order given, writes alerts to the store and as
     JSONL, refused records to the dead-letter file, and ends with a summary
-    on stderr. Exit 0 when the dumps were read, whatever they held.
+    on stderr. Gzip is told by a dump's first bytes, whatever its name. When
+    more than half of the records read were refused, one warning line
+    follows, naming the commonest reasons and a likely fix.
+
+    Exit 0 when the dumps were read; 3 when records were read and every one
+    was refused; 2 (one line) for a missing file, a bad flag or config, a
+    CSV dump with no type column and no --kind, or a dump in a compression
+    other than gzip; 1 when an output cannot be written.
     """
     if to_kafka is None and (rate is not None or namespace is not None):
         raise UserError("--rate and --namespace go with --to-kafka")
@@ -182,6 +197,7 @@ def replay_cmd(
     if to_kafka is not None:
         try:
             check_inputs(list(paths))
+            check_dumps(list(paths), kind)
         except ReplayError as e:
             raise UserError(str(e)) from None
         kafka_cli.replay_to_kafka(
@@ -197,6 +213,10 @@ def replay_cmd(
     names, columns = _detectors_and_columns(
         detector_names, column_map, column_consts, kind, list(paths)
     )
+    try:
+        check_dumps(list(paths), kind)
+    except ReplayError as e:
+        raise UserError(str(e)) from None
     if progress is None:
         progress = sys.stderr.isatty()
     if metrics_linger and metrics_port is None:
@@ -251,10 +271,15 @@ def replay_cmd(
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()
     click.echo(summary.render(), err=True)
+    warning = summary.refused_warning(deadletter_out)
+    if warning is not None:
+        click.echo(f"fundflow: {warning}", err=True)
     if not summary.balanced():  # the accounting identity is a promise: say so loudly if broken
         raise OutputError("records read != accepted + duplicates + dead letters")
     if metrics_linger:
         _linger(metrics_linger)
+    if summary.refused_all():  # a run that refused everything must not look like a success
+        sys.exit(ALL_REFUSED_EXIT)
 
 
 def _detectors_and_columns(

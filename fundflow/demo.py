@@ -13,12 +13,15 @@ from pathlib import Path
 import click
 
 from fundflow.detectors import load_config
-from fundflow.detectors.engine import DETECTORS, TYPOLOGIES
 
 from .replay import AtomicFile, replay
 from .simulate import write_world
 from .store import SQLiteSink, SQLiteStore
+from .text_table import format_table
 from .truth import score
+
+#: Terminal columns of the alert table's summary, the ``…`` included.
+SUMMARY_WIDTH = 110
 
 
 def run_demo(folder: Path, *, seed: int = 1, scale: int = 1) -> bool:
@@ -45,16 +48,17 @@ def run_demo(folder: Path, *, seed: int = 1, scale: int = 1) -> bool:
     click.echo(summary.render())
     stored = SQLiteStore(str(db)).list()
     click.echo("")
-    # The detector column fits the longest detector name, run or stored.
-    width = max(len(name) for name in (*DETECTORS, *TYPOLOGIES, *(a.detector for a in stored)))
-    click.echo(
-        f"{'severity':<9} {'detector':<{width}} {'subject':<10} {'amount (yuan)':>16}  summary"
-    )
-    for a in sorted(stored, key=lambda a: (a.detector, a.subject_id, a.first_ts)):
-        text = a.summary if len(a.summary) <= 110 else a.summary[:107] + "..."
-        click.echo(
-            f"{a.severity:<9} {a.detector:<{width}} {a.subject_id:<10} {a.amount:>16}  {text}"
-        )
+    rows = [
+        (a.severity, a.detector, a.subject_id, a.amount, a.summary)
+        for a in sorted(stored, key=lambda a: (a.detector, a.subject_id, a.first_ts))
+    ]
+    for line in format_table(
+        ("severity", "detector", "subject", "amount (yuan)", "summary"),
+        rows,
+        right={3},
+        last_width=SUMMARY_WIDTH,
+    ):
+        click.echo(line)
     result = score(truth, stored)
     click.echo("")
     click.echo(

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from fundflow.detectors import load_config
+from fundflow.text_table import format_table
 
 
 class KafkaUserError(click.ClickException):
@@ -78,6 +79,10 @@ def _kafka_errors() -> tuple[type[BaseException], ...]:
     return (KafkaError,)
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
 def _open_sink(db: str):  # type: ignore[no-untyped-def]
     """The worker's alert sink.
 
@@ -107,7 +112,13 @@ def _open_sink(db: str):  # type: ignore[no-untyped-def]
 
 @click.command("worker")
 @click.option("--broker", metavar="HOST:PORT[,...]", help="Bootstrap servers (default: settings).")
-@click.option("--db", default="fundflow.db", show_default=True, metavar="PATH", help="Alert store.")
+@click.option(
+    "--db",
+    default="fundflow.db",
+    show_default=True,
+    metavar="PATH|URL",
+    help="Alert store: a SQLite file, or a postgresql:// URL.",
+)
 @click.option("--no-db", is_flag=True, help="Alerts to the alerts topic only.")
 @click.option(
     "--config", "config_path", metavar="FILE", help="Detector and [kafka] settings (TOML)."
@@ -277,14 +288,28 @@ def topics() -> None:
     "--partitions", type=click.IntRange(1, 10_000), metavar="N", help="Input topics' partitions."
 )
 @click.option("--replication-factor", type=click.IntRange(1), metavar="N")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the broker, to connect and for each request.",
+)
 def topics_create(
     broker: str | None,
     config_path: str | None,
     namespace: str | None,
     partitions: int | None,
     replication_factor: int | None,
+    timeout: float,
 ) -> None:
-    """Create every topic (idempotent): reference and alerts compacted."""
+    """Create every topic (idempotent): reference and alerts compacted.
+
+    Exit 2 (one line) for a bad flag or setting; 1 (one line) when the
+    broker cannot be reached within --timeout, refuses, or answers
+    something the Kafka client cannot handle.
+    """
     settings = _settings(
         config_path,
         bootstrap=broker,
@@ -296,11 +321,15 @@ def topics_create(
     from fundflow.streams.producer import create_topics
 
     try:
-        result = create_topics(settings)
+        result = create_topics(settings, timeout_s=timeout)
     except errors as e:
-        raise KafkaRuntimeError(f"kafka: {e}") from None
-    for name, what in result.items():
-        click.echo(f"{what:<8} {name}")
+        raise KafkaRuntimeError(f"kafka: {_one_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - an odd answer trips the client anywhere
+        raise KafkaRuntimeError(
+            f"kafka: the broker's answer could not be handled: {type(e).__name__}: {_one_line(e)}"
+        ) from None
+    for line in format_table(("status", "topic"), [(what, name) for name, what in result.items()]):
+        click.echo(line)
 
 
 # -- fundflow replay --to-kafka ----------------------------------------------------------

@@ -1,7 +1,8 @@
 """The replay shell: dumps in, engine in-process, alerts and dead letters out.
 
-:func:`replay` reads JSONL, JSONL.gz and CSV dumps (or standard input) in the
-order given, feeds every record to one :class:`~fundflow.detectors.Engine`,
+:func:`replay` reads JSONL and CSV dumps (or standard input), gzip or not
+(told by the first bytes, :mod:`fundflow.sniff`), in the order given, feeds
+every record to one :class:`~fundflow.detectors.Engine`,
 and carries the results away: alerts to an :class:`~fundflow.store.AlertSink`
 and a JSONL stream, refused records to a dead-letter JSONL file with their
 reason. It returns a :class:`Summary` whose figures always satisfy
@@ -35,6 +36,7 @@ from fundflow.detectors.metrics import DEFAULT_SUBJECT_LIMIT, AlertReporter, Met
 from fundflow.schemas import DeadLetter, RecordDecoder
 from fundflow.schemas.decode import ColumnMap
 from fundflow.schemas.records import (
+    KINDS,
     Account,
     Alert,
     Balance,
@@ -46,6 +48,7 @@ from fundflow.schemas.records import (
     ReserveReport,
 )
 
+from .sniff import sniff
 from .store import AlertSink
 
 
@@ -96,6 +99,33 @@ class Summary:
     def balanced(self) -> bool:
         return self.read == self.accepted + self.duplicates + sum(self.dead_letters.values())
 
+    def refused(self) -> int:
+        """Records read that became dead letters."""
+        return sum(self.dead_letters.values())
+
+    def refused_all(self) -> bool:
+        """Records were read and every one became a dead letter."""
+        return self.read > 0 and self.refused() == self.read
+
+    def refused_warning(self, deadletter_out: str | None = None) -> str | None:
+        """One line when more than :data:`REFUSED_WARNING_SHARE` of the
+        records read were refused (almost always a usage error): how many,
+        the three commonest reasons, what the commonest one most often
+        means, and where each record's reason is. ``None`` otherwise."""
+        refused = self.refused()
+        if not self.read or refused <= REFUSED_WARNING_SHARE * self.read:
+            return None
+        reasons = sorted(self.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{r} {n:,}" for r, n in reasons[:3])
+        more = f", {len(reasons) - 3} more reasons" if len(reasons) > 3 else ""
+        line = (
+            f"warning: {refused:,} of the {self.read:,} records read were refused "
+            f"({top}{more}): {REFUSED_HINTS.get(reasons[0][0], REFUSED_HINTS['bad_field'])}"
+        )
+        if deadletter_out is not None:
+            line += f"; each refused record, with its reason, is in {deadletter_out}"
+        return line
+
     def render(self) -> str:
         lines = [
             f"records read   {self.read:>12,}",
@@ -124,18 +154,57 @@ class Summary:
 
 _SEV_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
+#: A replay that refused more than this share of the records it read ends
+#: with a warning (:meth:`Summary.refused_warning`).
+REFUSED_WARNING_SHARE = 0.5
+
+#: What the commonest reason of a mostly refused replay most often means.
+REFUSED_HINTS: dict[str, str] = {
+    "not_json": "the dump is not JSON lines (a CSV dump needs a .csv name; of the "
+    "compressions only gzip is read)",
+    "not_object": "the lines are JSON but not objects (a dump holds one record object a line)",
+    "unknown_type": "the records name no known type (a dump without a type field or column "
+    "needs --kind)",
+    "missing_field": "required fields are missing (field and column names are the wire "
+    "format's; a CSV dump in another layout needs --kind with --map)",
+    "bad_time": "times are neither ISO-8601 nor epoch milliseconds",
+    "bad_amount": "amounts are not yuan with at most 2 decimals",
+    "too_large": "lines are over the size limit (a dump holds one record a line, not one "
+    "JSON document)",
+    "too_late": "transactions come behind newer ones by more than the deduplication horizon "
+    "(replay dumps in time order)",
+    "bad_field": "values do not fit the wire format (each dead letter's detail says how)",
+}
+
 
 # -- inputs ---------------------------------------------------------------------
 
 
 def _open_binary(path: str) -> tuple[BinaryIO, BinaryIO | None]:
-    """The decoded byte stream and the raw file under it (for progress)."""
-    if path == "-":
-        return sys.stdin.buffer, None
-    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    if path.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw), raw  # type: ignore[return-value]
-    return raw, raw
+    """The decoded byte stream and the raw file under it (for progress;
+    ``None`` for standard input). Gzip is told by its first bytes, not the
+    name: a ``.jsonl`` file or standard input that is gzip is read through
+    gzip, and a ``.gz`` file that is not gzip is read as it is. A dump in
+    another compression (:data:`fundflow.sniff.MAGIC`) is a
+    :class:`ReplayError`."""
+    name = "stdin" if path == "-" else path
+    raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed by the caller
+    try:
+        stream, packed = sniff(raw)
+        if packed is not None and packed != "gzip":
+            raise ReplayError(
+                f"cannot read {name}: it is {packed}-compressed, and only gzip is read "
+                "(decompress it first)"
+            )
+    except (OSError, ReplayError) as e:
+        if path != "-":
+            raw.close()
+        if isinstance(e, ReplayError):
+            raise
+        raise ReplayError(f"cannot read {name}: {e.strerror or e}") from None
+    if packed == "gzip":
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    return stream, (None if path == "-" else raw)
 
 
 def _is_csv(path: str) -> bool:
@@ -308,6 +377,36 @@ def check_columns(paths: list[str], columns: ColumnMap) -> None:
             columns.check_header(header, path)
         except ValueError as e:
             raise ReplayError(str(e)) from None
+
+
+def check_dumps(paths: list[str], kind: str | None) -> None:
+    """Refuses, before a replay starts, a dump it could only turn into dead
+    letters whole: a file in a compression other than gzip, and a CSV dump
+    whose header has no ``type`` column when ``kind`` is not given (each
+    row would be ``unknown_type``). Standard input and other streams are
+    not read ahead: they are read once, as they come."""
+    for path in paths:
+        if path == "-" or not Path(path).is_file():
+            continue
+        stream, raw = _open_binary(path)
+        try:
+            first = (
+                stream.readline(MAX_LINE_BYTES).decode("utf-8-sig", "replace")
+                if kind is None and _is_csv(path)
+                else ""
+            )
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise ReplayError(f"cannot read {path}: {e}") from None
+        finally:
+            stream.close()
+            if raw is not None and raw is not stream:
+                raw.close()
+        header = next(csv.reader([first]), [])
+        if header and "type" not in header:
+            raise ReplayError(
+                f"{path} has no type column: give the record kind of its rows with --kind "
+                f"({', '.join(KINDS)})"
+            )
 
 
 def check_inputs(paths: list[str]) -> None:

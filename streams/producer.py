@@ -77,12 +77,22 @@ class ProduceSummary:
 
 
 def _lines(path: str) -> Iterator[bytes]:
-    if path == "-":
-        yield from sys.stdin.buffer
-        return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
-        yield from fh
+    """The lines of a dump (``-``: standard input). Gzip is told by the
+    first bytes, whatever the name; another compression is an ``OSError``."""
+    from fundflow.sniff import sniff  # noqa: PLC0415
+
+    name = "stdin" if path == "-" else path
+    raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        stream, packed = sniff(raw)
+        if packed == "gzip":
+            stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+        elif packed is not None:
+            raise OSError(f"{name} is {packed}-compressed, and only gzip is read")
+        yield from stream
+    finally:
+        if path != "-":
+            raw.close()
 
 
 class DumpProducer:
@@ -207,10 +217,14 @@ class DumpProducer:
                 time.sleep(wait)
 
 
-def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dict[str, str]:
+def create_topics(
+    settings: KafkaSettings, partitions: int | None = None, *, timeout_s: float | None = None
+) -> dict[str, str]:
     """Creates every topic of the namespace (idempotent): ``name -> "created"
     | "exists"``. Input topics get ``partitions`` (default: the settings');
-    reference, alerts and checkpoints are compacted."""
+    reference, alerts and checkpoints are compacted. ``timeout_s`` bounds
+    the wait for the broker, at bootstrap and for each request (default:
+    kafka-python's, 30 s)."""
     from kafka.admin import KafkaAdminClient, NewTopic  # noqa: PLC0415
     from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
 
@@ -237,7 +251,13 @@ def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
             {**compacted, "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
         ),
     }
-    admin = KafkaAdminClient(**settings.client_options())
+    options = settings.client_options()
+    if timeout_s is not None:
+        ms = max(1, round(timeout_s * 1000))
+        options["request_timeout_ms"] = ms
+        if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
+            options["bootstrap_timeout_ms"] = ms
+    admin = KafkaAdminClient(**options)
     result: dict[str, str] = {}
     try:
         existing = set(admin.list_topics())

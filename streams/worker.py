@@ -289,6 +289,8 @@ class Worker:
             else None
         )
         self.drain = drain
+        # What asked for the drain, for the log line of the stop that ends it.
+        self.drain_cause = "--drain-and-exit" if drain else None
         self.expect_partitions = expect_partitions
         self.on_ready = on_ready
         self.names = TopicNames(settings.namespace)
@@ -485,8 +487,15 @@ class Worker:
         while self.store.full:
             await asyncio.sleep(0.1)
 
-    def start_draining(self) -> None:
-        log.info("draining: finishing once every assigned partition is consumed to its end")
+    def start_draining(self, sig: signal.Signals) -> None:
+        """Signal ``sig`` (SIGUSR1) asks for a drain: finish and stop once
+        every assigned input partition is consumed to its end."""
+        log.info(
+            "signal %s: draining: finishing once every assigned partition is consumed to its end",
+            sig.name,
+        )
+        if self.drain_cause is None:
+            self.drain_cause = f"signal {sig.name}"
         self.drain = True
 
     # -- reference data (the global table) ---------------------------------------
@@ -1500,22 +1509,25 @@ def _worker_class(faust: Any) -> type:
 
         def __init__(self, *args: Any, fundflow: Worker, **kwargs: Any) -> None:
             self.fundflow = fundflow
+            # What the stop's log line names: a signal, or a finished drain.
+            self.stop_cause: str | None = None
             super().__init__(*args, **kwargs)
 
         def _on_sigusr1(self) -> None:
-            self.fundflow.start_draining()
+            self.fundflow.start_draining(signal.SIGUSR1)
 
         async def _stop_on_signal(self, sig: signal.Signals) -> None:
+            cause = self.stop_cause or f"signal {sig.name}"
             if not self.fundflow.ready:
                 # Nothing was consumed. Faust's stop can hang on services
                 # that never finished starting: leave at once.
-                log.info("signal %s before the worker was ready: stopping at once", sig.name)
+                log.info("%s before the worker was ready: stopping at once", cause)
                 if self.fundflow.datadir is not None:
                     shutil.rmtree(self.fundflow.datadir, ignore_errors=True)
                 for handler in logging.getLogger().handlers:
                     handler.flush()
                 os._exit(0)
-            log.info("signal %s: final checkpoints, then stop", sig.name)
+            log.info("%s: final checkpoints, then stop", cause)
             try:
                 await self.fundflow.stop_gracefully()
             except Exception:  # noqa: BLE001 - stop anyway; the last checkpoint stands
@@ -1524,6 +1536,10 @@ def _worker_class(faust: Any) -> type:
             await super()._stop_on_signal(sig)
 
         def shutdown_soon(self) -> None:
+            """The drain is done: stop as on SIGTERM, the log line naming
+            what asked for the drain (unless a signal's stop came first)."""
+            if not self._signal_stop_time:
+                self.stop_cause = f"{self.fundflow.drain_cause or 'drain'}, input drained"
             self._schedule_shutdown(signal.SIGTERM)
 
     return FundflowFaustWorker

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -17,8 +19,16 @@ CUSTODY = (
 )
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _run(*args: str, input: bytes | None = None):
     return CliRunner().invoke(main, list(args), input=input)
+
+
+def _default(command: str, option: str) -> str:
+    (param,) = [p for p in main.commands[command].params if p.name == option]
+    return str(param.default)
 
 
 def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -27,6 +37,16 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.output.strip().splitlines() == [
         f"fundflow: no such file: {tmp_path / 'nope.jsonl'}"
     ]
+
+
+def test_replay_help_says_the_store_may_be_a_url() -> None:
+    result = CliRunner().invoke(
+        main, ["replay", "--help"], terminal_width=200, max_content_width=200
+    )
+    (line,) = [x for x in result.output.splitlines() if x.lstrip().startswith("--db ")]
+    assert " ".join(line.split()) == (
+        "--db PATH|URL Alert store: a SQLite file, or a postgresql:// URL. [default: fundflow.db]"
+    )
 
 
 def test_bad_flag_is_exit_2() -> None:
@@ -143,3 +163,34 @@ def test_output_into_missing_folder_is_exit_1_and_one_line(tmp_path: Path) -> No
         == f"fundflow: cannot write {tmp_path / 'no' / 'a.jsonl'}: no such directory {tmp_path / 'no'}"
     )
     assert not (tmp_path / "dl.jsonl").exists()
+
+
+def test_what_demo_and_replay_leave_by_default_is_git_ignored(tmp_path: Path) -> None:
+    # The project's .gitignore in a fresh repository: the check does not
+    # depend on what this checkout tracks or holds.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    demo_dir = _default("demo", "work_dir")
+    db = _default("replay", "db")
+    left = [
+        *(f"{demo_dir}/{name}" for name in (
+            "world.jsonl", "truth.json", "fundflow.db", "alerts.jsonl", "deadletter.jsonl",
+            "summary.json",
+        )),
+        _default("replay", "deadletter_out"),
+        db, f"{db}-wal", f"{db}-shm",
+        f"elsewhere/{demo_dir}/world.jsonl",
+        f"elsewhere/{_default('replay', 'deadletter_out')}",
+    ]  # fmt: skip
+    kept = ["README.md", "fundflow/demo.py", "tests/unit/test_cli.py"]
+    run = subprocess.run(
+        ["git", "-C", str(tmp_path), "check-ignore", "--no-index", *left, *kept],
+        capture_output=True,
+        text=True,
+    )
+    assert run.stdout.splitlines() == left
+    assert (demo_dir, _default("replay", "deadletter_out"), db) == (
+        "fundflow-demo",
+        "fundflow.deadletter.jsonl",
+        "fundflow.db",
+    )

@@ -1,0 +1,72 @@
+"""What ``fundflow replay --to-kafka`` reads (streams/producer.py), with a
+recording producer in place of Kafka's: gzip told by content, whatever the
+name, on files and on standard input."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from fundflow.streams.producer import DumpProducer
+from fundflow.streams.settings import KafkaSettings
+
+ENTITY = b'{"type":"entity","entity_id":"P1","kind":"platform","name":"x"}\n'
+CUSTODY = (
+    b'{"type":"custody_txn","txn_id":"T1","ts":"2026-03-01T10:00:00+08:00","bank_id":"B",'
+    b'"platform_id":"P1","debit_account":"L1","credit_account":"B1","amount":"100.00",'
+    b'"purpose":"invest"}\n'
+)
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, **_: object) -> None:
+        self.sent.append((topic, value))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _send(*paths: str) -> list[tuple[str, bytes]]:
+    recording = Recording()
+    DumpProducer(KafkaSettings(), producer=recording).send_dumps(list(paths))
+    return recording.sent
+
+
+EXPECTED = [("fundflow.reference", ENTITY.rstrip()), ("fundflow.custody", CUSTODY.rstrip())]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("d.jsonl", gzip.compress(ENTITY + CUSTODY)),
+        ("d.jsonl.gz", ENTITY + CUSTODY),
+        ("d.jsonl.gz", gzip.compress(ENTITY + CUSTODY)),
+    ],
+    ids=["gzip named .jsonl", "plain named .gz", "gzip named .gz"],
+)
+def test_a_dump_is_read_by_its_content(tmp_path: Path, name: str, data: bytes) -> None:
+    (tmp_path / name).write_bytes(data)
+    assert _send(str(tmp_path / name)) == EXPECTED
+
+
+def test_gzip_on_stdin_is_read_as_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdin = io.TextIOWrapper(io.BytesIO(gzip.compress(ENTITY + CUSTODY)))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert _send("-") == EXPECTED
+
+
+def test_another_compression_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_bytes(bz2.compress(ENTITY + CUSTODY))
+    with pytest.raises(OSError, match=r"^.*d\.jsonl is bzip2-compressed, and only gzip is read$"):
+        _send(str(tmp_path / "d.jsonl"))
