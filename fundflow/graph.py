@@ -59,7 +59,8 @@ from fundflow.schemas.records import (
 FORMATS = (".graphml", ".json", ".png")
 MAX_HOPS = 10
 DEFAULT_MAX_ACCOUNTS = 20_000
-EXTRA_HINT = "install the graph extra: pip install 'fundflow[graph]'"
+# fundflow is installed from a checkout (it is on no package index).
+EXTRA_HINT = "install the graph extra from the checkout: pip install -e '.[graph]'"
 
 # Evidence keys that name accounts, transactions or loans (detectors' alerts).
 _ACCOUNT_KEYS = ("pool_accounts", "reserve_accounts", "counterparty_account", "reserve_account")

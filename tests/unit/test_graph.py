@@ -388,7 +388,7 @@ def test_missing_library_names_the_extra(
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"fundflow: {suffix} output needs {module}: "
-        "install the graph extra: pip install 'fundflow[graph]'"
+        "install the graph extra from the checkout: pip install -e '.[graph]'"
     ]
 
 
