@@ -23,9 +23,11 @@ licenses); edges are aggregated money flows (``flow:CURRENCY``: count, amount
 in yuan as an exact string and in integer fen, first and last time, sample
 txn ids, purposes, channels), ownership (``owns``, entity to account) and
 relations (``relation``, from the related entity to the entity listing it:
-``shareholder`` of it, with ``share``). List values are JSON text, so each
-attribute is a plain GraphML type. :func:`write_graph` writes ``.graphml``,
-``.json`` (networkx node-link) or ``.png``.
+``shareholder`` of it, with ``share``). The graph's own attributes name the
+centre, subject, hops and zone, and for an alert its id, detector, severity,
+subject and amount. List values are JSON text, so each attribute is a plain
+GraphML type. :func:`write_graph` writes ``.graphml``, ``.json`` (networkx
+node-link) or ``.png``.
 """
 
 from __future__ import annotations
@@ -469,6 +471,16 @@ def _assemble(
         "hops": hops,
         "zone": config.engine.zone,
     }
+    if centre.alert is not None:
+        # What the picture's title names; plain strings, like every attribute.
+        alert = centre.alert
+        attrs |= {
+            "alert_id": alert.alert_id,
+            "detector": alert.detector,
+            "severity": alert.severity,
+            "alert_subject": alert.subject_id,
+            "alert_amount": alert.amount,
+        }
     return FlowGraph(attrs=attrs, nodes=ordered, edges=edges, stats=stats)
 
 

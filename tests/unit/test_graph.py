@@ -244,6 +244,11 @@ def test_alert_centre_is_its_accounts_and_the_ends_of_its_transactions(dump: Pat
         ("account:X1", "account:B01", "flow:CNY"),
     }
     assert [n for n, a in g.nodes.items() if a["in_alert"]] == ["account:POOL", "entity:P"]
+    assert g.attrs == {
+        "centre": "alert a1", "subject": "P", "hops": 0, "zone": "Asia/Shanghai",
+        "alert_id": "a1", "detector": "fund_pool", "severity": "low", "alert_subject": "P",
+        "alert_amount": "350.50",
+    }  # fmt: skip
     assert g.stats["notes"] == ["1 transaction(s) named by the alert are not in the dumps: T99"]
 
 
