@@ -23,16 +23,17 @@ licenses); edges are aggregated money flows (``flow:CURRENCY``: count, amount
 in yuan as an exact string and in integer fen, first and last time, sample
 txn ids, purposes, channels), ownership (``owns``, entity to account) and
 relations (``relation``, from the related entity to the entity listing it:
-``shareholder`` of it, with ``share``). List values are JSON text, so each
-attribute is a plain GraphML type. :func:`write_graph` writes ``.graphml``,
-``.json`` (networkx node-link) or ``.png``.
+``shareholder`` of it, with ``share``). The graph's own attributes name the
+centre, subject, hops and zone, and for an alert its id, detector, severity,
+subject and amount. List values are JSON text, so each attribute is a plain
+GraphML type. :func:`write_graph` writes ``.graphml``, ``.json`` (networkx
+node-link) or ``.png`` (:mod:`fundflow.graph_picture` chooses what the
+picture shows, :mod:`fundflow.graph_draw` draws it).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ from fundflow.schemas.records import (
 FORMATS = (".graphml", ".json", ".png")
 MAX_HOPS = 10
 DEFAULT_MAX_ACCOUNTS = 20_000
-EXTRA_HINT = "install the graph extra: pip install 'fundflow[graph]'"
+# fundflow is installed from a checkout (it is on no package index).
+EXTRA_HINT = "install the graph extra from the checkout: pip install -e '.[graph]'"
 
 # Evidence keys that name accounts, transactions or loans (detectors' alerts).
 _ACCOUNT_KEYS = ("pool_accounts", "reserve_accounts", "counterparty_account", "reserve_account")
@@ -468,6 +470,16 @@ def _assemble(
         "hops": hops,
         "zone": config.engine.zone,
     }
+    if centre.alert is not None:
+        # What the picture's title names; plain strings, like every attribute.
+        alert = centre.alert
+        attrs |= {
+            "alert_id": alert.alert_id,
+            "detector": alert.detector,
+            "severity": alert.severity,
+            "alert_subject": alert.subject_id,
+            "alert_amount": alert.amount,
+        }
     return FlowGraph(attrs=attrs, nodes=ordered, edges=edges, stats=stats)
 
 
@@ -515,210 +527,13 @@ def write_graph(graph: FlowGraph, path: str) -> None:
             data = nx.node_link_data(graph.to_networkx(), edges="edges")
             out.write(json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
         else:
+            from .graph_draw import render_png
+
             render_png(graph, out.file)
         out.commit()
     except BaseException:
         out.discard()
         raise
-
-
-# -- the picture ------------------------------------------------------------
-
-ROLE_COLOURS = {
-    "personal": "#8dd3c7",
-    "lender_sub": "#1f78b4",
-    "borrower_sub": "#33a02c",
-    "platform_custody": "#e31a1c",
-    "platform_own": "#fb9a99",
-    "operating": "#ff7f00",
-    "risk_reserve": "#fdbf6f",
-    "client_reserve": "#6a3d9a",
-    "settlement": "#cab2d6",
-    "corporate": "#b15928",
-    "unknown": "#bdbdbd",
-}
-ENTITY_COLOUR = "#404040"
-ALERT_COLOUR = "#d7301f"
-# Columns, left to right: where money comes from, the owners behind the
-# centre, the accounts at the centre, where money goes.
-_COLUMN_OF_ROLE = {"personal": 0, "lender_sub": 1, "borrower_sub": 4, "unknown": 6}
-_ENTITY_COLUMN, _CENTRE_COLUMN, _OTHER_COLUMN = 2, 3, 5
-_LABEL_ALL_UP_TO = 60  # a column with more nodes labels only its central and alert nodes
-_ARROWS_UP_TO = 400  # more flows than this: ordinary flows drawn as plain curves (fast)
-
-
-def _arc(
-    p: tuple[float, float], q: tuple[float, float], rad: float, n: int = 12
-) -> list[tuple[float, float]]:
-    """Points of a quadratic curve from p to q bending by ``rad`` of its
-    length to the right (as matplotlib's ``arc3``), at most a third of a
-    column sideways so that long edges stay between the columns."""
-    (x1, y1), (x2, y2) = p, q
-    bend = max(-0.33, min(0.33, rad * (y2 - y1)))
-    cx, cy = (x1 + x2) / 2 + bend, (y1 + y2) / 2 - rad * (x2 - x1)
-    out = []
-    for i in range(n + 1):
-        t = i / n
-        a, b, c = (1 - t) ** 2, 2 * (1 - t) * t, t * t
-        out.append((a * x1 + b * cx + c * x2, a * y1 + b * cy + c * y2))
-    return out
-
-
-def _picture_nodes(graph: FlowGraph) -> dict[str, int]:
-    """Node -> column for the nodes drawn: every account; the entities that
-    are the subject, related to it, or own an account at the centre."""
-    cols: dict[str, int] = {}
-    owners_at_centre: set[str] = set()
-    for nid, a in graph.nodes.items():
-        if a["node_type"] != "account":
-            continue
-        if a["centre_side"]:
-            cols[nid] = _CENTRE_COLUMN
-            if a["owner_id"]:
-                owners_at_centre.add(entity_node(a["owner_id"]))
-        else:
-            cols[nid] = _COLUMN_OF_ROLE.get(a["role"], _OTHER_COLUMN)
-    for nid, a in graph.nodes.items():
-        if a["node_type"] == "entity" and (
-            a["is_subject"] or a["is_related"] or nid in owners_at_centre
-        ):
-            cols[nid] = _ENTITY_COLUMN
-    return cols
-
-
-def _layout(graph: FlowGraph, cols: dict[str, int]) -> dict[str, tuple[float, float]]:
-    volume: dict[str, int] = {}
-    for u, v, _key, e in graph.edges:
-        if e["edge_type"] == "flow" and e["currency"] == "CNY":
-            volume[u] = volume.get(u, 0) + e["amount_fen"]
-            volume[v] = volume.get(v, 0) + e["amount_fen"]
-    used = sorted(set(cols.values()))
-    x_of = {c: i for i, c in enumerate(used)}
-    pos: dict[str, tuple[float, float]] = {}
-    for c in used:
-        members = sorted(
-            (n for n, col in cols.items() if col == c),
-            key=lambda n: (graph.nodes[n].get("hop", 0), -volume.get(n, 0), n),
-        )
-        top = (len(members) - 1) / 2
-        for i, n in enumerate(members):
-            pos[n] = (float(x_of[c]), top - i)
-    return pos
-
-
-def render_png(graph: FlowGraph, file: Any) -> None:
-    """Draws ``graph`` as a PNG into the binary ``file`` (matplotlib, Agg):
-    accounts coloured by role in columns (payers, lenders, the owners behind
-    the centre, the centre, borrowers, others, unknown parties), flow arrows
-    as wide as the log of their amount, the alert's accounts and flows in
-    red, ownership dotted and relations dashed. The picture leaves out
-    owners of accounts away from the centre; the data formats hold them."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch
-    from matplotlib.path import Path as CurvePath
-
-    cols = _picture_nodes(graph)
-    pos = _layout(graph, cols)
-    per_col: dict[int, int] = {}
-    for c in cols.values():
-        per_col[c] = per_col.get(c, 0) + 1
-    tallest = max(per_col.values(), default=1)
-    width = max(8.0, 2.6 * len(per_col))
-    height = max(5.0, min(40.0, 0.24 * tallest + 2.0))
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.02, 0.08, 0.96, 0.86))
-    ax.set_axis_off()
-    flows = [e for e in graph.edges if e[3]["edge_type"] == "flow"]
-    # Widths on a log scale from the smallest flow to the biggest (display only).
-    low = math.log(min((e[3]["amount_fen"] for e in flows), default=1))
-    span = math.log(max((e[3]["amount_fen"] for e in flows), default=1)) - low
-    faint = 0.5 if len(flows) <= 150 else 0.2
-    # Many flows: the ordinary ones as one collection of curves without heads
-    # (columns run left to right); arrows for the alert, owners and relations.
-    bulk = len(flows) > _ARROWS_UP_TO
-    curves: list[list[tuple[float, float]]] = []
-    widths: list[float] = []
-    for u, v, _key, e in graph.edges:
-        if u not in pos or v not in pos:
-            continue
-        rad = 0.45 if pos[u][0] == pos[v][0] else 0.08
-        if e["edge_type"] == "flow":
-            lw = 0.4 + 4.6 * ((math.log(e["amount_fen"]) - low) / span if span else 0.5)
-            if bulk and not e["in_alert"]:
-                curves.append(_arc(pos[u], pos[v], rad))
-                widths.append(lw)
-                continue
-            colour, alpha, style = (
-                (ALERT_COLOUR, 0.9, "-") if e["in_alert"] else ("#555555", faint, "-")
-            )
-        elif e["edge_type"] == "relation":
-            lw, colour, alpha, style = 1.2, "#7b3294", 0.8, "--"
-        else:
-            lw, colour, alpha, style = 0.8, "#999999", 0.6, ":"
-        ax.add_patch(
-            FancyArrowPatch(
-                path=CurvePath(_arc(pos[u], pos[v], rad)),
-                arrowstyle="-|>",
-                mutation_scale=9,
-                linewidth=lw,
-                linestyle=style,
-                color=colour,
-                alpha=alpha,
-                shrinkA=4,
-                shrinkB=4,
-            )
-        )
-    if curves:
-        ax.add_collection(LineCollection(curves, linewidths=widths, colors="#555555", alpha=faint))
-    seen_roles: list[str] = []
-    groups: dict[tuple[str, int], tuple[list[float], list[float], list[str], list[str]]] = {}
-    for nid, (x, y) in pos.items():
-        a = graph.nodes[nid]
-        if a["node_type"] == "entity":
-            size, colour, marker = (140 if a["is_subject"] else 70), ENTITY_COLOUR, "s"
-        else:
-            size, colour, marker = 60, ROLE_COLOURS.get(a["role"], "#bdbdbd"), "o"
-            if a["role"] not in seen_roles:
-                seen_roles.append(a["role"])
-        g = groups.setdefault((marker, size), ([], [], [], []))
-        g[0].append(x)
-        g[1].append(y)
-        g[2].append(colour)
-        g[3].append(ALERT_COLOUR if a["in_alert"] else "white")
-        central = a["node_type"] == "entity" or a.get("centre_side") or a["in_alert"]
-        if per_col[cols[nid]] <= _LABEL_ALL_UP_TO or central:
-            # Entities by id: registered names need CJK fonts a server may lack.
-            text = a["entity_id"] if a["node_type"] == "entity" else a["label"]
-            ax.text(x, y + 0.32, text, fontsize=6.5, ha="center", va="bottom", zorder=4)
-    for (marker, size), (gx, gy, fill, rim) in groups.items():
-        ax.scatter(gx, gy, s=size, c=fill, marker=marker, edgecolors=rim, linewidths=1.5,
-                   zorder=3)  # fmt: skip
-    ys = [p[1] for p in pos.values()] or [0.0]
-    xs = [p[0] for p in pos.values()] or [0.0]
-    ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-    ax.set_ylim(min(ys) - 1.0, max(ys) + 1.0)
-    st = graph.stats
-    ax.set_title(
-        f"{graph.attrs['centre']} · {graph.attrs['hops']} hop(s) · "
-        f"{sum(1 for a in graph.nodes.values() if a['node_type'] == 'account')} accounts · "
-        f"{len(flows)} flows · {st['transactions']} transactions",
-        fontsize=10,
-    )
-    handles = [
-        Line2D([], [], marker="o", linestyle="", color=ROLE_COLOURS.get(r, "#bdbdbd"), label=r)
-        for r in sorted(seen_roles)
-    ]
-    handles.append(Line2D([], [], marker="s", linestyle="", color=ENTITY_COLOUR, label="entity"))
-    handles.append(Line2D([], [], color=ALERT_COLOUR, label="in the alert"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7,
-               frameon=False)  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a glyph missing from the font
-        fig.savefig(file, format="png")
 
 
 # -- the command ------------------------------------------------------------

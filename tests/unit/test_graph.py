@@ -30,9 +30,12 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 from ledger import at, borrowers, clearing, custody, iso_at, lenders, p2p_platform
+from picture_ledger import assert_no_label_overlaps
 
 from fundflow.cli import main
-from fundflow.graph import Centre, GraphError, _arc, build_graph, write_graph
+from fundflow.graph import Centre, GraphError, build_graph, write_graph
+from fundflow.graph_draw import ALERT_COLOUR, draw
+from fundflow.graph_picture import compose, grouped, yuan
 from fundflow.schemas.decode import encode_record
 from fundflow.schemas.records import Alert
 from fundflow.simulate import write_world
@@ -244,6 +247,11 @@ def test_alert_centre_is_its_accounts_and_the_ends_of_its_transactions(dump: Pat
         ("account:X1", "account:B01", "flow:CNY"),
     }
     assert [n for n, a in g.nodes.items() if a["in_alert"]] == ["account:POOL", "entity:P"]
+    assert g.attrs == {
+        "centre": "alert a1", "subject": "P", "hops": 0, "zone": "Asia/Shanghai",
+        "alert_id": "a1", "detector": "fund_pool", "severity": "low", "alert_subject": "P",
+        "alert_amount": "350.50",
+    }  # fmt: skip
     assert g.stats["notes"] == ["1 transaction(s) named by the alert are not in the dumps: T99"]
 
 
@@ -301,29 +309,9 @@ def test_png_is_a_real_picture(dump: Path, tmp_path: Path) -> None:
     g = build_graph([str(dump)], Centre(subject="P"), hops=2)
     write_graph(g, str(tmp_path / "g.png"))
     # Six columns (lenders, entities, the centre, borrowers, others, unknown),
-    # at most five nodes each: the smallest picture.
-    assert _png_size(tmp_path / "g.png") == (1560, 500)
+    # at most four nodes each: the full width, the least height.
+    assert _png_size(tmp_path / "g.png") == (1600, 560)
     assert (tmp_path / "g.png").stat().st_size > 20_000
-
-
-def test_png_of_many_flows_draws_them_as_plain_curves(tmp_path: Path) -> None:
-    recs = [*p2p_platform(), *lenders(401)]
-    recs += [custody(f"T{i}", at(0, 9, 0, i), acc.account_id, "POOL", "1.00", "invest")
-             for i, acc in enumerate(lenders(401))]  # fmt: skip
-    dump = tmp_path / "many.jsonl"
-    dump.write_bytes(b"\n".join(msgspec.json.encode(encode_record(r)) for r in recs))
-    g = build_graph([str(dump)], Centre(subject="P"), hops=0)
-    assert sum(1 for *_, e in g.edges if e["edge_type"] == "flow") == 401
-    write_graph(g, str(tmp_path / "many.png"))
-    # Three columns (lenders, entities, the centre); 401 lenders: the tallest picture.
-    assert _png_size(tmp_path / "many.png") == (800, 4000)
-
-
-def test_curves_start_and_end_at_their_nodes_and_stay_between_columns() -> None:
-    points = _arc((0.0, 0.0), (0.0, 200.0), 0.45)
-    assert (points[0], points[-1]) == ((0.0, 0.0), (0.0, 200.0))
-    assert max(abs(x) for x, _ in points) <= 0.33 / 2 + 1e-9
-    assert _arc((0.0, 0.0), (1.0, 0.0), 0.0)[6] == (0.5, 0.0)
 
 
 # -- the command --------------------------------------------------------------
@@ -388,7 +376,7 @@ def test_missing_library_names_the_extra(
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"fundflow: {suffix} output needs {module}: "
-        "install the graph extra: pip install 'fundflow[graph]'"
+        "install the graph extra from the checkout: pip install -e '.[graph]'"
     ]
 
 
@@ -544,4 +532,38 @@ def test_world_alert_graph_from_a_replay(world: Path, tmp_path: Path) -> None:
                   str(world / "fundflow.db"), "--hops", "0", "--out", str(png))  # fmt: skip
     assert result.exit_code == 0, result.output
     width, height = _png_size(png)
-    assert 800 <= width <= 2000 and 500 <= height <= 4000
+    assert 800 <= width <= 1600 and 560 <= height <= 1000
+
+
+def test_world_critical_reserve_misuse_picture(world: Path) -> None:
+    """The reserve_misuse alert of the world whose misused reserves reach the
+    critical line: 300 clients and 30 merchants around three accounts of the
+    institution. The picture draws its one flow red with the exact amount,
+    aggregates the rest, and no labels collide."""
+    alerts = [
+        msgspec.json.decode(line, type=Alert)
+        for line in (world / "alerts.jsonl").read_bytes().splitlines()
+    ]
+    critical = [a for a in alerts if a.detector == "reserve_misuse" and a.severity == "critical"]
+    final = {a.alert_id: a for a in critical}  # the last revision of each
+    assert len(final) == 1
+    alert = next(iter(final.values()))
+    g = build_graph([str(world / "world.jsonl")], Centre(alert=alert), hops=1)
+    assert sum(1 for a in g.nodes.values() if a["node_type"] == "account") == 333
+    picture = compose(g)
+    red = [e for e in picture.edges if e.in_alert]
+    reserve, operating = alert.accounts
+    assert [(e.source, e.target, yuan(e.amount_fen), e.count) for e in red] == [
+        (f"account:{reserve}", f"account:{operating}", grouped(alert.amount), 3)
+    ]
+    assert [n.text for _c, nodes in picture.columns for n in nodes if n.kind == "aggregate"] == [
+        "289 other personal accounts, 20,009,318.22 yuan",
+        "19 other accounts, 10,381,000.14 yuan",
+    ]
+    fig = draw(picture)
+    fig.canvas.draw()
+    assert fig.canvas.get_width_height() == (1160, 1000)
+    amounts = [t.get_text() for t in fig.axes[0].texts if t.get_color() == ALERT_COLOUR
+               and t.get_gid() == "flow-label"]  # fmt: skip
+    assert amounts == [f"{grouped(alert.amount)} yuan, 3 txns"]
+    assert_no_label_overlaps(fig)
