@@ -60,8 +60,12 @@ from fundflow.schemas.records import (
 FORMATS = (".graphml", ".json", ".png")
 MAX_HOPS = 10
 DEFAULT_MAX_ACCOUNTS = 20_000
-# fundflow is installed from a checkout (it is on no package index).
-EXTRA_HINT = "install the graph extra from the checkout: pip install -e '.[graph]'"
+# fundflow is installed from a checkout (it is on no package index); the
+# locked runtime environment carries the graph extra's libraries.
+EXTRA_HINT = (
+    "install the locked environment, which has the graph extra: "
+    "pip install --require-hashes -r requirements/runtime.txt"
+)
 
 # Evidence keys that name accounts, transactions or loans (detectors' alerts).
 _ACCOUNT_KEYS = ("pool_accounts", "reserve_accounts", "counterparty_account", "reserve_account")

@@ -73,10 +73,12 @@ def _pyproject() -> dict:
 
 
 def _requirements(lock: str) -> list[Requirement]:
-    """What a lock is compiled from: the project's dependencies (plus the
-    ``test`` extra for the test lock) and the build backend."""
+    """What a lock is compiled from: the project's dependencies with the
+    ``graph`` extra (plus the ``test`` extra for the test lock) and the build
+    backend."""
     project = _pyproject()["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for r in project["optional-dependencies"]["graph"]]
     if lock == "test":
         reqs += [Requirement(r) for r in project["optional-dependencies"]["test"]]
     build = (ROOT / "requirements" / "build.in").read_text("utf-8").splitlines()
@@ -139,6 +141,7 @@ def test_the_locks_were_made_by_the_compile_script() -> None:
         assert "uv pip compile pyproject.toml requirements/build.in" in header
         for flag in ("--universal", "--python-version 3.11", "--generate-hashes"):
             assert flag in header and flag in script
+        assert "--extra graph" in header
         assert ("--extra test" in header) == (lock == "test")
         assert f"requirements/{lock}.txt" in header
 

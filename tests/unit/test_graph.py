@@ -376,7 +376,8 @@ def test_missing_library_names_the_extra(
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"fundflow: {suffix} output needs {module}: "
-        "install the graph extra from the checkout: pip install -e '.[graph]'"
+        "install the locked environment, which has the graph extra: "
+        "pip install --require-hashes -r requirements/runtime.txt"
     ]
 
 
