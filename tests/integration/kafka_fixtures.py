@@ -275,6 +275,30 @@ def read_topic(broker: Broker, topic: str, timeout: float = 30) -> list[Any]:
         consumer.close()
 
 
+INPUTS = ("custody", "clearing", "reports")
+
+
+def input_ends(broker: Broker, ns: str) -> dict[str, int]:
+    """The end offsets of the input topics of ``ns`` (one partition each),
+    by short name."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.address, enable_auto_commit=False)
+    try:
+        tps = {short: TopicPartition(f"{ns}fundflow.{short}", 0) for short in INPUTS}
+        ends = consumer.end_offsets(list(tps.values()))
+        return {short: ends[tp] for short, tp in tps.items()}
+    finally:
+        consumer.close()
+
+
+def processed_to(h: dict[str, Any], ends: dict[str, int]) -> bool:
+    """The worker of health ``h`` has processed every input record up to
+    ``ends`` (from :func:`input_ends`)."""
+    offsets = h["offsets"].get("0", {})
+    return all(offsets.get(short, 0) >= end for short, end in ends.items() if end)
+
+
 def topic_alerts(broker: Broker, topic: str) -> dict[str, dict[str, Any]]:
     """alert id -> the alert (as JSON) of highest revision on the alerts topic."""
     out: dict[str, dict[str, Any]] = {}

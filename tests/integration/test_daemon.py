@@ -12,7 +12,9 @@ Runs in CI and when FUNDFLOW_TEST_BROKER is set; skipped otherwise.
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import signal
 from collections import Counter
 from pathlib import Path
@@ -26,7 +28,9 @@ from kafka_fixtures import (
     alert_diff,
     free_port,
     fundflow,
+    input_ends,
     namespace,
+    processed_to,
     read_topic,
     store_alerts,
     topic_alerts,
@@ -44,7 +48,14 @@ pytestmark = [
 ]
 
 DAYS = 10
-SPLIT_AT = "2026-03-05T00:00:00+08:00"  # restart test: the kill falls here
+# The restart test: what is sent before the first time is checkpointed, what
+# follows up to the second is processed but not checkpointed when the worker
+# is killed.
+CHECKPOINTED_UNTIL = "2026-03-05T00:00:00+08:00"
+KILLED_AT = "2026-03-06T00:00:00+08:00"
+# A worker whose start stalls runs again after 45 s (kafka_fixtures.START),
+# three attempts in all: the first wait of the restart test allows for them.
+START_AND_FIRST_PART = 240
 
 
 @pytest.fixture(scope="module")
@@ -165,73 +176,96 @@ def test_parity_with_replay_into_postgresql(
     assert got == want
 
 
-def _split(world: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """The world in two files: everything before SPLIT_AT (by event time of
-    the transactions, file order kept), then the rest."""
+def _cut(world: dict[str, Any], out: Path, *at: str) -> list[Path]:
+    """The world in ``len(at) + 1`` files, cut at each time of ``at`` (by
+    event time of the transactions, file order kept): everything before the
+    first, then up to the next, and so on."""
     from fundflow.schemas.decode import TimeParser
 
-    cut = TimeParser().to_ms(SPLIT_AT, "ts")
     times = TimeParser()
+    cuts = [times.to_ms(t, "ts") for t in at]
     lines = world["path"].read_bytes().splitlines(keepends=True)
-    at = len(lines)
+    starts = [0]
     for i, line in enumerate(lines):
+        if len(starts) > len(cuts):
+            break
         try:
             rec = json.loads(line)
         except ValueError:
             continue
         if isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn"):
             try:
-                if times.to_ms(rec["ts"], "ts") >= cut:
-                    at = i
-                    break
-            except Exception:  # noqa: BLE001, S112 - a malformed time: not a split point
+                ms = times.to_ms(rec["ts"], "ts")
+            except Exception:  # noqa: BLE001, S112 - a malformed time: not a cut point
                 continue
-    a, b = out / "part-a.jsonl", out / "part-b.jsonl"
-    a.write_bytes(b"".join(lines[:at]))
-    b.write_bytes(b"".join(lines[at:]))
-    return a, b
+            while len(starts) <= len(cuts) and ms >= cuts[len(starts) - 1]:
+                starts.append(i)
+    starts += [len(lines)] * (len(cuts) + 1 - len(starts))
+    files = []
+    for n, (a, b) in enumerate(zip(starts, [*starts[1:], len(lines)], strict=True)):
+        f = out / f"part-{n}.jsonl"
+        f.write_bytes(b"".join(lines[a:b]))
+        files.append(f)
+    return files
 
 
 def test_restart_after_sigkill(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
-    """SIGKILL with records processed after the last checkpoint (the first
-    part of the stream being consumed); a new worker resumes from the
-    checkpoint, processes those records again and the rest: no alert
-    missing, none duplicated, same figures."""
+    """SIGKILL with records processed after the last checkpoint; a new
+    worker resumes from the checkpoint, processes those records again and
+    the rest: no alert missing, none duplicated, same figures.
+
+    The stream is sent in three parts so that the kill lands where it must
+    however long the worker takes to start: the first part is checkpointed
+    whole (a checkpoint every as many records as it holds, and no timed
+    one); the second, smaller, is processed with no checkpoint after it;
+    the kill follows; the third comes before the restart."""
     ns = namespace()
     _topics(broker, ns, 1)
-    part_a, part_b = _split(world, tmp_path)
-    _send(broker, ns, part_a)
+    first_part, unsaved_part, rest = _cut(world, tmp_path, CHECKPOINTED_UNTIL, KILLED_AT)
+    _send(broker, ns, first_part)
+    checkpointed = input_ends(broker, ns)
+    every = sum(checkpointed.values())  # the input records of the first part
+    cp = ("--checkpoint-records", str(every), "--checkpoint-seconds", "3600")
     db = tmp_path / "w.db"
-    cp = ("--checkpoint-records", "4000", "--checkpoint-seconds", "3600")
-    # Fetched batches of 250 records (2,000 by default), so that the worker
-    # spends a while between two checkpoints with records not yet saved.
-    first = WorkerProcess(
-        broker, ns, db, tmp_path / "first.log", *cp, env={"FUNDFLOW_KAFKA_BATCH_SIZE": "250"}
-    )
+    first = WorkerProcess(broker, ns, db, tmp_path / "first.log", *cp)
     try:
-        # A checkpoint written, and records processed after it.
         h = first.wait_health(
-            "a checkpoint and records after it",
+            "the first part processed and checkpointed",
             lambda h: (
                 h["assigned_partitions"] == [0]
+                and processed_to(h, checkpointed)
                 and h["checkpoints"] >= 1
-                and h["uncheckpointed_records"] > 0
-                and h["offsets"]["0"].get("custody", 0) > 0
+                and not h["uncheckpointed_records"]
                 and not h["draining"]
             ),
-            timeout=120,
+            timeout=START_AND_FIRST_PART,
         )
-        assert h["uncheckpointed_records"] > 0, h
+        assert h["checkpoints"] == 1, h
+
+        _send(broker, ns, unsaved_part)
+        ends = input_ends(broker, ns)
+        unsaved = sum(ends.values()) - every
+        assert 0 < unsaved < every, "the second part must end before the next checkpoint"
+        h = first.wait_health(
+            "the second part processed",
+            lambda h: processed_to(h, ends) and h["uncheckpointed_records"] >= unsaved,
+        )
+        assert (h["checkpoints"], h["uncheckpointed_records"]) == (1, unsaved), h
         first.signal(signal.SIGKILL)
-        first.wait(timeout=30)
+        assert first.wait(timeout=30) == -signal.SIGKILL, first.output()
     finally:
         first.kill()
     before = store_alerts(db)
-    assert before, "the first part should already raise alerts"
+    assert before, "the first two parts should already raise alerts"
 
-    _send(broker, ns, part_b)
-    second = _drain(broker, ns, db, tmp_path / "second.log", *cp)
-    assert "checkpoint generation" in second.output()
+    _send(broker, ns, rest)
+    _drain(broker, ns, db, tmp_path / "second.log", *cp)
+    resumed = re.search(
+        r"partition 0 assigned \(checkpoint generation (\d+), offsets (\{[^}]*\})\)",
+        (tmp_path / "second.log").read_text(),
+    )
+    assert resumed is not None, "the second worker should resume from a checkpoint"
+    assert (int(resumed[1]), ast.literal_eval(resumed[2])) == (1, checkpointed)
 
     got = store_alerts(db)
     assert got == world["expected"], alert_diff(got, world["expected"])

@@ -39,7 +39,9 @@ from kafka_fixtures import (
     WorkerProcess,
     alert_diff,
     fundflow,
+    input_ends,
     namespace,
+    processed_to,
     store_alerts,
     topic_alerts,
     wait_for,
@@ -64,7 +66,6 @@ KILL_SEED = 20261127
 # next one after it.
 FAST = {"FUNDFLOW_KAFKA_SESSION_TIMEOUT_MS": "6000"}
 CHECKPOINTS = ("--checkpoint-records", "1000", "--checkpoint-seconds", "1")
-INPUTS = ("custody", "clearing", "reports")
 # The Kafka client's line, repeated while the broker is away.
 BROKER_AWAY = re.compile(
     r"ERROR aiokafka: Unable connect to node with id \d+: .*Connect call failed"
@@ -132,25 +133,6 @@ def _send(broker: Broker, ns: str, *paths: Path) -> None:
     fundflow("replay", "--to-kafka", broker.address, "--namespace", ns, *map(str, paths))
 
 
-def _ends(broker: Broker, ns: str) -> dict[str, int]:
-    """The end offsets of the input topics (one partition each)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=broker.address, enable_auto_commit=False)
-    try:
-        tps = {short: TopicPartition(f"{ns}fundflow.{short}", 0) for short in INPUTS}
-        ends = consumer.end_offsets(list(tps.values()))
-        return {short: ends[tp] for short, tp in tps.items()}
-    finally:
-        consumer.close()
-
-
-def _at(h: dict[str, Any], ends: dict[str, int]) -> bool:
-    """The worker has processed every input record up to ``ends``."""
-    offsets = h["offsets"].get("0", {})
-    return all(offsets.get(short, 0) >= end for short, end in ends.items() if end)
-
-
 def _as_replayed(broker: Broker, ns: str, db: Path, world: dict[str, Any]) -> None:
     """The store ``db`` and the alerts topic of ``ns`` hold `fundflow
     replay`'s alerts, field for field."""
@@ -194,11 +176,11 @@ def test_broker_outage_the_worker_waits_and_resumes(
     _topics(broker, ns)
     days = world["days"]
     _send(broker, ns, *days[: DAYS // 2])
-    ends = _ends(broker, ns)
+    ends = input_ends(broker, ns)
     db = tmp_path / "w.db"
     w = WorkerProcess(broker, ns, db, tmp_path / "w.log", *CHECKPOINTS, env=FAST)
     try:
-        w.wait_health("the first half consumed", lambda h: _at(h, ends), timeout=120)
+        w.wait_health("the first half consumed", lambda h: processed_to(h, ends), timeout=120)
         broker.stop()
         away = time.monotonic()
         answers = []
@@ -215,8 +197,8 @@ def test_broker_outage_the_worker_waits_and_resumes(
         assert set(answers) == {"ready"}
         broker.start()
         _send(broker, ns, *days[DAYS // 2 :])
-        ends = _ends(broker, ns)
-        w.wait_health("the second half consumed", lambda h: _at(h, ends), timeout=180)
+        ends = input_ends(broker, ns)
+        w.wait_health("the second half consumed", lambda h: processed_to(h, ends), timeout=180)
         w.signal(signal.SIGUSR1)
         assert w.wait(timeout=120) == 0, w.output()
     finally:
@@ -241,7 +223,7 @@ def test_random_kills_give_the_uninterrupted_alerts(
     for i in range(KILLS):
         if days:
             _send(broker, ns, days.pop(0))
-        ends = _ends(broker, ns)
+        ends = input_ends(broker, ns)
         target = rng.randint(300, 2500)
         # Fetched batches of 250 records (2,000 by default): the records
         # come in steps small enough for kills to fall between checkpoints.
@@ -260,7 +242,7 @@ def test_random_kills_give_the_uninterrupted_alerts(
                         and h["checkpoints"] >= 1
                         and h["uncheckpointed_records"] > 0
                     )
-                    or _at(h, ends)
+                    or processed_to(h, ends)
                 ),
                 timeout=120,
             )
@@ -338,22 +320,24 @@ def test_alert_store_outage_keeps_every_alert(
     _topics(broker, ns)
     days = world["days"]
     _send(broker, ns, *days[: DAYS // 2])
-    ends = _ends(broker, ns)
+    ends = input_ends(broker, ns)
     w = _store_worker(broker, ns, tmp_path, url)
     stopped = False
     try:
         w.wait_health(
             "the first half consumed and checkpointed",
-            lambda h: _at(h, ends) and not h["uncheckpointed_records"] and h["store"] == "ok",
+            lambda h: (
+                processed_to(h, ends) and not h["uncheckpointed_records"] and h["store"] == "ok"
+            ),
             timeout=120,
         )
         postgres_server.stop()
         stopped = True
         _send(broker, ns, *days[DAYS // 2 :])
-        ends = _ends(broker, ns)
+        ends = input_ends(broker, ns)
         h = w.wait_health(
             "the second half consumed with the store down",
-            lambda h: _at(h, ends) and h["store"].startswith("unavailable (retry in "),
+            lambda h: processed_to(h, ends) and h["store"].startswith("unavailable (retry in "),
             timeout=120,
         )
         saved = h["checkpoints"]
@@ -395,7 +379,7 @@ def test_alert_store_down_at_start_the_worker_starts_without_it(
     _topics(broker, ns)
     days = world["days"]
     _send(broker, ns, *days[: DAYS // 2])
-    ends = _ends(broker, ns)
+    ends = input_ends(broker, ns)
     postgres_server.stop()
     stopped = True
     w = None
@@ -403,7 +387,7 @@ def test_alert_store_down_at_start_the_worker_starts_without_it(
         w = _store_worker(broker, ns, tmp_path, url)
         h = w.wait_health(
             "the first half consumed with the store down",
-            lambda h: _at(h, ends) and h["store"].startswith("unavailable (retry in "),
+            lambda h: processed_to(h, ends) and h["store"].startswith("unavailable (retry in "),
             timeout=120,
         )
         assert h["checkpoints"] == 0 and h["uncheckpointed_records"] > 0, h
@@ -425,8 +409,8 @@ def test_alert_store_down_at_start_the_worker_starts_without_it(
         )
         assert "alert store back after" in w.output()
         _send(broker, ns, *days[DAYS // 2 :])
-        ends = _ends(broker, ns)
-        w.wait_health("the second half consumed", lambda h: _at(h, ends), timeout=120)
+        ends = input_ends(broker, ns)
+        w.wait_health("the second half consumed", lambda h: processed_to(h, ends), timeout=120)
         w.signal(signal.SIGUSR1)
         assert w.wait(timeout=120) == 0, w.output()
     finally:
