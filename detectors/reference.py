@@ -31,7 +31,7 @@ import msgspec
 from fundflow.detectors._table import Table
 from fundflow.schemas.records import Account, ClearingTxn, CustodyTxn, Entity, Loan, Product
 
-# Roles whose accounts a platform runs for itself (detectors.md, fund_pool).
+# Roles whose accounts a platform runs for itself (docs/detectors.md, "Controlled accounts").
 PLATFORM_ROLES = frozenset({"platform_own", "platform_custody", "operating"})
 
 

@@ -1,7 +1,7 @@
 """A synthetic world of P2P platforms and payment institutions, with labelled violations.
 
 :func:`write_world` writes ``world.jsonl`` (or ``world.jsonl.gz``), one record
-of ``design/wire-format.md`` per line, and ``truth.json``, which names every
+of ``docs/wire-format.md`` per line, and ``truth.json``, which names every
 planted violation and every honest look-alike. It is a pure function of its
 arguments: the same arguments give byte-identical files, on any machine.
 

@@ -7,7 +7,7 @@ or ``postgres://`` URL is PostgreSQL (:mod:`fundflow.store_pg`, psycopg 3),
 anything else is a SQLite file (:class:`SQLiteSink`, :class:`SQLiteStore`,
 stdlib ``sqlite3``). Readers never create a store.
 
-Contract of every sink (wire-format.md, "Alerts"):
+Contract of every sink (docs/wire-format.md, "Alerts"):
 
 * keyed by ``alert_id``; of all the revisions of one alert the store keeps the
   **highest** ``revision``. A lower revision arriving late (a redelivery) is

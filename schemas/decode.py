@@ -2,7 +2,7 @@
 
 :class:`RecordDecoder` is the one place where outside input becomes a typed
 record. It never raises on bad input: a record that breaks a rule of
-``design/wire-format.md`` comes back as a :class:`DeadLetter` holding the raw
+``docs/wire-format.md`` comes back as a :class:`DeadLetter` holding the raw
 input and a reason from :data:`REASONS`.
 
 >>> dec = RecordDecoder()

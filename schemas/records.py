@@ -1,6 +1,6 @@
 """Typed, frozen records: what the engine sees after decoding.
 
-Every record kind of ``design/wire-format.md`` has one class here. Money is an
+Every record kind of ``docs/wire-format.md`` has one class here. Money is an
 integer number of fen (1 yuan = 100 fen), time is integer epoch milliseconds,
 dates are ``YYYY-MM-DD`` strings. Records are built only by
 :mod:`fundflow.schemas.decode`, which validates the raw input first; the

@@ -1,6 +1,6 @@
 """The wire shapes: what a record looks like on the way in, before conversion.
 
-These msgspec structs mirror ``design/wire-format.md`` field by field and do
+These msgspec structs are the shapes ``docs/wire-format.md`` describes, and do
 the structural validation in C (required fields, identifier lengths, enums,
 the money pattern). The JSON Schema files in ``schemas/json/`` are generated
 from them (:func:`json_schemas`), and a test fails if the committed files

@@ -1,4 +1,4 @@
-"""fund_pool on hand-made custody ledgers: the rule of detectors.md, each
+"""fund_pool on hand-made custody ledgers: the rule of docs/detectors.md, each
 threshold from just under to just over, and the alert's life (re-emission).
 
 Every ledger is platform P of :func:`ledger.p2p_platform`: custody master

@@ -1,4 +1,4 @@
-"""The wire format (``design/wire-format.md``) against ``fundflow.schemas``.
+"""The wire format (``docs/wire-format.md``) against ``fundflow.schemas``.
 
 Four things are checked here:
 

@@ -374,7 +374,7 @@ def test_reserve_outflows_stay_with_clients_except_the_planted_ones(world):
 
 
 def controlled_accounts(w: World, platform: str) -> set[str]:
-    """Accounts the platform controls (detectors.md, fund_pool)."""
+    """Accounts the platform controls (docs/detectors.md, "Controlled accounts")."""
     related = {r["entity_id"] for r in w.entities[platform]["related"]} | {platform}
     return {
         a
