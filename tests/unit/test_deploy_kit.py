@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 import pytest
+from pip_commands import LOCK, locked, pip_install_calls
 
 if os.environ.get("CI", "").strip().lower() in ("", "0", "false", "no"):
     yaml = pytest.importorskip("yaml", reason="pip install pyyaml (the test extras)")
@@ -273,6 +274,33 @@ def test_the_worker_serves_metrics_where_prometheus_scrapes():
     exec_start = dict((k, v) for _, k, v in unit_directives(UNIT_FILE.read_text()))["ExecStart"]
     argv = expand(shlex.split(exec_start), env_file(UNIT_ENV))
     assert parse_cli(argv).params["metrics_port"] == port
+
+
+def readme_shell_lines() -> list[str]:
+    """The lines of deploy/README.md's code blocks."""
+    lines, inside = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside:
+            lines.append(line)
+    return lines
+
+
+def test_the_readme_installs_from_the_lock():
+    calls = [c for line in readme_shell_lines() for c in pip_install_calls(line)]
+    venvs = {pip for pip, _ in calls}
+    systemd_pip = "/opt/fundflow/bin/pip"
+    assert venvs == {".venv/bin/pip", systemd_pip}  # the host's tools, the systemd unit's
+    for pip, args in calls:
+        assert locked(args), f"{pip} install {' '.join(args)}: not the lock, not --no-deps"
+    for venv in venvs:
+        # The whole tree from the lock, then the package without resolving more.
+        kinds = ["lock" if LOCK in " ".join(a) else "package" for p, a in calls if p == venv]
+        assert kinds == ["lock", "package"], f"{venv}: {kinds}"
+    exec_start = dict((k, v) for _, k, v in unit_directives(UNIT_FILE.read_text()))["ExecStart"]
+    # The unit runs the console script of the venv the README installs into.
+    assert shlex.split(exec_start)[0] == str(Path(systemd_pip).with_name("fundflow"))
 
 
 # --- systemd --------------------------------------------------------------------------

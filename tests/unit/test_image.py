@@ -19,12 +19,12 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from pip_commands import LOCK, locked, pip_installs
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE_FILE = REPO / "deploy" / "compose.yaml"
-LOCK = "requirements/runtime.txt"
 RUNTIME_UID = "10001"
 
 
@@ -273,29 +273,6 @@ def test_the_build_stage_gets_everything_the_wheel_is_built_from():
     for path in sorted(needed):
         top = next(s for s in sources if covered(path, [s]))
         assert PurePosixPath(copied_into(BUILD, top)) == root / top, f"{top} not under {root}"
-
-
-def pip_installs(command: str) -> list[list[str]]:
-    """The argument lists of each ``pip install`` in a shell command."""
-    out = []
-    for part in re.split(r"&&|;|\|\|", command):
-        words = shlex.split(part)
-        for i, word in enumerate(words[:-1]):
-            if (word == "pip" or word.endswith("/pip")) and words[i + 1] == "install":
-                out.append(words[i + 2 :])
-    return out
-
-
-def locked(args: list[str]) -> bool:
-    """``pip install`` of the lock with hashes, or of the package without
-    resolving anything: never a requirement written out by hand."""
-    if "--require-hashes" in args and "-r" in args:
-        rest = [a for a in args if a not in ("-q", "--require-hashes")]
-        return len(rest) == 2 and rest[0] == "-r" and rest[1].endswith(LOCK)
-    if "--no-deps" in args:
-        targets = [a for a in args if not a.startswith("-")]
-        return len(targets) == 1 and (targets[0] == "." or targets[0].endswith(".whl"))
-    return False
 
 
 def test_every_install_in_the_image_comes_from_the_lock():
