@@ -2,7 +2,8 @@
 checked without a container engine or systemd: the files parse, every host
 path they use exists in the repository, ports are published on the loopback
 interface only, no secret is written inline, and every fundflow command they
-run is one the CLI accepts (parsed by click, not run).
+run is one the CLI accepts (parsed by click, not run). The image the compose
+file builds is checked in test_image.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 import pytest
+from pip_commands import LOCK, locked, pip_install_calls
 
 if os.environ.get("CI", "").strip().lower() in ("", "0", "false", "no"):
     yaml = pytest.importorskip("yaml", reason="pip install pyyaml (the test extras)")
@@ -183,17 +185,6 @@ def test_the_expected_directories_are_mounted():
     assert (DEPLOY / "grafana" / "dashboards" / Path(home).name).exists()
 
 
-def test_the_image_is_built_from_the_repository():
-    build = SERVICES["worker"]["build"]
-    context = (DEPLOY / build["context"]).resolve()
-    assert context == REPO
-    copies = re.findall(r"^COPY\s+(.+?)\s+\S+$", build["dockerfile_inline"], re.M)
-    assert copies
-    for sources in copies:
-        for source in sources.split():
-            assert (context / source).exists(), f"COPY {source}: not in the repository"
-
-
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_ports_are_published_on_loopback_only(name):
     for host_ip, rest in published_ports(SERVICES[name]):
@@ -283,6 +274,33 @@ def test_the_worker_serves_metrics_where_prometheus_scrapes():
     exec_start = dict((k, v) for _, k, v in unit_directives(UNIT_FILE.read_text()))["ExecStart"]
     argv = expand(shlex.split(exec_start), env_file(UNIT_ENV))
     assert parse_cli(argv).params["metrics_port"] == port
+
+
+def readme_shell_lines() -> list[str]:
+    """The lines of deploy/README.md's code blocks."""
+    lines, inside = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside:
+            lines.append(line)
+    return lines
+
+
+def test_the_readme_installs_from_the_lock():
+    calls = [c for line in readme_shell_lines() for c in pip_install_calls(line)]
+    venvs = {pip for pip, _ in calls}
+    systemd_pip = "/opt/fundflow/bin/pip"
+    assert venvs == {".venv/bin/pip", systemd_pip}  # the host's tools, the systemd unit's
+    for pip, args in calls:
+        assert locked(args), f"{pip} install {' '.join(args)}: not the lock, not --no-deps"
+    for venv in venvs:
+        # The whole tree from the lock, then the package without resolving more.
+        kinds = ["lock" if LOCK in " ".join(a) else "package" for p, a in calls if p == venv]
+        assert kinds == ["lock", "package"], f"{venv}: {kinds}"
+    exec_start = dict((k, v) for _, k, v in unit_directives(UNIT_FILE.read_text()))["ExecStart"]
+    # The unit runs the console script of the venv the README installs into.
+    assert shlex.split(exec_start)[0] == str(Path(systemd_pip).with_name("fundflow"))
 
 
 # --- systemd --------------------------------------------------------------------------
