@@ -189,6 +189,12 @@ def worker_cmd(
         checkpoint_seconds=checkpoint_seconds,
     )
     config = _detector_config(config_path)
+    from fundflow.streams.checkpoint import load_checkpoint_key
+
+    try:
+        checkpoint_key = load_checkpoint_key()  # the environment only: never a flag
+    except ValueError as e:
+        raise KafkaUserError(str(e)) from None
     errors = _kafka_errors()
     from fundflow.streams.health import HealthServer
     from fundflow.streams.worker import START_ATTEMPT_ENV, Worker, WorkerError
@@ -247,6 +253,7 @@ def worker_cmd(
         expect_partitions=partitions,
         metrics=metrics,
         restart=restart,
+        checkpoint_key=checkpoint_key,
     )
     health = None
     if health_port is not None:

@@ -66,11 +66,13 @@ from fundflow.store import StoreError
 
 from . import engines
 from .checkpoint import (
+    NO_KEY,
     Checkpoint,
     CheckpointError,
     compress_state,
     decode_checkpoint,
     encode_compressed,
+    seal,
 )
 from .delivery import batch_transport_class
 from .merge import PartitionMerge
@@ -261,8 +263,12 @@ class Worker:
         on_ready: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         restart: Callable[[int], None] | None = None,
+        checkpoint_key: bytes | None = None,
     ) -> None:
         self.settings = settings
+        # Signs the checkpoints this worker writes and verifies those it
+        # restores (streams/checkpoint.py); run() refuses to start without it.
+        self.checkpoint_key = checkpoint_key
         # Starts start-up attempt n in a fresh process (the command line's
         # shell does it; None: a failed start is the exit code).
         self.restart = restart
@@ -342,6 +348,10 @@ class Worker:
     # -- life cycle ------------------------------------------------------------
 
     def run(self) -> int:
+        if self.checkpoint_key is None:
+            # An unkeyed worker could neither trust the checkpoints it reads
+            # (pickles: code) nor sign those it writes.
+            raise WorkerError(NO_KEY)
         faust = _faust()
         self._check_topics()
         self.preload_reference()
@@ -611,11 +621,13 @@ class Worker:
         if st is not None:
             return st
         rows = self.checkpoint_rows(p)
+        assert self.checkpoint_key is not None  # run() starts no worker without one
         try:
-            cp = decode_checkpoint(p, rows)
+            cp = decode_checkpoint(p, rows, self.checkpoint_key)
         except CheckpointError as e:
-            # The head is written last, so this should not happen; rebuild the
-            # partition from the start of its topics rather than refuse to run.
+            # Incomplete, of an older format, or failing its HMAC (another key,
+            # or written by someone else): nothing of it was unpickled. Rebuild
+            # the partition from the start of its topics rather than refuse to run.
             log.error("%s; rebuilding partition %d from the start of its topics", e, p)
             cp = None
         engine = engines.new_engine(self.config, self.ref)
@@ -931,8 +943,9 @@ class Worker:
         except Exception:  # noqa: BLE001 - the next one is tried at the next tick
             log.exception("checkpoint of partition %d failed", st.partition)
 
-    async def _snapshot(self, st: PartitionState) -> tuple[bytes, str]:
-        """The engine's snapshot as it is now, compressed, and its SHA-256.
+    async def _snapshot(self, st: PartitionState, cp: Checkpoint) -> tuple[bytes, str]:
+        """The engine's snapshot as it is now, compressed, and its HMAC as the
+        state of ``cp`` (:func:`seal`).
 
         Pickling and compressing a large engine takes seconds, and the
         event loop would stand still meanwhile (every record waits: that was
@@ -943,8 +956,12 @@ class Worker:
         missing, or the child fails, it is done here."""
         t0 = time.perf_counter()
 
+        key = self.checkpoint_key
+        assert key is not None
+
         def take() -> tuple[bytes, str]:
-            return compress_state(engines.snapshot(st.engine, self.ref))
+            blob = compress_state(engines.snapshot(st.engine, self.ref))
+            return blob, seal(cp, blob, key)
 
         if not hasattr(os, "fork") or self.datadir is None:
             out = take()
@@ -960,9 +977,9 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                     signal.signal(sig, signal.SIG_DFL)
                 gc.disable()
-                blob, digest = take()
+                blob, mac = take()
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                view = memoryview(digest.encode() + blob)
+                view = memoryview(mac.encode() + blob)
                 while view:
                     view = view[os.write(fd, view) :]
                 os.close(fd)
@@ -1010,7 +1027,6 @@ class Worker:
             st.generation += 1
             offsets, ref_offsets, finished = dict(st.offsets), dict(st.ref_offsets), st.finished
             covered, st.since_checkpoint = st.since_checkpoint, 0
-            blob, digest = await self._snapshot(st)
             cp = Checkpoint(
                 partition=st.partition,
                 generation=st.generation,
@@ -1019,6 +1035,7 @@ class Worker:
                 state=b"",  # stored compressed: blob
                 finished=finished,
             )
+            blob, mac = await self._snapshot(st, cp)
             self.stats["last_snapshot_bytes"] = len(blob)
             self.stats["last_snapshot_total_ms"] = round(1000 * (time.perf_counter() - t0), 1)
             await self.app.producer.flush()
@@ -1030,7 +1047,7 @@ class Worker:
                 # Revoked meanwhile: its new owner may already have read the table.
                 return True
             futures = []
-            for key, value in encode_compressed(cp, blob, digest):
+            for key, value in encode_compressed(cp, blob, mac):
                 k = key.encode()
                 self.table.data[k] = value
                 futures.append(self.table.send_changelog(st.partition, k, value))

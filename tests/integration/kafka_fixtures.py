@@ -109,12 +109,19 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
+# The tests' workers sign and verify their checkpoints with this key.
+CHECKPOINT_KEY = "the integration tests' checkpoint key"
+
+
 def cli_env() -> dict[str, str]:
-    return {
+    env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("FUNDFLOW_KAFKA_") and k != "FUNDFLOW_WORKER_START_ATTEMPT"
+        if not k.startswith(("FUNDFLOW_KAFKA_", "FUNDFLOW_CHECKPOINT_KEY"))
+        and k != "FUNDFLOW_WORKER_START_ATTEMPT"
     }
+    env["FUNDFLOW_CHECKPOINT_KEY"] = CHECKPOINT_KEY
+    return env
 
 
 # A worker whose Faust app is not ready 45 s after it starts runs again in a

@@ -272,6 +272,65 @@ def test_restart_after_sigkill(broker: Broker, world: dict[str, Any], tmp_path: 
     assert topic_alerts(broker, f"{ns}fundflow.alerts").keys() == world["expected"].keys()
 
 
+class _CreatesFile:
+    """Unpickled, it opens ``path`` for writing (so the file appears)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+def test_a_forged_checkpoint_is_refused_and_the_partition_rebuilt(
+    broker: Broker, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """A checkpoint written to the checkpoints topic by someone without the
+    workers' key (its state a pickle that would create a file) replaces the
+    partition's own, after a worker has processed and committed every
+    record. The next worker refuses it with one log line, unpickles
+    nothing, rebuilds the partition from its topics' start and ends with
+    every alert of `fundflow replay`."""
+    import pickle  # noqa: PLC0415
+
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    from fundflow.streams.checkpoint import Checkpoint, encode_checkpoint  # noqa: PLC0415
+
+    ns = namespace()
+    _topics(broker, ns, 1)
+    _send(broker, ns, world["path"])
+    _drain(broker, ns, tmp_path / "first.db", tmp_path / "first.log")
+    ends = input_ends(broker, ns)
+    marker = tmp_path / "unpickled"
+    forged = Checkpoint(
+        partition=0, generation=99, offsets={s: ends[s] for s in ends}, ref_offsets={},
+        state=pickle.dumps(_CreatesFile(marker)), finished=True,
+    )  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=broker.address)
+    try:
+        for key, value in encode_checkpoint(forged, b"a key that is not the workers'"):
+            producer.send(f"{ns}fundflow.checkpoints", key=key.encode(), value=value, partition=0)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+    db = tmp_path / "second.db"
+    _drain(broker, ns, db, tmp_path / "second.log")
+    log = (tmp_path / "second.log").read_text()
+    refused = [line for line in log.splitlines() if "checkpoint refused" in line]
+    assert len(refused) == 1, log
+    assert refused[0].endswith(
+        " ERROR fundflow.worker: partition 0: checkpoint refused: its HMAC does not match "
+        "(another key, or altered); rebuilding partition 0 from the start of its topics"
+    ), refused
+    assert "Traceback" not in log
+    assert "partition 0 assigned (no checkpoint)" in log
+    assert not marker.exists(), "the forged state was unpickled"
+    got = store_alerts(db)
+    assert got == world["expected"], alert_diff(got, world["expected"])
+
+
 def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
     """Two workers on 4-partition topics split the partitions 2 + 2; the
     union of their stores equals one worker's result on the same topics."""

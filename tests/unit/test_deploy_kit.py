@@ -231,6 +231,7 @@ def test_secrets_reach_the_services_that_read_them():
     )
     assert "POSTGRES_PASSWORD" in given("postgres")
     assert "PGPASSWORD" in given("worker")
+    assert "FUNDFLOW_CHECKPOINT_KEY" in given("worker")  # no worker starts without it
     # Grafana logs in as the read-only role the init script creates.
     role = yaml.safe_load(datasources)["datasources"][1]["user"]
     assert f"CREATE ROLE {role} LOGIN" in init
@@ -339,6 +340,7 @@ def test_the_unit_runs_a_worker_command_the_cli_accepts():
 def test_the_env_example_holds_placeholders_not_secrets():
     env = env_file(UNIT_ENV)
     assert "FUNDFLOW_KAFKA_BOOTSTRAP" in env and "PGPASSWORD" in env
+    assert "FUNDFLOW_CHECKPOINT_KEY" in env
     for key, value in env.items():
         if SECRET_NAME.search(key):
             assert value == "CHANGE-ME", f"{key}: an example holds a placeholder"

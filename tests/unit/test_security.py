@@ -253,6 +253,31 @@ def test_the_worker_health_carries_no_secret() -> None:
     assert json.loads(body)["status"] == "starting"
 
 
+def test_the_checkpoint_key_is_in_no_log_health_repr_or_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from fundflow.streams.checkpoint import Checkpoint, encode_checkpoint, load_checkpoint_key
+    from fundflow.streams.worker import Worker
+
+    (tmp_path / "key").write_text(SECRET + "\n")
+    key = load_checkpoint_key({"FUNDFLOW_CHECKPOINT_KEY_FILE": str(tmp_path / "key")})
+    assert key == SECRET.encode()
+    worker = Worker(KafkaSettings(), load_config(), checkpoint_key=key)
+    cp = Checkpoint(0, 1, {"custody": 3}, {}, b"state", finished=False)
+    rows = encode_checkpoint(cp, key)
+    assert not any(SECRET.encode() in k.encode() + v for k, v in rows)
+    # A checkpoint signed with another key, refused: its log line names no key.
+    other = encode_checkpoint(cp, b"another key, 16 bytes or more")
+    worker.table = SimpleNamespace(data={k.encode(): v for k, v in other})
+    caplog.set_level(logging.DEBUG)
+    worker._state(0)
+    assert "checkpoint refused" in caplog.text
+    shown = [caplog.text, json.dumps(worker.health()), repr(worker), repr(cp), repr(rows)]
+    assert not [text for text in shown if SECRET in text]
+
+
 # -- account numbers in logs ------------------------------------------------------
 
 LINE = (

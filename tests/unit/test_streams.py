@@ -18,6 +18,8 @@ from fundflow.streams.merge import PartitionMerge
 from fundflow.streams.settings import KafkaSettings, load_kafka_settings
 from fundflow.streams.topics import TOPIC_OF_KIND, TopicNames, check_namespace, record_key
 
+KEY = b"a checkpoint key for the tests"
+
 # -- topic names ------------------------------------------------------------------
 
 
@@ -129,35 +131,35 @@ def _cp(size: int, generation: int = 1, seed: int = 1) -> Checkpoint:
 @pytest.mark.parametrize("size", [0, 1, CHUNK_BYTES - 100, CHUNK_BYTES * 3 + 5])
 def test_checkpoint_round_trip(size: int) -> None:
     cp = _cp(size)
-    rows = encode_checkpoint(cp)
+    rows = encode_checkpoint(cp, KEY)
     assert all(len(v) <= CHUNK_BYTES + 8 for _, v in rows[:-1])
     assert rows[-1][0] == "2"  # the head goes last
     assert len(rows) == max(1, -(-len(rows[0][1]) // CHUNK_BYTES)) + 1 or size > CHUNK_BYTES
-    assert decode_checkpoint(2, dict(rows)) == cp
-    assert decode_checkpoint(3, dict(rows)) is None
+    assert decode_checkpoint(2, dict(rows), KEY) == cp
+    assert decode_checkpoint(3, dict(rows), KEY) is None
 
 
 def test_a_save_cut_short_leaves_the_previous_checkpoint_whole() -> None:
     old = _cp(CHUNK_BYTES * 2, generation=1, seed=1)
     new = _cp(CHUNK_BYTES * 2, generation=2, seed=2)
-    table = dict(encode_checkpoint(old))
-    rows = encode_checkpoint(new)
+    table = dict(encode_checkpoint(old, KEY))
+    rows = encode_checkpoint(new, KEY)
     for key, value in rows[:-2]:  # died before the last chunk and the head
         table[key] = value
-    assert decode_checkpoint(2, table) == old
+    assert decode_checkpoint(2, table, KEY) == old
     table.update(rows)
-    assert decode_checkpoint(2, table) == new
+    assert decode_checkpoint(2, table, KEY) == new
     # The next generation writes the first slot again.
     newer = _cp(100, generation=3, seed=3)
-    table.update(encode_checkpoint(newer))
-    assert decode_checkpoint(2, table) == newer
+    table.update(encode_checkpoint(newer, KEY))
+    assert decode_checkpoint(2, table, KEY) == newer
 
 
 def test_a_missing_chunk_is_an_error() -> None:
-    rows = dict(encode_checkpoint(_cp(CHUNK_BYTES * 2)))
+    rows = dict(encode_checkpoint(_cp(CHUNK_BYTES * 2), KEY))
     del rows["2/1/1"]
     with pytest.raises(CheckpointError, match="chunk 1"):
-        decode_checkpoint(2, rows)
+        decode_checkpoint(2, rows, KEY)
 
 
 # -- the merge ---------------------------------------------------------------------------
