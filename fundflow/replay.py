@@ -355,6 +355,22 @@ def iter_records(
                     raw.close()
 
 
+def _header(path: str, read: bool = True) -> list[str]:
+    """Opens a dump file as the replay does (which refuses a compression
+    other than gzip) and returns its first line as CSV cells, or nothing
+    when ``read`` is false."""
+    stream, raw = _open_binary(path)
+    try:
+        first = stream.readline(MAX_LINE_BYTES).decode("utf-8-sig", "replace") if read else ""
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ReplayError(f"cannot read {path}: {e}") from None
+    finally:
+        stream.close()
+        if raw is not None and raw is not stream:
+            raw.close()
+    return next(csv.reader([first]), [])
+
+
 def check_columns(paths: list[str], columns: ColumnMap) -> None:
     """Checks the header row of every CSV dump in ``paths`` (standard input
     is read as it comes) against a column map."""
@@ -363,16 +379,7 @@ def check_columns(paths: list[str], columns: ColumnMap) -> None:
             continue
         if not _is_csv(path):
             raise ReplayError(f"--map and --const read CSV dumps, not {path}")
-        stream, raw = _open_binary(path)
-        try:
-            first = stream.readline(1 << 20).decode("utf-8-sig", "replace")
-        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-            raise ReplayError(f"cannot read {path}: {e}") from None
-        finally:
-            stream.close()
-            if raw is not None and raw is not stream:
-                raw.close()
-        header = next(csv.reader([first]), [])
+        header = _header(path)
         try:
             columns.check_header(header, path)
         except ValueError as e:
@@ -388,20 +395,7 @@ def check_dumps(paths: list[str], kind: str | None) -> None:
     for path in paths:
         if path == "-" or not Path(path).is_file():
             continue
-        stream, raw = _open_binary(path)
-        try:
-            first = (
-                stream.readline(MAX_LINE_BYTES).decode("utf-8-sig", "replace")
-                if kind is None and _is_csv(path)
-                else ""
-            )
-        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-            raise ReplayError(f"cannot read {path}: {e}") from None
-        finally:
-            stream.close()
-            if raw is not None and raw is not stream:
-                raw.close()
-        header = next(csv.reader([first]), [])
+        header = _header(path, read=kind is None and _is_csv(path))
         if header and "type" not in header:
             raise ReplayError(
                 f"{path} has no type column: give the record kind of its rows with --kind "
