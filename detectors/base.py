@@ -75,6 +75,10 @@ class Detector:
     #: findings; an engine hands it no others (a detector that ignores
     #: clearing payments is never called for one).
     flow_kinds: ClassVar[frozenset[str]] = frozenset({"custody_txn", "clearing_txn"})
+    #: ``True`` for a detector whose findings join many subjects' records
+    #: (a graph of transfers): an engine running one orders the whole stream
+    #: as one feed (:mod:`~fundflow.detectors.ordering`).
+    whole_stream: ClassVar[bool] = False
 
     def __init__(self, config: Config | None = None, ref: Reference | None = None) -> None:
         self.config = config or load_config()

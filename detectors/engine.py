@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pickle
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -31,12 +32,14 @@ from fundflow.schemas.decode import DeadLetter, encode_record
 from fundflow.schemas.records import (
     Account,
     Alert,
+    Balance,
     ClearingTxn,
     CustodyTxn,
     Entity,
     Loan,
     Product,
     Record,
+    ReserveReport,
 )
 
 from .base import Detector
@@ -47,6 +50,7 @@ from .excessive_return import ExcessiveReturn
 from .fund_pool import FundPool
 from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
+from .ordering import NO_BOUND, EventOrder, sort_key
 from .private_product_split import PrivateProductSplit
 from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
@@ -211,6 +215,18 @@ class Engine:
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}
         self.dead_letters: list[DeadLetter] = []
         self.now = -1
+        self.zone = ZoneInfo(self.config.engine.zone)
+        # The allowed lateness is the deduplication horizon: one bound.
+        self.order = EventOrder(self.config.engine.dedup_window_ms)
+        # A detector that joins many subjects' records sees them in the
+        # order of the whole stream: one feed.
+        self._one_feed = any(det.whole_stream for det in self.detectors)
+        #: Set by a shell while records may still lack reference data that
+        #: is on its way (the daemon: the reference topic not read to its
+        #: end): records wait in arrival order, before their feed is even
+        #: known, until :meth:`release_ready`.
+        self.holding = False
+        self._waiting: list[tuple[Record, str]] = []
         self._link()
 
     def _link(self) -> None:
@@ -275,13 +291,92 @@ class Engine:
         out.clear()
         return alerts
 
-    def _refuse(self, record: Record, source: str) -> None:
+    # -- the ordered path ---------------------------------------------------------
+
+    def submit(self, record: Record, source: str = "") -> list[Alert]:
+        """A record as it arrives (the shells' entry): reference records are
+        applied at once; transactions and reports wait in the ordering stage
+        (:mod:`~fundflow.detectors.ordering`) and are processed in
+        event-time order per feed. Returns the alerts of what was released."""
+        t = type(record)
+        if (
+            t is not CustodyTxn
+            and t is not ClearingTxn
+            and t is not ReserveReport
+            and t is not Balance
+        ):
+            return self.process(record, source)
+        if self.holding:
+            self._waiting.append((record, source))
+            return _NO_ALERTS
+        feed = self._enqueue(record, source)
+        if feed is None:
+            return _NO_ALERTS
+        ready = self.order.ready(feed)
+        if not ready:
+            return _NO_ALERTS
+        return self._run(ready)
+
+    def _enqueue(self, record: Record, source: str) -> str | None:
+        """Queues a record in its feed (``None`` when it is refused)."""
+        if self._one_feed:
+            feed = ""
+        elif type(record) is CustodyTxn:
+            feed = record.platform_id  # type: ignore[union-attr]
+        else:
+            feed = self.ref.feed_of(record)  # type: ignore[arg-type]
+        if self.order.push(feed, sort_key(record, self.zone), (record, source)):
+            return feed
+        self._refuse(
+            record,
+            source,
+            "its feed has already released a later record: it can no longer be "
+            "processed in its place",
+        )
+        return None
+
+    @property
+    def held(self) -> int:
+        """Records submitted and not processed yet."""
+        return len(self.order) + len(self._waiting)
+
+    def _take_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for rec, src in waiting:
+            self._enqueue(rec, src)
+
+    def release_ready(self) -> list[Alert]:
+        """Processes what every feed's mark releases now (after holding)."""
+        self._take_waiting()
+        ready = self.order.ready_all()
+        return self._run(ready) if ready else []
+
+    def release(self, until: int = NO_BOUND) -> list[Alert]:
+        """Processes what the ordering stage holds at or before event time
+        ``until`` on every feed (everything by default): the end of a
+        stream, or a shell's idle release."""
+        self._take_waiting()
+        held = self.order.release_until(until)
+        return self._run(held) if held else []
+
+    def _run(self, items: list[tuple[Record, str]]) -> list[Alert]:
+        out: list[Alert] = []
+        process = self.process
+        for rec, src in items:
+            alerts = process(rec, src)
+            if alerts:
+                out.extend(alerts)
+        return out
+
+    def _refuse(self, record: Record, source: str, why: str | None = None) -> None:
         self.counts["too_late"] += 1
+        hours = self.config.engine.dedup_window_ms // 3_600_000
         self.dead_letters.append(
             DeadLetter(
                 reason="too_late",
-                detail=f"event time is more than {self.config.engine.dedup_window_ms // 3_600_000} h "
-                "behind the newest seen (the deduplication horizon)",
+                detail=why
+                or f"event time is more than {hours} h behind the newest seen "
+                "(the deduplication horizon)",
                 raw=msgspec.json.encode(encode_record(record)).decode(),
                 source=source,
             )
@@ -298,10 +393,13 @@ class Engine:
         return self._take()
 
     def finish(self) -> list[Alert]:
+        """The end of a stream: what the ordering stage holds is processed,
+        then every detector settles what waits for time."""
+        released = self.release()
         self._sync()
         for det in self.detectors:
             det.finish()
-        return self._take()
+        return released + self._take()
 
     def _sync(self) -> None:
         for det in self.detectors:
@@ -342,6 +440,8 @@ class Engine:
                 "dedup": (self.dedup.watermarks, self.dedup.seen, self.dedup._size),
                 "counts": dict(self.counts),
                 "clock": self.now,
+                "order": self.order,
+                "waiting": self._waiting,
                 "detectors": {d.name: d.snapshot() for d in self.detectors},
             },
             protocol=pickle.HIGHEST_PROTOCOL,
@@ -354,6 +454,8 @@ class Engine:
         self.dedup.load(*payload["dedup"])
         self.counts = payload["counts"]
         self.now = payload["clock"]
+        self.order = payload.get("order") or EventOrder(self.config.engine.dedup_window_ms)
+        self._waiting = payload.get("waiting") or []
         for det in self.detectors:
             det.ref = self.ref
             det.restore(payload["detectors"][det.name])

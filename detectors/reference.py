@@ -29,7 +29,16 @@ from typing import Any
 import msgspec
 
 from fundflow.detectors._table import Table
-from fundflow.schemas.records import Account, ClearingTxn, CustodyTxn, Entity, Loan, Product
+from fundflow.schemas.records import (
+    Account,
+    Balance,
+    ClearingTxn,
+    CustodyTxn,
+    Entity,
+    Loan,
+    Product,
+    ReserveReport,
+)
 
 # Roles whose accounts a platform runs for itself (docs/detectors.md, "Controlled accounts").
 PLATFORM_ROLES = frozenset({"platform_own", "platform_custody", "operating"})
@@ -151,6 +160,23 @@ class Reference:
         self.__dict__.update(state)
 
     # -- updates ------------------------------------------------------------
+
+    def feed_of(self, record: ClearingTxn | ReserveReport | Balance) -> str:
+        """The feed of a clearing payment, reserve report or balance:
+        :func:`feed_key`'s rule, read off the record without building its
+        flow (a custody transaction's feed is its ``platform_id``)."""
+        t = type(record)
+        accounts = self.accounts
+        if t is ClearingTxn:
+            for acc_id in (record.payer_account, record.payee_account):  # type: ignore[union-attr]
+                acc = accounts.get(acc_id)
+                if acc is not None and acc.role == "client_reserve":
+                    return acc.owner_id
+            return record.initiator_id  # type: ignore[union-attr]
+        if t is ReserveReport:
+            return record.institution_id  # type: ignore[union-attr]
+        acc = accounts.get(record.account_id)  # type: ignore[union-attr]
+        return acc.owner_id if acc is not None else record.account_id  # type: ignore[union-attr]
 
     def add(self, record: Entity | Account | Product | Loan) -> None:
         t = type(record)

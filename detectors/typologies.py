@@ -66,6 +66,7 @@ class _Typology(Detector):
     version = "1.0"
     # Payments between accounts: a custody ledger's bookings are not read.
     flow_kinds = frozenset({"clearing_txn"})
+    whole_stream = True
     keeps_incoming: ClassVar[bool] = True
     keeps_outgoing: ClassVar[bool] = True
     # Each typology defines both: what a new transfer shows, and an alert's

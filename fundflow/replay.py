@@ -625,7 +625,9 @@ def replay(
         letters.clear()
 
     n = 0
-    process = engine.process
+    # Records go to the ordering stage, which hands them to the detectors
+    # in event-time order per feed (detectors/ordering.py).
+    process = engine.submit
     clock = time.perf_counter
     kinds = report.kinds
     n_custody = n_clearing = 0
@@ -677,6 +679,8 @@ def replay(
             bar.update(n, raw)
     if finish:
         carry(engine.finish())
+    else:
+        carry(engine.release())
     bar.close()
     if live:
         report.flush(n, n_custody, n_clearing, state=True)

@@ -1,0 +1,229 @@
+"""The event-time ordering stage: records of a feed leave in event-time order.
+
+The detectors judge a record at the moment it is processed: a repayment
+processed before the payment it repays, or investments after the payout
+they funded, read as another story. Records arrive late (a bank's batch, a
+retried delivery, a topic that lags another), so both shells hand every
+transaction and report to this stage rather than to the engine, and the
+stage releases them in event-time order.
+
+**Feeds.** Ordering is per feed: the subject whose detector state a record
+touches (:func:`~fundflow.detectors.reference.feed_key`: a custody
+transaction's platform; a clearing payment's reserve-holding institution,
+else its initiator; a reserve report's institution; a balance's account
+owner). Detectors keep a clock and state per subject, so how different
+feeds interleave changes nothing they find (``tests/e2e/test_interleaving.py``);
+within a feed, order is everything. A detector that joins many subjects'
+records (the typologies' transfer graph: ``Detector.whole_stream``) needs
+the order of the whole stream: an engine running one orders all its records
+as one feed.
+
+**The rule.** Each feed has a high-water mark: the latest event time it has
+shown (moved at most one allowed lateness forward by one record, as the
+deduplicator's watermark is, so a lone far-future time cannot flush the
+feed). A record is released once its feed's mark is *more* than the
+allowed lateness past its event time; until then a record of the same feed
+that arrives late, up to the allowed lateness, still goes in its place.
+Records leave in the order of :func:`sort_key` (event time, then kind, then
+the record's own id: the order depends on the records alone, not on their
+arrival); two records with the same key (a redelivery) leave in arrival
+order, and the engine then counts the second as a duplicate. A record that
+can no longer go in its place, because its feed has already released a
+later one, is refused (``too_late``).
+
+**Event times.** A transaction's ``ts``; a reserve report is known at the
+end of its local day (its ``as_of``); a balance at its ``as_of`` instant.
+Reference records (entities, accounts, products, loans) are a table, not
+events: the engine applies them on arrival. A transaction that names an
+account, product or loan not known yet is judged at its release, an allowed
+lateness after its time on its feed, so reference data that arrives within
+that bound is known to it; after it, the transaction is judged with an
+unknown party.
+
+**Releasing early.** The stage has no clock of its own. The end of a replay
+releases everything (:meth:`EventOrder.release_until` with no bound). The
+daemon's shell, which alone sees the wall clock, releases what its inputs'
+idleness allows: when every input of a partition has shown nothing for the
+idleness bound and is caught up with the broker, everything held; while
+some input is busy, whatever is more than the allowed lateness behind the
+slowest busy input (so a feed that has gone quiet does not hold its last
+records forever). A record that arrives after its feed was released past
+its time is refused as above.
+
+The allowed lateness is ``[engine] dedup_window_hours`` (72 h by default):
+one bound for how late a record may be and still count once and in its
+place. The price is latency: on a live stream an alert comes an allowed
+lateness of event time after the record that raises it, or at the next
+idle release.
+
+>>> o = EventOrder(lateness_ms=10)
+>>> for ts in (5, 3, 9, 17):
+...     _ = o.push("P", (ts, 0, str(ts)), ts)
+>>> o.ready("P")
+[3, 5]
+>>> o.push("P", (4, 0, "4"), 4), o.push("P", (8, 0, "8"), 8)
+(False, True)
+>>> o.release_until(), len(o)
+([8, 9, 17], 0)
+"""
+
+from __future__ import annotations
+
+import heapq
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fundflow.schemas.records import Balance, ClearingTxn, CustodyTxn, ReserveReport
+
+from .alerting import day_end_ms
+
+#: Above every event time: the bound of a release with no bound.
+NO_BOUND = 1 << 62
+#: Kinds at the same instant, in the order they are released.
+KIND_RANK = {CustodyTxn: 0, ClearingTxn: 1, ReserveReport: 2, Balance: 3}
+
+
+def sort_key(record: Any, zone: ZoneInfo) -> tuple[int, int, str]:
+    """``(event time, kind rank, id)`` of a transaction or report: the order
+    records of a feed are released in.
+
+    >>> from fundflow.schemas.records import ReserveReport
+    >>> sort_key(ReserveReport(institution_id="I1", as_of="2026-03-01",
+    ...          client_liabilities=0), ZoneInfo("Asia/Shanghai"))
+    (1772380799999, 2, 'I1')
+    """
+    t = type(record)
+    if t is CustodyTxn or t is ClearingTxn:
+        return (record.ts, KIND_RANK[t], record.txn_id)
+    if t is ReserveReport:
+        return (_report_time(record.as_of, zone), 2, record.institution_id)
+    if t is Balance:
+        return (record.as_of, 3, record.account_id)
+    raise TypeError(f"no event time for {t.__name__}")
+
+
+@lru_cache(maxsize=4096)
+def _report_time(day: str, zone: ZoneInfo) -> int:
+    """A report of day ``day`` is known at its last millisecond."""
+    return day_end_ms(day, zone) - 1
+
+
+class EventOrder:
+    """Per-feed queues released in event-time order (see the module).
+
+    ``push(feed, key, item)`` queues ``item`` under ``key`` (a tuple whose
+    first element is the event time, as :func:`sort_key` gives) and
+    returns ``False`` when the feed has already released a later key;
+    ``ready(feed)`` returns what the feed's mark releases now;
+    ``release_until(t)`` what is at or before ``t`` on every feed, in key
+    order across feeds (everything with no ``t``).
+    """
+
+    __slots__ = ("lateness_ms", "_feeds", "_seq", "_held")
+
+    def __init__(self, lateness_ms: int) -> None:
+        self.lateness_ms = lateness_ms
+        # feed -> [mark, last key released (None before the first), heap of (key, seq, item)]
+        self._feeds: dict[str, list[Any]] = {}
+        self._seq = 0
+        self._held = 0
+
+    def __len__(self) -> int:
+        """Items held."""
+        return self._held
+
+    def push(self, feed: str, key: tuple[Any, ...], item: Any) -> bool:
+        state = self._feeds.get(feed)
+        ts = key[0]
+        if state is None:
+            state = self._feeds[feed] = [ts, None, []]
+        else:
+            last = state[1]
+            if last is not None and key < last:
+                return False
+            mark = state[0]
+            if ts > mark:
+                lateness = self.lateness_ms
+                state[0] = mark + lateness if ts - mark > lateness else ts
+        self._seq += 1
+        heapq.heappush(state[2], (key, self._seq, item))
+        self._held += 1
+        return True
+
+    def ready(self, feed: str) -> list[Any]:
+        """What ``feed``'s mark releases now, in order (often nothing)."""
+        state = self._feeds[feed]
+        heap = state[2]
+        bound = state[0] - self.lateness_ms
+        if not heap or heap[0][0][0] >= bound:
+            return []
+        out = []
+        pop = heapq.heappop
+        while heap and heap[0][0][0] < bound:
+            key, _, item = pop(heap)
+            state[1] = key
+            out.append(item)
+        self._held -= len(out)
+        return out
+
+    def ready_all(self) -> list[Any]:
+        """What every feed's mark releases now, in key order (feeds merged):
+        :meth:`ready` for all, after a shell held releases back."""
+        taken: list[tuple[Any, int, Any]] = []
+        pop = heapq.heappop
+        lateness = self.lateness_ms
+        for state in self._feeds.values():
+            heap = state[2]
+            bound = state[0] - lateness
+            last = None
+            while heap and heap[0][0][0] < bound:
+                entry = pop(heap)
+                last = entry[0]
+                taken.append(entry)
+            if last is not None:
+                state[1] = last
+        taken.sort(key=_entry_order)
+        self._held -= len(taken)
+        return [entry[2] for entry in taken]
+
+    def release_until(self, t: int = NO_BOUND) -> list[Any]:
+        """Everything at or before event time ``t`` on every feed, in key
+        order (feeds merged), whatever the marks."""
+        taken: list[tuple[Any, int, Any]] = []
+        pop = heapq.heappop
+        for state in self._feeds.values():
+            heap = state[2]
+            last = None
+            while heap and heap[0][0][0] <= t:
+                entry = pop(heap)
+                last = entry[0]
+                taken.append(entry)
+            if last is not None:
+                state[1] = last
+        taken.sort(key=_entry_order)
+        self._held -= len(taken)
+        return [entry[2] for entry in taken]
+
+    def oldest(self) -> int | None:
+        """The earliest event time held, or ``None``."""
+        heads = [s[2][0][0][0] for s in self._feeds.values() if s[2]]
+        return min(heads) if heads else None
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"lateness_ms": self.lateness_ms, "feeds": self._feeds, "seq": self._seq}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.lateness_ms = state["lateness_ms"]
+        self._feeds = state["feeds"]
+        self._seq = state["seq"]
+        self._held = sum(len(s[2]) for s in self._feeds.values())
+
+
+def _entry_order(entry: tuple[Any, int, Any]) -> tuple[Any, int]:
+    return entry[0], entry[1]
+
+
+__all__ = ["EventOrder", "sort_key", "KIND_RANK", "NO_BOUND"]
