@@ -61,6 +61,9 @@ class KafkaSettings:
     #: Faust not ready this long after it starts (the reference topic is read
     #: before): the worker starts again in a fresh process (3 attempts in all)
     start_timeout_seconds: float = 120.0
+    #: every input of a partition caught up and silent this long: the ordering
+    #: stage releases what it holds (the only wall clock the engine is fed)
+    idle_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.partitions > 10_000:
@@ -100,6 +103,8 @@ class KafkaSettings:
             raise ValueError(
                 f"kafka.store_buffer_limit must be >= 1, got {self.store_buffer_limit}"
             )
+        if self.idle_seconds <= 0:
+            raise ValueError(f"kafka.idle_seconds must be > 0, got {self.idle_seconds}")
         if self.start_timeout_seconds <= 0:
             raise ValueError(
                 f"kafka.start_timeout_seconds must be > 0, got {self.start_timeout_seconds}"

@@ -812,9 +812,62 @@ class Worker:
         if self._process(st, merge.pop_ready(caught)):
             st.finished = False
 
+    def _reference_behind(self) -> int:
+        """How many reference records the fetcher knows of that are not
+        applied yet (0 when its end is not known)."""
+        from faust.types import TP  # noqa: PLC0415
+
+        behind = 0
+        for p, seen in list(self.ref_seen.items()) or [(0, 0)]:
+            end = self._highwater(TP(self.names.reference, p))
+            if end is not None and seen < end:
+                behind += end - seen
+        return behind
+
+    def _reference_read(self) -> bool:
+        """Whether the reference topic is read to the end the fetcher knows
+        (or that end is not known): records sent after their reference data
+        then find it in the shared reference."""
+        return not self._reference_behind()
+
+    def release_held(self, st: PartitionState) -> None:
+        """Records queued while the reference topic was behind: released
+        once it is read to its end."""
+        engine = st.engine
+        if not engine.holding or not self._reference_read():
+            return
+        engine.holding = False
+        self._emit_released(st, engine.release_ready())
+
+    def _emit_released(self, st: PartitionState, alerts: list[Alert]) -> None:
+        if alerts:
+            alerts = self._owned(alerts, st.partition)
+            if alerts:
+                self._emit(alerts)
+                st.finished = False
+        self._engine_letters(st, "")
+
+    def release_idle(self, st: PartitionState, now: float) -> None:
+        """The ordering stage's one wall clock: when every input of the
+        partition is caught up and none has given a record for
+        ``idle_seconds``, what the stage holds is processed (a quiet stream
+        gives the alerts a replay gives at its end)."""
+        engine = st.engine
+        if not engine.held or len(st.merge) or engine.holding:
+            return
+        idle = self.settings.idle_seconds
+        for full in self.inputs:
+            tp = self._tp(full, st.partition)
+            if now - self._moved.get(tp, 0.0) < idle or not self._caught_up(tp, st):
+                return
+        self._emit_released(st, engine.release())
+
     def release_all(self) -> None:
+        now = time.monotonic()
         for st in list(self.parts.values()):
             self.release(st)
+            self.release_held(st)
+            self.release_idle(st, now)
 
     def _tp(self, topic: str, partition: int) -> Any:
         from faust.types import TP  # noqa: PLC0415
@@ -823,7 +876,9 @@ class Worker:
 
     def _process(self, st: PartitionState, ready: Any) -> int:
         engine = st.engine
-        process = engine.process
+        if not engine.holding and not self._reference_read():
+            engine.holding = True  # released by release_held
+        submit = engine.submit
         offsets = st.offsets
         names = self.names
         n = 0
@@ -838,10 +893,12 @@ class Worker:
             if type(rec) is DeadLetter:
                 self._dead_letter(rec, _where(names, short, st, offset), names.topic(short))
                 continue
+            where = _where(names, short, st, offset)
             try:
-                alerts = process(rec)
+                # Into the engine's ordering stage: the alerts are those of
+                # the records it releases (detectors/ordering.py).
+                alerts = submit(rec, where)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the worker
-                where = _where(names, short, st, offset)
                 log.exception("engine failed on %s", where)
                 self._dead_letter(
                     DeadLetter(
@@ -858,13 +915,18 @@ class Worker:
                 if alerts:
                     self._emit(alerts, ts)
             if engine.dead_letters:
-                where = _where(names, short, st, offset)
-                for letter in engine.dead_letters:
-                    self._dead_letter(letter, where, names.topic(short))
-                engine.dead_letters.clear()
+                self._engine_letters(st, where)
         self.stats["records"] += n
         st.since_checkpoint += n
         return n
+
+    def _engine_letters(self, st: PartitionState, where: str) -> None:
+        """The engine's own refusals, each with the record it names."""
+        engine = st.engine
+        for letter in engine.dead_letters:
+            source = letter.source or where
+            self._dead_letter(letter, source, source.rpartition("/")[0])
+        engine.dead_letters.clear()
 
     def _owned(self, alerts: list[Alert], partition: int) -> list[Alert]:
         """The alerts whose subject's records are keyed to ``partition``.
@@ -1321,6 +1383,9 @@ class Worker:
             "refetched_gaps": self.stats["gaps"],
             "uncheckpointed_records": sum(st.since_checkpoint for st in list(self.parts.values())),
             "engine_counts": counts,
+            # Records in the engines' ordering stages, not yet processed.
+            "held": sum(st.engine.held for st in list(self.parts.values())),
+            "reference_behind": self._reference_behind() if self.app is not None else 0,
             "offsets": {str(p): dict(st.offsets) for p, st in list(self.parts.items())},
             "draining": self.drain,
             "store": "none" if self.store is None else self.store.status(),
@@ -1512,6 +1577,14 @@ def _reference_table_class(faust: Any) -> type:
             # this table's persisted state: recovery reads what follows.
             seen = self.worker.ref_seen.get(tp.partition)
             return seen - 1 if seen else None
+
+        async def on_changelog_event(self, event: Any) -> None:
+            # Faust applies a table's changelog in batches of
+            # recovery_buffer_size (1000) and, once the table is recovered,
+            # only when a batch is full: the last records of a burst would
+            # wait for the next thousand. Each is applied as it comes; the
+            # batch then finds it applied.
+            self.worker.apply_reference((event,))
 
         def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
             self.worker.apply_reference(batch)

@@ -333,3 +333,36 @@ def alert_diff(got: dict[str, tuple[Any, ...]], want: dict[str, tuple[Any, ...]]
             if x != y:
                 lines.append(f"{alert_id} {name}: got {str(x)[:300]!r} want {str(y)[:300]!r}")
     return "\n".join(lines)
+
+
+def cut_world(path: Path, out: Path, *at: str) -> list[Path]:
+    """The world file ``path`` in ``len(at) + 1`` files, cut at each time of ``at`` (by
+    event time of the transactions, file order kept): everything before the
+    first, then up to the next, and so on."""
+    from fundflow.schemas.decode import TimeParser
+
+    times = TimeParser()
+    cuts = [times.to_ms(t, "ts") for t in at]
+    lines = path.read_bytes().splitlines(keepends=True)
+    starts = [0]
+    for i, line in enumerate(lines):
+        if len(starts) > len(cuts):
+            break
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn"):
+            try:
+                ms = times.to_ms(rec["ts"], "ts")
+            except Exception:  # noqa: BLE001, S112 - a malformed time: not a cut point
+                continue
+            while len(starts) <= len(cuts) and ms >= cuts[len(starts) - 1]:
+                starts.append(i)
+    starts += [len(lines)] * (len(cuts) + 1 - len(starts))
+    files = []
+    for n, (a, b) in enumerate(zip(starts, [*starts[1:], len(lines)], strict=True)):
+        f = out / f"part-{n}.jsonl"
+        f.write_bytes(b"".join(lines[a:b]))
+        files.append(f)
+    return files

@@ -26,6 +26,7 @@ from kafka_fixtures import (
     Broker,
     WorkerProcess,
     alert_diff,
+    cut_world,
     free_port,
     fundflow,
     input_ends,
@@ -176,39 +177,6 @@ def test_parity_with_replay_into_postgresql(
     assert got == want
 
 
-def _cut(world: dict[str, Any], out: Path, *at: str) -> list[Path]:
-    """The world in ``len(at) + 1`` files, cut at each time of ``at`` (by
-    event time of the transactions, file order kept): everything before the
-    first, then up to the next, and so on."""
-    from fundflow.schemas.decode import TimeParser
-
-    times = TimeParser()
-    cuts = [times.to_ms(t, "ts") for t in at]
-    lines = world["path"].read_bytes().splitlines(keepends=True)
-    starts = [0]
-    for i, line in enumerate(lines):
-        if len(starts) > len(cuts):
-            break
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn"):
-            try:
-                ms = times.to_ms(rec["ts"], "ts")
-            except Exception:  # noqa: BLE001, S112 - a malformed time: not a cut point
-                continue
-            while len(starts) <= len(cuts) and ms >= cuts[len(starts) - 1]:
-                starts.append(i)
-    starts += [len(lines)] * (len(cuts) + 1 - len(starts))
-    files = []
-    for n, (a, b) in enumerate(zip(starts, [*starts[1:], len(lines)], strict=True)):
-        f = out / f"part-{n}.jsonl"
-        f.write_bytes(b"".join(lines[a:b]))
-        files.append(f)
-    return files
-
-
 def test_restart_after_sigkill(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
     """SIGKILL with records processed after the last checkpoint; a new
     worker resumes from the checkpoint, processes those records again and
@@ -221,7 +189,9 @@ def test_restart_after_sigkill(broker: Broker, world: dict[str, Any], tmp_path: 
     the kill follows; the third comes before the restart."""
     ns = namespace()
     _topics(broker, ns, 1)
-    first_part, unsaved_part, rest = _cut(world, tmp_path, CHECKPOINTED_UNTIL, KILLED_AT)
+    first_part, unsaved_part, rest = cut_world(
+        world["path"], tmp_path, CHECKPOINTED_UNTIL, KILLED_AT
+    )
     _send(broker, ns, first_part)
     checkpointed = input_ends(broker, ns)
     every = sum(checkpointed.values())  # the input records of the first part
@@ -432,10 +402,14 @@ def test_poison_input_goes_to_the_dead_letter_topic(
     )
     try:
         # (At least once: a rebalance right after the start may have the
-        # records processed twice, hence offsets rather than counts.)
+        # records processed twice, hence offsets rather than counts.) The
+        # valid records wait in the ordering stage until the inputs are idle.
         h = w.wait_health(
             "every record handled",
-            lambda h: h["offsets"].get("0") == {"custody": 3, "clearing": 2, "reports": 3},
+            lambda h: (
+                h["offsets"].get("0") == {"custody": 3, "clearing": 2, "reports": 3}
+                and h["held"] == 0
+            ),
         )
         assert h["engine_counts"]["accepted"] == 3  # the valid record after each poison
         assert h["reference_records"] == 1

@@ -213,6 +213,9 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
     assert load_kafka_settings(None, env={}) == KafkaSettings()
     env = {"FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS": "45"}
     assert load_kafka_settings(None, env=env).start_timeout_seconds == 45.0
+    assert KafkaSettings().idle_seconds == 5.0
+    env = {"FUNDFLOW_KAFKA_IDLE_SECONDS": "0.5"}
+    assert load_kafka_settings(None, env=env).idle_seconds == 0.5
 
 
 @pytest.mark.parametrize(
@@ -224,6 +227,7 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
         ("[kafka]\nsecurity_protocol = 'SASL_SSL'\n", {}, "needs sasl_mechanism"),
         ("[kafka]\nnamespace = 'a b'\n", {}, "namespace"),
         ("", {"FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS": "0"}, "start_timeout_seconds must be > 0"),
+        ("", {"FUNDFLOW_KAFKA_IDLE_SECONDS": "0"}, "idle_seconds must be > 0"),
         ("[kafka\n", {}, "not valid TOML"),
     ],
 )
