@@ -1,14 +1,29 @@
 """The ordering stage alone: per-feed release, the lateness bound, refusals,
-releases across feeds, checkpoints; and the engine's ordered path."""
+releases across feeds, checkpoints; the engine's ordered path; and three
+late deliveries that each misjudged a platform before the stage."""
 
 from __future__ import annotations
 
 import pickle
 from zoneinfo import ZoneInfo
 
-from ledger import HOUR_MS, account, at, balance, custody, report
+from ledger import (
+    HOUR_MS,
+    account,
+    at,
+    balance,
+    borrowers,
+    clearing,
+    custody,
+    entity,
+    lenders,
+    loan,
+    p2p_platform,
+    report,
+)
 
 from fundflow.detectors import Engine, load_config
+from fundflow.detectors.alerting import make_alert_id
 from fundflow.detectors.ordering import EventOrder, sort_key
 
 L = 10
@@ -106,3 +121,116 @@ def test_while_holding_records_wait_before_their_feed_is_known():
     assert eng.held == 1
     eng.finish()
     assert eng.held == 0 and eng.counts["accepted"] == 2
+
+
+# -- three late deliveries that misjudged before the stage --------------------------
+
+
+def judge(arrivals, *, ordered: bool = True, advance_to: int | None = None):
+    """Alerts and dead letters of ``arrivals`` through the engine's ordering
+    stage, then the end; or straight to the detectors in arrival order
+    (``ordered=False``), as without the stage."""
+    eng = Engine()
+    alerts = []
+    for rec in arrivals:
+        alerts.extend(eng.submit(rec) if ordered else eng.process(rec))
+    alerts.extend(eng.release())
+    if advance_to is not None:
+        alerts.extend(eng.advance(advance_to))
+    alerts.extend(eng.finish())
+    return alerts, eng.dead_letters
+
+
+def delivered_late(records, txn_id: str, hours: int):
+    """``records`` (in event-time order) with ``txn_id`` delivered ``hours``
+    late: after every record up to its time plus ``hours``."""
+    late = next(r for r in records if getattr(r, "txn_id", None) == txn_id)
+    rest = [r for r in records if r is not late]
+    due = late.ts + hours * HOUR_MS
+    at_ = next(
+        (i for i, r in enumerate(rest) if getattr(r, "ts", -1) > due),
+        len(rest),
+    )
+    return [*rest[:at_], late, *rest[at_:]]
+
+
+# -- the three measured failures, now correct ------------------------------------
+
+GR_SETUP = [
+    *p2p_platform(),
+    account("RISK", "P", "risk_reserve", platform="P"),
+    *lenders(3),
+    *borrowers(2),
+    loan("LN1", 30, "10000", borrower="B01", issued_at=at(0, 8)),
+]
+# B01 repays into the risk reserve, which passes the money on to the lenders.
+GR_HONEST = [
+    *GR_SETUP,
+    custody("R1", at(30, 10), "B01", "RISK", "10050", "repay", loan="LN1"),
+    custody("P1", at(30, 11), "RISK", "L01", "5025", "repay", loan="LN1"),
+    custody("P2", at(30, 11, 1), "RISK", "L03", "5025", "repay", loan="LN1"),
+    custody("F1", at(30, 19), "B02", "OWN", "10", "fee"),
+]
+
+
+def test_a_repayment_8_hours_late_raises_no_guaranteed_return():
+    late = delivered_late(GR_HONEST, "R1", 8)
+    assert [r.txn_id for r in late[-4:]] == ["P1", "P2", "R1", "F1"]
+    # Judged on arrival, the risk reserve pays lenders before the repayment.
+    wrong, _ = judge(late, ordered=False)
+    assert {a.detector for a in wrong} == {"guaranteed_return"}
+    assert judge(late) == judge(GR_HONEST) == ([], [])
+
+
+DP_SETUP = [
+    entity("P", "p2p_platform", licenses=("p2p_registered",)),
+    entity("RE", "real_estate"),
+    entity("W01", "person"),
+    account("L01", "U01", "lender_sub", platform="P"),
+    account("B01", "W01", "borrower_sub", platform="P"),
+    account("W01P", "W01", "personal", bank="BK1"),
+    account("HOUSE", "RE", "corporate", bank="BK1"),
+    loan("LN1", 30, "300000", borrower="B01"),
+]
+# Loan money withdrawn to the borrower's own account, then paid to a developer.
+DP_VIOLATOR = [
+    *DP_SETUP,
+    custody("I1", at(0, 10), "L01", "B01", "300000", "invest", loan="LN1"),
+    custody("W1", at(1, 9), "B01", "W01P", "300000", "withdraw"),
+    clearing("H1", at(1, 15), "W01P", "HOUSE", "250000", initiator="BK1"),
+    clearing("X1", at(1, 19), "W01P", "HOUSE", "1", initiator="BK1"),
+]
+
+
+def test_a_withdrawal_9_hours_late_no_longer_hides_a_down_payment_loan():
+    late = delivered_late(DP_VIOLATOR, "W1", 9)
+    assert [r.txn_id for r in late[-3:]] == ["H1", "W1", "X1"]
+    wrong, _ = judge(late, ordered=False)
+    assert [a.detector for a in wrong] == []
+    alerts, dead = judge(late)
+    assert (alerts, dead) == judge(DP_VIOLATOR)
+    assert [(a.alert_id, a.amount, a.evidence["trail_txn_ids"]) for a in alerts] == [
+        (
+            make_alert_id("down_payment_loan", "P", "loan_to_real_estate", "LN1"),
+            "250000.00",
+            ["I1", "W1", "H1"],
+        )
+    ]
+
+
+FP_SETUP = [*p2p_platform(), *lenders(2), *borrowers(1)]
+# A lender's money paid out to a borrower an hour after it came in.
+FP_HONEST = [
+    *FP_SETUP,
+    custody("IN1", at(0, 10), "L01", "POOL", "50000", "invest"),
+    custody("OUT1", at(0, 11), "POOL", "B01", "50000", "disburse", loan="LN1"),
+    custody("Z1", at(0, 20), "L02", "OWN", "10", "fee"),
+]
+
+
+def test_investments_delivered_after_the_payout_leave_no_idle_money():
+    late = delivered_late(FP_HONEST, "IN1", 6)
+    assert [r.txn_id for r in late[-3:]] == ["OUT1", "IN1", "Z1"]
+    wrong, _ = judge(late, ordered=False, advance_to=at(8))
+    assert [(a.detector, a.evidence["stranded"]) for a in wrong] == [("fund_pool", "50000.00")]
+    assert judge(late, advance_to=at(8)) == judge(FP_HONEST, advance_to=at(8)) == ([], [])
