@@ -50,7 +50,7 @@ from .excessive_return import ExcessiveReturn
 from .fund_pool import FundPool
 from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
-from .ordering import NO_BOUND, EventOrder, sort_key
+from .ordering import KIND_RANK, NO_BOUND, EventOrder, sort_key
 from .private_product_split import PrivateProductSplit
 from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
@@ -299,22 +299,31 @@ class Engine:
         (:mod:`~fundflow.detectors.ordering`) and are processed in
         event-time order per feed. Returns the alerts of what was released."""
         t = type(record)
-        if (
-            t is not CustodyTxn
-            and t is not ClearingTxn
-            and t is not ReserveReport
-            and t is not Balance
-        ):
+        if t is CustodyTxn or t is ClearingTxn:
+            # sort_key, inline: most records are transactions.
+            key: tuple[int, int, str] = (record.ts, KIND_RANK[t], record.txn_id)  # type: ignore[union-attr]
+        elif t is ReserveReport or t is Balance:
+            key = sort_key(record, self.zone)
+        else:
             return self.process(record, source)
         if self.holding:
             self._waiting.append((record, source))
             return _NO_ALERTS
-        feed = self._enqueue(record, source)
-        if feed is None:
+        if self._one_feed:
+            feed = ""
+        elif t is CustodyTxn:
+            feed = record.platform_id  # type: ignore[union-attr]
+        else:
+            feed = self.ref.feed_of(record)  # type: ignore[arg-type]
+        ready = self.order.offer(feed, key, (record, source))
+        if ready is None:
+            self._refuse_unplaced(record, source)
             return _NO_ALERTS
-        ready = self.order.ready(feed)
         if not ready:
             return _NO_ALERTS
+        if len(ready) == 1:
+            rec, src = ready[0]
+            return self.process(rec, src)
         return self._run(ready)
 
     def _enqueue(self, record: Record, source: str) -> str | None:
@@ -327,13 +336,16 @@ class Engine:
             feed = self.ref.feed_of(record)  # type: ignore[arg-type]
         if self.order.push(feed, sort_key(record, self.zone), (record, source)):
             return feed
+        self._refuse_unplaced(record, source)
+        return None
+
+    def _refuse_unplaced(self, record: Record, source: str) -> None:
         self._refuse(
             record,
             source,
             "its feed has already released a later record: it can no longer be "
             "processed in its place",
         )
-        return None
 
     @property
     def held(self) -> int:

@@ -78,6 +78,7 @@ from fundflow.schemas.records import Balance, ClearingTxn, CustodyTxn, ReserveRe
 
 from .alerting import day_end_ms
 
+_NOTHING: list[Any] = []
 #: Above every event time: the bound of a release with no bound.
 NO_BOUND = 1 << 62
 #: Kinds at the same instant, in the order they are released.
@@ -150,6 +151,37 @@ class EventOrder:
         heapq.heappush(state[2], (key, self._seq, item))
         self._held += 1
         return True
+
+    def offer(self, feed: str, key: tuple[Any, ...], item: Any) -> list[Any] | None:
+        """:meth:`push` then :meth:`ready` in one call (the per-record path):
+        ``None`` when refused, else what the feed releases now."""
+        state = self._feeds.get(feed)
+        ts = key[0]
+        lateness = self.lateness_ms
+        if state is None:
+            state = self._feeds[feed] = [ts, None, []]
+        else:
+            last = state[1]
+            if last is not None and key < last:
+                return None
+            mark = state[0]
+            if ts > mark:
+                state[0] = mark + lateness if ts - mark > lateness else ts
+        self._seq += 1
+        heap = state[2]
+        heapq.heappush(heap, (key, self._seq, item))
+        bound = state[0] - lateness
+        if heap[0][0][0] >= bound:
+            self._held += 1
+            return _NOTHING
+        out = []
+        pop = heapq.heappop
+        while heap and heap[0][0][0] < bound:
+            entry = pop(heap)
+            state[1] = entry[0]
+            out.append(entry[2])
+        self._held += 1 - len(out)
+        return out
 
     def ready(self, feed: str) -> list[Any]:
         """What ``feed``'s mark releases now, in order (often nothing)."""
