@@ -292,13 +292,23 @@ def write_csv(found: Iterable[tuple[Alert, str]], stream: IO[bytes]) -> None:
     ``(alert, status)`` (UTF-8, ``\\n``)."""
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([*Alert.__struct_fields__, "status"])
+    writer.writerow(CSV_HEADER)
     for alert, status in found:
-        row = msgspec.structs.asdict(alert)
-        for name in ("accounts", "evidence"):
-            row[name] = msgspec.json.encode(row[name], order="deterministic").decode()
-        writer.writerow([*row.values(), status])
+        writer.writerow(csv_row(alert, status))
     text.detach()  # leave `stream` open for its owner to close
+
+
+#: The header row of a CSV export.
+CSV_HEADER = (*Alert.__struct_fields__, "status")
+
+
+def csv_row(alert: Alert, status: str) -> list[object]:
+    """One CSV export row: the Alert fields (``accounts`` and ``evidence``
+    as JSON text) and ``status``."""
+    row = msgspec.structs.asdict(alert)
+    for name in ("accounts", "evidence"):
+        row[name] = msgspec.json.encode(row[name], order="deterministic").decode()
+    return [*row.values(), status]
 
 
 _COLUMNS = (

@@ -25,6 +25,7 @@ from fundflow.schemas.records import KINDS
 from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
+from .serve.cli import serve_cmd, users
 from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
 from .store import StoreError, open_sink
 
@@ -69,6 +70,8 @@ main.add_command(alerts)
 main.add_command(kafka_cli.worker_cmd)
 main.add_command(kafka_cli.topics)
 main.add_command(graph_cmd)
+main.add_command(serve_cmd)
+main.add_command(users)
 
 
 @main.command("replay")

@@ -280,6 +280,38 @@ def build_graph(
     return _assemble(ref, centre, subject, hop, flows, hops, config, stats)
 
 
+def alert_graph(alert: Alert, config: Config | None = None) -> FlowGraph:
+    """The graph of what ``alert`` names by itself, for when no dumps are at
+    hand: its accounts (and those its evidence names) as account nodes of
+    unknown role, its subject as an entity node, no flows. The graph's
+    ``source`` attribute is ``alert`` (``dumps`` for :func:`build_graph`'s),
+    ``note`` says what is missing, and ``evidence_txn_ids`` lists the
+    transactions the evidence names (JSON text, like every list attribute)."""
+    config = config or load_config()
+    centre = Centre(alert=alert)
+    seeds = set(alert.accounts) | set(_evidence_ids(alert, _ACCOUNT_KEYS))
+    txns = _evidence_ids(alert, _TXN_KEYS)
+    stats = {"records_read": 0, "dead_letters": {}, "passes": 0, "transactions": 0,
+             "duplicates": 0, "notes": []}  # fmt: skip
+    graph = _assemble(
+        Reference(), centre, alert.subject_id, dict.fromkeys(sorted(seeds), 0), {}, 0, config, stats
+    )
+    graph.attrs |= {
+        "source": "alert",
+        "note": "built from the alert alone (no dumps given): the accounts it names, "
+        "without their flows, owners or roles",
+        "evidence_txn_ids": _jlist(txns),
+    }
+    return graph
+
+
+def node_link(graph: FlowGraph) -> dict[str, Any]:
+    """``graph`` as networkx node-link data: what ``--out FILE.json`` writes."""
+    import networkx as nx
+
+    return nx.node_link_data(graph.to_networkx(), edges="edges")  # type: ignore[no-any-return]
+
+
 def _seeds(
     ref: Reference, centre: Centre, txn_ends: dict[str, tuple[str, str]], account_seen: bool
 ) -> tuple[set[str], str | None, list[str]]:
@@ -526,9 +558,7 @@ def write_graph(graph: FlowGraph, path: str) -> None:
 
             nx.write_graphml(graph.to_networkx(), out.file)
         elif fmt == ".json":
-            import networkx as nx
-
-            data = nx.node_link_data(graph.to_networkx(), edges="edges")
+            data = node_link(graph)
             out.write(json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
         else:
             from .graph_draw import render_png

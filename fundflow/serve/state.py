@@ -1,0 +1,191 @@
+"""What one ``fundflow serve`` process holds: its settings, the store (one
+connection per worker thread), the sign-in throttle and the graph cache;
+and :meth:`ServeState.principal`, who a request acts as.
+
+Store calls block (sqlite3, psycopg), so handlers run them through
+:meth:`ServeState.run`, in Starlette's thread pool; each thread opens its
+own store with :func:`fundflow.store.open_store` on first use (a sqlite3
+connection belongs to the thread that opened it). Store errors become API
+errors there: unknown id 404, a move the status forbids 409, a bad value or
+cursor 400, a store that cannot be read 503.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from fundflow import store as store_mod
+from fundflow.detectors import Config, load_config
+
+from .auth import SESSION_COOKIE, LoginThrottle, Principal, token_hash
+from .http import ApiError
+
+T = TypeVar("T")
+
+#: Graphs kept per (alert id, revision): building one reads the dumps.
+GRAPH_CACHE = 32
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """``fundflow serve``'s settings, from its flags (read once, passed down).
+
+    ``data``: dumps the alert graphs are built from (none: from the alert
+    alone). ``anonymous_loopback_viewer``: a request with no credentials
+    from a loopback address acts as a viewer named ``anonymous``; otherwise
+    nothing but the sign-in page and its assets is served without sign-in.
+    ``secure_cookie``: set when serving TLS. ``session_hours``: how long a
+    session lasts.
+    """
+
+    db: str
+    host: str = "127.0.0.1"
+    port: int = 8700
+    config_path: str | None = None
+    data: tuple[str, ...] = ()
+    anonymous_loopback_viewer: bool = False
+    secure_cookie: bool = False
+    session_hours: float = 12.0
+    hooks: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.session_hours <= 24 * 30:
+            raise ValueError(f"session hours must be in (0, 720], got {self.session_hours}")
+
+
+def _status_of(exc: Exception) -> ApiError:
+    not_found = getattr(store_mod, "StoreNotFound", None)
+    conflict = getattr(store_mod, "StoreConflict", None)
+    bad_cursor = getattr(store_mod, "BadCursor", None)
+    if not_found is not None and isinstance(exc, not_found):
+        return ApiError(404, "not_found", str(exc))
+    if conflict is not None and isinstance(exc, conflict):
+        return ApiError(409, "conflict", str(exc))
+    if bad_cursor is not None and isinstance(exc, bad_cursor):
+        return ApiError(400, "bad_cursor", str(exc))
+    if isinstance(exc, store_mod.StoreError):
+        return ApiError(503, "store_unavailable", str(exc))
+    return ApiError(400, "bad_request", str(exc))
+
+
+class ServeState:
+    """Shared by every request of one app (``request.app.state.serve``)."""
+
+    def __init__(self, settings: ServeSettings, config: Config | None = None) -> None:
+        self.settings = settings
+        self.config = config or load_config(settings.config_path)
+        self.throttle = LoginThrottle()
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+        self._graphs: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+
+    # -- the store -----------------------------------------------------------
+
+    def store(self) -> Any:
+        """This thread's store, opened on first use."""
+        st = getattr(self._local, "store", None)
+        if st is None:
+            st = store_mod.open_store(self.settings.db)
+            self._local.store = st
+            with self._lock:
+                self._opened.append(st)
+        return st
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(store, *args, **kwargs)`` in the thread pool, store errors
+        and ``ValueError`` turned into :class:`ApiError`."""
+
+        def call() -> T:
+            try:
+                return fn(self.store(), *args, **kwargs)
+            except ApiError:
+                raise
+            except (store_mod.StoreError, ValueError) as e:
+                raise _status_of(e) from None
+
+        return await run_in_threadpool(call)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for st in opened:
+            try:
+                st.close()
+            except Exception:  # noqa: BLE001 - closing at exit, nothing to tell
+                pass
+
+    # -- graphs --------------------------------------------------------------
+
+    def cached_graph(self, key: tuple[str, int]) -> dict[str, Any] | None:
+        with self._lock:
+            graph = self._graphs.get(key)
+            if graph is not None:
+                self._graphs.move_to_end(key)
+            return graph
+
+    def keep_graph(self, key: tuple[str, int], graph: dict[str, Any]) -> None:
+        with self._lock:
+            self._graphs[key] = graph
+            while len(self._graphs) > GRAPH_CACHE:
+                self._graphs.popitem(last=False)
+
+    # -- who is asking -------------------------------------------------------
+
+    async def principal(self, request: Request) -> Principal | None:
+        """The signed-in user of ``request``: a bearer token first, then the
+        session cookie; ``None`` when neither is given (or, with
+        ``anonymous_loopback_viewer``, the anonymous viewer for a loopback
+        client). A token that is unknown, expired, revoked or whose user is
+        disabled or gone is 401."""
+        auth = request.headers.get("authorization")
+        if auth is not None:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise ApiError(401, "unauthenticated", "Authorization must be 'Bearer <token>'")
+            return await self._from_token(value.strip(), "api")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return await self._from_token(cookie, "session")
+        if self.settings.anonymous_loopback_viewer and _loopback(request):
+            return Principal(name="anonymous", role="viewer", via="anonymous")
+        return None
+
+    async def _from_token(self, token: str, kind: str) -> Principal:
+        digest = token_hash(token)
+
+        def look(store: Any) -> tuple[Any, Any]:
+            tok = store.get_token(digest)
+            user = store.get_user(tok.user) if tok is not None else None
+            return tok, user
+
+        tok, user = await self.run(look)
+        refused = ApiError(
+            401, "unauthenticated", "the session or token is unknown, expired or revoked"
+        )
+        if tok is None or tok.kind != kind:
+            raise refused
+        if tok.expires_at is not None and tok.expires_at <= datetime.now(UTC):
+            raise refused
+        if user is None or user.disabled:
+            raise refused
+        return Principal(
+            name=user.name, role=user.role, via=kind, token_hash=digest, csrf_hash=tok.csrf_hash
+        )
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client is not None else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
