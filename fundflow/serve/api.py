@@ -104,9 +104,12 @@ def endpoint(op: Op) -> Callable[[Request], Awaitable[Response]]:
             principal = await state.principal(request)
             if principal is None:
                 raise ApiError(401, "unauthenticated", "sign in first (POST /api/v1/session)")
-            if op.method not in _SAFE and principal.via == "session":
-                if not csrf_matches(principal.csrf_hash, request.headers.get(CSRF_HEADER)):
-                    raise ApiError(403, "csrf", "a missing or wrong X-CSRF-Token for this session")
+            if (
+                op.method not in _SAFE
+                and principal.via == "session"
+                and not csrf_matches(principal.csrf_hash, request.headers.get(CSRF_HEADER))
+            ):
+                raise ApiError(403, "csrf", "a missing or wrong X-CSRF-Token for this session")
             if not role_allows(principal.role, op.role):
                 raise ApiError(403, "forbidden", f"{op.method} {op.path} needs the {op.role} role")
         return await op.handler(state, request, principal)
@@ -207,7 +210,7 @@ FILTER_PARAMS = (
     Param("since", {"type": "string", "format": "date-time"}, "Alerts whose last_ts is at or after this time (ISO 8601 with offset)."),
     Param("until", {"type": "string", "format": "date-time"}, "Alerts whose last_ts is before this time (ISO 8601 with offset)."),
     Param("q", {"type": "string", "maxLength": 200}, "Text found in the summary, subject, alert id or accounts (as data)."),
-    Param("assignee", {"type": "string"}, "User the alert is assigned to."),
+    Param("assignee", {"type": "string"}, "User the alert is assigned to; empty: unassigned alerts."),
     Param("case", {"type": "integer", "minimum": 1}, "Case id the alert belongs to."),
 )  # fmt: skip
 PAGE_PARAMS = (
@@ -233,7 +236,7 @@ def alert_filter(q: Query) -> Any:
         since=since,
         until=until,
         text=text,
-        assignee=q.one("assignee"),
+        assignee=q.one("assignee", empty_ok=True),
         case_id=q.integer("case", 1, 2**63 - 1),
     )
 

@@ -130,11 +130,13 @@ class Query:
                 400, "unknown_parameter", f"unknown query parameter(s): {', '.join(unknown)}"
             )
 
-    def one(self, name: str) -> str | None:
+    def one(self, name: str, *, empty_ok: bool = False) -> str | None:
+        """The parameter's one value (400 when repeated, or empty unless
+        ``empty_ok``)."""
         values = [v for k, v in self._items if k == name]
         if len(values) > 1:
             raise ApiError(400, "bad_parameter", f"{name} is given more than once")
-        if values and values[0] == "":
+        if values and values[0] == "" and not empty_ok:
             raise ApiError(400, "bad_parameter", f"{name} is empty")
         return values[0] if values else None
 

@@ -12,6 +12,7 @@ cursor 400, a store that cannot be read 503.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
 from collections import OrderedDict
@@ -119,10 +120,8 @@ class ServeState:
         with self._lock:
             opened, self._opened = self._opened, []
         for st in opened:
-            try:
+            with contextlib.suppress(Exception):  # closing at exit: nothing to tell
                 st.close()
-            except Exception:  # noqa: BLE001 - closing at exit, nothing to tell
-                pass
 
     # -- graphs --------------------------------------------------------------
 

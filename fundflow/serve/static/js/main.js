@@ -1,0 +1,99 @@
+// The page: sign-in, then a hash router over the views.
+
+import { api, ApiError, setCsrf } from "./api.js";
+import { clear, flash, h } from "./dom.js";
+import { applyStatic, t, toggleLang } from "./i18n.js";
+import { alertView, caseView, casesView, deliveriesView, queueView } from "./views.js";
+
+export const session = { me: null };
+const main = () => document.getElementById("main");
+
+function loginView(root) {
+  const name = h("input", { name: "name", id: "login-name", autocomplete: "username", required: true });
+  const password = h("input", { name: "password", id: "login-password", type: "password", autocomplete: "current-password", required: true });
+  const error = h("p", { class: "error", id: "login-error", hidden: true });
+  const form = h("form", { class: "login", id: "login-form" },
+    h("h1", {}, t("sign_in")),
+    h("label", {}, t("name"), name),
+    h("label", {}, t("password"), password),
+    error,
+    h("button", { type: "submit", id: "login-submit" }, t("sign_in")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.hidden = true;
+    try {
+      const me = await api("POST", "/session", { name: name.value, password: password.value });
+      setCsrf(me.csrf_token);
+      session.me = { name: me.name, role: me.role, via: "session" };
+      signedIn();
+      location.hash = "#/queue";
+      route();
+    } catch (e) {
+      error.textContent = e instanceof ApiError && e.status === 401 ? t("bad_credentials") : e.message;
+      error.hidden = false;
+    }
+  });
+  root.append(form);
+  name.focus();
+}
+
+function signedIn() {
+  const me = session.me;
+  document.getElementById("nav").hidden = !me;
+  document.getElementById("signout").hidden = !me || me.via !== "session";
+  document.getElementById("nav-deliveries").hidden = !me || me.role !== "admin";
+  document.getElementById("who").textContent = me ? `${me.name} (${me.role})` : "";
+  document.body.dataset.role = me ? me.role : "";
+}
+
+export function canAct() {
+  return session.me && (session.me.role === "analyst" || session.me.role === "admin");
+}
+
+export async function route() {
+  const root = clear(main());
+  applyStatic();
+  if (!session.me) { loginView(root); return; }
+  const [path, qs] = (location.hash.replace(/^#/, "") || "/queue").split("?");
+  const params = new URLSearchParams(qs || "");
+  const parts = path.split("/").filter(Boolean);
+  try {
+    if (parts[0] === "alert" && parts[1]) await alertView(root, decodeURIComponent(parts[1]));
+    else if (parts[0] === "case" && parts[1]) await caseView(root, decodeURIComponent(parts[1]));
+    else if (parts[0] === "cases") await casesView(root, params);
+    else if (parts[0] === "deliveries") await deliveriesView(root, params);
+    else await queueView(root, params);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    root.append(h("p", { class: "error" }, e.message));
+  }
+}
+
+async function start() {
+  document.getElementById("lang").addEventListener("click", () => { toggleLang(); route(); });
+  const large = localStorage.getItem("ff-large") === "1";
+  document.body.classList.toggle("large", large);
+  document.getElementById("large").addEventListener("click", () => {
+    const on = !document.body.classList.contains("large");
+    document.body.classList.toggle("large", on);
+    localStorage.setItem("ff-large", on ? "1" : "0");
+  });
+  document.getElementById("signout").addEventListener("click", async () => {
+    try { await api("DELETE", "/session"); } catch { /* signed out either way */ }
+    session.me = null; setCsrf(null); signedIn(); location.hash = "#/"; route();
+  });
+  window.addEventListener("ff-signed-out", () => { session.me = null; setCsrf(null); signedIn(); route(); });
+  window.addEventListener("hashchange", route);
+  try {
+    const me = await api("GET", "/me");
+    setCsrf(me.csrf_token);
+    session.me = me;
+  } catch (e) {
+    if (!(e instanceof ApiError)) flash(e.message, "error");
+    session.me = null;
+  }
+  signedIn();
+  route();
+}
+
+start();
