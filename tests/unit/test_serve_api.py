@@ -1,0 +1,13 @@
+"""The API contract suite (tests/unit/serve_suite.py) over a SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from serve_suite import *  # noqa: F403 - the suite's tests run here
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "alerts.db")
