@@ -44,9 +44,7 @@ def _ci() -> bool:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder after ``fundflow demo``, with three users (one per role)."""
     work = tmp_path_factory.mktemp("serve-demo")
-    run = subprocess.run(
-        [FUNDFLOW, "demo"], cwd=work, capture_output=True, text=True, timeout=600
-    )
+    run = subprocess.run([FUNDFLOW, "demo"], cwd=work, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     db = str(work / "fundflow-demo" / "fundflow.db")
     for name, role in (("root", "admin"), ("ana", "analyst"), ("vic", "viewer")):
@@ -89,7 +87,8 @@ def serving(*args: str) -> Iterator[str]:
 
 
 def test_serve_after_the_demo_shows_its_alerts(demo: Path) -> None:
-    expected = sorted(json.loads(line)["alert_id"] for line in open(demo / "alerts.jsonl"))
+    lines = (demo / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    expected = sorted(json.loads(line)["alert_id"] for line in lines)
     assert len(expected) == 21
     with serving("--db", str(demo / "fundflow.db"), "--anonymous-loopback-viewer") as url:
         assert httpx.get(f"{url}/api/v1/me").json()["role"] == "viewer"
@@ -176,12 +175,16 @@ def test_a_supervisor_works_alerts_in_a_real_browser(demo: Path) -> None:
             # Assign, comment, close.
             page.fill("#assign-input", "ana")
             page.click("#do-assign")
-            page.wait_for_function("document.querySelector('#alert-assignee').textContent === 'ana'")
+            page.wait_for_function(
+                "document.querySelector('#alert-assignee').textContent === 'ana'"
+            )
             page.fill("#comment-text", "Reserve moved to the operating account: <b>not</b> allowed")
             page.click("#do-comment")
             page.wait_for_selector("#audit tr[data-action='commented']")
             page.click("#do-close")
-            page.wait_for_function("document.querySelector('#alert-status').textContent === 'closed'")
+            page.wait_for_function(
+                "document.querySelector('#alert-status').textContent === 'closed'"
+            )
             audit = page.locator("#audit tbody tr")
             assert [audit.nth(i).get_attribute("data-action") for i in range(audit.count())] == [
                 "assigned", "commented", "closed",
@@ -206,7 +209,9 @@ def test_a_supervisor_works_alerts_in_a_real_browser(demo: Path) -> None:
             page.click("#group-case")
             page.wait_for_selector("table.case-alerts")
             got = page.locator("table.case-alerts tbody tr")
-            assert sorted(got.nth(i).get_attribute("data-alert-id") for i in range(got.count())) == sorted(chosen)
+            assert sorted(
+                got.nth(i).get_attribute("data-alert-id") for i in range(got.count())
+            ) == sorted(chosen)
             assert page.inner_text("#case-title-text") == "Fund pools to examine together"
             _shot(page, "05-case")
 
