@@ -34,7 +34,7 @@ function loginView(root) {
     }
   });
   root.append(form);
-  name.focus();
+  setTimeout(() => name.focus(), 0);
 }
 
 function signedIn() {
@@ -50,9 +50,22 @@ export function canAct() {
   return session.me && (session.me.role === "analyst" || session.me.role === "admin");
 }
 
+// Renders overlap (a hash change and an action's refresh): each one builds
+// its own view and only the latest is put on the page.
+let generation = 0;
+
 export async function route() {
-  const root = clear(main());
+  const gen = ++generation;
+  const root = h("div", { class: "view" });
   applyStatic();
+  try {
+    await render(root);
+  } finally {
+    if (gen === generation) clear(main()).append(root);
+  }
+}
+
+async function render(root) {
   if (!session.me) { loginView(root); return; }
   const [path, qs] = (location.hash.replace(/^#/, "") || "/queue").split("?");
   const params = new URLSearchParams(qs || "");

@@ -263,7 +263,7 @@ export async function caseView(root, id) {
       [t("created_by"), c.created_by], [t("updated_at"), when(c.updated_at)]]),
     h("section", {}, h("h2", {}, t("alerts")), table([t("severity"), t("detector"), t("subject"), t("amount"), t("status"), t("summary")],
       d.alerts.map((r) => h("tr", { dataset: { alertId: r.alert.alert_id } }, h("td", {}, sev(r.alert.severity)), h("td", {}, detectorLabel(r.alert.detector)),
-        h("td", {}, r.alert.subject_id), h("td", { class: "num" }, r.alert.amount), h("td", {}, t(r.status)), h("td", {}, alertLink(r.alert.alert_id, r.alert.summary))))),
+        h("td", {}, r.alert.subject_id), h("td", { class: "num" }, r.alert.amount), h("td", {}, t(r.status)), h("td", {}, alertLink(r.alert.alert_id, r.alert.summary)))),
       { class: "grid case-alerts" })),
     h("section", {}, h("h2", {}, t("notes")), auditTable(d.events, "case-events")),
   );
