@@ -4,7 +4,7 @@
 // SVG text nodes (textContent).
 
 const NS = "http://www.w3.org/2000/svg";
-const MAX_NODES = 160;
+const PER_COLUMN = 30;
 
 function s(tag, attrs = {}, text) {
   const el = document.createElementNS(NS, tag);
@@ -21,27 +21,45 @@ function column(node) {
 
 export function drawGraph(data) {
   const all = data.nodes || [];
-  const nodes = all.slice(0, MAX_NODES);
-  const ids = new Set(nodes.map((n) => n.id));
-  const edges = (data.edges || []).filter((e) => ids.has(e.source) && ids.has(e.target));
-  const cols = new Map();
-  for (const n of nodes) {
-    const c = column(n);
-    if (!cols.has(c)) cols.set(c, []);
-    cols.get(c).push(n);
+  const allEdges = data.edges || [];
+  // Which nodes to show when there are many: per column, the alert's own
+  // first, then by the money through them.
+  const weight = new Map();
+  for (const e of allEdges) {
+    if (e.edge_type !== "flow") continue;
+    const fen = Number(e.amount_fen || 0);
+    weight.set(e.source, (weight.get(e.source) || 0) + fen);
+    weight.set(e.target, (weight.get(e.target) || 0) + fen);
   }
+  const byColumn = new Map();
+  for (const n of all) {
+    const c = column(n);
+    if (!byColumn.has(c)) byColumn.set(c, []);
+    byColumn.get(c).push(n);
+  }
+  const cols = new Map();
+  const hidden = new Map();
+  for (const [c, list] of byColumn) {
+    list.sort((a, b) => (Number(!!b.in_alert) - Number(!!a.in_alert))
+      || ((weight.get(b.id) || 0) - (weight.get(a.id) || 0)) || (a.id < b.id ? -1 : 1));
+    cols.set(c, list.slice(0, PER_COLUMN));
+    if (list.length > PER_COLUMN) hidden.set(c, list.length - PER_COLUMN);
+  }
+  const nodes = [...cols.values()].flat();
+  const ids = new Set(nodes.map((n) => n.id));
+  const edges = allEdges.filter((e) => ids.has(e.source) && ids.has(e.target));
   const order = [...cols.keys()].sort((a, b) => a - b);
-  const colW = 240;
-  const rowH = 34;
+  const colW = 260;
+  const rowH = 26;
   const width = Math.max(600, order.length * colW + 40);
-  const height = Math.max(160, Math.max(...[...cols.values()].map((c) => c.length), 1) * rowH + 40);
+  const height = Math.max(160, (Math.max(...[...cols.values()].map((c) => c.length), 1) + 1) * rowH + 40);
   const pos = new Map();
   order.forEach((c, i) => {
     const list = cols.get(c);
     list.forEach((n, j) => pos.set(n.id, { x: 30 + i * colW, y: 30 + j * rowH }));
   });
   const svg = s("svg", {
-    viewBox: `0 0 ${width} ${height}`, class: "graph", role: "img",
+    viewBox: `0 0 ${width} ${height}`, width, height, class: "graph", role: "img",
     "aria-label": `account graph: ${nodes.length} nodes, ${edges.length} edges`,
   });
   const defs = s("defs");
@@ -65,7 +83,7 @@ export function drawGraph(data) {
     line.append(s("title", {}, tip));
     edgeLayer.append(line);
     if (flow && e.in_alert) {
-      edgeLayer.append(s("text", { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 - 4, class: "edge-label" }, String(e.amount)));
+      edgeLayer.append(s("text", { x: a.x + (b.x - a.x) * 0.55, y: a.y + (b.y - a.y) * 0.55 - 5, class: "edge-label" }, String(e.amount)));
     }
   }
   svg.append(edgeLayer);
@@ -83,5 +101,9 @@ export function drawGraph(data) {
     nodeLayer.append(g);
   }
   svg.append(nodeLayer);
+  order.forEach((c, i) => {
+    if (!hidden.has(c)) return;
+    svg.append(s("text", { x: 30 + i * colW, y: 30 + cols.get(c).length * rowH, class: "more" }, `+${hidden.get(c)}`));
+  });
   return { svg, shown: nodes.length, total: all.length };
 }
