@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import ssl
 import subprocess
 import sys
 import threading
@@ -109,6 +110,25 @@ def test_serve_without_the_flag_serves_nothing_unsigned(demo: Path) -> None:
         assert httpx.get(f"{url}/api/v1/alerts/x/graph").status_code == 401
 
 
+def test_serve_over_tls_sets_a_secure_cookie(demo: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    with serving("--db", str(demo / "fundflow.db"), "--cert", str(cert), "--key", str(key)) as url:
+        assert url.startswith("https://127.0.0.1:")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as c:
+            r = c.post(f"{url}/api/v1/session", json={"name": "vic", "password": PASSWORD})
+            assert r.status_code == 200
+            cookie = r.headers["set-cookie"].lower()
+            assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+            assert c.get(f"{url}/api/v1/me").json()["name"] == "vic"
+
+
 def _chromium():  # type: ignore[no-untyped-def]
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} missing: apt-get install -y chromium"
@@ -140,6 +160,7 @@ CRITICAL = "23ff50343be7290d38b12ffc"  # I004's reserve misuse (README's graph e
 def test_a_supervisor_works_alerts_in_a_real_browser(demo: Path) -> None:
     sync_playwright = _chromium()
     from playwright.sync_api import expect
+
     db = str(demo / "fundflow.db")
     errors: list[str] = []
     with serving("--db", db, "--data", str(demo / "world.jsonl")) as url, sync_playwright() as pw:
