@@ -38,6 +38,19 @@ REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "runtime.txt"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PACKAGE_DIRS: dict[str, str] = PROJECT["tool"]["setuptools"]["package-dir"]
+PACKAGES: list[str] = PROJECT["tool"]["setuptools"]["packages"]
+PACKAGE_DATA: dict[str, list[str]] = PROJECT["tool"]["setuptools"]["package-data"]
+
+
+def _folder(package: str) -> str:
+    """The checkout folder of ``package``: its package-dir entry, or its
+    parent's folder and its own name (``fundflow.serve`` is ``fundflow/serve``)."""
+    if package in PACKAGE_DIRS:
+        return PACKAGE_DIRS[package]
+    parent, _, name = package.rpartition(".")
+    return f"{_folder(parent)}/{name}"
+
+
 TRUTH = "16/16 labelled violations found, 0 false alarms"
 INSTALL_TIMEOUT = 900  # seconds; the lock from the index on a slow link
 
@@ -140,9 +153,13 @@ def test_the_wheel_holds_the_package_the_extension_and_its_data(installed):
     expected = {"fundflow/detectors/_table" + ext, "fundflow/detectors/defaults.toml",
                 # setuptools ships the extension's source too; it is never imported
                 "fundflow/detectors/_table.c"}  # fmt: skip
-    for package, folder in PACKAGE_DIRS.items():
-        prefix = package.replace(".", "/")
-        expected |= {f"{prefix}/{p.name}" for p in (REPO / folder).glob("*.py")}
+    for package in PACKAGES:
+        prefix, folder = package.replace(".", "/"), REPO / _folder(package)
+        expected |= {f"{prefix}/{p.name}" for p in folder.glob("*.py")}
+        for pattern in PACKAGE_DATA.get(package, ()):
+            expected |= {
+                f"{prefix}/{p.relative_to(folder).as_posix()}" for p in folder.glob(pattern)
+            }
     schemas = sorted((REPO / PACKAGE_DIRS["fundflow.schemas"] / "json").glob("*.json"))
     assert len(schemas) >= 9
     expected |= {f"fundflow/schemas/json/{p.name}" for p in schemas}
