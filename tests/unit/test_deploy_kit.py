@@ -418,3 +418,20 @@ def test_alerts_dashboard_offers_every_detector() -> None:
     board = json.loads((DEPLOY / "grafana/dashboards/alerts.json").read_text())
     var = next(v for v in board["templating"]["list"] if v["name"] == "detector")
     assert var["query"].split(",") == [*DETECTORS, *TYPOLOGIES]
+
+
+def test_the_readme_names_the_triage_link_variable_and_its_default() -> None:
+    """deploy/README.md tells operators where the dashboards' triage links
+    go; every dashboard with the variable has the default it names."""
+    text = " ".join(README.read_text().split())
+    m = re.search(r"`triage_url` is a hidden variable .*? by default `(http[^`]+)`", text)
+    assert m, "deploy/README.md does not describe the triage_url variable"
+    boards = {}
+    for path in sorted((DEPLOY / "grafana/dashboards").glob("*.json")):
+        for var in json.loads(path.read_text())["templating"].get("list", []):
+            if var["name"] == "triage_url":
+                boards[path.stem] = (var["type"], var["hide"], var["query"])
+    assert boards == {
+        name: ("textbox", 2, m.group(1))
+        for name in ("alert-detail", "alerts", "platform", "reserve-coverage")
+    }
