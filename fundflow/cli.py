@@ -25,6 +25,7 @@ from fundflow.schemas.records import KINDS
 from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
+from .notify_cli import notify_cmd
 from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
 from .store import StoreError, open_sink
 
@@ -69,6 +70,7 @@ main.add_command(alerts)
 main.add_command(kafka_cli.worker_cmd)
 main.add_command(kafka_cli.topics)
 main.add_command(graph_cmd)
+main.add_command(notify_cmd)
 
 
 @main.command("replay")
