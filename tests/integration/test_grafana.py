@@ -546,7 +546,7 @@ def store(postgres_server, tmp_path_factory) -> Iterator[dict[str, Any]]:
     project's migrations and sink), one alert acknowledged then closed;
     Grafana's role created by compose's script before the tables exist."""
     psycopg = _need("psycopg", "'psycopg[binary]'")
-    store_pg = _need("fundflow.store_pg", "'psycopg[binary]'")
+    store_pg = _need("fundflow.store.postgres", "'psycopg[binary]'")
     tmp = tmp_path_factory.mktemp("grafana")
     dbname = f"grafana_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_server.url(), autocommit=True) as admin:

@@ -198,7 +198,7 @@ def test_kafka_secret_errors_name_the_file_never_the_secret(tmp_path: Path) -> N
 def test_pg_password_from_a_file_reaches_libpq_and_no_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fundflow import store_pg
+    from fundflow.store import postgres as store_pg
 
     (tmp_path / "pg").write_text(SECRET + "\n")
     monkeypatch.setenv("FUNDFLOW_PG_PASSWORD_FILE", str(tmp_path / "pg"))

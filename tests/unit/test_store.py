@@ -60,9 +60,13 @@ B = make_alert(
 C = make_alert("C", severity="low", subject_id="P2", first_ts="2026-03-01T09:00:00+08:00")
 
 
+# The columns of a version 1 file: the Alert fields and the bookkeeping.
+V1_COLUMNS = ", ".join((*Alert.__struct_fields__, "status", "created_seq", "updated_seq"))
+
+
 def raw_rows(path) -> list[tuple]:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT * FROM alerts ORDER BY alert_id").fetchall()
+        return conn.execute(f"SELECT {V1_COLUMNS} FROM alerts ORDER BY alert_id").fetchall()
 
 
 def committed(path) -> int:
@@ -192,19 +196,28 @@ def test_wal_mode_schema_version_and_indexes(db):
     SQLiteSink(db).close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         indexes = {
             r[0]: r[1]
             for r in conn.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
             )
         }
-    assert indexes == {
-        "alerts_detector_severity": "CREATE INDEX alerts_detector_severity ON alerts (detector, severity)",
-        "alerts_subject": "CREATE INDEX alerts_subject ON alerts (subject_id)",
-        "alerts_updated_seq": "CREATE INDEX alerts_updated_seq ON alerts (updated_seq)",
-        "alerts_status": "CREATE INDEX alerts_status ON alerts (status)",
-        "alert_events_alert": "CREATE INDEX alert_events_alert ON alert_events (alert_id, id)",
+    assert {name: sql.split(" ON ", 1)[1] for name, sql in indexes.items()} == {
+        "alerts_updated_seq": "alerts (updated_seq)",
+        "alert_events_alert": "alert_events (alert_id, id)",
+        "tokens_user": "tokens (user_name)",
+        "case_alerts_alert": "case_alerts (alert_id, case_id)",
+        "case_events_case": "case_events (case_id, id)",
+        "deliveries_due": "deliveries (state, next_at, notice_id)",
+        "alerts_last": "alerts (last_utc, alert_id)",
+        "alerts_status_last": "alerts (status, last_utc, alert_id)",
+        "alerts_detector_severity_last": "alerts (detector, severity, last_utc, alert_id)",
+        "alerts_severity_last": "alerts (severity_rank, last_utc, alert_id)",
+        "alerts_amount": "alerts (amount_fen, alert_id)",
+        "alerts_detector_id": "alerts (detector, alert_id)",
+        "alerts_subject_id": "alerts (subject_id, alert_id)",
+        "alerts_assignee_last": "alerts (assignee, last_utc, alert_id)",
     }
 
 
@@ -267,13 +280,13 @@ def test_unwritable_path_raises_store_error(tmp_path):
 def test_newer_schema_version_is_refused(db):
     SQLiteSink(db).close()
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE schema_version SET version = 3")
-    with pytest.raises(StoreError, match="schema version 3, this fundflow reads versions 1 to 2$"):
+        conn.execute("UPDATE schema_version SET version = 4")
+    with pytest.raises(StoreError, match="schema version 4, this fundflow reads versions 1 to 3$"):
         SQLiteSink(db)
-    with pytest.raises(StoreError, match="schema version 3"):
+    with pytest.raises(StoreError, match="schema version 4"):
         open_store(db)
     with sqlite3.connect(db) as conn:  # refused, and left as it was
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
 
 
 def test_write_failure_is_a_store_error_and_keeps_the_batch(db):
@@ -530,8 +543,10 @@ def test_a_sink_migrates_a_version_1_file_keeping_its_rows(v1_db):
     SQLiteSink(v1_db).close()
     assert raw_rows(v1_db) == before
     with sqlite3.connect(v1_db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
-    assert {"alert_events", "alerts_status", "alert_events_alert"} <= set(tables(v1_db))
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert {"alert_events", "alert_events_alert", "alert_revisions", "alerts_last"} <= set(
+        tables(v1_db)
+    )
     # The migrated file works like a new one, reopen included.
     with SQLiteSink(v1_db) as sink:
         sink.upsert([make_alert("A", revision=2), B])
@@ -546,7 +561,7 @@ def test_a_move_on_a_version_1_file_migrates_it_first(v1_db):
         with pytest.raises(StoreError, match="it is already closed"):
             store.close_alert("A", by="wang")
         with sqlite3.connect(v1_db) as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         assert store.events("A") == []
         with sqlite3.connect(v1_db) as conn:
             conn.execute("UPDATE alerts SET status = 'open'")
@@ -562,7 +577,7 @@ def test_migrating_again_changes_nothing(db):
         SQLiteSink(db).close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall() == schema
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
 
 
 def test_sinks_opening_one_new_file_together_migrate_it_once(db):
@@ -584,7 +599,7 @@ def test_sinks_opening_one_new_file_together_migrate_it_once(db):
         t.join()
     assert errors == []
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     assert committed(db) == 1
 
 
@@ -634,8 +649,8 @@ def test_an_unreachable_postgres_url_is_one_line_without_the_password(opener, sc
 @pytest.mark.parametrize("opener", [open_sink, open_store])
 def test_a_postgres_url_without_the_driver_says_what_to_install(monkeypatch, opener):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "fundflow.store_pg", raising=False)
-    monkeypatch.delattr(fundflow, "store_pg", raising=False)
+    monkeypatch.delitem(sys.modules, "fundflow.store.postgres", raising=False)
+    monkeypatch.delattr(fundflow.store, "postgres", raising=False)
     with pytest.raises(StoreError) as info:
         opener("postgresql://fundflow:pw@127.0.0.1/alerts")
     assert str(info.value) == (

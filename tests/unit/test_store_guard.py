@@ -357,7 +357,7 @@ _AT = 'connection failed: connection to server at "10.0.0.5", port 5432 failed: 
 def test_failures_to_connect_that_a_retry_may_mend(
     monkeypatch: pytest.MonkeyPatch, message: str, mendable: bool
 ) -> None:
-    store_pg = pytest.importorskip("fundflow.store_pg")
+    store_pg = pytest.importorskip("fundflow.store.postgres")
 
     def refuse(url: str, **kwargs: object) -> None:
         raise store_pg.psycopg.OperationalError(message)
@@ -374,7 +374,7 @@ def test_failures_to_connect_that_a_retry_may_mend(
 
 
 def test_errors_of_an_open_connection_by_sqlstate() -> None:
-    store_pg = pytest.importorskip("fundflow.store_pg")
+    store_pg = pytest.importorskip("fundflow.store.postgres")
     errors = store_pg.pg_errors
     mendable = [errors.AdminShutdown(), errors.CannotConnectNow(), errors.TooManyConnections()]
     mendable.append(errors.ConnectionFailure())
@@ -437,7 +437,7 @@ def test_a_sqlite_path_that_cannot_be_opened_stops_the_worker_at_start(tmp_path:
 
 
 def test_a_refused_password_stops_the_worker_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    store_pg = pytest.importorskip("fundflow.store_pg")
+    store_pg = pytest.importorskip("fundflow.store.postgres")
 
     def refuse(url: str, **kwargs: object) -> None:
         raise store_pg.psycopg.OperationalError(

@@ -4,7 +4,8 @@ The same contract as the SQLite store (see :mod:`fundflow.store`): keyed by
 ``alert_id``, highest revision kept, idempotent, buffered in batches of
 ``batch_size`` (one transaction each, written with ``executemany``), status
 left alone by upserts except that a closed alert which grows is reopened,
-and the same lifecycle and audit trail. Opened through
+and the same lifecycle, audit trail and triage tables; the readers and the
+triage writes are :class:`fundflow.store.sql.SQLStore`'s. Opened through
 :func:`fundflow.store.open_sink` / :func:`~fundflow.store.open_store` with a
 ``postgresql://`` or ``postgres://`` URL, passed to libpq as it is: TLS
 (``sslmode``, ``sslrootcert``, ...), ``PGPASSWORD``, ``PGPASSFILE`` and the
@@ -16,7 +17,7 @@ Schema (the tables live in the connection's ``search_path``):
   applied. :data:`MIGRATIONS` is the ordered list of steps; a sink applies
   the missing ones in one transaction under a transaction-scoped advisory
   lock, so workers starting together do not race. Version numbers mean the
-  same as SQLite's (1: alerts, 2: audit trail).
+  same as SQLite's (1: alerts, 2: audit trail, 3: triage).
 * ``alerts``: the Alert fields (``accounts`` / ``evidence`` JSONB,
   ``first_ts`` / ``last_ts`` timestamptz plus their original text in
   ``first_ts_text`` / ``last_ts_text`` so an alert reads back *equal*,
@@ -24,6 +25,12 @@ Schema (the tables live in the connection's ``search_path``):
   ``updated_at`` (moves when the content changes, like SQLite's
   ``updated_seq``; status changes are in the audit trail).
 * ``alert_events(id, alert_id, action, actor, note, at)``.
+* version 3: ``alerts`` gains ``assignee`` and the sort and search columns
+  ``severity_rank``, ``amount_fen`` and ``haystack`` (trigram-indexed when
+  the ``pg_trgm`` extension can be created); the tables ``alert_revisions``,
+  ``users``, ``tokens``, ``cases``, ``case_alerts``, ``case_events``,
+  ``notices``, ``deliveries`` and ``store_meta``. The indexes that keep the
+  queue fast are listed in ``fundflow/store/README.md`` with their figures.
 
 Every :class:`psycopg.Error` becomes a one-line
 :class:`~fundflow.store.StoreError` in which the URL's password and
@@ -32,10 +39,13 @@ Every :class:`psycopg.Error` becomes a one-line
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import os
 import re
-from collections.abc import Iterator, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -45,28 +55,25 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
+from fundflow.redact import read_secret_file
 from fundflow.schemas.records import Alert
 
-from .redact import read_secret_file
-from .store import (
-    SYSTEM_ACTOR,
-    AlertEvent,
+from .base import (
     BufferedSink,
     StoreError,
-    StoreReader,
     StoreUnavailableError,
-    _encode_json,
-    _where,
-    check_actor,
-    check_status,
+    alert_instant,
+    alert_json,
+    amount_fen,
+    encode_json,
+    haystack,
     latest_per_id,
-    mask_url,
-    next_status,
-    reopen_note,
-    reopened,
-    scrub,
-    url_secrets,
+    severity_rank,
 )
+from .sql import SQLStore, stored_state, write_batch_effects
+from .urls import mask_url, scrub, url_secrets
+
+Step = str | Callable[[psycopg.Connection[Any]], None]
 
 # pg_advisory_xact_lock key for migrations: "fundflow" in ASCII.
 MIGRATION_LOCK = 0x66756E64666C6F77
@@ -75,7 +82,7 @@ MIGRATION_LOCK = 0x66756E64666C6F77
 # order, in the transaction that records it. Never edit a released step:
 # append a new one. Identifiers are "C"-collated so ordering and uniqueness
 # are by code point, as in SQLite and Python, whatever the database locale.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     (
         """CREATE TABLE alerts (
             alert_id         text COLLATE "C" PRIMARY KEY,
@@ -113,14 +120,115 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX alert_events_alert ON alert_events (alert_id, id)",
     ),
+    (
+        """ALTER TABLE alerts
+            ADD COLUMN assignee      text COLLATE "C",
+            ADD COLUMN severity_rank smallint NOT NULL DEFAULT -1,
+            ADD COLUMN amount_fen    bigint NOT NULL DEFAULT 0,
+            ADD COLUMN haystack      text COLLATE "C" NOT NULL DEFAULT ''""",
+        "ALTER TABLE alert_events DROP CONSTRAINT alert_events_action_check",
+        """ALTER TABLE alert_events ADD CONSTRAINT alert_events_action_check CHECK (action IN
+            ('acknowledged', 'closed', 'reopened', 'assigned', 'commented'))""",
+        """CREATE TABLE alert_revisions (
+            alert_id text COLLATE "C" NOT NULL,
+            revision integer NOT NULL,
+            body     text NOT NULL,
+            seen_at  timestamptz NOT NULL,
+            PRIMARY KEY (alert_id, revision)
+        )""",
+        """CREATE TABLE users (
+            name          text COLLATE "C" PRIMARY KEY,
+            role          text NOT NULL CHECK (role IN ('viewer', 'analyst', 'admin')),
+            password_hash text NOT NULL,
+            disabled      boolean NOT NULL DEFAULT false,
+            created_at    timestamptz NOT NULL
+        )""",
+        """CREATE TABLE tokens (
+            token_hash text COLLATE "C" PRIMARY KEY,
+            user_name  text COLLATE "C" NOT NULL REFERENCES users (name),
+            kind       text NOT NULL CHECK (kind IN ('api', 'session')),
+            created_at timestamptz NOT NULL,
+            expires_at timestamptz,
+            csrf_hash  text
+        )""",
+        "CREATE INDEX tokens_user ON tokens (user_name)",
+        """CREATE TABLE cases (
+            case_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            title      text NOT NULL,
+            status     text NOT NULL CHECK (status IN ('open', 'closed')),
+            owner      text COLLATE "C",
+            created_by text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+        """CREATE TABLE case_alerts (
+            case_id  bigint NOT NULL REFERENCES cases (case_id),
+            alert_id text COLLATE "C" NOT NULL REFERENCES alerts (alert_id),
+            added_by text NOT NULL,
+            added_at timestamptz NOT NULL,
+            PRIMARY KEY (case_id, alert_id)
+        )""",
+        "CREATE INDEX case_alerts_alert ON case_alerts (alert_id, case_id)",
+        """CREATE TABLE case_events (
+            id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            case_id  bigint NOT NULL REFERENCES cases (case_id),
+            action   text NOT NULL,
+            actor    text NOT NULL,
+            note     text,
+            alert_id text COLLATE "C",
+            at       timestamptz NOT NULL
+        )""",
+        "CREATE INDEX case_events_case ON case_events (case_id, id)",
+        """CREATE TABLE notices (
+            notice_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            alert_id   text COLLATE "C" NOT NULL,
+            revision   integer NOT NULL,
+            kind       text NOT NULL CHECK (kind IN ('new', 'severity_rise')),
+            severity   text NOT NULL,
+            created_at timestamptz NOT NULL
+        )""",
+        """CREATE TABLE deliveries (
+            notice_id    bigint NOT NULL REFERENCES notices (notice_id),
+            hook         text COLLATE "C" NOT NULL,
+            state        text NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+            attempts     integer NOT NULL,
+            next_at      timestamptz,
+            last_error   text,
+            delivered_at timestamptz,
+            retried_by   text,
+            retried_at   timestamptz,
+            PRIMARY KEY (notice_id, hook)
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries (next_at, notice_id) WHERE state = 'pending'",
+        "CREATE TABLE store_meta (key text PRIMARY KEY, value text NOT NULL)",
+        lambda conn: _cursor_key(conn),
+        lambda conn: _backfill(conn),
+        # The queue's orders and filters, each index ending in the keyset's
+        # keys so a page is one index range scan (fundflow/store/README.md).
+        "DROP INDEX alerts_detector_severity",
+        "DROP INDEX alerts_subject",
+        "DROP INDEX alerts_status",
+        "DROP INDEX alerts_last_ts",
+        "CREATE INDEX alerts_last ON alerts (last_ts, alert_id)",
+        "CREATE INDEX alerts_status_last ON alerts (status, last_ts, alert_id)",
+        "CREATE INDEX alerts_detector_severity_last"
+        " ON alerts (detector, severity, last_ts, alert_id)",
+        "CREATE INDEX alerts_severity_last ON alerts (severity_rank, last_ts, alert_id)",
+        "CREATE INDEX alerts_amount ON alerts (amount_fen, alert_id)",
+        "CREATE INDEX alerts_detector_id ON alerts (detector, alert_id)",
+        "CREATE INDEX alerts_subject_id ON alerts (subject_id, alert_id)",
+        "CREATE INDEX alerts_assignee_last ON alerts (assignee, last_ts, alert_id)",
+        lambda conn: _trigram_index(conn),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Written columns, in the order of _row().
+# Written columns, in the order of _row(): the Alert fields, their original
+# times as text, and the sort and search columns derived from them.
 _COLUMNS = (
     "alert_id", "detector", "severity", "subject_id", "accounts", "first_ts", "last_ts",
     "amount", "summary", "evidence", "detector_version", "revision",
-    "first_ts_text", "last_ts_text",
+    "first_ts_text", "last_ts_text", "severity_rank", "amount_fen", "haystack",
 )  # fmt: skip
 _CONTENT = [c for c in _COLUMNS if c != "alert_id"]
 _CASTS = {"accounts": "::jsonb", "evidence": "::jsonb"}
@@ -137,15 +245,13 @@ WHERE excluded.revision >= alerts.revision
       IS DISTINCT FROM ({", ".join("excluded." + c for c in _CONTENT)})
 """
 
-# Read back in Alert field order, then status; text forms so that the
-# decoding is the SQLite store's.
-_SELECT = (
-    "SELECT alert_id, detector, severity, subject_id, accounts::text, first_ts_text,"
-    " last_ts_text, amount::text, summary, evidence::text, detector_version, revision,"
-    " status FROM alerts"
+# Read back in Alert field order; text forms so that the decoding is the
+# SQLite store's.
+_ALERT_COLUMNS = (
+    "alert_id, detector, severity, subject_id, accounts::text, first_ts_text,"
+    " last_ts_text, amount::text, summary, evidence::text, detector_version, revision"
 )
 
-_AMOUNT = re.compile(r"-?[0-9]{1,18}\.[0-9]{2}")
 _DEADLOCK_RETRIES = 3
 _cursor_names = (f"fundflow_alerts_{i}" for i in itertools.count(1))
 #: Names a file holding the password, for a URL without one (when PGPASSWORD
@@ -270,7 +376,10 @@ def migrate(conn: psycopg.Connection[Any], name: str) -> int:
             raise _refused(name, version)
         for number in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[number - 1]:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
             conn.execute("INSERT INTO fundflow_schema_version (version) VALUES (%s)", (number,))
     return SCHEMA_VERSION
 
@@ -322,7 +431,8 @@ class PostgresSink(BufferedSink):
 
     def _commit(self, n: int) -> None:
         assert self._conn is not None
-        latest = latest_per_id(self._buffer[:n])
+        batch = self._buffer[:n]
+        latest = latest_per_id(batch)
         # Sorted: every writer locks and inserts rows in the same order, so
         # two sinks with overlapping batches wait for each other, not deadlock.
         ids = sorted(latest)
@@ -331,7 +441,7 @@ class PostgresSink(BufferedSink):
             self._conn = self._open()
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                self._write(ids, rows, latest)
+                self._write(ids, rows, batch, latest)
                 break
             except pg_errors.DeadlockDetected as exc:
                 if attempt == _DEADLOCK_RETRIES - 1:
@@ -344,54 +454,36 @@ class PostgresSink(BufferedSink):
                 ) from None
         del self._buffer[:n]
 
-    def _write(self, ids: list[str], rows: list[tuple[Any, ...]], latest: dict[str, Alert]) -> None:
+    def _write(
+        self,
+        ids: list[str],
+        rows: list[tuple[Any, ...]],
+        batch: Sequence[Alert],
+        latest: dict[str, Alert],
+    ) -> None:
         assert self._conn is not None
         with self._conn.transaction(), self._conn.cursor() as cur:
             # Locking the existing rows first means nobody closes one of them
             # between our reading its status and our upserting it.
             cur.execute(
-                "SELECT alert_id, revision, status FROM alerts"
+                "SELECT alert_id, revision, status, severity FROM alerts"
                 " WHERE alert_id = ANY(%s) ORDER BY alert_id FOR UPDATE",
                 (ids,),
             )
-            stored = {alert_id: (revision, status) for alert_id, revision, status in cur}
+            stored = stored_state(cur.fetchall())
             cur.executemany(_UPSERT, rows)
-            back = reopened(latest, stored)
-            if back:
-                cur.executemany(
-                    "UPDATE alerts SET status = 'open' WHERE alert_id = %s",
-                    [(a.alert_id,) for a in back],
-                )
-                cur.executemany(
-                    "INSERT INTO alert_events (alert_id, action, actor, note)"
-                    " VALUES (%s, 'reopened', %s, %s)",
-                    [
-                        (a.alert_id, SYSTEM_ACTOR, reopen_note(a, stored[a.alert_id][0]))
-                        for a in back
-                    ],
-                )
+            write_batch_effects(_Tx(self._conn), batch, latest, stored, datetime.now(UTC))
 
 
 def _row(a: Alert) -> tuple[Any, ...]:
-    if not isinstance(a.amount, str) or not _AMOUNT.fullmatch(a.amount):
-        # numeric(20,2) would round or pad it, and it would not read back equal.
-        raise StoreError(f"alert {a.alert_id}: amount {a.amount!r} is not yuan with 2 decimals")
+    # numeric(20,2) would round or pad another amount, and it would not read back equal.
+    fen = amount_fen(a)
     return (
-        a.alert_id, a.detector, a.severity, a.subject_id, _encode_json(a.accounts),
-        _instant(a, "first_ts"), _instant(a, "last_ts"), Decimal(a.amount), a.summary,
-        _encode_json(a.evidence), a.detector_version, a.revision, a.first_ts, a.last_ts,
+        a.alert_id, a.detector, a.severity, a.subject_id, encode_json(a.accounts),
+        alert_instant(a, "first_ts"), alert_instant(a, "last_ts"), Decimal(a.amount), a.summary,
+        encode_json(a.evidence), a.detector_version, a.revision, a.first_ts, a.last_ts,
+        severity_rank(a.severity), fen, haystack(a),
     )  # fmt: skip
-
-
-def _instant(a: Alert, field: str) -> datetime:
-    text = getattr(a, field)
-    try:
-        at = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise StoreError(f"alert {a.alert_id}: {field} {text!r} is not an ISO-8601 time") from None
-    if at.tzinfo is None:
-        raise StoreError(f"alert {a.alert_id}: {field} {text!r} has no UTC offset")
-    return at
 
 
 def _alert(row: Sequence[Any]) -> Alert:
@@ -400,20 +492,91 @@ def _alert(row: Sequence[Any]) -> Alert:
     # jsonb keeps keys in its own order (shortest first); sort them as the
     # SQLite store does, so exports of both stores are byte-identical.
     evidence = msgspec.json.decode(fields["evidence"], type=dict)
-    fields["evidence"] = msgspec.json.decode(_encode_json(evidence), type=dict)
+    fields["evidence"] = msgspec.json.decode(encode_json(evidence), type=dict)
     return Alert(**fields)
 
 
-class PostgresStore(StoreReader):
-    """An :class:`~fundflow.store.AlertStore` on a PostgreSQL database.
+def _cursor_key(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "INSERT INTO store_meta (key, value) VALUES ('cursor_key', %s)", (secrets.token_hex(32),)
+    )
+
+
+def _backfill(conn: psycopg.Connection[Any]) -> None:
+    """Migration 3's data step: the search text of every alert (lower-cased
+    by Python, as the sink does), its rank and fen, and its stored revision
+    as the first one seen."""
+    conn.execute(
+        "UPDATE alerts SET amount_fen = (amount * 100)::bigint, severity_rank = CASE severity"
+        " WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 WHEN 'critical' THEN 3"
+        " ELSE -1 END"
+    )
+    with conn.cursor(name="fundflow_backfill") as read, conn.cursor() as write:
+        read.itersize = 2000
+        read.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts")
+        while chunk := read.fetchmany(2000):
+            alerts = [_alert(r) for r in chunk]
+            write.executemany(
+                "UPDATE alerts SET haystack = %s WHERE alert_id = %s",
+                [(haystack(a), a.alert_id) for a in alerts],
+            )
+            write.executemany(
+                "INSERT INTO alert_revisions (alert_id, revision, body, seen_at)"
+                " VALUES (%s, %s, %s, now())",
+                [(a.alert_id, a.revision, alert_json(a).decode()) for a in alerts],
+            )
+
+
+def _trigram_index(conn: psycopg.Connection[Any]) -> None:
+    """A trigram index for the queue's text filter, when the ``pg_trgm``
+    extension is there or can be created (a trusted extension: the
+    database owner may); without it the filter still works, by scanning."""
+    try:
+        with conn.transaction():  # a savepoint: its failure leaves the migration going
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            conn.execute("CREATE INDEX alerts_haystack ON alerts USING gin (haystack gin_trgm_ops)")
+    except psycopg.Error:
+        pass
+
+
+@functools.lru_cache(maxsize=512)
+def _q(sql: str) -> str:
+    """A shared statement (``?`` placeholders) for psycopg (``%s``)."""
+    return sql.replace("?", "%s")
+
+
+class _Tx:
+    """The shared code's statements on one psycopg connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self._conn.execute(_q(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(_q(sql), rows)
+
+
+class PostgresStore(SQLStore):
+    """An :class:`~fundflow.store.base.AlertStore` on a PostgreSQL database.
 
     Opening it never creates anything: a database without
     ``fundflow_schema_version`` is not a store (:class:`StoreError`). Reads
-    need only SELECT; :meth:`ack` / :meth:`close_alert` migrate an older
-    store first. ``iter`` streams through a server-side cursor, so exports
-    of any size run in constant memory. Ordered by ``(first_ts, alert_id)``,
-    ``first_ts`` as an instant.
+    need only SELECT; writes, and the triage reads of a store of an older
+    schema, migrate it first. ``iter`` streams through a server-side
+    cursor, so exports of any size run in constant memory. Ordered by
+    ``(first_ts, alert_id)``, ``first_ts`` as an instant.
+
+    One connection, in autocommit; a store is for one thread at a time
+    (open one per thread).
     """
+
+    alert_columns = _ALERT_COLUMNS
+    last_ts_column = "last_ts"
+    for_update = " FOR UPDATE"
+    schema_version = SCHEMA_VERSION
 
     def __init__(self, url: str) -> None:
         self.name = mask_url(url)
@@ -434,73 +597,6 @@ class PostgresStore(StoreReader):
             raise _refused(self.name, version)
         self._version = version
 
-    def iter_with_status(
-        self,
-        detector: str | None = None,
-        severity: str | None = None,
-        subject: str | None = None,
-        limit: int | None = None,
-        status: str | None = None,
-    ) -> Iterator[tuple[Alert, str]]:
-        """Yield matching ``(alert, status)`` pairs one at a time."""
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit!r}")
-        check_status(status)
-        where, params = _where(detector, severity, subject, status, "%s")
-        sql = f"{_SELECT}{where} ORDER BY first_ts, alert_id LIMIT %s"
-        try:
-            with self._conn.transaction(), self._conn.cursor(name=next(_cursor_names)) as cur:
-                cur.itersize = 1000
-                cur.execute(sql, (*params, limit))
-                for row in cur:
-                    yield _alert(row[:-1]), row[-1]
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot read alert store {self.name}: {self._scrub(exc)}") from None
-
-    def get(self, alert_id: str) -> Alert | None:
-        """The alert with this id, or ``None``."""
-        rows = self._fetch(f"{_SELECT} WHERE alert_id = %s", (alert_id,))
-        return _alert(rows[0][:-1]) if rows else None
-
-    def status(self, alert_id: str) -> str | None:
-        """The alert's status (``open``, ``acknowledged``, ``closed``), or ``None``."""
-        rows = self._fetch("SELECT status FROM alerts WHERE alert_id = %s", (alert_id,))
-        return str(rows[0][0]) if rows else None
-
-    def count(
-        self,
-        detector: str | None = None,
-        severity: str | None = None,
-        subject: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """How many alerts match."""
-        check_status(status)
-        where, params = _where(detector, severity, subject, status, "%s")
-        return int(self._fetch(f"SELECT COUNT(*) FROM alerts{where}", params)[0][0])
-
-    def events(self, alert_id: str) -> list[AlertEvent]:
-        """The alert's audit trail, oldest first (empty for an unknown id)."""
-        if self._version < 2:
-            return []
-        rows = self._fetch(
-            "SELECT id, alert_id, action, actor, note, at FROM alert_events"
-            " WHERE alert_id = %s ORDER BY id",
-            (alert_id,),
-        )
-        return [
-            AlertEvent(i, a, act, who, note, at.astimezone(UTC))
-            for i, a, act, who, note, at in rows
-        ]
-
-    def ack(self, alert_id: str, by: str, note: str | None = None) -> AlertEvent:
-        """``open`` → ``acknowledged``, recorded as by ``by``."""
-        return self._move(alert_id, "ack", by, note)
-
-    def close_alert(self, alert_id: str, by: str, note: str | None = None) -> AlertEvent:
-        """``open`` or ``acknowledged`` → ``closed``, recorded as by ``by``."""
-        return self._move(alert_id, "close", by, note)
-
     def close(self) -> None:
         """Release the store (not an alert: see :meth:`close_alert`)."""
         self._conn.close()
@@ -511,35 +607,50 @@ class PostgresStore(StoreReader):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _move(self, alert_id: str, move: str, by: str, note: str | None) -> AlertEvent:
-        by, note = check_actor(by, note)
-        conn = self._conn
-        try:
-            if self._version < SCHEMA_VERSION:
-                self._version = migrate(conn, self.name)
-            with conn.transaction():
-                row = conn.execute(
-                    "SELECT status FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,)
-                ).fetchone()
-                if row is None:
-                    raise StoreError(f"no alert {alert_id!r} in {self.name}")
-                new = next_status(alert_id, move, row[0])
-                conn.execute("UPDATE alerts SET status = %s WHERE alert_id = %s", (new, alert_id))
-                event = conn.execute(
-                    "INSERT INTO alert_events (alert_id, action, actor, note)"
-                    " VALUES (%s, %s, %s, %s) RETURNING id, at",
-                    (alert_id, new, by, note),
-                ).fetchone()
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot write alert store {self.name}: {self._scrub(exc)}") from None
-        assert event is not None
-        return AlertEvent(event[0], alert_id, new, by, note, event[1].astimezone(UTC))
+    # -- hooks of SQLStore -------------------------------------------------------
 
-    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._conn.execute(sql, params).fetchall()
+            return self._conn.execute(_q(sql), params).fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"cannot read alert store {self.name}: {self._scrub(exc)}") from None
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        try:
+            with self._conn.transaction(), self._conn.cursor(name=next(_cursor_names)) as cur:
+                cur.itersize = 1000
+                cur.execute(_q(sql), params)
+                yield from cur
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read alert store {self.name}: {self._scrub(exc)}") from None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        try:
+            if self._version < SCHEMA_VERSION:
+                self._version = migrate(self._conn, self.name)
+            with self._conn.transaction():
+                yield _Tx(self._conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot write alert store {self.name}: {self._scrub(exc)}") from None
+
+    def _migrate_for_reading(self) -> None:
+        try:
+            self._version = migrate(self._conn, self.name)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"alert store {self.name} has schema version {self._version} and cannot be"
+                f" brought to version {SCHEMA_VERSION} for triage: {self._scrub(exc)}"
+            ) from None
+
+    def _bind_time(self, at: datetime) -> Any:
+        return at
+
+    def _read_time(self, value: Any) -> datetime:
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    def _decode_alert(self, row: Sequence[Any]) -> Alert:
+        return _alert(row)
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(str(exc), self._secrets) or type(exc).__name__
