@@ -2,8 +2,9 @@
 free loopback port, answering each request as its script says.
 
 Script steps, one per request, the last repeated: an HTTP status (``500``,
-``200``, ``302``), or ``"hang"`` (read the request, then answer nothing for
-``hang_seconds``: a client timeout). :meth:`Receiver.down` closes the port
+``200``, ``302``), ``"hang"`` (read the request, then answer nothing for
+``hang_seconds``: a client timeout), or ``"slow"`` (200 after
+``slow_seconds``). :meth:`Receiver.down` closes the port
 (connections refused) and :meth:`Receiver.up` opens it again on the same port.
 Every request that reached the handler is kept in :attr:`Receiver.requests`
 with its headers and exact body bytes, and the step it got.
@@ -26,9 +27,15 @@ class Request:
 
 
 class Receiver:
-    def __init__(self, script: list[int | str] | None = None, hang_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        script: list[int | str] | None = None,
+        hang_seconds: float = 2.0,
+        slow_seconds: float = 0.05,
+    ) -> None:
         self.script = list(script or [200])
         self.hang_seconds = hang_seconds
+        self.slow_seconds = slow_seconds
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -53,11 +60,19 @@ class Receiver:
                 answer = receiver._next()
                 with receiver._lock:
                     receiver.requests.append(
-                        Request(self.path, dict(self.headers.items()), body, answer)
+                        Request(
+                            self.path,
+                            dict(self.headers.items()),
+                            body,
+                            200 if answer == "slow" else answer,
+                        )
                     )
                 if answer == "hang":
                     time.sleep(receiver.hang_seconds)
                     return
+                if answer == "slow":
+                    time.sleep(receiver.slow_seconds)
+                    answer = 200
                 self.send_response(int(answer))
                 if 300 <= int(answer) < 400:
                     self.send_header("Location", "/elsewhere")
@@ -83,11 +98,6 @@ class Receiver:
             assert self._thread is not None
             self._thread.join(timeout=10)
             self._server = None
-
-    def bodies(self, delivery_id: str) -> list[bytes]:
-        """The bodies received with ``X-Fundflow-Delivery: delivery_id``."""
-        with self._lock:
-            return [r.body for r in self.requests if r.headers.get("X-Fundflow-Delivery") == delivery_id]  # fmt: skip
 
     def close(self) -> None:
         self.down()

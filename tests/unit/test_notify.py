@@ -145,7 +145,8 @@ def test_names_are_checked_and_unique(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"webhooks\[0\]\.name 'a b'"):
         load_hooks(write(tmp_path, MINIMAL.replace('"cases"', '"a b"')))
     with pytest.raises(ValueError, match=r"webhooks\[0\]\.url is required"):
-        load_hooks(write(tmp_path, MINIMAL.replace('url = "https://cases.example.org/fundflow"\n', "")))  # fmt: skip
+        no_url = MINIMAL.replace('url = "https://cases.example.org/fundflow"\n', "")
+        load_hooks(write(tmp_path, no_url))
 
 
 def test_no_hooks_or_no_file_is_an_error(tmp_path: Path) -> None:
