@@ -195,7 +195,7 @@ def _hook(path: Path, index: int, raw: dict[str, Any]) -> Hook:
     )
 
 
-def load_hooks(path: str | Path) -> tuple[Hook, ...]:
+def load_hooks(path: str | Path, *, required: bool = True) -> tuple[Hook, ...]:
     """The ``[[webhooks]]`` of the TOML file at ``path`` (other tables are
     the detectors' and the other shells'), each checked: ``name`` (unique),
     ``url`` (http/https, no credentials), ``secret_file`` (the HMAC key,
@@ -204,7 +204,9 @@ def load_hooks(path: str | Path) -> tuple[Hook, ...]:
     ``min_severity`` (``low``), ``timeout_seconds`` (10), ``max_attempts``
     (10), ``first_retry_seconds`` (30), ``max_retry_seconds`` (3600).
     Raises ``ValueError`` with one line naming the bad value or unknown key;
-    a missing file or no hooks is an error too."""
+    a missing file is an error too, and so is a file without hooks unless
+    ``required`` is false (then it gives ``()``: ``fundflow serve`` with no
+    hooks delivers nothing)."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -215,6 +217,8 @@ def load_hooks(path: str | Path) -> tuple[Hook, ...]:
     tables = doc.get("webhooks", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ValueError(f"{path}: webhooks must be tables written [[webhooks]]")
+    if not tables and not required:
+        return ()
     if not tables:
         raise ValueError(f"{path}: no [[webhooks]] table, so there is nothing to deliver to")
     hooks = [_hook(path, i, t) for i, t in enumerate(tables)]

@@ -156,6 +156,12 @@ def test_no_hooks_or_no_file_is_an_error(tmp_path: Path) -> None:
         load_hooks(write(tmp_path, "[webhooks]\nname = 'x'\n"))
     with pytest.raises(ValueError, match="cannot read config"):
         load_hooks(tmp_path / "missing.toml")
+    # where hooks are optional (fundflow serve), none is no deliverer
+    assert load_hooks(write(tmp_path, "[fund_pool]\nmin_sources = 25\n"), required=False) == ()
+    with pytest.raises(ValueError, match="cannot read config"):
+        load_hooks(tmp_path / "missing.toml", required=False)
+    (hook,) = load_hooks(write(tmp_path, MINIMAL), required=False)
+    assert hook.name == "cases"
 
 
 def test_the_command_says_a_bad_config_in_one_line(tmp_path: Path) -> None:
