@@ -5,6 +5,7 @@ tests/integration/test_notify_delivery.py."""
 
 from __future__ import annotations
 
+import doctest
 import hashlib
 import hmac
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fundflow import notify
 from fundflow.cli import main
 from fundflow.detectors import load_config
 from fundflow.notify import Hook, load_hooks, signature, verify
@@ -187,6 +189,10 @@ def test_the_signature_is_hmac_sha256_of_the_body() -> None:
     assert signature(b"{}", b"0123456789abcdef") == (
         "sha256=f91e3e9f05cc2df64ac1c26f8adccdffda8d1e4a7a8c50a1a08eeadac6ddfec5"
     )
+
+
+def test_the_module_example_runs() -> None:
+    assert doctest.testmod(notify) == (0, 4)  # (failed, attempted)
 
 
 @pytest.mark.parametrize(
