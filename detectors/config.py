@@ -616,8 +616,9 @@ class Config:
 
 
 # Sections of the same file that belong to the shells (broker, store,
-# metrics settings): the detector loader leaves them to their own readers.
-SHELL_SECTIONS = frozenset({"kafka", "store", "metrics", "worker", "logging"})
+# metrics settings, webhooks): the detector loader leaves them to their own
+# readers.
+SHELL_SECTIONS = frozenset({"kafka", "store", "metrics", "worker", "logging", "webhooks"})
 
 _BUILDERS = {
     "engine": EngineConfig.build,

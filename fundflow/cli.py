@@ -26,6 +26,7 @@ from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
 from .serve.cli import serve_cmd, users
+from .notify_cli import notify_cmd
 from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
 from .store import StoreError, open_sink
 
@@ -72,6 +73,7 @@ main.add_command(kafka_cli.topics)
 main.add_command(graph_cmd)
 main.add_command(serve_cmd)
 main.add_command(users)
+main.add_command(notify_cmd)
 
 
 @main.command("replay")

@@ -402,8 +402,14 @@ def test_every_sql_query_has_an_expectation():
     assert listed == set(EXPECTED_COLUMNS)
 
 
+# A row's page in the triage UI (fundflow serve), through the dashboard
+# variable triage_url.
+TRIAGE_LINK = "${triage_url}/alerts/${__value.raw}"
+TRIAGE_DEFAULT = "http://127.0.0.1:8700"
+
+
 def test_data_links_point_at_existing_dashboards_and_variables():
-    links = 0
+    links = triage = 0
     for uid, board in BOARDS.items():
         for panel in iter_panels(board):
             expected = EXPECTED_COLUMNS.get((uid, panel["title"], "A"), [])
@@ -414,6 +420,11 @@ def test_data_links_point_at_existing_dashboards_and_variables():
                         continue
                     assert field in expected, f"{uid}/{panel['title']}: link on {field}"
                     for link in prop["value"]:
+                        if link["url"].startswith("${triage_url}"):
+                            assert link["url"] == TRIAGE_LINK, f"{uid}: {link['url']}"
+                            assert "triage_url" in {v["name"] for v in variables(board)}, uid
+                            triage += 1
+                            continue
                         m = re.match(r"/d/([\w-]+)/[\w-]*\?(.*)", link["url"])
                         assert m, link["url"]
                         target = BOARDS.get(m.group(1))
@@ -424,6 +435,36 @@ def test_data_links_point_at_existing_dashboards_and_variables():
                         links += 1
     # alerts, shortfall, other reserve alerts, platform alerts: each drills down
     assert links >= 4
+    # ...and each of them, and the alert detail's own row, opens the triage page
+    assert triage == 5
+
+
+def alert_tables() -> list[tuple[str, str]]:
+    """``(uid, panel title)`` of every panel whose query returns alert ids."""
+    return sorted(
+        (uid, where)
+        for (uid, where, ref), columns in EXPECTED_COLUMNS.items()
+        if not where.startswith("var:") and "alert_id" in columns
+    )
+
+
+def test_every_alert_table_links_each_row_to_the_triage_page():
+    assert len(alert_tables()) == 5
+    for uid, title in alert_tables():
+        board = BOARDS[uid]
+        panel = next(p for p in iter_panels(board) if p["title"] == title)
+        urls = [
+            link["url"]
+            for o in panel["fieldConfig"].get("overrides", [])
+            if o["matcher"] == {"id": "byName", "options": "alert_id"}
+            for prop in o["properties"]
+            if prop["id"] == "links"
+            for link in prop["value"]
+        ]
+        assert TRIAGE_LINK in urls, f"{uid}/{title}: no link to the triage page"
+        (var,) = [v for v in variables(board) if v["name"] == "triage_url"]
+        assert var["type"] == "textbox" and var["query"] == TRIAGE_DEFAULT
+        assert var["current"]["value"] == TRIAGE_DEFAULT
 
 
 # --- PromQL ---------------------------------------------------------------------------

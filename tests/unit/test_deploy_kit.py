@@ -150,7 +150,7 @@ SERVICES = compose()["services"]
 
 
 def test_compose_has_the_pipeline():
-    assert {"kafka", "postgres", "worker", "prometheus", "grafana"} <= set(SERVICES)
+    assert {"kafka", "postgres", "worker", "prometheus", "alertmanager", "grafana"} <= set(SERVICES)
     kafka = SERVICES["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     env = kafka["environment"]
@@ -269,6 +269,45 @@ def test_prometheus_can_scrape_the_worker_on_loopback():
     assert SERVICES["worker"]["network_mode"] == "service:prometheus"
 
 
+def test_prometheus_sends_alerts_to_the_alertmanager():
+    # Prometheus names 127.0.0.1:9093; Alertmanager shares its network, which
+    # publishes that port on the host's loopback; and it reads the kit's file.
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (target,) = [t for am in prom["alerting"]["alertmanagers"]
+                 for sc in am["static_configs"] for t in sc["targets"]]  # fmt: skip
+    assert target == "127.0.0.1:9093"
+    am = SERVICES["alertmanager"]
+    assert am["network_mode"] == "service:prometheus"
+    assert ("127.0.0.1", "9093:9093") in published_ports(SERVICES["prometheus"])
+    mounts = {str((DEPLOY / s).resolve().relative_to(REPO)): t for s, t in host_mounts(am)}
+    assert mounts["deploy/alertmanager"] == "/etc/alertmanager"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+
+
+def test_the_smtp_password_comes_from_a_secret_file():
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    assert not any("password" in k and not k.endswith("_file") for k in config["global"])
+    (mounted,) = SERVICES["alertmanager"]["secrets"]
+    assert mounted["target"] == config["global"]["smtp_auth_password_file"]
+    source = compose()["secrets"][mounted["source"]]["file"]
+    assert source.startswith("./env/")
+    assert any(line.rstrip().endswith(f"deploy/env/{Path(source).name}")
+               for line in readme_shell_lines()), f"README does not create {source}"  # fmt: skip
+
+
+def test_ci_runs_every_install_script():
+    run = (REPO / ".ci" / "run").read_text()
+    scripts = sorted(p.relative_to(REPO) for p in DEPLOY.glob("*/ci-install.sh"))
+    assert [str(s) for s in scripts] == [
+        "deploy/alertmanager/ci-install.sh", "deploy/chromium/ci-install.sh",
+        "deploy/postgres/ci-install.sh", "deploy/prometheus/ci-install.sh",
+    ]  # fmt: skip
+    calls = re.findall(r"^(?:sh|bash) (deploy/\S+/ci-install\.sh)$", run, re.M)
+    assert sorted(calls) == [str(s) for s in scripts]
+    for script in scripts:
+        assert os.access(REPO / script, os.X_OK), f"{script} is not executable"
+
+
 def test_the_worker_serves_metrics_where_prometheus_scrapes():
     port = metrics_target_port()
     assert parse_cli([str(a) for a in SERVICES["worker"]["command"]]).params["metrics_port"] == port
@@ -379,3 +418,20 @@ def test_alerts_dashboard_offers_every_detector() -> None:
     board = json.loads((DEPLOY / "grafana/dashboards/alerts.json").read_text())
     var = next(v for v in board["templating"]["list"] if v["name"] == "detector")
     assert var["query"].split(",") == [*DETECTORS, *TYPOLOGIES]
+
+
+def test_the_readme_names_the_triage_link_variable_and_its_default() -> None:
+    """deploy/README.md tells operators where the dashboards' triage links
+    go; every dashboard with the variable has the default it names."""
+    text = " ".join(README.read_text().split())
+    m = re.search(r"`triage_url` is a hidden variable .*? by default `(http[^`]+)`", text)
+    assert m, "deploy/README.md does not describe the triage_url variable"
+    boards = {}
+    for path in sorted((DEPLOY / "grafana/dashboards").glob("*.json")):
+        for var in json.loads(path.read_text())["templating"].get("list", []):
+            if var["name"] == "triage_url":
+                boards[path.stem] = (var["type"], var["hide"], var["query"])
+    assert boards == {
+        name: ("textbox", 2, m.group(1))
+        for name in ("alert-detail", "alerts", "platform", "reserve-coverage")
+    }

@@ -124,7 +124,8 @@ def test_paths_in_records_are_never_opened(tmp_path: Path, monkeypatch: pytest.M
 
 def test_no_setting_names_a_path_to_write() -> None:
     # Detector thresholds hold no paths at all; the Kafka settings name three
-    # files the client reads (TLS), none it writes.
+    # files the client reads (TLS), the webhooks one each (the key), none
+    # that is written.
     keys = {k for section in tomllib.loads(default_toml()).values() for k in section}
     assert not {k for k in keys if any(w in k for w in ("path", "file", "dir", "output"))}
     pathish = {
@@ -133,6 +134,12 @@ def test_no_setting_names_a_path_to_write() -> None:
         if any(w in f for w in ("path", "file", "dir", "output"))
     }
     assert pathish == {"ssl_cafile", "ssl_certfile", "ssl_keyfile"}
+    # A webhook names the file its HMAC key is read from, nothing it writes.
+    from fundflow.notify import _KEYS as webhook_keys
+
+    assert {k for k in webhook_keys if any(w in k for w in ("path", "file", "dir", "output"))} == {
+        "secret_file"
+    }
 
 
 # -- secrets -------------------------------------------------------------------
