@@ -82,16 +82,21 @@ def _store(db: str) -> Iterator[Any]:
 @click.option("--session-hours", type=click.FloatRange(0.01, 720), default=12.0,
               show_default=True, help="How long a sign-in lasts.")  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--deliver/--no-deliver", default=True, show_default=True,
+              help="Deliver the [[webhooks]] of --config from this process (run one "
+              "deliverer per store: --no-deliver when `fundflow notify` does it).")  # fmt: skip
 def serve_cmd(
     db: str, host: str, port: int, cert: str | None, key: str | None, config_path: str | None,
     data: tuple[str, ...], anonymous_loopback_viewer: bool, session_hours: float,
-    access_log: bool,
+    access_log: bool, deliver: bool,
 ) -> None:  # fmt: skip
     """Serve the triage API (/api/v1, described in docs/openapi.json) and
-    the web page over the alert store, until interrupted."""
+    the web page over the alert store, until interrupted; with --config
+    naming [[webhooks]], deliver their notices too."""
     import uvicorn
 
     from fundflow.detectors import load_config
+    from fundflow.notify import load_hooks
     from fundflow.replay import ReplayError, check_inputs
 
     from .app import create_app
@@ -101,6 +106,7 @@ def serve_cmd(
         raise ServeCliError("TLS needs both --cert and --key")
     try:
         config = load_config(config_path)
+        hooks = load_hooks(config_path, required=False) if config_path else ()
         if data:
             check_inputs(list(data))
     except (ValueError, ReplayError) as e:
@@ -110,7 +116,7 @@ def serve_cmd(
     settings = ServeSettings(
         db=db, host=host, port=port, config_path=config_path, data=data,
         anonymous_loopback_viewer=anonymous_loopback_viewer, secure_cookie=cert is not None,
-        session_hours=session_hours,
+        session_hours=session_hours, hooks=tuple(h.name for h in hooks),
     )  # fmt: skip
     app = create_app(settings, ServeState(settings, config))
     uv_config = uvicorn.Config(
@@ -124,20 +130,43 @@ def serve_cmd(
         task = asyncio.create_task(server.serve())
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
+        delivering = None
+        stop = asyncio.Event()
         if server.started:
+            if hooks and deliver:
+                delivering = asyncio.create_task(_deliver(db, hooks, stop))
             sock = server.servers[0].sockets[0].getsockname()
             scheme = "https" if cert else "http"
             shown = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
-            click.echo(
-                f"fundflow serve ready: {scheme}://{shown}:{sock[1]}/ (store {_shown_db(db)}"
-                f"{', anonymous loopback viewer' if anonymous_loopback_viewer else ''})",
-                err=True,
-            )
-        await task
+            extra = [f"store {_shown_db(db)}"]
+            if anonymous_loopback_viewer:
+                extra.append("anonymous loopback viewer")
+            if delivering is not None:
+                extra.append(f"delivering to {', '.join(settings.hooks)}")
+            click.echo(f"fundflow serve ready: {scheme}://{shown}:{sock[1]}/ ({'; '.join(extra)})",
+                       err=True)  # fmt: skip
+        try:
+            await task
+        finally:
+            stop.set()
+            if delivering is not None:
+                await delivering
 
     asyncio.run(main())
     if not server.started:
         raise ServeCliError(f"cannot listen on {host}:{port}")
+
+
+async def _deliver(db: str, hooks: Any, stop: asyncio.Event) -> None:
+    """The webhook deliverer (:func:`fundflow.notify.run`) on a store of its
+    own, opened and used in this (the event loop's) thread, until ``stop``."""
+    from fundflow.notify import run
+
+    store = open_store(db)
+    try:
+        await run(store, hooks, stop)
+    finally:
+        store.close()
 
 
 def _shown_db(db: str) -> str:

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,6 +128,39 @@ def test_serve_over_tls_sets_a_secure_cookie(demo: Path, tmp_path: Path) -> None
             cookie = r.headers["set-cookie"].lower()
             assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
             assert c.get(f"{url}/api/v1/me").json()["name"] == "vic"
+
+
+def test_serve_delivers_the_webhooks_of_its_config(demo: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from webhook_receiver import Receiver
+
+    from fundflow.notify import SIGNATURE_HEADER, verify
+
+    key = b"a key of at least sixteen bytes"
+    (tmp_path / "hook.key").write_bytes(key)
+    receiver = Receiver([200])
+    config = tmp_path / "fundflow.toml"
+    config.write_text(
+        f'[[webhooks]]\nname = "ops"\nurl = "{receiver.url}"\nsecret_file = "hook.key"\n'
+    )
+    db = str(demo / "fundflow.db")
+    made = subprocess.run([FUNDFLOW, "users", "token", "root", "--db", db],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    token = made.stdout.strip()
+    try:
+        with serving("--db", db, "--config", str(config)) as url:
+            deadline = time.monotonic() + 60
+            while len(receiver.requests) < 21 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            auth = {"Authorization": f"Bearer {token}"}
+            body = httpx.get(f"{url}/api/v1/webhooks/deliveries?state=delivered&limit=500",
+                             headers=auth).json()  # fmt: skip
+    finally:
+        receiver.down()
+    assert len(receiver.requests) == 21
+    assert all(verify(r.body, r.headers[SIGNATURE_HEADER], key) for r in receiver.requests)
+    assert body["hooks"] == ["ops"]
+    assert len(body["items"]) == 21 and {d["state"] for d in body["items"]} == {"delivered"}
 
 
 def _chromium():  # type: ignore[no-untyped-def]
