@@ -1,0 +1,154 @@
+"""Benchmark of the triage queue over HTTP (a script, not a test).
+
+    .venv/bin/python tests/bench_serve.py [--alerts 20000] [--clients 20] [--seconds 15] [--db URL]
+
+Fills a store (a temporary SQLite file, or an empty PostgreSQL database
+given with --db) with ``--alerts`` synthetic alerts over 10 detectors, 4
+severities and 500 subjects, adds a user and an API token, starts
+``fundflow serve`` as a process on a free port, and runs ``--clients``
+concurrent clients (one thread and one keep-alive connection each) for
+``--seconds``. Each client loops over the queue's usual requests: the first
+page of the default order, a severity filter, a text search, a subject, a
+sort by amount, and the next two pages of one of them by cursor. Prints
+requests per second and the p50 / p95 / p99 / max latency of each kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+FUNDFLOW = str(Path(sys.executable).parent / "fundflow")
+DETECTORS = (
+    "fund_pool", "reserve_misuse", "maturity_mismatch", "self_financing", "guaranteed_return",
+    "excessive_return", "cross_bank_clearing", "unlicensed_business", "down_payment_loan",
+    "private_product_split",
+)  # fmt: skip
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def fill(db: str, n: int) -> None:
+    from fundflow.schemas.records import Alert
+    from fundflow.serve.auth import hash_password
+    from fundflow.store import open_sink, open_store
+
+    rng = random.Random(7)
+    batch: list[Alert] = []
+    with open_sink(db, batch_size=2000) as sink:
+        for i in range(n):
+            day, sec = rng.randrange(1, 28), rng.randrange(86_400)
+            subject = f"P{rng.randrange(500):03d}"
+            batch.append(Alert(
+                alert_id=f"bench{i:08d}", detector=rng.choice(DETECTORS),
+                severity=rng.choice(SEVERITIES), subject_id=subject,
+                accounts=(f"ACC-{subject}-{rng.randrange(40)}",),
+                first_ts=f"2026-03-{day:02d}T00:00:00+08:00",
+                last_ts=f"2026-03-{day:02d}T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}+08:00",
+                amount=f"{rng.randrange(1, 10**9)}.{rng.randrange(100):02d}",
+                summary=f"Platform {subject} moved money through {rng.randrange(2, 60)} accounts",
+                evidence={"thresholds": {"window_days": 7}}, detector_version="1.0", revision=1,
+            ))  # fmt: skip
+            if len(batch) == 2000:
+                sink.upsert(batch)
+                batch = []
+        sink.upsert(batch)
+    with open_store(db) as st:
+        st.add_user("bench", "viewer", hash_password("bench password"))
+
+
+def token(db: str) -> str:
+    out = subprocess.run([FUNDFLOW, "users", "token", "bench", "--db", db],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.strip()
+
+
+REQUESTS = {
+    "first page": "/api/v1/alerts",
+    "severity": "/api/v1/alerts?severity=high,critical",
+    "text": "/api/v1/alerts?q=P123",
+    "subject": "/api/v1/alerts?subject=P042",
+    "by amount": "/api/v1/alerts?order=-amount",
+}
+
+
+def client(url: str, auth: str, until: float, out: queue.Queue) -> None:
+    rng = random.Random(threading.get_ident())
+    timings: list[tuple[str, float, int]] = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {auth}"}, timeout=60) as c:
+        while time.monotonic() < until:
+            kind = rng.choice(list(REQUESTS))
+            t0 = time.perf_counter()
+            r = c.get(REQUESTS[kind])
+            timings.append((kind, time.perf_counter() - t0, r.status_code))
+            cursor = r.json().get("next_cursor") if r.status_code == 200 else None
+            for _ in range(2):
+                if cursor is None or time.monotonic() >= until:
+                    break
+                sep = "&" if "?" in REQUESTS[kind] else "?"
+                t0 = time.perf_counter()
+                r = c.get(f"{REQUESTS[kind]}{sep}cursor={cursor}")
+                timings.append(("next page", time.perf_counter() - t0, r.status_code))
+                cursor = r.json().get("next_cursor") if r.status_code == 200 else None
+    out.put(timings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--alerts", type=int, default=20_000)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument(
+        "--db", help="an empty PostgreSQL database URL (default: a temporary SQLite file)"
+    )
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or os.path.join(tmp, "bench.db")
+        t0 = time.perf_counter()
+        fill(db, args.alerts)
+        print(f"store: {args.alerts:,} alerts in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        auth = token(db)
+        proc = subprocess.Popen([FUNDFLOW, "serve", "--db", db, "--port", "0"],
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            url = line.split("ready: ")[1].split()[0].rstrip("/")
+            out: queue.Queue = queue.Queue()
+            until = time.monotonic() + args.seconds
+            threads = [threading.Thread(target=client, args=(url, auth, until, out))
+                       for _ in range(args.clients)]  # fmt: skip
+            start = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    timings = [x for _ in range(args.clients) for x in out.get()]
+    bad = sum(1 for _, _, status in timings if status != 200)
+    print(f"{len(timings):,} requests from {args.clients} clients in {elapsed:.1f} s: "
+          f"{len(timings) / elapsed:,.0f} requests/s, {bad} not 200")  # fmt: skip
+    print(f"{'request':<12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind in [*REQUESTS, "next page"]:
+        ms = sorted(1000 * d for k, d, _ in timings if k == kind)
+        if not ms:
+            continue
+        q = statistics.quantiles(ms, n=100, method="inclusive")
+        print(f"{kind:<12} {len(ms):>6} {q[49]:>8.1f} {q[94]:>8.1f} {q[98]:>8.1f} {ms[-1]:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
