@@ -273,7 +273,10 @@ def test_a_supervisor_works_alerts_in_a_real_browser(demo: Path) -> None:
             # Chinese labels and large type.
             page.click("#lang")
             page.wait_for_selector("text=预警")
+            base = page.evaluate("() => getComputedStyle(document.documentElement).fontSize")
             page.click("#large")
+            large = page.evaluate("() => getComputedStyle(document.documentElement).fontSize")
+            assert float(large.removesuffix("px")) > float(base.removesuffix("px"))
             _shot(page, "06-case-zh-large")
 
             # A viewer: no action buttons, and the API refuses.
@@ -297,6 +300,32 @@ def test_a_supervisor_works_alerts_in_a_real_browser(demo: Path) -> None:
             )
             assert status == [403, "forbidden"]
             _shot(viewer, "07-viewer")
+
+            # An admin retries a dead webhook delivery.
+            from datetime import UTC, datetime
+
+            from fundflow.store import open_store
+
+            with open_store(db) as st:
+                due = st.due_deliveries(["pager"], datetime.now(UTC), limit=1)
+                st.mark_failed(
+                    due[0].notice_id, "pager", "HTTP 503 from the pager", None, dead=True
+                )
+            admin = browser.new_context().new_page()
+            _sign_in(admin, url, "root")
+            admin.click("#nav-deliveries")
+            admin.goto(f"{url}/#/deliveries?state=dead")
+            dead = admin.locator("table.deliveries tbody tr")
+            expect(dead).to_have_count(1)
+            assert "HTTP 503 from the pager" in dead.inner_text()
+            _shot(admin, "08-deliveries")
+            dead.locator("button.retry").click()
+            expect(admin.locator("table.deliveries tbody tr")).to_have_count(0)
+            with open_store(db) as st:
+                (pending,) = [
+                    d for d in st.list_deliveries(hook="pager") if d.notice_id == due[0].notice_id
+                ]
+            assert pending.state == "pending"
         finally:
             browser.close()
     assert errors == []

@@ -84,11 +84,11 @@ async function render(root) {
 
 async function start() {
   document.getElementById("lang").addEventListener("click", () => { toggleLang(); route(); });
-  const large = localStorage.getItem("ff-large") === "1";
-  document.body.classList.toggle("large", large);
+  const root = document.documentElement;  // rem sizes follow the root's font size
+  root.classList.toggle("large", localStorage.getItem("ff-large") === "1");
   document.getElementById("large").addEventListener("click", () => {
-    const on = !document.body.classList.contains("large");
-    document.body.classList.toggle("large", on);
+    const on = !root.classList.contains("large");
+    root.classList.toggle("large", on);
     localStorage.setItem("ff-large", on ? "1" : "0");
   });
   document.getElementById("signout").addEventListener("click", async () => {

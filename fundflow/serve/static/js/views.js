@@ -17,7 +17,9 @@ const history = new Map();
 const sev = (s) => h("span", { class: `sev sev-${s}` }, t(s));
 const alertLink = (id, text) => h("a", { href: `#/alert/${encodeURIComponent(id)}`, class: "alert-link" }, text ?? id);
 const caseLink = (id, text) => h("a", { href: `#/case/${encodeURIComponent(id)}`, class: "case-link" }, text ?? `#${id}`);
-const when = (iso) => (iso ? String(iso).replace("T", " ").slice(0, 19) : "");
+// Times as the API gives them, with their offset (alerts: the engine's zone;
+// audit events: UTC), to the second.
+const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/\.\d+/, "") : "");
 
 function select(id, values, current, label) {
   return h("select", { id, name: id },
