@@ -25,9 +25,9 @@ from fundflow.schemas.records import KINDS
 from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
-from .serve.cli import serve_cmd, users
 from .notify_cli import notify_cmd
 from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
+from .serve.cli import serve_cmd, users
 from .store import StoreError, open_sink
 
 if TYPE_CHECKING:
