@@ -667,6 +667,8 @@ def check_actor(by: str, note: str | None) -> tuple[str, str | None]:
         raise ValueError(f"note must be text, got {note!r}")
     if note is not None and len(note) > TEXT_MAX:
         raise ValueError(f"note is longer than {TEXT_MAX} characters")
+    if "\x00" in by or (note is not None and "\x00" in note):
+        raise ValueError("by and note must not contain NUL characters")
     return by.strip(), (note.strip() or None) if note is not None else None
 
 
@@ -677,6 +679,8 @@ def check_text(what: str, text: object) -> str:
         raise ValueError(f"{what} must be non-empty text, got {text!r}")
     if len(text) > TEXT_MAX:
         raise ValueError(f"{what} is longer than {TEXT_MAX} characters")
+    if "\x00" in text:
+        raise ValueError(f"{what} must not contain NUL characters")
     return text.strip()
 
 
@@ -738,7 +742,7 @@ def _choices(what: str, value: object, known: Sequence[str] | None) -> tuple[str
     if not isinstance(values, tuple) or not values:
         raise ValueError(f"{what} must be a string or a non-empty tuple of strings, got {value!r}")
     for v in values:
-        if not isinstance(v, str) or not v:
+        if not isinstance(v, str) or not v or "\x00" in v:
             raise ValueError(f"{what} must name something, got {v!r}")
         if known is not None and v not in known:
             raise ValueError(f"{what} must be one of {', '.join(known)}, got {v!r}")
@@ -753,8 +757,8 @@ def normalize_filter(filters: AlertFilter) -> AlertFilter:
         raise ValueError(f"filters must be an AlertFilter, got {filters!r}")
     f = filters
     for what, value in (("subject", f.subject), ("assignee", f.assignee)):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{what} must be text, got {value!r}")
+        if value is not None and (not isinstance(value, str) or "\x00" in value):
+            raise ValueError(f"{what} must be text with no NUL, got {value!r}")
     for what, at in (("since", f.since), ("until", f.until)):
         if at is not None:
             check_time(what, at)
@@ -762,8 +766,8 @@ def normalize_filter(filters: AlertFilter) -> AlertFilter:
     if text is not None:
         if not isinstance(text, str):
             raise ValueError(f"text must be text, got {text!r}")
-        if len(text) > 200:
-            raise ValueError("text must be at most 200 characters")
+        if len(text) > 200 or "\x00" in text:
+            raise ValueError("text must be at most 200 characters, with no NUL")
         text = text.strip() or None
     if f.case_id is not None:
         check_id("case_id", f.case_id)
@@ -830,7 +834,7 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 def make_cursor(key: bytes, digest: str, values: Sequence[str | int]) -> str:
@@ -847,8 +851,10 @@ def read_cursor(key: bytes, digest: str, cursor: object, types: Sequence[type]) 
     it was made for another query, or its values are not of ``types``."""
     if not isinstance(cursor, str) or len(cursor) > 2000:
         raise BadCursor("malformed cursor")
+    body, _, sig = cursor.partition(".")
+    if not body or not sig:
+        raise BadCursor("malformed cursor")
     try:
-        body, _, sig = cursor.partition(".")
         payload, signature = _unb64(body), _unb64(sig)
     except (binascii.Error, ValueError):
         raise BadCursor("malformed cursor") from None

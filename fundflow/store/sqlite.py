@@ -62,8 +62,10 @@ _WRITTEN = (*_ALERT_FIELDS, *_DERIVED, "created_seq", "updated_seq")
 
 def _derived(a: Alert, strict: bool = True) -> tuple[Any, ...]:
     """The sort and search columns of an alert; :class:`StoreError` for a
-    time or amount that would not sort (``strict=False``, for rows stored
-    before these columns existed: the raw text and 0 instead)."""
+    time or amount that would not sort or read back (``strict=False``, for
+    rows stored before these columns existed: the raw text and 0 instead)."""
+    if strict:
+        alert_instant(a, "first_ts")
     try:
         last = utc_text(alert_instant(a, "last_ts"))
     except StoreError:

@@ -1,4 +1,10 @@
-"""Unit tests of the SQLite alert store (fundflow.store), on hand-built alerts."""
+"""The SQLite alert store (fundflow.store.sqlite), on hand-built alerts.
+
+The store contract every backend passes runs here as
+:class:`TestSQLiteStoreContract` (``tests/store/contract.py``); the rest is
+SQLite's own: WAL, the bookkeeping columns, files that are not stores, the
+migrations of older files, choosing a backend and masking passwords.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,14 @@ import socket
 import sqlite3
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
 
 import pytest
+from store.contract import StoreContract
 
 import fundflow
 from fundflow.schemas.records import Alert
 from fundflow.store import (
+    AlertFilter,
     AlertSink,
     SQLiteSink,
     SQLiteStore,
@@ -79,14 +86,8 @@ def db(tmp_path):
     return tmp_path / "alerts.db"
 
 
-def test_round_trip_returns_equal_alerts(db):
-    with SQLiteSink(db) as sink:
-        sink.upsert([A, B, C])
-    with open_store(db) as store:
-        assert store.get("A") == A
-        assert store.get("B") == B  # Chinese text and nested evidence survive
-        assert store.get("nope") is None
-        assert store.count() == 3
+class TestSQLiteStoreContract(StoreContract):
+    """The store contract on a SQLite file (the ``db`` fixture above)."""
 
 
 def test_sink_implements_the_protocol(db):
@@ -94,7 +95,7 @@ def test_sink_implements_the_protocol(db):
         assert isinstance(sink, AlertSink)
 
 
-def test_upsert_is_idempotent_across_replays(db):
+def test_a_replay_leaves_the_rows_and_their_sequence_alone(db):
     with SQLiteSink(db) as sink:
         sink.upsert([A, B])
     first = raw_rows(db)
@@ -108,7 +109,7 @@ def test_upsert_is_idempotent_across_replays(db):
     ]
 
 
-def test_higher_revision_replaces_and_keeps_created_seq(db):
+def test_a_higher_revision_keeps_created_seq_and_moves_updated_seq(db):
     newer = make_alert("A", revision=2, severity="critical", amount="300000.00")
     with SQLiteSink(db) as sink:
         sink.upsert([A, B])
@@ -120,7 +121,7 @@ def test_higher_revision_replaces_and_keeps_created_seq(db):
     assert (row[0], row[-2], row[-1]) == ("A", 1, 3)  # created 1, updated 3
 
 
-def test_lower_revision_arriving_late_is_ignored(db):
+def test_a_late_lower_revision_rewrites_nothing(db):
     newer = make_alert("A", revision=2, amount="300000.00")
     with SQLiteSink(db) as sink:
         sink.upsert([newer])
@@ -128,14 +129,6 @@ def test_lower_revision_arriving_late_is_ignored(db):
     with SQLiteSink(db) as sink:
         sink.upsert([A])  # revision 1, redelivered
     assert raw_rows(db) == before
-    with open_store(db) as store:
-        assert store.get("A") == newer
-
-
-def test_lower_revision_in_the_same_batch_is_ignored(db):
-    newer = make_alert("A", revision=3)
-    with SQLiteSink(db) as sink:
-        sink.upsert([newer, make_alert("A", revision=2), A])
     with open_store(db) as store:
         assert store.get("A") == newer
 
@@ -154,20 +147,6 @@ def test_upsert_leaves_status_alone(db):
         assert store.events("A") == store.events("B") == []
 
 
-def test_commits_every_batch_size_and_on_flush(db):
-    sink = SQLiteSink(db, batch_size=3)
-    sink.upsert([A, B])
-    assert (sink.pending, committed(db)) == (2, 0)
-    sink.upsert([C, make_alert("D")])
-    assert (sink.pending, committed(db)) == (1, 3)
-    sink.flush()
-    assert (sink.pending, committed(db)) == (0, 4)
-    sink.upsert([make_alert("E")])
-    assert committed(db) == 4
-    sink.close()
-    assert committed(db) == 5
-
-
 def test_one_large_upsert_is_cut_into_batches(db):
     sink = SQLiteSink(db, batch_size=2)
     sink.upsert([make_alert(f"X{i}") for i in range(5)])
@@ -183,13 +162,6 @@ def test_data_survives_close_and_reopen(db):
         sink.upsert([B])
     with open_store(db) as store:
         assert store.list() == [B, A]
-
-
-def test_exit_on_error_still_commits_what_was_upserted(db):
-    with pytest.raises(RuntimeError, match="boom"), SQLiteSink(db) as sink:
-        sink.upsert([A])
-        raise RuntimeError("boom")
-    assert committed(db) == 1
 
 
 def test_wal_mode_schema_version_and_indexes(db):
@@ -227,23 +199,6 @@ def test_sink_sets_synchronous_normal(db):
         assert sink._conn.execute("PRAGMA synchronous").fetchone() == (1,)  # 1 = NORMAL
     finally:
         sink.close()
-
-
-def test_list_orders_by_first_ts_then_alert_id_and_filters(db):
-    with SQLiteSink(db) as sink:
-        sink.upsert([A, C, B])
-    with open_store(db) as store:
-        assert store.list() == [B, C, A]
-        assert store.list(detector="fund_pool") == [C, A]
-        assert store.list(severity="critical") == [B]
-        assert store.list(subject="P1") == [A]
-        assert store.list(detector="fund_pool", severity="low") == [C]
-        assert store.list(detector="fund_pool", subject="PAY1") == []
-        assert store.list(limit=2) == [B, C]
-        assert store.list(limit=0) == []
-        assert store.count(detector="fund_pool") == 2
-        with pytest.raises(ValueError, match="-1"):
-            store.list(limit=-1)
 
 
 def test_open_store_on_missing_path_raises_and_creates_nothing(tmp_path):
@@ -335,143 +290,6 @@ def filled(db):
     with SQLiteSink(db) as sink:
         sink.upsert([A, B, C])
     return db
-
-
-def test_ack_then_close_records_the_audit_trail(filled):
-    before = datetime.now(UTC)
-    with open_store(filled) as store:
-        assert store.status("A") == "open"
-        acked = store.ack("A", by=" wang ", note="checking the custody ledger")
-        closed = store.close_alert("A", by="li", note="")
-        assert (store.status("A"), store.status("B"), store.status("nope")) == (
-            "closed",
-            "open",
-            None,
-        )
-        trail = store.events("A")
-        assert store.events("B") == store.events("nope") == []
-    assert trail == [acked, closed]
-    assert event_rows_of(trail) == [
-        (1, "A", "acknowledged", "wang", "checking the custody ledger"),
-        (2, "A", "closed", "li", None),
-    ]
-    assert before <= trail[0].at <= trail[1].at <= datetime.now(UTC)
-    assert trail[0].at.utcoffset() == timedelta(0)
-    # The alert itself is untouched: status is not part of the Alert.
-    with open_store(filled) as store:
-        assert store.get("A") == A
-
-
-def event_rows_of(events) -> list[tuple]:
-    return [(e.id, e.alert_id, e.action, e.actor, e.note) for e in events]
-
-
-def test_an_open_alert_can_be_closed_directly(filled):
-    with open_store(filled) as store:
-        store.close_alert("B", by="li")
-        assert store.status("B") == "closed"
-        assert [e.action for e in store.events("B")] == ["closed"]
-
-
-@pytest.mark.parametrize(
-    ("moves", "move", "message"),
-    [
-        (["ack"], "ack", "cannot acknowledge alert 'A': it is already acknowledged"),
-        (["close"], "ack", "cannot acknowledge alert 'A': it is closed"),
-        (["ack", "close"], "ack", "cannot acknowledge alert 'A': it is closed"),
-        (["close"], "close", "cannot close alert 'A': it is already closed"),
-        (["ack", "close"], "close", "cannot close alert 'A': it is already closed"),
-    ],
-)
-def test_illegal_moves_are_refused_and_change_nothing(filled, moves, move, message):
-    do = {"ack": "ack", "close": "close_alert"}
-    with open_store(filled) as store:
-        for m in moves:
-            getattr(store, do[m])("A", by="wang")
-        status, trail = store.status("A"), store.events("A")
-        with pytest.raises(StoreError) as info:
-            getattr(store, do[move])("A", by="wang")
-        assert str(info.value) == message
-        assert (store.status("A"), store.events("A")) == (status, trail)
-
-
-def test_moving_an_unknown_alert_is_a_store_error(filled):
-    with open_store(filled) as store:
-        with pytest.raises(StoreError) as info:
-            store.ack("nope", by="wang")
-        assert str(info.value) == f"no alert 'nope' in {filled}"
-        with pytest.raises(StoreError, match="^no alert 'nope' in "):
-            store.close_alert("nope", by="wang")
-
-
-@pytest.mark.parametrize("by", ["", "   ", None])
-def test_a_move_must_name_who_acts(filled, by):
-    with open_store(filled) as store, pytest.raises(ValueError, match="by must name who acts"):
-        store.ack("A", by=by)
-
-
-def test_status_filter_and_iter_with_status(filled):
-    with open_store(filled) as store:
-        store.ack("A", by="wang")
-        store.close_alert("B", by="wang")
-        assert store.list(status="open") == [C]
-        assert store.list(status="acknowledged") == [A]
-        assert store.list(status="closed", detector="reserve_misuse") == [B]
-        assert store.list(status="closed", detector="fund_pool") == []
-        assert store.count(status="open") == 1
-        assert [*store.iter_with_status()] == [(B, "closed"), (C, "open"), (A, "acknowledged")]
-        assert [*store.iter_with_status(limit=1)] == [(B, "closed")]
-        with pytest.raises(ValueError, match="status must be one of open, acknowledged, closed"):
-            store.list(status="done")
-
-
-def test_a_closed_alert_that_grows_is_reopened_with_an_event(filled):
-    grown = make_alert("A", revision=2, severity="critical", amount="300000.00")
-    with open_store(filled) as store:
-        store.ack("A", by="wang")
-        store.close_alert("A", by="wang", note="false alarm")
-    with SQLiteSink(filled) as sink:
-        sink.upsert([A])  # a late lower revision: nothing happens
-        sink.upsert([grown])
-    with SQLiteSink(filled) as sink:
-        sink.upsert([grown])  # the same revision again: still nothing
-    with open_store(filled) as store:
-        assert store.get("A") == grown
-        assert store.status("A") == "open"
-        trail = store.events("A")
-    assert event_rows_of(trail) == [
-        (1, "A", "acknowledged", "wang", None),
-        (2, "A", "closed", "wang", "false alarm"),
-        (3, "A", "reopened", "fundflow",
-         "revision 2 replaced revision 1 after closing: severity critical, amount 300000.00"),
-    ]  # fmt: skip
-
-
-def test_several_revisions_in_one_batch_reopen_once(filled):
-    with open_store(filled) as store:
-        store.close_alert("A", by="wang")
-    with SQLiteSink(filled) as sink:
-        sink.upsert([make_alert("A", revision=3), make_alert("A", revision=2)])
-    with open_store(filled) as store:
-        assert store.get("A") == make_alert("A", revision=3)
-        assert [(e.action, e.note) for e in store.events("A")] == [
-            ("closed", None),
-            ("reopened", "revision 3 replaced revision 1 after closing: severity high, "
-             "amount 150000.00"),
-        ]  # fmt: skip
-        # Reopened, it follows the lifecycle again.
-        store.ack("A", by="li")
-        assert store.status("A") == "acknowledged"
-
-
-def test_an_acknowledged_alert_that_grows_stays_acknowledged(filled):
-    with open_store(filled) as store:
-        store.ack("A", by="wang")
-    with SQLiteSink(filled) as sink:
-        sink.upsert([make_alert("A", revision=2)])
-    with open_store(filled) as store:
-        assert store.status("A") == "acknowledged"
-        assert [e.action for e in store.events("A")] == ["acknowledged"]
 
 
 def test_moves_leave_the_alert_rows_bookkeeping_alone(filled):
@@ -601,6 +419,109 @@ def test_sinks_opening_one_new_file_together_migrate_it_once(db):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     assert committed(db) == 1
+
+
+# A version 2 file as this fundflow's predecessor wrote it: its schema by
+# migrations 1 and 2, then alerts and an audit trail.
+def write_v2(path) -> None:
+    from fundflow.store.sqlite import MIGRATIONS  # noqa: PLC0415
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for step in MIGRATIONS[:2]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (2)")
+        conn.executemany(
+            f"INSERT INTO alerts ({V1_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+            [
+                ("A", "fund_pool", "high", "P1", '["ACC-1","ACC-2"]', "2026-03-01T10:00:00+08:00",
+                 "2026-03-01T12:00:00+08:00", "150000.00",
+                 "Investor money pooled in the platform's own account.",
+                 '{"pooled_fen":15000000,"txn_ids":["T1","T2"]}', "1.0", 1, "closed", 1, 3),
+                ("B", "reserve_misuse", "critical", "PAY1", '["RES-1"]',
+                 "2026-03-01T09:00:00+08:00", "2026-03-01T12:00:00+08:00", "9.99",
+                 "备付金被挪用于关联公司。", '{"shortfall_fen":999,"注":"中文"}', "1.0", 1, "open",
+                 2, 2),
+            ],
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO alert_events (alert_id, action, actor, note, at) VALUES (?, ?, ?, ?, ?)",
+            [
+                ("A", "acknowledged", "wang", "checking", "2026-03-02T01:00:00.000000+00:00"),
+                ("A", "closed", "li", None, "2026-03-02T02:00:00.000000+00:00"),
+            ],
+        )
+
+
+def test_a_version_2_file_is_upgraded_in_place_keeping_alerts_and_trail(db):
+    write_v2(db)
+    with open_store(db) as store:  # a reader reads version 2 as it is
+        before = ([*store.iter_with_status()], store.events("A"), store.events("B"))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    rows_before = raw_rows(db)
+    SQLiteSink(db).close()
+    assert raw_rows(db) == rows_before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT COUNT(*) FROM notices").fetchone() == (0,)
+        derived = conn.execute(
+            "SELECT alert_id, assignee, last_utc, severity_rank, amount_fen FROM alerts"
+            " ORDER BY alert_id"
+        ).fetchall()
+    assert derived == [
+        ("A", None, "2026-03-01T04:00:00.000000+00:00", 2, 15000000),
+        ("B", None, "2026-03-01T04:00:00.000000+00:00", 3, 999),
+    ]
+    with open_store(db) as store:
+        assert ([*store.iter_with_status()], store.events("A"), store.events("B")) == before
+        a, b = (alert for alert, _ in before[0][::-1])
+        assert (store.revisions("A"), store.revisions("B")) == ([a], [b])
+        assert [r.alert.alert_id for r in store.page(AlertFilter(text="备付金")).items] == ["B"]
+        assert [r.status for r in store.page(AlertFilter(), order="subject").items] == [
+            "closed", "open",
+        ]  # fmt: skip
+        assert store.reopen("A", by="wang").id == 3  # the trail goes on where it was
+
+
+def test_a_reader_upgrades_a_version_2_file_for_the_triage_reads(db):
+    write_v2(db)
+    with open_store(db) as store:
+        assert store.events("A")[0].note == "checking"
+        assert [r.alert.alert_id for r in store.page(AlertFilter()).items] == ["B", "A"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+
+
+def test_a_read_only_version_2_file_reads_but_cannot_be_triaged(db, monkeypatch):
+    """A file this process may only read (read-only media, another user's)
+    is opened with mode=ro: the old reads work, the triage reads say why not."""
+    from fundflow.store import sqlite as backend  # noqa: PLC0415
+
+    write_v2(db)
+
+    def read_only(path):
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    monkeypatch.setattr(backend, "_connect_reader", read_only)
+    with open_store(db) as store:
+        assert store.count() == 2
+        assert [e.action for e in store.events("A")] == ["acknowledged", "closed"]
+        with pytest.raises(StoreError) as info:
+            store.page(AlertFilter())
+        with pytest.raises(
+            StoreError, match="cannot write alert store .*: attempt to write a readonly"
+        ):
+            store.ack("B", by="wang")
+    assert str(info.value) == (
+        f"alert store {db} has schema version 2 and cannot be brought to version 3 for triage: "
+        "attempt to write a readonly database"
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 # --- choosing a backend, and masking passwords ---------------------------------
