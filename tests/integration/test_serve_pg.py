@@ -1,18 +1,13 @@
-"""The API contract suite (tests/unit/serve_suite.py) over PostgreSQL: a
+"""The API contract suite (tests/serve/api_suite.py) over PostgreSQL: a
 fresh database of the test server per test."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-
-from serve_suite import *  # noqa: E402, F403 - the suite's tests run here
+from serve.api_suite import *  # noqa: F403 - the suite's tests run here
 
 pytestmark = pytest.mark.integration
 

@@ -1,11 +1,11 @@
-"""The API contract suite (tests/unit/serve_suite.py) over a SQLite store."""
+"""The API contract suite (tests/serve/api_suite.py) over a SQLite store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from serve_suite import *  # noqa: F403 - the suite's tests run here
+from serve.api_suite import *  # noqa: F403 - the suite's tests run here
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 A test module imports every ``test_*`` from here and supplies the fixture
 ``db``: the path or URL of an empty, writable alert store
 (``tests/unit/test_serve_api.py``: a SQLite file;
-``tests/integration/test_serve_pg.py``: a fresh PostgreSQL database). The
+``tests/integration/test_serve_pg.py``: a fresh PostgreSQL database); it is
+imported as ``serve.api_suite`` (tests/conftest.py puts ``tests/`` on the
+path). The
 fixture ``served`` fills it with :data:`ALERTS` and three users, one per
 role, and gives a :class:`Served` to drive the app through Starlette's
 TestClient.
