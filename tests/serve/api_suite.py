@@ -3,12 +3,11 @@
 A test module imports every ``test_*`` from here and supplies the fixture
 ``db``: the path or URL of an empty, writable alert store
 (``tests/unit/test_serve_api.py``: a SQLite file;
-``tests/integration/test_serve_pg.py``: a fresh PostgreSQL database); it is
-imported as ``serve.api_suite`` (tests/conftest.py puts ``tests/`` on the
-path). The
-fixture ``served`` fills it with :data:`ALERTS` and three users, one per
-role, and gives a :class:`Served` to drive the app through Starlette's
-TestClient.
+``tests/integration/test_serve_pg.py``: a fresh PostgreSQL database),
+importing it as ``serve.api_suite`` (tests/conftest.py puts ``tests/`` on
+the path). The fixture ``served`` fills the store with :data:`ALERTS` and
+three users, one per role, and gives a :class:`Served` to drive the app
+through Starlette's TestClient.
 """
 
 from __future__ import annotations
