@@ -143,6 +143,10 @@ async def get_alert_graph(state: ServeState, request: Request, _p: Principal | N
             graph = build_graph(data, Centre(alert=alert), hops=1, config=state.config)
         except (GraphError, ReplayError) as e:
             raise ApiError(422, "graph_unavailable", str(e)) from None
+        except OSError as e:  # a dump moved or unreadable since start-up
+            raise ApiError(
+                422, "graph_unavailable", f"cannot read {e.filename}: {e.strerror}"
+            ) from None
         graph.attrs |= {"source": "dumps", "note": "; ".join(graph.stats["notes"])}
         return node_link(graph)
 
