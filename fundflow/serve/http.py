@@ -91,7 +91,7 @@ async def read_json(
 def text_field(data: Mapping[str, Any], key: str, *, required: bool = False,
                max_len: int = 10_000, nullable: bool = True) -> str | None:  # fmt: skip
     """A string field of a body: 400 for a wrong type, an empty required
-    value or one longer than ``max_len`` characters."""
+    value, one longer than ``max_len`` characters or one holding NUL."""
     value = data.get(key)
     if value is None:
         if required or (key in data and not nullable):
@@ -103,6 +103,8 @@ def text_field(data: Mapping[str, Any], key: str, *, required: bool = False,
         raise ApiError(400, "bad_field", f"{key} must not be empty")
     if len(value) > max_len:
         raise ApiError(400, "bad_field", f"{key} is limited to {max_len} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold it; the store refuses it everywhere
+        raise ApiError(400, "bad_field", f"{key} must not contain NUL characters")
     return value
 
 

@@ -40,6 +40,7 @@ HOSTILE = [
     "<script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",
     "%_\\ 资金池 ' \" ; --",
+    "bidi \u202e override, zero width \u200b, 𝓊𝓃𝒾𝒸ℴ𝒹ℯ",
 ]
 
 
@@ -388,7 +389,7 @@ def test_a_cursor_of_another_order_is_refused(served: Served) -> None:
         "since",
     ],
 )
-@pytest.mark.parametrize("payload", HOSTILE[:2])
+@pytest.mark.parametrize("payload", [*HOSTILE[:2], "nul \x00"])
 def test_injection_in_every_filter_is_data(served: Served, param: str, payload: str) -> None:
     r = served.bearer("vic").get("/api/v1/alerts", params={param: payload})
     assert r.status_code in (200, 400), r.text
@@ -540,6 +541,20 @@ def test_hostile_text_comes_back_as_data(
         assert events[-1]["note"] == payload.strip()
     with open_store(served.db) as st:
         assert st.count() == len(ALERTS)
+
+
+@pytest.mark.parametrize("what, path, field", TEXT_FIELDS, ids=[t[0] for t in TEXT_FIELDS])
+def test_nul_in_text_is_refused(served: Served, what: str, path: str, field: str) -> None:
+    c = served.bearer("ana")
+    case = c.post("/api/v1/cases", json={"title": "holder"}).json()["case_id"]
+    body: dict[str, Any] = (
+        {"title": "t", field: "a \x00 b"} if path == "/cases" else {field: "a \x00 b"}
+    )
+    if path.endswith("/status"):
+        body["status"] = "closed"
+    r = c.post("/api/v1" + path.replace("{case}", str(case)), json=body)
+    assert r.status_code == 400 and r.json()["error"] == "bad_field"
+    assert "NUL" in r.json()["detail"]
 
 
 def test_hostile_names_are_refused_or_data(served: Served) -> None:
