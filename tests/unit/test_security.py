@@ -155,6 +155,11 @@ def _all_options(group: click.Group, prefix: str = "fundflow") -> dict[str, list
     return out
 
 
+#: Flags that name where a secret comes from: the TLS key file of `fundflow
+#: serve`, the password file or stdin of `fundflow users`.
+WHERE_FROM = frozenset({"--key", "--password-file", "--password-stdin"})
+
+
 def test_no_flag_takes_a_password_or_key() -> None:
     options = _all_options(main)
     assert "fundflow replay" in options and "fundflow worker" in options
@@ -162,9 +167,11 @@ def test_no_flag_takes_a_password_or_key() -> None:
         (cmd, opt)
         for cmd, opts in options.items()
         for opt in opts
-        if any(w in opt for w in ("password", "secret", "token", "key")) and opt != "--key"
+        if any(w in opt for w in ("password", "secret", "token", "key")) and opt not in WHERE_FROM
     ]
     assert leaky == []
+    # The allowed ones name where a secret is read from (a file, stdin), never the secret.
+    assert {o for opts in options.values() for o in opts} >= WHERE_FROM
 
 
 def test_kafka_passwords_from_files(tmp_path: Path) -> None:
