@@ -1,5 +1,5 @@
 """What the API's handlers share: the known values of its parameters, the
-:class:`Param` of a query parameter, and small request helpers."""
+:class:`Param` of a query parameter, and the small checks every handler makes of a request."""
 
 from __future__ import annotations
 
