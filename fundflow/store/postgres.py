@@ -45,6 +45,7 @@ import itertools
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -569,12 +570,18 @@ class PostgresStore(SQLStore):
     cursor, so exports of any size run in constant memory. Ordered by
     ``(first_ts, alert_id)``, ``first_ts`` as an instant.
 
-    One connection, in autocommit; a store is for one thread at a time
-    (open one per thread).
+    One connection, in autocommit. One store may serve several threads: its
+    calls take turns on that connection (a lock), except ``iter`` /
+    ``iter_with_status``, whose stream belongs to the thread reading it;
+    for calls in parallel, open a store per thread.
     """
 
     alert_columns = _ALERT_COLUMNS
     last_ts_column = "last_ts"
+    case_ids_column = (
+        "ARRAY(SELECT ca.case_id FROM case_alerts ca WHERE ca.alert_id = alerts.alert_id"
+        " ORDER BY ca.case_id)"
+    )
     for_update = " FOR UPDATE"
     schema_version = SCHEMA_VERSION
 
@@ -582,6 +589,7 @@ class PostgresStore(SQLStore):
         self.name = mask_url(url)
         self._secrets = url_secrets(url)
         self._conn = connect(url, self.name)
+        self._lock = threading.RLock()
         try:
             version = schema_version(self._conn)
         except psycopg.Error as exc:
@@ -610,6 +618,10 @@ class PostgresStore(SQLStore):
     # -- hooks of SQLStore -------------------------------------------------------
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._fetch_unlocked(sql, params)
+
+    def _fetch_unlocked(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return self._conn.execute(_q(sql), params).fetchall()
         except psycopg.Error as exc:
@@ -626,6 +638,11 @@ class PostgresStore(SQLStore):
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[_Tx]:
+        with self._lock, self._tx_unlocked() as tx:
+            yield tx
+
+    @contextlib.contextmanager
+    def _tx_unlocked(self) -> Iterator[_Tx]:
         try:
             if self._version < SCHEMA_VERSION:
                 self._version = migrate(self._conn, self.name)
@@ -635,6 +652,10 @@ class PostgresStore(SQLStore):
             raise StoreError(f"cannot write alert store {self.name}: {self._scrub(exc)}") from None
 
     def _migrate_for_reading(self) -> None:
+        with self._lock:
+            self._migrate_for_reading_unlocked()
+
+    def _migrate_for_reading_unlocked(self) -> None:
         try:
             self._version = migrate(self._conn, self.name)
         except psycopg.Error as exc:
@@ -651,6 +672,9 @@ class PostgresStore(SQLStore):
 
     def _decode_alert(self, row: Sequence[Any]) -> Alert:
         return _alert(row)
+
+    def _decode_case_ids(self, value: Any) -> tuple[int, ...]:
+        return tuple(int(i) for i in value)
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(str(exc), self._secrets) or type(exc).__name__

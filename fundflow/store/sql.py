@@ -200,6 +200,9 @@ class SQLStore(StoreReader):
     last_ts_column: str
     #: Appended to a SELECT that reads a row about to be changed.
     for_update: str = ""
+    #: A column expression, per ``alerts`` row, of the ids of its cases
+    #: (read by :meth:`_decode_case_ids`), so a page is one query.
+    case_ids_column: str
 
     # -- hooks -----------------------------------------------------------------
 
@@ -226,6 +229,9 @@ class SQLStore(StoreReader):
         raise NotImplementedError
 
     def _decode_alert(self, row: Sequence[Any]) -> Alert:
+        raise NotImplementedError
+
+    def _decode_case_ids(self, value: Any) -> tuple[int, ...]:
         raise NotImplementedError
 
     # -- reading, as the CLI does ----------------------------------------------
@@ -255,6 +261,8 @@ class SQLStore(StoreReader):
 
     def get(self, alert_id: str) -> Alert | None:
         """The alert with this id, or ``None``."""
+        if _impossible(alert_id):
+            return None
         rows = self._fetch(
             f"SELECT {self.alert_columns} FROM alerts WHERE alert_id = ?", (alert_id,)
         )
@@ -262,6 +270,8 @@ class SQLStore(StoreReader):
 
     def status(self, alert_id: str) -> str | None:
         """The alert's status (``open``, ``acknowledged``, ``closed``), or ``None``."""
+        if _impossible(alert_id):
+            return None
         rows = self._fetch("SELECT status FROM alerts WHERE alert_id = ?", (alert_id,))
         return str(rows[0][0]) if rows else None
 
@@ -279,7 +289,7 @@ class SQLStore(StoreReader):
 
     def events(self, alert_id: str) -> list[AlertEvent]:
         """The alert's audit trail, oldest first (empty for an unknown id)."""
-        if self._version < 2:
+        if self._version < 2 or _impossible(alert_id):
             return []
         rows = self._fetch(
             "SELECT id, alert_id, action, actor, note, at FROM alert_events"
@@ -299,6 +309,8 @@ class SQLStore(StoreReader):
 
     def revisions(self, alert_id: str) -> list[Alert]:
         """Every revision of the alert the store has seen, ascending."""
+        if _impossible(alert_id):
+            return []
         self._current()
         rows = self._fetch(
             "SELECT body FROM alert_revisions WHERE alert_id = ? ORDER BY revision", (alert_id,)
@@ -369,7 +381,7 @@ class SQLStore(StoreReader):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         direction = " DESC" if descending else ""
         rows = self._fetch(
-            f"SELECT {self.alert_columns}, status, assignee FROM alerts{where}"
+            f"SELECT {self._row_columns()} FROM alerts{where}"
             f" ORDER BY {', '.join(c + direction for c in columns)} LIMIT ?",
             (*params, limit + 1),
         )
@@ -380,20 +392,13 @@ class SQLStore(StoreReader):
             next_cursor = make_cursor(self._cursor_key(), digest, [sort_key(last, k) for k in keys])
         return AlertPage(items, next_cursor)
 
+    def _row_columns(self) -> str:
+        return f"{self.alert_columns}, status, assignee, {self.case_ids_column}"
+
     def _rows(self, rows: Sequence[Sequence[Any]]) -> list[AlertRow]:
-        alerts = [self._decode_alert(r[:12]) for r in rows]
-        cases: dict[str, list[int]] = {a.alert_id: [] for a in alerts}
-        if alerts:
-            marks = ", ".join("?" for _ in alerts)
-            for case_id, alert_id in self._fetch(
-                f"SELECT case_id, alert_id FROM case_alerts WHERE alert_id IN ({marks})"
-                " ORDER BY case_id",
-                [a.alert_id for a in alerts],
-            ):
-                cases[alert_id].append(int(case_id))
         return [
-            AlertRow(a, r[12], r[13], tuple(cases[a.alert_id]))
-            for a, r in zip(alerts, rows, strict=True)
+            AlertRow(self._decode_alert(r[:12]), r[12], r[13], self._decode_case_ids(r[14]))
+            for r in rows
         ]
 
     def severity_counts(self, filters: AlertFilter) -> dict[str, int]:
@@ -403,17 +408,21 @@ class SQLStore(StoreReader):
         self._current()
         clauses, params = self._filter_sql(f)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        # By rank: an index holds it, so an unfiltered count reads only the index.
         found = dict(
-            self._fetch(f"SELECT severity, COUNT(*) FROM alerts{where} GROUP BY severity", params)
+            self._fetch(
+                f"SELECT severity_rank, COUNT(*) FROM alerts{where} GROUP BY severity_rank", params
+            )
         )
-        return {s: int(found.get(s, 0)) for s in SEVERITIES}
+        return {s: int(found.get(rank, 0)) for rank, s in enumerate(SEVERITIES)}
 
     def row(self, alert_id: str) -> AlertRow | None:
         """The alert's queue row, or ``None``."""
+        if _impossible(alert_id):
+            return None
         self._current()
         rows = self._fetch(
-            f"SELECT {self.alert_columns}, status, assignee FROM alerts WHERE alert_id = ?",
-            (alert_id,),
+            f"SELECT {self._row_columns()} FROM alerts WHERE alert_id = ?", (alert_id,)
         )
         return self._rows(rows)[0] if rows else None
 
@@ -471,6 +480,8 @@ class SQLStore(StoreReader):
             return self._alert_event(tx, alert_id, "commented", by, text)
 
     def _locked_alert(self, tx: Tx, alert_id: str, column: str) -> Any:
+        if _impossible(alert_id):
+            raise StoreNotFound(f"no alert {alert_id!r} in {self.name}")
         row = tx.execute(
             f"SELECT {column} FROM alerts WHERE alert_id = ?{self.for_update}", (alert_id,)
         ).fetchone()
@@ -514,6 +525,8 @@ class SQLStore(StoreReader):
         return User(name, role, password_hash, False, at)
 
     def get_user(self, name: str) -> User | None:
+        if _impossible(name):
+            return None
         self._current()
         rows = self._fetch(f"SELECT {self._USER_COLS} FROM users WHERE name = ?", (name,))
         return self._user(rows[0]) if rows else None
@@ -585,6 +598,8 @@ class SQLStore(StoreReader):
                 raise StoreConflict("a token with this hash already exists")
 
     def get_token(self, token_hash: str) -> Token | None:
+        if _impossible(token_hash):
+            return None
         self._current()
         rows = self._fetch(
             "SELECT token_hash, user_name, kind, created_at, expires_at, csrf_hash FROM tokens"
@@ -655,7 +670,9 @@ class SQLStore(StoreReader):
         return CaseEvent(int(event_id), case_id, action, by, note, alert_id, at)
 
     def _check_alerts(self, tx: Tx, alert_ids: Sequence[str]) -> list[str]:
-        if isinstance(alert_ids, str) or not all(isinstance(a, str) for a in alert_ids):
+        if isinstance(alert_ids, str) or not all(
+            isinstance(a, str) and "\x00" not in a for a in alert_ids
+        ):
             raise ValueError(f"alert_ids must be a sequence of alert ids, got {alert_ids!r}")
         wanted = sorted(set(alert_ids))
         if not wanted:
@@ -1003,6 +1020,12 @@ class SQLStore(StoreReader):
             (now, by, now),
             "dead",
         )
+
+
+def _impossible(key: object) -> bool:
+    """A key no row can have (not text, or holding NUL, which PostgreSQL
+    text refuses): looked up, it is simply not there."""
+    return not isinstance(key, str) or "\x00" in key
 
 
 def _check_hash(password_hash: object) -> str:

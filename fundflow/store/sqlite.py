@@ -25,6 +25,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -433,11 +434,18 @@ class SQLiteStore(SQLStore):
     (``page``, ``row``, ``revisions``, ...) migrate it first, or raise
     :class:`StoreError` when the file cannot be written. Results are
     :class:`Alert` objects equal to the highest revision upserted.
+
+    One store may serve several threads: its calls take turns on its one
+    connection (a lock), except ``iter`` / ``iter_with_status``, whose
+    stream belongs to the thread reading it.
     """
 
     schema_version = SCHEMA_VERSION
     alert_columns = ", ".join(_ALERT_FIELDS)
     last_ts_column = "last_utc"
+    case_ids_column = (
+        "(SELECT group_concat(ca.case_id) FROM case_alerts ca WHERE ca.alert_id = alerts.alert_id)"
+    )
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = self.name = str(path)
@@ -447,6 +455,7 @@ class SQLiteStore(SQLStore):
         if not p.is_file():
             raise StoreError(f"alert store {self.path} is not a file")
         self._conn = _connect_reader(p)
+        self._lock = threading.RLock()
         try:
             rows = self._conn.execute("SELECT version FROM schema_version").fetchall()
         except sqlite3.Error as exc:
@@ -475,6 +484,10 @@ class SQLiteStore(SQLStore):
         return -1
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._fetch_unlocked(sql, params)
+
+    def _fetch_unlocked(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -500,6 +513,11 @@ class SQLiteStore(SQLStore):
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[_Tx]:
+        with self._lock, self._tx_unlocked() as tx:
+            yield tx
+
+    @contextlib.contextmanager
+    def _tx_unlocked(self) -> Iterator[_Tx]:
         try:
             with self._writable() as conn:
                 conn.execute("BEGIN IMMEDIATE")
@@ -514,6 +532,10 @@ class SQLiteStore(SQLStore):
             raise StoreError(f"cannot write alert store {self.path}: {one_line(exc)}") from None
 
     def _migrate_for_reading(self) -> None:
+        with self._lock:
+            self._migrate_for_reading_unlocked()
+
+    def _migrate_for_reading_unlocked(self) -> None:
         try:
             with self._writable():
                 pass
@@ -532,6 +554,9 @@ class SQLiteStore(SQLStore):
     def _decode_alert(self, row: Sequence[Any]) -> Alert:
         return _alert(row)
 
+    def _decode_case_ids(self, value: Any) -> tuple[int, ...]:
+        return tuple(sorted(int(i) for i in value.split(","))) if value else ()
+
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
     # mode=rw never creates the file, and query_only refuses writes. It is
@@ -541,9 +566,13 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
     uri = path.resolve().as_uri()
     try:
         try:
-            conn = sqlite3.connect(uri + "?mode=rw", uri=True, isolation_level=None)
+            conn = sqlite3.connect(
+                uri + "?mode=rw", uri=True, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.OperationalError:
-            conn = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
+            conn = sqlite3.connect(
+                uri + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
         conn.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open alert store {path}: {one_line(exc)}") from None

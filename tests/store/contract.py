@@ -706,6 +706,25 @@ class StoreContract:
             assert store.revisions(text) == store.events(text) == []
             assert store.count() == 2 + len(HOSTILE)  # nothing dropped or deleted
 
+    def test_a_key_no_row_can_have_is_simply_absent(self, filled):
+        with open_store(filled) as store:
+            for key in ("A\x00", "\x00"):
+                assert (store.get(key), store.status(key), store.row(key)) == (None, None, None)
+                assert store.events(key) == store.revisions(key) == []
+                assert (store.get_user(key), store.get_token(key)) == (None, None)
+                with pytest.raises(StoreNotFound, match="^no alert "):
+                    store.ack(key, by="wang")
+                with pytest.raises(ValueError, match="alert_ids must be a sequence of alert ids"):
+                    store.create_case("c", by="wang", alert_ids=[key])
+                for bad in (AlertFilter(subject=key), AlertFilter(detector=key)):
+                    with pytest.raises(ValueError):
+                        store.page(bad)
+                with pytest.raises(ValueError, match="comment must not contain NUL"):
+                    store.comment("A", by="wang", text=key)
+                with pytest.raises(ValueError, match="by and note must not contain NUL"):
+                    store.ack("A", by="wang", note=key)
+            assert store.events("A") == []
+
     def test_like_metacharacters_do_not_widen_a_match(self, hostile):
         with open_store(hostile) as store:
             # '_' would match the '1' of "x1y" and '%' any run, were they live.
@@ -1073,6 +1092,28 @@ class StoreContract:
         assert alert_json(again.alert) == alert_json(first.alert) == alert_json(A)
 
     # --- concurrency ------------------------------------------------------------
+
+    def test_one_store_shared_by_threads_takes_turns(self, queue):
+        errors: list[BaseException] = []
+        with open_store(queue) as store:
+
+            def work(k: int) -> None:
+                try:
+                    for r in range(5):
+                        assert ids(store.page(AlertFilter(), limit=3)) == ["Q4", "Q5", "Q3"]
+                        store.comment("Q1", by=f"user{k}", text=f"note {k}.{r}")
+                        assert store.row("Q1").status == "open"
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            notes = sorted(e.note for e in store.events("Q1"))
+        assert errors == []
+        assert notes == sorted(f"note {k}.{r}" for k in range(6) for r in range(5))
 
     def test_concurrent_actions_on_one_alert_record_one_move_each(self, filled):
         """Several people closing one alert at once: one wins, the others
