@@ -912,7 +912,7 @@ def reopen_note(alert: Alert, old_revision: int) -> str:
 
 
 def notices_for(
-    latest: Mapping[str, Alert], stored: Mapping[str, tuple[int, str, str]]
+    latest: Mapping[str, Alert], stored: Mapping[str, tuple[Any, ...]]
 ) -> list[tuple[Alert, str]]:
     """The notices a batch gives, ``(alert, kind)`` in id order: ``new``
     for an id not stored before, ``severity_rise`` for a stored
@@ -925,7 +925,7 @@ def notices_for(
         if alert_id not in stored:
             found.append((a, "new"))
             continue
-        revision, _, severity = stored[alert_id]
+        revision, _, severity, *_ = stored[alert_id]
         if a.revision > revision and severity_rank(a.severity) > severity_rank(severity):
             found.append((a, "severity_rise"))
     return found

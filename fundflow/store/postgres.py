@@ -29,7 +29,8 @@ Schema (the tables live in the connection's ``search_path``):
   ``severity_rank``, ``amount_fen`` and ``haystack`` (trigram-indexed when
   the ``pg_trgm`` extension can be created); the tables ``alert_revisions``,
   ``users``, ``tokens``, ``cases``, ``case_alerts``, ``case_events``,
-  ``notices``, ``deliveries`` and ``store_meta``. The indexes that keep the
+  ``notices``, ``deliveries``, ``alert_counts`` (alerts per status,
+  severity and detector, kept by every write) and ``store_meta``. The indexes that keep the
   queue fast are listed in ``fundflow/store/README.md`` with their figures.
 
 Every :class:`psycopg.Error` becomes a one-line
@@ -204,6 +205,16 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE TABLE store_meta (key text PRIMARY KEY, value text NOT NULL)",
         lambda conn: _cursor_key(conn),
         lambda conn: _backfill(conn),
+        """CREATE TABLE alert_counts (
+            status        text NOT NULL,
+            severity_rank smallint NOT NULL,
+            detector      text COLLATE "C" NOT NULL,
+            n             bigint NOT NULL,
+            PRIMARY KEY (status, severity_rank, detector)
+        )""",
+        "INSERT INTO alert_counts (status, severity_rank, detector, n)"
+        " SELECT status, severity_rank, detector, COUNT(*) FROM alerts"
+        " GROUP BY status, severity_rank, detector",
         # The queue's orders and filters, each index ending in the keyset's
         # keys so a page is one index range scan (fundflow/store/README.md).
         "DROP INDEX alerts_detector_severity",
@@ -467,7 +478,7 @@ class PostgresSink(BufferedSink):
             # Locking the existing rows first means nobody closes one of them
             # between our reading its status and our upserting it.
             cur.execute(
-                "SELECT alert_id, revision, status, severity FROM alerts"
+                "SELECT alert_id, revision, status, severity, detector FROM alerts"
                 " WHERE alert_id = ANY(%s) ORDER BY alert_id FOR UPDATE",
                 (ids,),
             )

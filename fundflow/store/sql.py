@@ -12,6 +12,7 @@ selected and decoded, and which column holds ``last_ts`` as an instant.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -62,6 +63,7 @@ from .base import (
     read_cursor,
     reopen_note,
     reopened,
+    severity_rank,
     sort_key,
 )
 
@@ -105,13 +107,13 @@ def write_batch_effects(
     tx: Tx,
     batch: Sequence[Alert],
     latest: Mapping[str, Alert],
-    stored: Mapping[str, tuple[int, str, str]],
+    stored: Mapping[str, tuple[int, str, str, str]],
     now: Any,
 ) -> None:
     """What a sink writes in a batch's transaction once the alerts are
     upserted: every revision seen (first seen kept), reopen events for
     closed alerts that grew, and the batch's notices. ``stored`` is
-    ``{alert_id: (revision, status, severity)}`` as read, locked, before
+    ``{alert_id: (revision, status, severity, detector)}`` as read, locked, before
     the upsert; ``now`` is the bound time of the writes."""
     tx.executemany(
         "INSERT INTO alert_revisions (alert_id, revision, body, seen_at) VALUES (?, ?, ?, ?)"
@@ -134,6 +136,31 @@ def write_batch_effects(
             "INSERT INTO notices (alert_id, revision, kind, severity, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             [(a.alert_id, a.revision, kind, a.severity, now) for a, kind in notices],
+        )
+    deltas: Counter[tuple[str, int, str]] = Counter()
+    for alert_id, a in latest.items():
+        if alert_id not in stored:
+            deltas["open", severity_rank(a.severity), a.detector] += 1
+            continue
+        revision, status, severity, detector = stored[alert_id]
+        if a.revision < revision:
+            continue  # a late revision: the upsert wrote nothing
+        new_status = "open" if status == "closed" and a.revision > revision else status
+        deltas[status, severity_rank(severity), detector] -= 1
+        deltas[new_status, severity_rank(a.severity), a.detector] += 1
+    add_counts(tx, deltas)
+
+
+def add_counts(tx: Tx, deltas: Mapping[tuple[str, int, str], int]) -> None:
+    """Moves ``alert_counts`` by ``{(status, severity_rank, detector): delta}``,
+    in key order (so two writers lock its rows in the same order)."""
+    rows = [key + (n,) for key, n in sorted(deltas.items()) if n]
+    if rows:
+        tx.executemany(
+            "INSERT INTO alert_counts (status, severity_rank, detector, n) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (status, severity_rank, detector)"
+            " DO UPDATE SET n = alert_counts.n + excluded.n",
+            rows,
         )
 
 
@@ -406,9 +433,30 @@ class SQLStore(StoreReader):
         listed."""
         f = normalize_filter(filters)
         self._current()
+        if f == AlertFilter(status=f.status, severity=f.severity, detector=f.detector):
+            # Kept up to date by every write, so the commonest counts (the
+            # whole queue, a status, a detector) need not count a million rows.
+            kept_clauses: list[str] = []
+            params: list[Any] = []
+            for column, values in (("status", f.status), ("detector", f.detector)):
+                if values is not None:
+                    kept_clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                    params.extend(values)
+            where = f" WHERE {' AND '.join(kept_clauses)}" if kept_clauses else ""
+            kept = {
+                int(rank): int(n)
+                for rank, n in self._fetch(
+                    f"SELECT severity_rank, SUM(n) FROM alert_counts{where} GROUP BY severity_rank",
+                    params,
+                )
+            }
+            return {
+                s: kept.get(rank, 0) if f.severity is None or s in f.severity else 0
+                for rank, s in enumerate(SEVERITIES)
+            }
         clauses, params = self._filter_sql(f)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        # By rank: an index holds it, so an unfiltered count reads only the index.
+        # By rank: an index holds it.
         found = dict(
             self._fetch(
                 f"SELECT severity_rank, COUNT(*) FROM alerts{where} GROUP BY severity_rank", params
@@ -453,9 +501,12 @@ class SQLStore(StoreReader):
     def _move(self, alert_id: str, move: str, by: str, note: str | None) -> AlertEvent:
         by, note = check_actor(by, note)
         with self._tx() as tx:
-            current = self._locked_alert(tx, alert_id, "status")
+            current, rank, detector = self._locked_alert(
+                tx, alert_id, "status, severity_rank, detector"
+            )
             new = next_status(alert_id, move, current)
             tx.execute("UPDATE alerts SET status = ? WHERE alert_id = ?", (new, alert_id))
+            add_counts(tx, {(current, rank, detector): -1, (new, rank, detector): 1})
             return self._alert_event(tx, alert_id, MOVE_ACTIONS[move], by, note)
 
     def assign(self, alert_id: str, by: str, assignee: str | None) -> AlertEvent:
@@ -479,15 +530,16 @@ class SQLStore(StoreReader):
             self._locked_alert(tx, alert_id, "status")
             return self._alert_event(tx, alert_id, "commented", by, text)
 
-    def _locked_alert(self, tx: Tx, alert_id: str, column: str) -> Any:
+    def _locked_alert(self, tx: Tx, alert_id: str, columns: str) -> Any:
+        """The ``columns`` of the alert's row, locked (one value for one column)."""
         if _impossible(alert_id):
             raise StoreNotFound(f"no alert {alert_id!r} in {self.name}")
         row = tx.execute(
-            f"SELECT {column} FROM alerts WHERE alert_id = ?{self.for_update}", (alert_id,)
+            f"SELECT {columns} FROM alerts WHERE alert_id = ?{self.for_update}", (alert_id,)
         ).fetchone()
         if row is None:
             raise StoreNotFound(f"no alert {alert_id!r} in {self.name}")
-        return row[0]
+        return row[0] if len(row) == 1 else tuple(row)
 
     def _alert_event(
         self, tx: Tx, alert_id: str, action: str, by: str, note: str | None
@@ -1034,9 +1086,10 @@ def _check_hash(password_hash: object) -> str:
     return password_hash
 
 
-def stored_state(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[int, str, str]]:
-    """``{alert_id: (revision, status, severity)}`` from rows of those four."""
-    return {alert_id: (revision, status, severity) for alert_id, revision, status, severity in rows}
+def stored_state(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[int, str, str, str]]:
+    """``{alert_id: (revision, status, severity, detector)}`` from rows of
+    ``alert_id`` and those four."""
+    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
 __all__ = [

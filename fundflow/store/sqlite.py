@@ -13,7 +13,8 @@ Schema (``schema_version`` holds one row, the version):
    columns ``last_utc`` (``last_ts`` as fixed-width UTC text),
    ``severity_rank``, ``amount_fen``, ``haystack``; new tables
    ``alert_revisions``, ``users``, ``tokens``, ``cases``, ``case_alerts``,
-   ``case_events``, ``notices``, ``deliveries`` and ``store_meta`` (the
+   ``case_events``, ``notices``, ``deliveries``, ``alert_counts`` (alerts
+   per status, severity and detector, kept by every write) and ``store_meta`` (the
    cursor-signing key). Migrating fills the new columns, and
    ``alert_revisions`` with each alert's stored revision; it writes no
    notices (alerts stored before the outbox existed are not announced).
@@ -226,6 +227,16 @@ _MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         _cursor_key,
         _backfill,
+        """CREATE TABLE alert_counts (
+            status        TEXT NOT NULL,
+            severity_rank INTEGER NOT NULL,
+            detector      TEXT NOT NULL,
+            n             INTEGER NOT NULL,
+            PRIMARY KEY (status, severity_rank, detector)
+        )""",
+        "INSERT INTO alert_counts (status, severity_rank, detector, n)"
+        " SELECT status, severity_rank, detector, COUNT(*) FROM alerts"
+        " GROUP BY status, severity_rank, detector",
         # The queue's orders and filters, each ending in the keyset's keys.
         "DROP INDEX alerts_detector_severity",
         "DROP INDEX alerts_subject",
@@ -331,7 +342,7 @@ class SQLiteSink(BufferedSink):
             seq = conn.execute("SELECT COALESCE(MAX(updated_seq), 0) FROM alerts").fetchone()[0]
             stored = stored_state(
                 conn.execute(
-                    "SELECT alert_id, revision, status, severity FROM alerts"
+                    "SELECT alert_id, revision, status, severity, detector FROM alerts"
                     " WHERE alert_id IN (SELECT value FROM json_each(?))",
                     (encode_json(list(latest)),),
                 ).fetchall()

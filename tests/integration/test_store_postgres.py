@@ -356,6 +356,7 @@ def test_migrates_an_empty_database_and_a_rerun_changes_nothing(url, sql):
     assert {name for name, kind, _ in first_schema if kind == "r"} == {
         "alerts", "alert_events", "fundflow_schema_version", "alert_revisions", "users",
         "tokens", "cases", "case_alerts", "case_events", "notices", "deliveries", "store_meta",
+        "alert_counts",
     }  # fmt: skip
     for _ in range(2):
         PostgresSink(url).close()
@@ -554,7 +555,8 @@ def test_a_role_without_create_privilege_writes_and_reads_a_migrated_store(
     sql.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
     sql.execute(f"GRANT SELECT ON fundflow_schema_version TO {role}")
     sql.execute(
-        f"GRANT SELECT, INSERT, UPDATE ON alerts, alert_events, alert_revisions, notices TO {role}"
+        f"GRANT SELECT, INSERT, UPDATE ON alerts, alert_events, alert_revisions, notices,"
+        f" alert_counts TO {role}"
     )
     limited = postgres_server.url(dbname, user=role)
     with open_sink(limited) as sink:

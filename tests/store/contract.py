@@ -17,6 +17,7 @@ import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from msgspec.structs import replace
 
 from fundflow.schemas.records import Alert
 from fundflow.store import (
@@ -578,6 +579,60 @@ class StoreContract:
             s: sum(by_id[i].severity == s for i in expected)
             for s in ("low", "medium", "high", "critical")
         }
+
+    def test_kept_counts_follow_every_write(self, queue):
+        """The counts per status and severity the store keeps (for the
+        unfiltered and per-status queue) equal a count of the rows after
+        upserts, growth, reopening and every move."""
+
+        def counted(store, status=None, detector=None):
+            statuses = [status] if status is None or isinstance(status, str) else status
+            return {
+                s: sum(store.count(status=x, severity=s, detector=detector) for x in statuses)
+                for s in ("low", "medium", "high", "critical")
+            }
+
+        def check(store):
+            for status in (None, "open", "acknowledged", "closed", ("open", "acknowledged")):
+                assert store.severity_counts(AlertFilter(status=status)) == counted(store, status)
+                for detector in ("fund_pool", "reserve_misuse"):
+                    kept = store.severity_counts(AlertFilter(status=status, detector=detector))
+                    assert kept == counted(store, status, detector)
+            assert store.severity_counts(AlertFilter(severity=("high", "low"))) == {
+                **counted(store), "medium": 0, "critical": 0,
+            }  # fmt: skip
+
+        with open_store(queue) as store:
+            assert store.severity_counts(AlertFilter()) == {
+                "low": 1, "medium": 2, "high": 2, "critical": 1,
+            }  # fmt: skip
+            store.ack("Q1", by="wang")
+            store.close_alert("Q2", by="wang")
+            store.close_alert("Q4", by="wang")
+            check(store)
+            with open_sink(queue) as sink:
+                sink.upsert([
+                    replace(QUEUE[1], revision=2, severity="critical"),  # closed, grows: reopened
+                    replace(QUEUE[0], revision=2, severity="medium"),  # acknowledged, grows
+                    replace(QUEUE[2], revision=2, severity="low"),  # falls
+                    QUEUE[2],  # late
+                    make_alert("Q7", severity="critical"),  # new
+                ])  # fmt: skip
+                sink.flush()
+                sink.upsert([make_alert("Q7", severity="critical")])  # the same again
+            check(store)
+            assert store.severity_counts(AlertFilter(status="open")) == {
+                "low": 1, "medium": 2, "high": 0, "critical": 2,
+            }  # fmt: skip
+            assert store.severity_counts(AlertFilter(detector="reserve_misuse")) == {
+                "low": 1, "medium": 0, "high": 0, "critical": 1,
+            }  # fmt: skip
+            store.reopen("Q4", by="li")
+            store.ack("Q4", by="li")
+            check(store)
+            assert store.severity_counts(AlertFilter()) == {
+                "low": 1, "medium": 3, "high": 0, "critical": 3,
+            }  # fmt: skip
 
     def test_status_assignee_and_case_filters(self, queue):
         with open_store(queue) as store:
