@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,8 @@ from .openapi import PREFIX
 from .state import ServeSettings, ServeState
 
 STATIC = Path(__file__).parent / "static"
+# What an alert or case id may be in a deep link (alert ids are hex, case ids digits).
+_LINK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 log = logging.getLogger("fundflow.serve")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -114,6 +117,17 @@ async def _index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
+async def _deep_link(request: Request) -> Response:
+    """``/alerts/<id>`` and ``/cases/<id>`` (the links Grafana's alert tables
+    and webhook receivers give) open that page of the web app; the page asks
+    for sign-in first and then shows it."""
+    kind = "alert" if request.url.path.startswith("/alerts/") else "case"
+    ident = request.path_params["ident"]
+    if not _LINK_ID.fullmatch(ident):
+        return Response("not found\n", status_code=404, media_type="text/plain")
+    return RedirectResponse(f"/#/{kind}/{ident}", status_code=302)
+
+
 def create_app(settings: ServeSettings, state: ServeState | None = None) -> Starlette:
     """The app over ``settings.db``; ``state`` may be given (tests)."""
     serve_state = state or ServeState(settings)
@@ -127,6 +141,8 @@ def create_app(settings: ServeSettings, state: ServeState | None = None) -> Star
         routes=[
             Mount(PREFIX, routes=api_routes()),
             Route("/", _index, methods=["GET"]),
+            Route("/alerts/{ident}", _deep_link, methods=["GET"]),
+            Route("/cases/{ident}", _deep_link, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={

@@ -286,6 +286,16 @@ def test_a_supervisor_works_alerts_in_a_real_browser(demo: Path) -> None:
             assert viewer.locator("input.pick").count() == 0
             viewer.goto(f"{url}/#/alert/{CRITICAL}")
             viewer.wait_for_selector("#read-only")
+            # Grafana's link to the alert, followed before signing in: the
+            # sign-in form, then the alert's page.
+            linked = browser.new_context().new_page()
+            linked.goto(f"{url}/alerts/{CRITICAL}")
+            linked.fill("#login-name", "vic")
+            linked.fill("#login-password", PASSWORD)
+            linked.click("#login-submit")
+            linked.wait_for_selector("#alert-summary")
+            assert "11143302.66" in linked.inner_text("#alert-summary")
+            assert linked.url == f"{url}/#/alert/{CRITICAL}"
             for button in ("#do-ack", "#do-close", "#do-reopen", "#do-assign", "#do-comment"):
                 assert viewer.locator(button).count() == 0
             status = viewer.evaluate(

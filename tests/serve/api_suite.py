@@ -724,6 +724,19 @@ def test_unknown_route_and_method_are_json(served: Served) -> None:
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
 
 
+def test_deep_links_open_the_page_at_the_alert_or_case(served: Served) -> None:
+    # Grafana's alert tables link to /alerts/<id>; unsigned, it only names
+    # the page's route, which asks for sign-in.
+    c = served.client()
+    r = c.get("/alerts/23ff50343be7290d38b12ffc", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (302, "/#/alert/23ff50343be7290d38b12ffc")
+    r = c.get("/cases/7", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (302, "/#/case/7")
+    for bad in ("/alerts/%3Cscript%3E", "/alerts/a%2F..%2Fb", "/alerts/" + "a" * 65):
+        r = c.get(bad, follow_redirects=False)
+        assert r.status_code == 404 and "location" not in r.headers, bad
+
+
 def test_page_and_assets_are_served(served: Served) -> None:
     c = served.client()
     r = c.get("/")

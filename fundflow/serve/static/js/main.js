@@ -26,7 +26,8 @@ function loginView(root) {
       setCsrf(me.csrf_token);
       session.me = { name: me.name, role: me.role, via: "session" };
       signedIn();
-      location.hash = "#/queue";
+      // A deep link (an alert's or a case's page) opens once signed in.
+      if (!/^#\/(alert|case)\//.test(location.hash)) location.hash = "#/queue";
       route();
     } catch (e) {
       error.textContent = e instanceof ApiError && e.status === 401 ? t("bad_credentials") : e.message;
