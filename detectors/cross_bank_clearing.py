@@ -105,6 +105,7 @@ class CrossBankClearing(Detector):
         self, owner: str, st: _Institution, f: Flow, payer_bank: str, payee_bank: str
     ) -> None:
         cfg = self.config.cross_bank_clearing
+        self._settle(owner, f.ts)
         window = st.window
         horizon = f.ts - cfg.window_ms
         while window and window[0][0] <= horizon:
@@ -172,4 +173,7 @@ class CrossBankClearing(Detector):
             }
             return accounts, summary, evidence
 
-        self.book.offer(aid, owner, severity, st.ep_amount, st.episode, last, build)
+        # The episode goes on while the rule holds again within a window; its
+        # figures change only with the transfers it takes in (settled first).
+        ends = st.last_true + cfg.window_ms
+        self.book.offer(aid, owner, severity, st.ep_amount, st.episode, last, build, ends=ends)

@@ -43,7 +43,7 @@ from typing import Any
 
 from fundflow.schemas.records import Loan
 
-from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .alerting import Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
@@ -210,7 +210,10 @@ class MaturityMismatch(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         purpose = f.purpose
         st = self.platforms.get(pid)
@@ -326,7 +329,7 @@ class MaturityMismatch(Detector):
 
     # -- findings ------------------------------------------------------------
 
-    def _check_exposure(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
+    def _check_exposure(self, pid: str, st: _Platform, now: int) -> None:
         cfg = self.config.maturity_mismatch
         exposure, book = st.exposure, st.book
         over = exposure > cfg.max_exposure or (
@@ -352,8 +355,11 @@ class MaturityMismatch(Detector):
             exposure,
             st.exposure_first,
             now,
-            lambda: self._exposure_evidence(pid, st),
-            final=final,
+            # The book can move below the line and back without a new offer:
+            # the evidence is taken now.
+            Stated(self._exposure_evidence(pid, st)),
+            # An exposure can stay open for ever: settled by the day.
+            ends=self._day_ends(now),
         )
 
     def _exposure_evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
@@ -463,7 +469,7 @@ class MaturityMismatch(Detector):
                 },
             )
 
-        self.book.offer(aid, pid, severity, amount, first, f.ts, build)
+        self.book.offer(aid, pid, severity, amount, first, f.ts, build, ends=self._day_ends(f.ts))
 
     # -- the book's term ratio -----------------------------------------------
 
@@ -518,7 +524,7 @@ class MaturityMismatch(Detector):
             st.ratio_moved = False
             self._check_ratio(pid, st, now)
 
-    def _check_ratio(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
+    def _check_ratio(self, pid: str, st: _Platform, now: int) -> None:
         cfg = self.config.maturity_mismatch
         loans, products = st.loan_amount, st.product_amount
         if loans < cfg.min_book or products < cfg.min_book or st.product_weighted <= 0:
@@ -565,15 +571,11 @@ class MaturityMismatch(Detector):
                 },
             )
 
-        self.book.offer(aid, pid, severity, loans, episode, now, build, final=final)
+        ends = self._day_ends(now)
+        self.book.offer(aid, pid, severity, loans, episode, now, build, ends=ends)
 
     def _on_finish(self) -> None:
-        if self.now < 0:
-            return
-        self._on_tick(self.now)
-        for pid in sorted(self.platforms):
-            st = self.platforms[pid]
-            if st.exposure_episode >= 0:
-                self._check_exposure(pid, st, st.last_ts, final=True)
-            if st.ratio_episode >= 0:
-                self._check_ratio(pid, st, self.now, final=True)
+        # The end of a stream: loans issued, money run out and the term ratio
+        # as of its last event time.
+        if self.now >= 0:
+            self._on_tick(self.now)
