@@ -97,7 +97,10 @@ class SelfFinancing(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         src, dst = f.src, f.dst
         st: _Platform | None = self.platforms.get(pid)
@@ -234,6 +237,8 @@ class SelfFinancing(Detector):
             finding.first_ts,
             finding.last_ts,
             lambda: self._evidence(pid, signal, key, finding),
+            # Lenders' money can go on reaching the account: settled by the day.
+            ends=self._day_ends(finding.last_ts),
         )
 
     def _evidence(
