@@ -146,8 +146,8 @@ class AlertBook:
     Settling. An offer the book declines is kept, waiting, as the finding's
     latest figures, with ``ends``: the last event time at which the
     finding's episode can still change (its window or gap after the last
-    time the rule held, the end of its local day; :data:`NO_END` when only
-    the end of a stream ends it). When the subject's clock passes ``ends``
+    time the rule held, the end of its local day), or :data:`NO_END` for an
+    episode that ends at a record (:meth:`close`) or with the stream. When the subject's clock passes ``ends``
     (:meth:`settle`, called by the detector as its subject's records
     arrive; :meth:`settle_due` for every subject at once) the waiting offer
     is made once more with ``final=True``: the alert's last revision then
@@ -268,6 +268,14 @@ class AlertBook:
             self.due[subject_id] = min(ends)
         else:
             self.due.pop(subject_id, None)
+
+    def close(self, subject_id: str, alert_id: str) -> None:
+        """The episode of ``alert_id`` has just ended at a record (its
+        exposure closed, its money left): settle its waiting offer now."""
+        per = self.waiting.get(subject_id)
+        entry = None if per is None else per.get(alert_id)
+        if entry is not None:
+            self._final(alert_id, subject_id, entry)
 
     def settle_due(self, now: int) -> None:
         """Every subject's clock is at ``now`` (a heartbeat, or each record

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .alerting import Stated, band, iso, make_alert_id, ratio_text, yuan
+from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .reference import Flow
 
@@ -153,7 +153,7 @@ class FundPool(Detector):
             self._gather(st, f)
             self._check(pid, st, f.ts)
         elif src_in:
-            self._consume_lots(st, f.src_id, f.amount)
+            self._consume_lots(pid, st, f.src_id, f.amount)
             if self._scatter(st, f):
                 self._check(pid, st, f.ts)
 
@@ -179,7 +179,7 @@ class FundPool(Detector):
 
     def _move_inside(self, st: _Platform, f: Flow) -> None:
         """Money between two controlled accounts: lender money follows it."""
-        self._consume_lots(st, f.src_id, f.amount)
+        self._consume_lots(f.platform_id, st, f.src_id, f.amount)  # type: ignore[arg-type]
         have = st.taint.get(f.src_id, 0)
         if have:
             moved = min(have, f.amount)
@@ -212,7 +212,7 @@ class FundPool(Detector):
         _bump(st.pool_accounts, f.src_id)
         return True
 
-    def _consume_lots(self, st: _Platform, account: str, amount: int) -> None:
+    def _consume_lots(self, pid: str, st: _Platform, account: str, amount: int) -> None:
         lots = st.lots.get(account)
         if not lots:
             return
@@ -226,7 +226,11 @@ class FundPool(Detector):
                 amount = 0
         if not lots:
             del st.lots[account]
-            st.idle_episode.pop(account, None)
+            episode = st.idle_episode.pop(account, None)
+            if episode is not None:
+                # The stranded money has left: its episode is over.
+                aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
+                self.book.close(pid, aid)
 
     def _expire(self, st: _Platform, now: int) -> None:
         events = st.events
@@ -374,9 +378,8 @@ class FundPool(Detector):
                         "thresholds": self.config.thresholds(self.name),
                     },
                 ),
-                # Money can stay stranded for ever: its figures settle when
-                # its day is over.
-                ends=self._day_ends(now),
+                # The episode ends when the money leaves (_consume_lots).
+                ends=NO_END,
             )
 
     def _on_finish(self) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 
 from fundflow.schemas.records import Loan
 
-from .alerting import Stated, band, iso, make_alert_id, ratio_text, yuan
+from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
@@ -339,6 +339,7 @@ class MaturityMismatch(Detector):
             # The episode (and its alert id) lasts until no mismatched money is
             # left open, so a book hovering at the threshold keeps one alert.
             if exposure <= 0:
+                self._close(pid, "mismatch_exposure", st.exposure_episode)
                 st.exposure_episode = -1
             return
         if st.exposure_episode < 0:
@@ -358,8 +359,8 @@ class MaturityMismatch(Detector):
             # The book can move below the line and back without a new offer:
             # the evidence is taken now.
             Stated(self._exposure_evidence(pid, st)),
-            # An exposure can stay open for ever: settled by the day.
-            ends=self._day_ends(now),
+            # The episode ends when its exposure closes (above).
+            ends=NO_END,
         )
 
     def _exposure_evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
@@ -529,6 +530,7 @@ class MaturityMismatch(Detector):
         loans, products = st.loan_amount, st.product_amount
         if loans < cfg.min_book or products < cfg.min_book or st.product_weighted <= 0:
             if loans <= 0:
+                self._close(pid, "term_ratio", st.ratio_episode)
                 st.ratio_episode = -1
             return
         # ratio = (loan_weighted / loans) / (product_weighted / products), in integers
@@ -539,6 +541,7 @@ class MaturityMismatch(Detector):
             # One alert per episode: it ends once loans are no longer than
             # the money funding them (ratio 1), not at every dip below the line.
             if num <= den:
+                self._close(pid, "term_ratio", st.ratio_episode)
                 st.ratio_episode = -1
             return
         if st.ratio_episode < 0:
@@ -571,8 +574,13 @@ class MaturityMismatch(Detector):
                 },
             )
 
-        ends = self._day_ends(now)
-        self.book.offer(aid, pid, severity, loans, episode, now, build, ends=ends)
+        # The episode ends when the ratio falls to 1 or the loans run out (above).
+        self.book.offer(aid, pid, severity, loans, episode, now, build, ends=NO_END)
+
+    def _close(self, pid: str, signal: str, episode: int) -> None:
+        """An exposure or ratio episode (started at ``episode``, -1 for none) has ended."""
+        if episode >= 0:
+            self.book.close(pid, make_alert_id(self.name, pid, signal, episode))
 
     def _on_finish(self) -> None:
         # The end of a stream: loans issued, money run out and the term ratio

@@ -137,8 +137,8 @@ def test_an_open_loan_stays_and_the_next_alert_near_the_boundary_is_exact():
     alerts, det = _boundary_alerts(load_config())
     assert held(det) == ["LNB", "LNC"]
     assert det.platforms["P"].retiring == []
-    # Day 0's figures settle at the next record (FC, an hour later, moved the
-    # exposure's last time and book): revision 2 of the first episode.
+    # The first exposure closes with LNA's repayment on day 50: its final
+    # revision states FC's later time and the 700,000 book.
     assert [(a.alert_id, a.revision, a.amount, a.last_ts) for a in alerts] == [
         (aid("mismatch_exposure", at(0, 10)), 1, "600000.00", iso_at(at(0, 10))),
         (aid("mismatch_exposure", at(0, 10)), 2, "600000.00", iso_at(at(0, 11))),
