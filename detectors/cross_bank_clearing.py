@@ -85,9 +85,14 @@ class CrossBankClearing(Detector):
         return {"institutions": {}}
 
     def _on_flow(self, f: Flow) -> None:
-        if f.custody or f.system not in self.config.cross_bank_clearing.systems:
+        if f.custody:
             return
         src, dst = f.src, f.dst
+        if src is not None:
+            # Any payment of the institution's moves its clock.
+            self._settle(src.owner_id, f.ts)
+        if f.system not in self.config.cross_bank_clearing.systems:
+            return
         if src is None or dst is None or f.currency != "CNY":
             return
         owner = src.owner_id
@@ -105,7 +110,6 @@ class CrossBankClearing(Detector):
         self, owner: str, st: _Institution, f: Flow, payer_bank: str, payee_bank: str
     ) -> None:
         cfg = self.config.cross_bank_clearing
-        self._settle(owner, f.ts)
         window = st.window
         horizon = f.ts - cfg.window_ms
         while window and window[0][0] <= horizon:
