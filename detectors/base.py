@@ -15,7 +15,7 @@ A detector never raises on odd data: a missing reference is an unknown party.
 Episodes settle on the same clocks. Each offer of a finding tells the alert
 book when its episode ends in event time (``ends``, see
 :class:`~fundflow.detectors.alerting.AlertBook`); a detector calls
-:meth:`Detector._settle` with a subject and its event time as that subject's
+``Detector._settle`` with a subject and its event time as that subject's
 records arrive, before they change its state, and the book states once more,
 as the final revision, the figures of every episode of that subject that
 ended before then and moved since its last revision. ``advance`` settles
@@ -76,7 +76,7 @@ class Detector:
     a snapshot saves) and implement ``_on_flow`` and, where they care,
     ``_on_reference``, ``_on_report``, ``_on_tick`` (every subject, at a
     heartbeat) and ``_on_finish``. Each offer to :attr:`book` names when its
-    episode ends (``ends``), and ``_on_flow`` calls :meth:`_settle` for the
+    episode ends (``ends``), and ``_on_flow`` calls ``_settle`` for the
     subject whose clock the flow moves.
     """
 
@@ -162,6 +162,12 @@ class Detector:
         if self._owns_ref:
             self.ref = Reference()
         self.book = AlertBook(self.name, self.version, self.zone, self.config.alerts)
+        #: ``_settle(subject_id, now)``: ``subject_id``'s clock is at ``now``;
+        #: its episodes that ended before ``now`` state their final figures
+        #: (see the module docstring). Called by ``_on_flow`` before the record
+        #: at ``now`` changes the subject's state. The book's own method,
+        #: bound: it is called for every record.
+        self._settle = self.book.settle
         self.now = -1
         state = self._fresh()
         self._state_names = tuple(state)
@@ -214,12 +220,6 @@ class Detector:
 
     def _on_finish(self) -> None:
         pass
-
-    def _settle(self, subject_id: str, now: int) -> None:
-        """``subject_id``'s clock is at ``now``: its episodes that ended
-        before ``now`` state their final figures (see the module docstring).
-        Called before the record at ``now`` changes the subject's state."""
-        self.book.settle(subject_id, now)
 
     def _day_ends(self, ts: int) -> int:
         """``ends`` for a finding with no end of its own: the last instant of
