@@ -134,8 +134,8 @@ class Detector:
         return self
 
     def finish(self) -> Self:
-        """The stream has ended, for now (the end of a replay, a daemon whose
-        inputs went quiet): ``_on_finish`` settles what waits for time (a
+        """The stream has ended, for now (the end of a replay, a drain; a
+        shell may call it when its inputs go quiet): ``_on_finish`` settles what waits for time (a
         detector's own end-of-stream look, e.g. reports for a day not yet
         closed), then every episode still open states its figures as a final
         revision if they moved since the last one.
