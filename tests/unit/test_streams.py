@@ -7,6 +7,15 @@ import random
 
 import pytest
 
+from fundflow.detectors.reference import Reference
+from fundflow.schemas.records import (
+    Account,
+    Balance,
+    ClearingTxn,
+    CustodyTxn,
+    Entity,
+    ReserveReport,
+)
 from fundflow.streams.checkpoint import (
     CHUNK_BYTES,
     Checkpoint,
@@ -16,7 +25,7 @@ from fundflow.streams.checkpoint import (
 )
 from fundflow.streams.merge import PartitionMerge
 from fundflow.streams.settings import KafkaSettings, load_kafka_settings
-from fundflow.streams.topics import TOPIC_OF_KIND, TopicNames, check_namespace, record_key
+from fundflow.streams.topics import TOPIC_OF_KIND, TopicNames, check_namespace
 
 KEY = b"a checkpoint key for the tests"
 
@@ -59,62 +68,64 @@ def test_every_kind_has_a_topic() -> None:
 
 # -- keys -----------------------------------------------------------------------------
 
-ACCOUNTS = {
-    "R1": ("I001", "client_reserve"),
-    "OP1": ("I001", "operating"),
-    "L1": ("P1", "lender_sub"),
-}
+
+def _account(acc_id: str, owner: str, role: str) -> Account:
+    return Account(account_id=acc_id, owner_id=owner, bank_id="B1", role=role)
+
+
+def _clearing(payer: str, payee: str) -> ClearingTxn:
+    return ClearingTxn(
+        txn_id="C1",
+        ts=0,
+        system="CNAPS",
+        initiator_id="BANK",
+        payer_bank="B1",
+        payer_account=payer,
+        payee_bank="B1",
+        payee_account=payee,
+        amount=100,
+    )
+
+
+KEY_REFERENCE = Reference()
+for _acc in (
+    _account("R1", "I001", "client_reserve"),
+    _account("OP1", "I001", "operating"),
+    _account("L1", "P1", "lender_sub"),
+):
+    KEY_REFERENCE.add(_acc)
 
 
 @pytest.mark.parametrize(
     ("record", "key"),
     [
-        ({"type": "entity", "entity_id": "E1"}, "E1"),
-        ({"type": "account", "account_id": "A1", "owner_id": "P1"}, "A1"),
-        ({"type": "product", "product_id": "PR1"}, "PR1"),
-        ({"type": "loan", "loan_id": "LN1"}, "LN1"),
-        ({"type": "custody_txn", "platform_id": "P1", "debit_account": "R1"}, "P1"),
+        (Entity(entity_id="E1", name="e", kind="company"), "E1"),
+        (_account("A1", "P1", "lender_sub"), "A1"),
+        (
+            CustodyTxn(
+                txn_id="T1",
+                ts=0,
+                bank_id="B1",
+                platform_id="P1",
+                debit_account="R1",
+                credit_account="L1",
+                amount=1,
+                purpose="invest",
+            ),
+            "P1",
+        ),  # fmt: skip
         # a reserve account on either side: its owner, whoever initiated
-        (
-            {
-                "type": "clearing_txn",
-                "initiator_id": "BANK",
-                "payer_account": "R1",
-                "payee_account": "X",
-            },
-            "I001",
-        ),  # fmt: skip
-        (
-            {
-                "type": "clearing_txn",
-                "initiator_id": "BANK",
-                "payer_account": "X",
-                "payee_account": "R1",
-            },
-            "I001",
-        ),  # fmt: skip
+        (_clearing("R1", "X"), "I001"),
+        (_clearing("X", "R1"), "I001"),
         # no reserve account (an operating one does not count): the initiator
-        (
-            {
-                "type": "clearing_txn",
-                "initiator_id": "BANK",
-                "payer_account": "OP1",
-                "payee_account": "X",
-            },
-            "BANK",
-        ),  # fmt: skip
-        ({"type": "reserve_report", "institution_id": "I001"}, "I001"),
-        ({"type": "balance", "account_id": "R1"}, "I001"),  # the owner
-        ({"type": "balance", "account_id": "UNKNOWN"}, "UNKNOWN"),
-        # malformed: no key (any partition; the worker dead-letters it)
-        ({"type": "custody_txn"}, None),
-        ({"type": "custody_txn", "platform_id": 7}, None),
-        ({"type": "custody_txn", "platform_id": ""}, None),
-        ({"type": "wire_txn", "platform_id": "P1"}, None),
+        (_clearing("OP1", "X"), "BANK"),
+        (ReserveReport(institution_id="I001", as_of="2026-03-01", client_liabilities=0), "I001"),
+        (Balance(account_id="R1", as_of=0, balance=0), "I001"),  # the owner
+        (Balance(account_id="UNKNOWN", as_of=0, balance=0), "UNKNOWN"),
     ],
 )
-def test_record_key(record: dict, key: str | None) -> None:
-    assert record_key(record, ACCOUNTS) == key
+def test_key_of(record: object, key: str) -> None:
+    assert KEY_REFERENCE.key_of(record) == key  # type: ignore[arg-type]
 
 
 # -- checkpoints ------------------------------------------------------------------------
