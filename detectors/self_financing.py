@@ -28,7 +28,8 @@ chain of accounts and transactions the money took, and the ownership chain
 that makes the owner related.
 
 Memory stays bounded: money is followed for ``window_days`` only, and lots
-older than that are dropped as the platform's clock passes its ticks.
+older than that plus the engine's dedup horizon (the lateness a record may
+still have) are dropped as the platform's clock passes its ticks.
 """
 
 from __future__ import annotations
@@ -185,7 +186,10 @@ class SelfFinancing(Detector):
                 st.lots.setdefault(f.dst_id, deque()).append([origin, amount, *path])
 
     def _evict(self, st: _Platform, now: int) -> None:
-        horizon = now - self.config.self_financing.window_ms
+        # A record up to the engine's dedup horizon late is still judged by
+        # its own time, so a lot is kept until no such record could use it.
+        keep = self.config.self_financing.window_ms + self.config.engine.dedup_window_ms
+        horizon = now - keep
         for account in list(st.lots):
             lots = st.lots[account]
             while lots and lots[0][0] < horizon:

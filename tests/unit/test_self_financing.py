@@ -138,6 +138,23 @@ def test_the_window_bounds_how_long_money_is_followed(late_by, alerts):
     assert len(run(SelfFinancing(), stream, finish=True)) == alerts
 
 
+def test_a_transaction_two_days_late_still_finds_the_money_it_follows():
+    # The platform's clock passes day 31, then a transfer dated day 29 arrives
+    # (inside the 72 h dedup horizon): the day-0 lot is still in its window.
+    stream = [
+        *SETUP,
+        custody("D1", at(0, 9), "L01", "OWN", "20000", "transfer"),
+        custody("D2", at(31, 9), "XO", "B01", "1", "transfer"),
+        custody("D3", at(29, 9), "OWN", "EP", "20000", "transfer"),
+    ]
+    (a,) = run(SelfFinancing(), stream, finish=True)
+    assert (a.alert_id, a.amount, a.evidence["money_path_txn_ids"]) == (
+        account_id("EP"),
+        "20000.00",
+        ["D1", "D3"],
+    )
+
+
 def test_the_amount_threshold_counts_the_total_reaching_one_account():
     under = [
         *SETUP,
