@@ -111,8 +111,7 @@ class SelfFinancing(Detector):
             src is not None
             and src.role in LENDER_ROLES
             and f.purpose != "fee"
-            and dst is not None
-            and (f.dst_in or self._related(pid, dst.owner_id) is not None)
+            and (dst is None or dst.role not in LENDER_ROLES)
         )
         borrower = self._related_borrower(pid, f)
         if not (held or custody_out or lender_in or borrower):
@@ -121,6 +120,10 @@ class SelfFinancing(Detector):
             st = self.platforms[pid] = _Platform()
             st.next_tick = self._next_tick_after(f.ts)
         moved = self._take(st, f.src_id, f.amount, f.ts) if held else []
+        if f.purpose == "fee" and not custody_out:
+            # A fee paid out of lender money (a borrower's charge to the
+            # platform) is the payee's income: the lenders' money ends there.
+            moved = []
         if custody_out or lender_in:
             # Money a custody master pays out beyond what is followed in it is
             # lenders' money too: the lender money starts its way here.
