@@ -7,13 +7,15 @@ Per platform (the custody transaction's ``platform_id``), two signals:
     Lender money reaches an account owned by a related party of the
     platform within ``max_hops`` transfers and ``window_days`` of leaving the
     lender. Lender money is what a ``lender_sub`` or ``personal`` account
-    pays (not a ``fee``) into an account the platform controls or one of a
-    related party, and what leaves the platform's ``platform_custody``
-    account (a custody master holds lenders' money). It is followed
-    first-in-first-out, amount by amount, through every account it passes
-    (a transfer takes the lender money held in its account first, so a
-    platform cannot hide it behind money of its own); money paid back to a
-    lender is no longer followed.
+    pays (not a ``fee``) to any account but another lender's, from the
+    lender's sub-account on (a shell borrower's withdrawal paid on to a
+    company the platform's executive controls is three transfers), and what
+    leaves the platform's ``platform_custody`` account (a custody master
+    holds lenders' money). It is followed first-in-first-out, amount by
+    amount, through every account it passes (a transfer takes the lender
+    money held in its account first, so a platform cannot hide it behind
+    money of its own); money paid back to a lender, or paid as a ``fee`` by
+    any account but the custody master, is no longer followed.
 ``related_borrower``
     A loan whose borrower account is owned by a related party is funded
     (``invest``/``disburse`` naming the loan, into the borrower account).
