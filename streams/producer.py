@@ -5,10 +5,11 @@ Each line goes to the topic of its kind, as it was written, keyed by
 engine orders and deduplicates by, read off the record decoded as the
 worker will decode it, with the reference records sent before. A record the
 decoder refuses has no key (any partition does: the worker dead-letters it,
-with its topic, partition and offset). Reference records go first, all of them, and
-are flushed before any other record, so a worker never meets a transaction
-whose accounts it cannot know yet. Transactions carry their event time as
-the Kafka timestamp; reference records and reports the time they are sent.
+with its topic, partition and offset). Reference records go first, all of
+them, and are flushed before any other record, so a worker never meets a
+transaction whose accounts it cannot know yet. Transactions carry their
+event time as the Kafka timestamp; reference records, reports and records
+the decoder refuses the time they are sent.
 
 A line that names no known kind (not JSON, not an object, no ``type``) has
 no topic: it goes straight to the dead-letter topic with the reason the

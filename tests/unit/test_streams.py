@@ -6,16 +6,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from ledger import account, balance, clearing, custody, entity, report
 
 from fundflow.detectors.reference import Reference
-from fundflow.schemas.records import (
-    Account,
-    Balance,
-    ClearingTxn,
-    CustodyTxn,
-    Entity,
-    ReserveReport,
-)
 from fundflow.streams.checkpoint import (
     CHUNK_BYTES,
     Checkpoint,
@@ -69,29 +62,11 @@ def test_every_kind_has_a_topic() -> None:
 # -- keys -----------------------------------------------------------------------------
 
 
-def _account(acc_id: str, owner: str, role: str) -> Account:
-    return Account(account_id=acc_id, owner_id=owner, bank_id="B1", role=role)
-
-
-def _clearing(payer: str, payee: str) -> ClearingTxn:
-    return ClearingTxn(
-        txn_id="C1",
-        ts=0,
-        system="CNAPS",
-        initiator_id="BANK",
-        payer_bank="B1",
-        payer_account=payer,
-        payee_bank="B1",
-        payee_account=payee,
-        amount=100,
-    )
-
-
 KEY_REFERENCE = Reference()
 for _acc in (
-    _account("R1", "I001", "client_reserve"),
-    _account("OP1", "I001", "operating"),
-    _account("L1", "P1", "lender_sub"),
+    account("R1", "I001", "client_reserve"),
+    account("OP1", "I001", "operating"),
+    account("L1", "P1", "lender_sub"),
 ):
     KEY_REFERENCE.add(_acc)
 
@@ -99,29 +74,17 @@ for _acc in (
 @pytest.mark.parametrize(
     ("record", "key"),
     [
-        (Entity(entity_id="E1", name="e", kind="company"), "E1"),
-        (_account("A1", "P1", "lender_sub"), "A1"),
-        (
-            CustodyTxn(
-                txn_id="T1",
-                ts=0,
-                bank_id="B1",
-                platform_id="P1",
-                debit_account="R1",
-                credit_account="L1",
-                amount=1,
-                purpose="invest",
-            ),
-            "P1",
-        ),  # fmt: skip
+        (entity("E1"), "E1"),
+        (account("A1", "P1", "lender_sub"), "A1"),
+        (custody("T1", 0, "R1", "L1", "1.00", "invest", platform="P1"), "P1"),
         # a reserve account on either side: its owner, whoever initiated
-        (_clearing("R1", "X"), "I001"),
-        (_clearing("X", "R1"), "I001"),
+        (clearing("C1", 0, "R1", "X", "1.00", initiator="BANK"), "I001"),
+        (clearing("C1", 0, "X", "R1", "1.00", initiator="BANK"), "I001"),
         # no reserve account (an operating one does not count): the initiator
-        (_clearing("OP1", "X"), "BANK"),
-        (ReserveReport(institution_id="I001", as_of="2026-03-01", client_liabilities=0), "I001"),
-        (Balance(account_id="R1", as_of=0, balance=0), "I001"),  # the owner
-        (Balance(account_id="UNKNOWN", as_of=0, balance=0), "UNKNOWN"),
+        (clearing("C1", 0, "OP1", "X", "1.00", initiator="BANK"), "BANK"),
+        (report("I001", 0, "0"), "I001"),
+        (balance("R1", 0, "0"), "I001"),  # the owner
+        (balance("UNKNOWN", 0, "0"), "UNKNOWN"),
     ],
 )
 def test_key_of(record: object, key: str) -> None:
