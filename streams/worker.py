@@ -77,7 +77,7 @@ from .checkpoint import (
 from .delivery import batch_transport_class
 from .merge import PartitionMerge
 from .settings import KafkaSettings
-from .topics import INPUT_KINDS, REFERENCE_KINDS, TopicNames
+from .topics import INPUT_KINDS, REFERENCE_KINDS, TopicNames, partition_for
 
 log = logging.getLogger("fundflow.worker")
 
@@ -100,13 +100,6 @@ def start_attempt() -> int:
         return max(1, int(os.environ.get(START_ATTEMPT_ENV, "1")))
     except ValueError:
         return 1
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's default partitioner hash (the producers' and the Java client's)."""
-    from kafka.partitioner.default import murmur2 as _murmur2  # noqa: PLC0415
-
-    return _murmur2(data)
 
 
 def _faust():
@@ -945,9 +938,7 @@ class Worker:
         for a in alerts:
             p = part.get(a.subject_id)
             if p is None:
-                p = part[a.subject_id] = (
-                    murmur2(a.subject_id.encode()) & 0x7FFFFFFF
-                ) % self.n_partitions
+                p = part[a.subject_id] = partition_for(a.subject_id, self.n_partitions)
             if p == partition:
                 kept.append(a)
         return kept

@@ -328,7 +328,14 @@ def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: 
             )
 
         wait_for("the partitions split 2 + 2", split, timeout=120)
-        b.wait_health("worker b consumed its partitions", lambda h: h["records"] > 0)
+        # Worker a may have read the whole backlog before b joined: b then
+        # takes its partitions over from a's checkpoints (their engines'
+        # counts restored) instead of reading records. Either way b holds
+        # its partitions' state before the drain.
+        b.wait_health(
+            "worker b holds its partitions' state",
+            lambda h: h["records"] > 0 or h["engine_counts"]["accepted"] > 0,
+        )
         for w in (a, b):
             w.signal(signal.SIGUSR1)  # drain: finish what is there, then exit
         assert a.wait() == 0, a.output()
@@ -339,7 +346,6 @@ def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: 
             b.kill()
     union = store_alerts(tmp_path / "a.db", tmp_path / "b.db")
     assert union == single, alert_diff(union, single)
-    assert store_alerts(tmp_path / "b.db"), "worker b should have found alerts on its partitions"
 
 
 def test_poison_input_goes_to_the_dead_letter_topic(
