@@ -415,11 +415,13 @@ class Engine:
             det.advance(self.now)
         return self._take()
 
-    def finish(self) -> list[Alert]:
-        """The end of a stream, or of what has arrived so far:
+    def finish(self, end: int | None = None) -> list[Alert]:
+        """The end of a stream, or of what has arrived so far, at event time
+        ``end`` (by default the engine's last event time; a later ``end`` is
+        a heartbeat at that time first, as :meth:`advance`):
 
         1. what the ordering stage holds is processed (:meth:`release`);
-        2. every detector's clock is moved to the engine's last event time;
+        2. every detector's clock is moved to ``end``;
         3. each detector settles what waits for time as of then (days to
            close, idle money, reports of days not yet closed, compared
            provisionally) and states, as a final revision, the figures of
@@ -437,8 +439,15 @@ class Engine:
         has had its days closed without them; and a report compared
         provisionally that showed a shortfall keeps that alert even if its
         day then closes covered. Called again with nothing new, it returns
-        nothing. Returns the alerts of steps 1-3."""
+        nothing. Returns the alerts of steps 1-3.
+
+        The engines of one stream's partitions, each finished at the same
+        ``end`` (the stream's last event time), give together the alerts of
+        one engine over the whole stream; each at its own last event time,
+        idle money and days still open are stated as of different times."""
         released = self.release()
+        if end is not None and end > self.now:
+            self.now = end
         self._sync()
         for det in self.detectors:
             det.finish()

@@ -9,7 +9,9 @@ simulated world is keyed by the producer itself (a recording producer in
 Kafka's place), split the way Kafka splits it into 1, 4 and 7 partitions,
 each partition run by its own engine that sees every reference record, and
 the alerts each engine owns put together: they must be the single engine's,
-byte for byte.
+byte for byte, final revisions included, when every engine is finished at
+the stream's end (``Engine.finish(end)``, as the draining worker finishes
+the partitions it holds).
 """
 
 from __future__ import annotations
@@ -57,11 +59,11 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[object, str | 
     return out
 
 
-def _alerts(engine: Engine, records: list, keep) -> list[bytes]:
+def _alerts(engine: Engine, records: list, keep, end: int) -> list[bytes]:
     got = []
     for rec in records:
         got.extend(engine.submit(rec, "in"))
-    got.extend(engine.release())
+    got.extend(engine.finish(end))
     return [msgspec.json.encode(a) for a in got if keep(a)]
 
 
@@ -84,7 +86,11 @@ def test_the_producers_key_is_the_engines_feed(keyed: list) -> None:
 def test_partitioned_engines_give_the_single_engines_alerts(keyed: list, partitions: int) -> None:
     reference = [r for r, _ in keyed if type(r) in REFERENCE]
     events = [(r, k) for r, k in keyed if type(r) not in REFERENCE]
-    single = _alerts(Engine(load_config()), reference + [r for r, _ in events], lambda a: True)
+    # The stream's end (its last transaction), which every partition's engine is finished at.
+    end = max(r.ts for r, _ in events if type(r) in (CustodyTxn, ClearingTxn))
+    whole = Engine(load_config())
+    single = _alerts(whole, reference + [r for r, _ in events], lambda a: True, end)
+    assert whole.now == end
     assert len(single) > 20
     together = []
     for p in range(partitions):
@@ -93,5 +99,6 @@ def test_partitioned_engines_give_the_single_engines_alerts(keyed: list, partiti
             Engine(load_config()),
             reference + mine,
             lambda a, p=p: partition_for(a.subject_id, partitions) == p,
+            end,
         )
     assert sorted(together) == sorted(single)
