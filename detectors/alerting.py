@@ -5,8 +5,9 @@ what it found (an episode's start, a loan id, a day), never from a counter or
 the wall clock, so a replay or a redelivery yields the same id. An
 :class:`AlertBook` remembers what it has already said under each id and
 decides when a growing finding is worth saying again: when its severity
-rises, when its amount grows by the configured percentage, or when the
-stream ends with figures that moved since the last revision.
+rises, when its amount grows by the configured percentage, or, once the
+finding's episode has ended, when its figures moved since the last revision
+(settling, see :class:`AlertBook`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def day_end_ms(day: str, zone: ZoneInfo) -> int:
     return (delta.days * 86400 + delta.seconds) * 1000
 
 
+def local_day_end(ms: int, zone: ZoneInfo) -> int:
+    """The instant the local day of instant ``ms`` ends (the next local midnight).
+
+    >>> local_day_end(1772330400000, ZoneInfo("Asia/Shanghai")) - 1772330400000
+    50400000
+    """
+    return day_end_ms(local_day(ms, zone), zone)
+
+
 def ratio_text(num: int, den: int, places: int = 4) -> str:
     """``num/den`` as a decimal string, exact to ``places`` (no floats).
 
@@ -99,16 +109,56 @@ class _Said:
         self.revision, self.severity, self.amount, self.last_ts = state
 
 
-Builder = Callable[[], tuple[list[str], str, dict[str, Any]]]
+Built = tuple[list[str], str, dict[str, Any]]
+Builder = Callable[[], Built]
+
+#: An episode with no end in event time: settled only by :meth:`AlertBook.settle_open`.
+NO_END = -1
+
+
+class Stated:
+    """A builder that returns what another builder built: what a snapshot
+    keeps of a waiting offer (plain data, so it pickles)."""
+
+    __slots__ = ("built",)
+
+    def __init__(self, built: Built) -> None:
+        self.built = built
+
+    def __call__(self) -> Built:
+        return self.built
+
+    def __getstate__(self) -> Built:
+        return self.built
+
+    def __setstate__(self, built: Built) -> None:
+        self.built = built
 
 
 class AlertBook:
-    """Emission bookkeeping for one detector.
+    """Emission bookkeeping for one detector, and the settling of episodes.
 
     ``offer`` is called with the current figures of a finding each time they
     change; it appends an :class:`Alert` to ``out`` only when the finding is
     new or has grown enough, calling ``build`` (accounts, summary, evidence)
     only then, so the per-record cost of an unchanged finding stays small.
+
+    Settling. An offer the book declines is kept, waiting, as the finding's
+    latest figures, with ``ends``: the last event time at which the
+    finding's episode can still change (its window or gap after the last
+    time the rule held, the end of its local day), or :data:`NO_END` for an
+    episode that ends at a record (:meth:`close`) or with the stream. When the subject's clock passes ``ends``
+    (:meth:`settle`, called by the detector as its subject's records
+    arrive; :meth:`settle_due` for every subject at once) the waiting offer
+    is made once more with ``final=True``: the alert's last revision then
+    carries the episode's complete figures. :meth:`settle_open` settles
+    every waiting offer (the end of a stream). An offer that is emitted, or
+    whose figures equal the last revision's, leaves nothing waiting.
+
+    ``build`` of a declined offer is called later (when it settles, or when
+    a snapshot is taken), so it must give what it would have given at the
+    offer: it may read only state that changes together with a new offer of
+    the same finding (or capture what it reads).
     """
 
     def __init__(self, detector: str, version: str, zone: ZoneInfo, cfg: AlertConfig) -> None:
@@ -118,6 +168,13 @@ class AlertBook:
         self.growth_pct = cfg.reemit_growth_pct
         self.said: dict[str, _Said] = {}
         self.out: list[Alert] = []
+        # subject -> alert id -> [severity, amount, first_ts, last_ts, build, ends]
+        self.waiting: dict[str, dict[str, list[Any]]] = {}
+        # subject -> the earliest ``ends`` among its waiting offers, and the
+        # earliest of those: lower bounds (an offer moved later or settled
+        # leaves them early, and the next look mends them)
+        self.due: dict[str, int] = {}
+        self.earliest = NO_END
 
     def offer(
         self,
@@ -130,15 +187,22 @@ class AlertBook:
         build: Builder,
         *,
         final: bool = False,
+        ends: int = NO_END,
     ) -> bool:
+        """Offer a finding's current figures; ``True`` when an alert was
+        emitted. ``ends``: see the class docstring."""
         said = self.said.get(alert_id)
         if said is not None:
             rank_up = SEVERITY_RANK[severity] > SEVERITY_RANK[said.severity]
             grown = amount * 100 >= said.amount * (100 + self.growth_pct) and amount > said.amount
-            moved = final and (
-                amount != said.amount or last_ts != said.last_ts or severity != said.severity
-            )
-            if not (rank_up or grown or moved):
+            moved = amount != said.amount or last_ts != said.last_ts or severity != said.severity
+            if not (rank_up or grown or (final and moved)):
+                if moved:
+                    self._wait(
+                        alert_id, subject_id, [severity, amount, first_ts, last_ts, build, ends]
+                    )
+                else:
+                    self._unwait(alert_id, subject_id)
                 return False
             # A finding never steps down a band in place: the alert states the worst seen.
             if SEVERITY_RANK[severity] < SEVERITY_RANK[said.severity]:
@@ -164,7 +228,96 @@ class AlertBook:
             )
         )
         self.said[alert_id] = _Said(revision, severity, amount, last_ts)
+        self._unwait(alert_id, subject_id)
         return True
+
+    def _wait(self, alert_id: str, subject_id: str, entry: list[Any]) -> None:
+        per = self.waiting.get(subject_id)
+        if per is None:
+            per = self.waiting[subject_id] = {}
+        per[alert_id] = entry
+        ends = entry[5]
+        if ends != NO_END:
+            due = self.due.get(subject_id)
+            if due is None or ends < due:
+                self.due[subject_id] = ends
+            if self.earliest == NO_END or ends < self.earliest:
+                self.earliest = ends
+
+    def _unwait(self, alert_id: str, subject_id: str) -> None:
+        per = self.waiting.get(subject_id)
+        if per is not None and per.pop(alert_id, None) is not None and not per:
+            del self.waiting[subject_id]
+            self.due.pop(subject_id, None)
+
+    def settle(self, subject_id: str, now: int) -> None:
+        """``subject_id``'s clock is at ``now``: settle its waiting offers
+        whose episode ended before it (``ends < now``). O(1) when none has."""
+        due = self.due.get(subject_id)
+        if due is None or now <= due:
+            return
+        per = self.waiting[subject_id]
+        ended = [aid for aid, entry in per.items() if entry[5] != NO_END and entry[5] < now]
+        for aid in ended:
+            self._final(aid, subject_id, per[aid])
+        per = self.waiting.get(subject_id)
+        if per is None:
+            return
+        ends = [entry[5] for entry in per.values() if entry[5] != NO_END]
+        if ends:
+            self.due[subject_id] = min(ends)
+        else:
+            self.due.pop(subject_id, None)
+
+    def close(self, subject_id: str, alert_id: str) -> None:
+        """The episode of ``alert_id`` has just ended at a record (its
+        exposure closed, its money left): settle its waiting offer now."""
+        per = self.waiting.get(subject_id)
+        entry = None if per is None else per.get(alert_id)
+        if entry is not None:
+            self._final(alert_id, subject_id, entry)
+
+    def settle_due(self, now: int) -> None:
+        """Every subject's clock is at ``now`` (a heartbeat, or each record
+        of a detector whose one clock is the whole stream's): settle what
+        ended before it, subject by subject in id order. O(1) when nothing
+        has ended."""
+        if self.earliest == NO_END or now <= self.earliest:
+            return
+        for subject_id in sorted(s for s, due in self.due.items() if due < now):
+            self.settle(subject_id, now)
+        self.earliest = min(self.due.values(), default=NO_END)
+
+    def settle_open(self) -> None:
+        """The end of a stream: settle every waiting offer, ended or not,
+        subject by subject in id order, each subject's in the order offered."""
+        for subject_id in sorted(self.waiting):
+            per = self.waiting[subject_id]
+            for aid in list(per):
+                self._final(aid, subject_id, per[aid])
+
+    def _final(self, alert_id: str, subject_id: str, entry: list[Any]) -> None:
+        severity, amount, first_ts, last_ts, build, ends = entry
+        self.offer(
+            alert_id, subject_id, severity, amount, first_ts, last_ts, build, final=True, ends=ends
+        )
+
+    def waiting_state(self) -> dict[str, dict[str, list[Any]]]:
+        """The waiting offers as plain data (each builder called now), for a
+        snapshot; :meth:`load_waiting` takes it back."""
+        return {
+            subject: {aid: [*entry[:4], Stated(entry[4]()), entry[5]] for aid, entry in per.items()}
+            for subject, per in self.waiting.items()
+        }
+
+    def load_waiting(self, state: dict[str, dict[str, list[Any]]]) -> None:
+        self.waiting = {subject: dict(per) for subject, per in state.items()}
+        self.due = {}
+        for subject, per in self.waiting.items():
+            ends = [entry[5] for entry in per.values() if entry[5] != NO_END]
+            if ends:
+                self.due[subject] = min(ends)
+        self.earliest = min(self.due.values(), default=NO_END)
 
     def drain(self) -> list[Alert]:
         out, self.out = self.out, []

@@ -12,6 +12,15 @@ a partitioned daemon give the same alerts as a replay. ``advance`` moves
 every subject's clock at once (a heartbeat, the end of a stream).
 A detector never raises on odd data: a missing reference is an unknown party.
 
+Episodes settle on the same clocks. Each offer of a finding tells the alert
+book when its episode ends in event time (``ends``, see
+:class:`~fundflow.detectors.alerting.AlertBook`); a detector calls
+``Detector._settle`` with a subject and its event time as that subject's
+records arrive, before they change its state, and the book states once more,
+as the final revision, the figures of every episode of that subject that
+ended before then and moved since its last revision. ``advance`` settles
+every subject's ended episodes; ``finish`` settles every episode still open.
+
 A detector works on its own (it then keeps its own reference data) or inside
 an :class:`~fundflow.detectors.engine.Engine`, which shares one
 :class:`~fundflow.detectors.reference.Reference` among all detectors and
@@ -34,7 +43,7 @@ from fundflow.schemas.records import (
     Product,
 )
 
-from .alerting import AlertBook, local_offset_ms
+from .alerting import AlertBook, local_day_end, local_offset_ms
 from .config import Config, load_config
 from .reference import Flow, Reference
 
@@ -66,7 +75,9 @@ class Detector:
     :meth:`_fresh` (a dict of attribute names to initial values: exactly what
     a snapshot saves) and implement ``_on_flow`` and, where they care,
     ``_on_reference``, ``_on_report``, ``_on_tick`` (every subject, at a
-    heartbeat) and ``_on_finish``.
+    heartbeat) and ``_on_finish``. Each offer to :attr:`book` names when its
+    episode ends (``ends``), and ``_on_flow`` calls ``_settle`` for the
+    subject whose clock the flow moves.
     """
 
     name: ClassVar[str] = ""
@@ -112,17 +123,29 @@ class Detector:
 
     def advance(self, now_ms: int) -> Self:
         """Tell the detector that event time has reached ``now_ms`` for every
-        subject (a heartbeat, or the end of a stream): each subject settles
-        what waits for time as of then."""
+        subject (a heartbeat): each subject settles what waits for time as of
+        then (``_on_tick``), and every episode that ended before then states
+        its final figures."""
         if now_ms > self.now:
             self.now = now_ms
         if self.now >= 0:
             self._on_tick(self.now)
+            self.book.settle_due(self.now)
         return self
 
     def finish(self) -> Self:
-        """The stream has ended (end of a replay): settle what waits for time."""
+        """The stream has ended, for now (the end of a replay, a drain; a
+        shell may call it when its inputs go quiet): ``_on_finish`` settles what waits for time (a
+        detector's own end-of-stream look, e.g. reports for a day not yet
+        closed), then every episode still open states its figures as a final
+        revision if they moved since the last one.
+
+        It forgets nothing later records need: the episodes stay open, and
+        records after it extend them as if it had not been called (a growing
+        episode is emitted again, and settles again when it ends or at the
+        next ``finish``). Called again with nothing new, it emits nothing."""
         self._on_finish()
+        self.book.settle_open()
         return self
 
     @property
@@ -139,6 +162,12 @@ class Detector:
         if self._owns_ref:
             self.ref = Reference()
         self.book = AlertBook(self.name, self.version, self.zone, self.config.alerts)
+        #: ``_settle(subject_id, now)``: ``subject_id``'s clock is at ``now``;
+        #: its episodes that ended before ``now`` state their final figures
+        #: (see the module docstring). Called by ``_on_flow`` before the record
+        #: at ``now`` changes the subject's state. The book's own method,
+        #: bound: it is called for every record.
+        self._settle = self.book.settle
         self.now = -1
         state = self._fresh()
         self._state_names = tuple(state)
@@ -151,6 +180,7 @@ class Detector:
         payload = {
             "state": state,
             "said": self.book.said,
+            "waiting": self.book.waiting_state(),
             "now": self.now,
             "ref": self.ref if self._owns_ref else None,
         }
@@ -163,6 +193,8 @@ class Detector:
         for key, value in payload["state"].items():
             setattr(self, key, value)
         self.book.said = payload["said"]
+        # Checkpoints written before episodes settled in event time have none.
+        self.book.load_waiting(payload.get("waiting", {}))
         self.book.out = []
         self.now = payload["now"]
         if self._owns_ref and payload["ref"] is not None:
@@ -188,6 +220,12 @@ class Detector:
 
     def _on_finish(self) -> None:
         pass
+
+    def _day_ends(self, ts: int) -> int:
+        """``ends`` for a finding with no end of its own: the last instant of
+        the local day of ``ts`` (it settles once its subject's clock has
+        passed that day with no new figures)."""
+        return local_day_end(ts, self.zone) - 1
 
     def _next_tick_after(self, ts: int) -> int:
         """The first tick after ``ts``: ticks fall on local boundaries of the

@@ -85,9 +85,14 @@ class CrossBankClearing(Detector):
         return {"institutions": {}}
 
     def _on_flow(self, f: Flow) -> None:
-        if f.custody or f.system not in self.config.cross_bank_clearing.systems:
+        if f.custody:
             return
         src, dst = f.src, f.dst
+        if src is not None:
+            # Any payment of the institution's moves its clock.
+            self._settle(src.owner_id, f.ts)
+        if f.system not in self.config.cross_bank_clearing.systems:
+            return
         if src is None or dst is None or f.currency != "CNY":
             return
         owner = src.owner_id
@@ -172,4 +177,7 @@ class CrossBankClearing(Detector):
             }
             return accounts, summary, evidence
 
-        self.book.offer(aid, owner, severity, st.ep_amount, st.episode, last, build)
+        # The episode goes on while the rule holds again within a window; its
+        # figures change only with the transfers it takes in (settled first).
+        ends = st.last_true + cfg.window_ms
+        self.book.offer(aid, owner, severity, st.ep_amount, st.episode, last, build, ends=ends)

@@ -90,6 +90,7 @@ class DownPaymentLoan(Detector):
         pid = f.platform_id
         if f.custody and pid is not None and f.ts > self.clocks.get(pid, -1):
             self.clocks[pid] = f.ts
+            self._settle(pid, f.ts)
         held = self.lots.get(f.src_id)
         lending = f.custody and f.purpose in LENDING_PURPOSES and f.loan_id is not None
         if held is not None:
@@ -221,6 +222,8 @@ class DownPaymentLoan(Detector):
             fd.first_ts,
             fd.last_ts,
             lambda: self._evidence(pid, signal, loan_id, fd),
+            # A loan's money can go on arriving: settled by the day.
+            ends=self._day_ends(fd.last_ts),
         )
 
     def _evidence(

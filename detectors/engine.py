@@ -192,6 +192,13 @@ class Engine:
     ``finish()`` settles what waits for time at the end of a stream and
     returns the last alerts. ``dead_letters`` holds the records the engine
     itself refused since the caller last emptied it.
+
+    Episodes settle in event time as the records arrive: when a subject's
+    records pass the end of one of its episodes, the episode's final
+    revision (its complete figures, when they moved since the last one) is
+    among the alerts of that record (see :mod:`~fundflow.detectors.base`).
+    ``advance(now)`` does the same for every subject at a heartbeat;
+    ``finish()`` for every episode still open.
     """
 
     def __init__(
@@ -396,7 +403,11 @@ class Engine:
 
     def advance(self, now_ms: int) -> list[Alert]:
         """Event time has reached ``now_ms`` with no record (a shell's idle
-        heartbeat carrying the stream's own time)."""
+        heartbeat carrying the stream's own time, never the wall clock):
+        every detector settles, for every subject, what waits for time as of
+        then, and every episode that ended before ``now_ms`` states its final
+        figures. Returns those alerts. What the ordering stage holds is left
+        there (records at or before ``now_ms`` may still be on their way)."""
         if now_ms > self.now:
             self.now = now_ms
         self._sync()
@@ -404,10 +415,39 @@ class Engine:
             det.advance(self.now)
         return self._take()
 
-    def finish(self) -> list[Alert]:
-        """The end of a stream: what the ordering stage holds is processed,
-        then every detector settles what waits for time."""
+    def finish(self, end: int | None = None) -> list[Alert]:
+        """The end of a stream, or of what has arrived so far, at event time
+        ``end`` (by default the engine's last event time; a later ``end`` is
+        a heartbeat at that time first, as :meth:`advance`):
+
+        1. what the ordering stage holds is processed (:meth:`release`);
+        2. every detector's clock is moved to ``end``;
+        3. each detector settles what waits for time as of then (days to
+           close, idle money, reports of days not yet closed, compared
+           provisionally) and states, as a final revision, the figures of
+           every episode still open that moved since its last revision.
+
+        It keeps everything later records need: episodes stay open, reports
+        stay pending, and records submitted after it extend them as if it had
+        not been called (a daemon whose stream went quiet may call it, then
+        go on), so the alerts' last figures are those of one ``finish()`` at
+        the very end. What can differ: the revisions (an episode stated at an
+        earlier call has that revision in between, and its later growth is
+        measured from it); and, as at any heartbeat, step 3 acts on every
+        subject at the engine's last event time, so a subject whose records
+        after the call are older than that time (a feed lagging the others)
+        has had its days closed without them; and a report compared
+        provisionally that showed a shortfall keeps that alert even if its
+        day then closes covered. Called again with nothing new, it returns
+        nothing. Returns the alerts of steps 1-3.
+
+        The engines of one stream's partitions, each finished at the same
+        ``end`` (the stream's last event time), give together the alerts of
+        one engine over the whole stream; each at its own last event time,
+        idle money and days still open are stated as of different times."""
         released = self.release()
+        if end is not None and end > self.now:
+            self.now = end
         self._sync()
         for det in self.detectors:
             det.finish()

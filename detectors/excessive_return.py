@@ -99,7 +99,10 @@ class ExcessiveReturn(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         purpose = f.purpose
         if purpose == "invest" and f.product_id is not None:
@@ -236,6 +239,8 @@ class ExcessiveReturn(Detector):
             first,
             last,
             build,
+            # Money keeps coming into a flagged product: settled by the day.
+            ends=self._day_ends(last),
         )
 
     def _above_loan(
@@ -281,6 +286,7 @@ class ExcessiveReturn(Detector):
             first,
             last,
             build,
+            ends=self._day_ends(last),
         )
 
     # -- subsidies -------------------------------------------------------------
@@ -342,4 +348,6 @@ class ExcessiveReturn(Detector):
             episode,
             last,
             build,
+            # The episode goes on while payments come within a window of the last.
+            ends=last + window,
         )

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .reference import Flow
 
@@ -124,7 +124,10 @@ class FundPool(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         src = f.src
         src_in = f.src_in
@@ -150,7 +153,7 @@ class FundPool(Detector):
             self._gather(st, f)
             self._check(pid, st, f.ts)
         elif src_in:
-            self._consume_lots(st, f.src_id, f.amount)
+            self._consume_lots(pid, st, f.src_id, f.amount)
             if self._scatter(st, f):
                 self._check(pid, st, f.ts)
 
@@ -176,7 +179,7 @@ class FundPool(Detector):
 
     def _move_inside(self, st: _Platform, f: Flow) -> None:
         """Money between two controlled accounts: lender money follows it."""
-        self._consume_lots(st, f.src_id, f.amount)
+        self._consume_lots(f.platform_id, st, f.src_id, f.amount)  # type: ignore[arg-type]
         have = st.taint.get(f.src_id, 0)
         if have:
             moved = min(have, f.amount)
@@ -209,7 +212,7 @@ class FundPool(Detector):
         _bump(st.pool_accounts, f.src_id)
         return True
 
-    def _consume_lots(self, st: _Platform, account: str, amount: int) -> None:
+    def _consume_lots(self, pid: str, st: _Platform, account: str, amount: int) -> None:
         lots = st.lots.get(account)
         if not lots:
             return
@@ -223,7 +226,11 @@ class FundPool(Detector):
                 amount = 0
         if not lots:
             del st.lots[account]
-            st.idle_episode.pop(account, None)
+            episode = st.idle_episode.pop(account, None)
+            if episode is not None:
+                # The stranded money has left: its episode is over.
+                aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
+                self.book.close(pid, aid)
 
     def _expire(self, st: _Platform, now: int) -> None:
         events = st.events
@@ -273,14 +280,34 @@ class FundPool(Detector):
         st.last_true = now
         severity = self._severity(inflow)
         aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
+        # The window moves on with every record: the evidence is taken now.
         self.book.offer(
-            aid, pid, severity, inflow, st.episode_first, now, lambda: self._evidence(pid, st, now)
+            aid,
+            pid,
+            severity,
+            inflow,
+            st.episode_first,
+            now,
+            Stated(self._evidence(pid, st, now)),
+            # The episode lasts while the rule holds again within a window.
+            ends=now + self._window,
         )
 
     def _evidence(self, pid: str, st: _Platform, now: int) -> tuple[list[str], str, dict[str, Any]]:
         n = self.config.alerts.sample_txns
-        ins = [e[4] for e in st.events if e[1] == _IN]
-        outs = [e[4] for e in st.events if e[1] == _OUT]
+        # The first n receipts and n // 2 payments in the window, oldest first:
+        # the scan stops once it has them.
+        ins: list[str] = []
+        outs: list[str] = []
+        for e in st.events:
+            kind = e[1]
+            if kind == _IN:
+                if len(ins) < n:
+                    ins.append(e[4])
+            elif kind == _OUT and len(outs) < n // 2:
+                outs.append(e[4])
+            if len(ins) >= n and len(outs) >= n // 2:
+                break
         k_out = min(len(outs), n // 2)
         samples = ins[: n - k_out] + outs[:k_out]
         pools = sorted(st.pool_accounts, key=lambda a: (-st.pool_accounts[a], a))
@@ -351,39 +378,11 @@ class FundPool(Detector):
                         "thresholds": self.config.thresholds(self.name),
                     },
                 ),
-                final=self._finishing,
+                # The episode ends when the money leaves (_consume_lots).
+                ends=NO_END,
             )
 
     def _on_finish(self) -> None:
-        self._finishing = True
-        try:
-            if self.now >= 0:
-                self._on_tick(self.now)
-            for pid in sorted(self.platforms):
-                st = self.platforms[pid]
-                if st.episode >= 0:
-                    self._final_gather(pid, st)
-        finally:
-            self._finishing = False
-
-    def _final_gather(self, pid: str, st: _Platform) -> None:
-        """At the end of a stream, state the figures of the window that last
-        met the rule if they moved since the last revision."""
-        if st.last_true != self.now:
-            return
-        inflow = st.inflow
-        severity = self._severity(inflow)
-        aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
-        now = st.last_true
-        self.book.offer(
-            aid,
-            pid,
-            severity,
-            inflow,
-            st.episode_first,
-            now,
-            lambda: self._evidence(pid, st, now),
-            final=True,
-        )
-
-    _finishing = False
+        # The end of a stream: idle money as of its last event time.
+        if self.now >= 0:
+            self._on_tick(self.now)

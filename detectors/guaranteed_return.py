@@ -28,7 +28,7 @@ from typing import Any
 
 from fundflow.schemas.records import Account
 
-from .alerting import band, iso, make_alert_id, yuan
+from .alerting import Stated, band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
@@ -82,7 +82,10 @@ class GuaranteedReturn(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         src, dst = f.src, f.dst
         if src is None or dst is None:
@@ -176,7 +179,10 @@ class GuaranteedReturn(Detector):
             st.amount,
             st.episode,
             st.last_uncovered,
-            lambda: self._evidence(pid, st),
+            # Borrowers' repayments move the loans' figures without a new
+            # offer: the evidence is taken now.
+            Stated(self._evidence(pid, st)),
+            ends=st.last_uncovered + cfg.episode_gap_ms,
         )
 
     def _evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:

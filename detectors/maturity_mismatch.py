@@ -43,7 +43,7 @@ from typing import Any
 
 from fundflow.schemas.records import Loan
 
-from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
@@ -210,7 +210,10 @@ class MaturityMismatch(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         purpose = f.purpose
         st = self.platforms.get(pid)
@@ -326,7 +329,7 @@ class MaturityMismatch(Detector):
 
     # -- findings ------------------------------------------------------------
 
-    def _check_exposure(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
+    def _check_exposure(self, pid: str, st: _Platform, now: int) -> None:
         cfg = self.config.maturity_mismatch
         exposure, book = st.exposure, st.book
         over = exposure > cfg.max_exposure or (
@@ -336,6 +339,7 @@ class MaturityMismatch(Detector):
             # The episode (and its alert id) lasts until no mismatched money is
             # left open, so a book hovering at the threshold keeps one alert.
             if exposure <= 0:
+                self._close(pid, "mismatch_exposure", st.exposure_episode)
                 st.exposure_episode = -1
             return
         if st.exposure_episode < 0:
@@ -352,8 +356,11 @@ class MaturityMismatch(Detector):
             exposure,
             st.exposure_first,
             now,
-            lambda: self._exposure_evidence(pid, st),
-            final=final,
+            # The book can move below the line and back without a new offer:
+            # the evidence is taken now.
+            Stated(self._exposure_evidence(pid, st)),
+            # The episode ends when its exposure closes (above).
+            ends=NO_END,
         )
 
     def _exposure_evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
@@ -463,7 +470,7 @@ class MaturityMismatch(Detector):
                 },
             )
 
-        self.book.offer(aid, pid, severity, amount, first, f.ts, build)
+        self.book.offer(aid, pid, severity, amount, first, f.ts, build, ends=self._day_ends(f.ts))
 
     # -- the book's term ratio -----------------------------------------------
 
@@ -518,11 +525,12 @@ class MaturityMismatch(Detector):
             st.ratio_moved = False
             self._check_ratio(pid, st, now)
 
-    def _check_ratio(self, pid: str, st: _Platform, now: int, final: bool = False) -> None:
+    def _check_ratio(self, pid: str, st: _Platform, now: int) -> None:
         cfg = self.config.maturity_mismatch
         loans, products = st.loan_amount, st.product_amount
         if loans < cfg.min_book or products < cfg.min_book or st.product_weighted <= 0:
             if loans <= 0:
+                self._close(pid, "term_ratio", st.ratio_episode)
                 st.ratio_episode = -1
             return
         # ratio = (loan_weighted / loans) / (product_weighted / products), in integers
@@ -533,6 +541,7 @@ class MaturityMismatch(Detector):
             # One alert per episode: it ends once loans are no longer than
             # the money funding them (ratio 1), not at every dip below the line.
             if num <= den:
+                self._close(pid, "term_ratio", st.ratio_episode)
                 st.ratio_episode = -1
             return
         if st.ratio_episode < 0:
@@ -565,15 +574,16 @@ class MaturityMismatch(Detector):
                 },
             )
 
-        self.book.offer(aid, pid, severity, loans, episode, now, build, final=final)
+        # The episode ends when the ratio falls to 1 or the loans run out (above).
+        self.book.offer(aid, pid, severity, loans, episode, now, build, ends=NO_END)
+
+    def _close(self, pid: str, signal: str, episode: int) -> None:
+        """An exposure or ratio episode (started at ``episode``, -1 for none) has ended."""
+        if episode >= 0:
+            self.book.close(pid, make_alert_id(self.name, pid, signal, episode))
 
     def _on_finish(self) -> None:
-        if self.now < 0:
-            return
-        self._on_tick(self.now)
-        for pid in sorted(self.platforms):
-            st = self.platforms[pid]
-            if st.exposure_episode >= 0:
-                self._check_exposure(pid, st, st.last_ts, final=True)
-            if st.ratio_episode >= 0:
-                self._check_ratio(pid, st, self.now, final=True)
+        # The end of a stream: loans issued, money run out and the term ratio
+        # as of its last event time.
+        if self.now >= 0:
+            self._on_tick(self.now)

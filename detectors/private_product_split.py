@@ -90,6 +90,8 @@ class PrivateProductSplit(Detector):
         if not f.custody or f.currency != "CNY":
             return
         pid = f.platform_id
+        if pid is not None:
+            self._settle(pid, f.ts)
         if pid is not None and f.ts > self.clocks.get(pid, -1):
             self.clocks[pid] = f.ts
             self._forget(pid, f.ts)
@@ -151,6 +153,8 @@ class PrivateProductSplit(Detector):
                     "thresholds": self.config.thresholds(self.name),
                 },
             ),
+            # An offering can sell for its whole term: settled by the day.
+            ends=self._day_ends(off.last_ts),
         )
 
     def _below_ticket(self, pid: str, product_id: str, min_ticket: int, off: _Offering) -> None:
@@ -178,6 +182,7 @@ class PrivateProductSplit(Detector):
                     "thresholds": self.config.thresholds(self.name),
                 },
             ),
+            ends=self._day_ends(off.small_last),
         )
 
     def _forget(self, pid: str, now: int) -> None:

@@ -37,6 +37,7 @@ from fundflow.schemas.records import (
     Entity,
     Loan,
     Product,
+    Record,
     ReserveReport,
 )
 
@@ -96,9 +97,8 @@ class Flow(msgspec.Struct, frozen=True, gc=False):
 def feed_key(flow: Flow) -> str:
     """The subject whose ordered feed a transaction belongs to, and so its
     partition key on Kafka: the platform of a custody transaction; for a
-    clearing transaction, the institution owning the client_reserve account
-    on either side (payer first), else the initiator. Everything a detector
-    keeps about one subject arrives on one feed, in order.
+    clearing transaction, :func:`clearing_feed`. Everything a per-subject
+    detector keeps about one subject arrives on one feed, in order.
 
     >>> feed_key(Flow("T", 0, 1, "CNY", None, "A", "B", None, None, "P1",
     ...               None, None, None, None, True))
@@ -106,12 +106,20 @@ def feed_key(flow: Flow) -> str:
     """
     if flow.custody:
         return flow.platform_id  # type: ignore[return-value]
-    src, dst = flow.src, flow.dst
-    if src is not None and src.role == "client_reserve":
-        return src.owner_id
-    if dst is not None and dst.role == "client_reserve":
-        return dst.owner_id
-    return flow.initiator_id  # type: ignore[return-value]
+    return clearing_feed(flow.src, flow.dst, flow.initiator_id)  # type: ignore[arg-type]
+
+
+def clearing_feed(payer: Account | None, payee: Account | None, initiator_id: str) -> str:
+    """A clearing payment's feed: the institution owning the
+    ``client_reserve`` account on either side (the payer's first), else the
+    payment's initiator. The one statement of the rule: the engine's
+    ordering and deduplication, the Kafka producer's key and the daemon's
+    alert ownership all come from it."""
+    if payer is not None and payer.role == "client_reserve":
+        return payer.owner_id
+    if payee is not None and payee.role == "client_reserve":
+        return payee.owner_id
+    return initiator_id
 
 
 class Reference:
@@ -168,15 +176,42 @@ class Reference:
         t = type(record)
         accounts = self.accounts
         if t is ClearingTxn:
-            for acc_id in (record.payer_account, record.payee_account):  # type: ignore[union-attr]
-                acc = accounts.get(acc_id)
-                if acc is not None and acc.role == "client_reserve":
-                    return acc.owner_id
-            return record.initiator_id  # type: ignore[union-attr]
+            return clearing_feed(
+                accounts.get(record.payer_account),  # type: ignore[union-attr]
+                accounts.get(record.payee_account),  # type: ignore[union-attr]
+                record.initiator_id,  # type: ignore[union-attr]
+            )
         if t is ReserveReport:
             return record.institution_id  # type: ignore[union-attr]
         acc = accounts.get(record.account_id)  # type: ignore[union-attr]
         return acc.owner_id if acc is not None else record.account_id  # type: ignore[union-attr]
+
+    def key_of(self, record: Record) -> str:
+        """The Kafka key of a decoded record: a reference record's own id; a
+        transaction's or report's feed (:meth:`feed_of`), from the reference
+        records added so far. What the producer keys by and what the
+        engine orders by are one rule.
+
+        >>> ref = Reference()
+        >>> ref.add(Account(account_id="R1", owner_id="I1", role="client_reserve",
+        ...                 bank_id="B1"))
+        >>> ref.key_of(ClearingTxn(txn_id="C1", ts=0, system="CNAPS", initiator_id="BANK",
+        ...     payer_bank="B1", payer_account="X", payee_bank="B1", payee_account="R1",
+        ...     amount=1, purpose="transfer"))
+        'I1'
+        """
+        t = type(record)
+        if t is CustodyTxn:
+            return record.platform_id  # type: ignore[union-attr]
+        if t is Entity:
+            return record.entity_id  # type: ignore[union-attr]
+        if t is Account:
+            return record.account_id  # type: ignore[union-attr]
+        if t is Product:
+            return record.product_id  # type: ignore[union-attr]
+        if t is Loan:
+            return record.loan_id  # type: ignore[union-attr]
+        return self.feed_of(record)  # type: ignore[arg-type]
 
     def add(self, record: Entity | Account | Product | Loan) -> None:
         t = type(record)

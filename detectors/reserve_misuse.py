@@ -39,7 +39,7 @@ from typing import Any
 
 from fundflow.schemas.records import Account, Balance, ReserveReport
 
-from .alerting import band, day_end_ms, local_day, make_alert_id, ratio_text, yuan
+from .alerting import Stated, band, day_end_ms, local_day, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .reference import Flow
 
@@ -136,6 +136,7 @@ class ReserveMisuse(Detector):
         acc = self.ref.accounts.get(b.account_id)
         if acc is not None and acc.role == "client_reserve":
             self._clock_institution(acc.owner_id, b.as_of)
+            self._settle(acc.owner_id, b.as_of)
         if b.as_of < res.base_ms:
             return  # older than what is already settled: superseded
         # Movements after the snapshot stay; those before are in it.
@@ -180,6 +181,11 @@ class ReserveMisuse(Detector):
             inst = self.institutions.get(dst.owner_id)  # type: ignore[union-attr]
             if inst is None or ts >= inst.day_end:
                 self._clock_institution(dst.owner_id, ts)  # type: ignore[union-attr]
+        # After the days closed: a day's comparison supersedes the day before's.
+        if src_res:
+            self._settle(src.owner_id, ts)  # type: ignore[union-attr]
+        if dst_res:
+            self._settle(dst.owner_id, ts)  # type: ignore[union-attr]
         if src_res:
             self._move(f.src_id, f.ts, -f.amount)
             self._check_outflow(src, f)  # type: ignore[arg-type]
@@ -252,7 +258,9 @@ class ReserveMisuse(Detector):
             ep[2],
             ep[0],
             ep[1],
-            lambda: self._misuse_evidence(owner, signal, account, f, ep),
+            # The reserve balances move without a new offer: taken now.
+            Stated(self._misuse_evidence(owner, signal, account, f, ep)),
+            ends=ep[1] + cfg.episode_gap_ms,
         )
 
     def _misuse_evidence(
@@ -353,7 +361,6 @@ class ReserveMisuse(Detector):
         day: str,
         total: int,
         liabilities: int,
-        final: bool = False,
     ) -> None:
         cfg = self.config.reserve_misuse
         if liabilities <= 0:
@@ -403,7 +410,10 @@ class ReserveMisuse(Detector):
                 },
             )
 
-        self.book.offer(aid, owner, severity, shortfall, first, end, build, final=final)
+        # The next day's comparison, when its report is on time, supersedes
+        # this one: settled once that day has closed.
+        ends = day_end_ms(_next_day(day), self.zone) - 1
+        self.book.offer(aid, owner, severity, shortfall, first, end, build, ends=ends)
 
     def _check_banks(
         self, owner: str, inst: _Institution, now: int, only: list[str] | None = None
@@ -452,12 +462,18 @@ class ReserveMisuse(Detector):
             self._on_tick(self.now)
         # Reports for days not yet closed (all of them in a stream of balances
         # and reports only, which never moves the clock): compare with the
-        # balances now.
+        # balances now, provisionally: the reports stay pending and the
+        # shortfall episode as it was, for the days' own close if the stream
+        # goes on.
         for owner in sorted(self.institutions):
             inst = self.institutions[owner]
+            if not inst.pending:
+                continue
             total = self._total(inst)
+            episode = inst.shortfall_episode
             for day in sorted(inst.pending):
-                self._compare(owner, inst, day, total, inst.pending.pop(day), final=True)
+                self._compare(owner, inst, day, total, inst.pending[day])
+            inst.shortfall_episode = episode
 
 
 def _next_day(day: str) -> str:

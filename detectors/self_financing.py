@@ -7,13 +7,15 @@ Per platform (the custody transaction's ``platform_id``), two signals:
     Lender money reaches an account owned by a related party of the
     platform within ``max_hops`` transfers and ``window_days`` of leaving the
     lender. Lender money is what a ``lender_sub`` or ``personal`` account
-    pays (not a ``fee``) into an account the platform controls or one of a
-    related party, and what leaves the platform's ``platform_custody``
-    account (a custody master holds lenders' money). It is followed
-    first-in-first-out, amount by amount, through every account it passes
-    (a transfer takes the lender money held in its account first, so a
-    platform cannot hide it behind money of its own); money paid back to a
-    lender is no longer followed.
+    pays (not a ``fee``) to any account but another lender's, from the
+    lender's sub-account on (a shell borrower's withdrawal paid on to a
+    company the platform's executive controls is three transfers), and what
+    leaves the platform's ``platform_custody`` account (a custody master
+    holds lenders' money). It is followed first-in-first-out, amount by
+    amount, through every account it passes (a transfer takes the lender
+    money held in its account first, so a platform cannot hide it behind
+    money of its own); money paid back to a lender, or paid as a ``fee`` by
+    any account but the custody master, is no longer followed.
 ``related_borrower``
     A loan whose borrower account is owned by a related party is funded
     (``invest``/``disburse`` naming the loan, into the borrower account).
@@ -28,7 +30,8 @@ chain of accounts and transactions the money took, and the ownership chain
 that makes the owner related.
 
 Memory stays bounded: money is followed for ``window_days`` only, and lots
-older than that are dropped as the platform's clock passes its ticks.
+older than that plus the engine's dedup horizon (the lateness a record may
+still have) are dropped as the platform's clock passes its ticks.
 """
 
 from __future__ import annotations
@@ -97,7 +100,10 @@ class SelfFinancing(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         pid = f.platform_id
-        if pid is None or f.currency != "CNY":
+        if pid is None:
+            return
+        self._settle(pid, f.ts)
+        if f.currency != "CNY":
             return
         src, dst = f.src, f.dst
         st: _Platform | None = self.platforms.get(pid)
@@ -110,8 +116,7 @@ class SelfFinancing(Detector):
             src is not None
             and src.role in LENDER_ROLES
             and f.purpose != "fee"
-            and dst is not None
-            and (f.dst_in or self._related(pid, dst.owner_id) is not None)
+            and (dst is None or dst.role not in LENDER_ROLES)
         )
         borrower = self._related_borrower(pid, f)
         if not (held or custody_out or lender_in or borrower):
@@ -120,6 +125,10 @@ class SelfFinancing(Detector):
             st = self.platforms[pid] = _Platform()
             st.next_tick = self._next_tick_after(f.ts)
         moved = self._take(st, f.src_id, f.amount, f.ts) if held else []
+        if f.purpose == "fee" and not custody_out:
+            # A fee paid out of lender money (a borrower's charge to the
+            # platform) is the payee's income: the lenders' money ends there.
+            moved = []
         if custody_out or lender_in:
             # Money a custody master pays out beyond what is followed in it is
             # lenders' money too: the lender money starts its way here.
@@ -185,7 +194,10 @@ class SelfFinancing(Detector):
                 st.lots.setdefault(f.dst_id, deque()).append([origin, amount, *path])
 
     def _evict(self, st: _Platform, now: int) -> None:
-        horizon = now - self.config.self_financing.window_ms
+        # A record up to the engine's dedup horizon late is still judged by
+        # its own time, so a lot is kept until no such record could use it.
+        keep = self.config.self_financing.window_ms + self.config.engine.dedup_window_ms
+        horizon = now - keep
         for account in list(st.lots):
             lots = st.lots[account]
             while lots and lots[0][0] < horizon:
@@ -234,6 +246,8 @@ class SelfFinancing(Detector):
             finding.first_ts,
             finding.last_ts,
             lambda: self._evidence(pid, signal, key, finding),
+            # Lenders' money can go on reaching the account: settled by the day.
+            ends=self._day_ends(finding.last_ts),
         )
 
     def _evidence(

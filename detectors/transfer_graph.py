@@ -101,6 +101,10 @@ class TransferGraph:
         horizon = self.watermark - self.retention_ms
         while edges and edges[0][0] < horizon:
             edges.popleft()
+        if not edges:
+            # A transfer already past the retention, to an account with no
+            # other: nothing is kept (a sweep reads every account's newest).
+            del table[account]
 
     def sweep(self) -> None:
         """Drop every edge older than the retention, and accounts left empty."""

@@ -45,9 +45,9 @@ into custody and reserve accounts by design).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from .alerting import band, iso, make_alert_id, ratio_text, yuan
+from .alerting import NO_END, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector
 from .config import FanConfig
 from .reference import Flow
@@ -55,12 +55,13 @@ from .transfer_graph import Edge, TransferGraph
 
 
 class _Typology(Detector):
-    """Shared by the typologies: the graph, episodes, and final figures.
+    """Shared by the typologies: the graph and episodes.
 
-    ``pending`` holds, per episode, the figures last offered and the plain
-    data its evidence is built from, so the end of a stream (or the episode
-    leaving the graph's memory) can state figures that moved since the
-    last revision.
+    Each offer carries the plain data its evidence is built from, and its
+    episode's end (the last time the rule held plus a window): the alert
+    book settles it, stating figures that moved since the last revision,
+    once the stream's clock (the graph's watermark) passes that end, or at
+    the end of the stream.
     """
 
     version = "1.0"
@@ -89,14 +90,16 @@ class _Typology(Detector):
             incoming=self.keeps_incoming,
             outgoing=self.keeps_outgoing,
         )
-        # episodes: key -> [start, last ts the rule held]; pending: key -> offer
-        return {"graph": graph, "episodes": {}, "pending": {}, "last_sweep": -1}
+        # episodes: key -> [start, last ts the rule held]
+        return {"graph": graph, "episodes": {}, "last_sweep": -1}
 
     def _on_flow(self, f: Flow) -> None:
         if f.custody or f.currency != "CNY" or f.amount < self._floor or f.src_id == f.dst_id:
             return
         g = self.graph
         g.add(f.ts, f.src_id, f.dst_id, f.amount, f.txn_id)
+        # One clock, the whole stream's: every subject's ended episodes settle.
+        self.book.settle_due(g.watermark)
         if g.swept_at != self.last_sweep:
             self.last_sweep = g.swept_at
             self._forget(g.watermark - self._window)
@@ -134,14 +137,10 @@ class _Typology(Detector):
         first_ts: int,
         last_ts: int,
         args: dict[str, Any],
-        *,
-        final: bool = False,
-        keep: bool = True,
     ) -> None:
-        """Offer the figures to the alert book; ``keep`` them to be stated
-        again at the end if they move."""
-        if keep:
-            self.pending[key] = (alert_id, subject, amount, first_ts, last_ts, args)
+        """Offer the figures to the alert book, with the end of the episode
+        of ``key`` (a finding with no episode ends with the stream)."""
+        ep = self.episodes.get(key)
         self.book.offer(
             alert_id,
             subject,
@@ -150,28 +149,27 @@ class _Typology(Detector):
             first_ts,
             last_ts,
             lambda: self._describe(subject, args),
-            final=final,
+            ends=NO_END if ep is None else ep[1] + self._window,
         )
 
     def _thresholds(self) -> dict[str, Any]:
         return {**self.config.thresholds(self.name), **self.config.thresholds("typologies")}
 
     def _forget(self, horizon: int) -> None:
-        """Episodes whose rule last held before ``horizon`` are over: state
-        their final figures if they moved, then let them go."""
-        for key in sorted(k for k, ep in self.episodes.items() if ep[1] < horizon):
+        """Episodes whose rule last held before ``horizon`` are over (their
+        final figures were settled as the clock passed their end): let them go."""
+        for key in [k for k, ep in self.episodes.items() if ep[1] < horizon]:
             del self.episodes[key]
-            self._settle(key)
 
-    def _settle(self, key: tuple[str, ...]) -> None:
-        offer = self.pending.pop(key, None)
-        if offer is not None:
-            self._offer(key, *offer, final=True, keep=False)
-
-    def _on_finish(self) -> None:
-        for key in sorted(self.pending):
-            aid, subject, amount, first_ts, last_ts, args = self.pending[key]
-            self._offer(key, aid, subject, amount, first_ts, last_ts, args, final=True)
+    def restore(self, blob: bytes) -> Self:
+        super().restore(blob)
+        # Checkpoints written before the alert book settled episodes kept
+        # each episode's last figures here: they wait in the book now.
+        kept = self.__dict__.pop("pending", None) or {}
+        for key in sorted(kept):
+            self._offer(key, *kept[key])
+        self.book.out.clear()
+        return self
 
     def _samples(self, edges: list[Edge]) -> list[str]:
         return [e[3] for e in edges[: self.config.alerts.sample_txns]]
@@ -285,8 +283,8 @@ class Cycle(_Typology):
         first = hops[0]
         aid = make_alert_id(self.name, origin, first[4])
         args = {"hops": hops}
-        # A loop's figures never move: nothing to state again at the end.
-        self._offer((origin,), aid, origin, first[3], first[0], f.ts, args, keep=False)
+        # A loop's figures never move: it has no episode to settle.
+        self._offer((origin,), aid, origin, first[3], first[0], f.ts, args)
 
     def _search(
         self, origin: str, account: str, before: int, path: list[Edge], seen: set[str]

@@ -213,6 +213,7 @@ class UnlicensedBusiness(Detector):
 
     def _on_flow(self, f: Flow) -> None:
         actor = feed_key(f)
+        self._settle(actor, f.ts)
         if actor not in self.acts:
             act = self.acts[actor] = (f.ts, f.txn_id)
             finding = self.names.pop(actor, None)
@@ -265,6 +266,8 @@ class UnlicensedBusiness(Detector):
                 self._found(subject, signal, f, accounts)
 
     def _found(self, subject: str, signal: str, f: Flow, accounts: list[str]) -> None:
+        # A bank's custody finding grows from many feeds: settled as it does.
+        self._settle(subject, f.ts)
         per = self.entities.get(subject)
         if per is None:
             per = self.entities[subject] = {}
@@ -282,7 +285,15 @@ class UnlicensedBusiness(Detector):
                 fd[5].append(a)
         aid = make_alert_id(self.name, subject, signal)
         self.book.offer(
-            aid, subject, "high", fd[2], fd[0], fd[1], lambda: self._evidence(subject, signal, fd)
+            aid,
+            subject,
+            "high",
+            fd[2],
+            fd[0],
+            fd[1],
+            lambda: self._evidence(subject, signal, fd),
+            # One finding for the entity's life: settled by the day.
+            ends=self._day_ends(fd[1]),
         )
 
     def _evidence(

@@ -1,12 +1,15 @@
 """Dumps into Kafka: ``fundflow replay --to-kafka`` (kafka-python producer).
 
-Each line goes to the topic of its kind with the key of
-:func:`~fundflow.streams.topics.record_key`, as it was written (the worker
-validates it: a malformed record becomes a dead letter there, with its
-topic, partition and offset). Reference records go first, all of them, and
-are flushed before any other record, so a worker never meets a transaction
-whose accounts it cannot know yet. Transactions carry their event time as
-the Kafka timestamp; reference records and reports the time they are sent.
+Each line goes to the topic of its kind, as it was written, keyed by
+:meth:`~fundflow.detectors.reference.Reference.key_of`: the rule the
+engine orders and deduplicates by, read off the record decoded as the
+worker will decode it, with the reference records sent before. A record the
+decoder refuses has no key (any partition does: the worker dead-letters it,
+with its topic, partition and offset). Reference records go first, all of
+them, and are flushed before any other record, so a worker never meets a
+transaction whose accounts it cannot know yet. Transactions carry their
+event time as the Kafka timestamp; reference records, reports and records
+the decoder refuses the time they are sent.
 
 A line that names no known kind (not JSON, not an object, no ``type``) has
 no topic: it goes straight to the dead-letter topic with the reason the
@@ -24,32 +27,18 @@ from typing import Any
 
 import msgspec
 
-from fundflow.schemas.decode import DeadLetter, RecordDecoder, TimeParser
+from fundflow.detectors.reference import Reference
+from fundflow.schemas.decode import DeadLetter, RecordDecoder
+from fundflow.schemas.records import ClearingTxn, CustodyTxn
 
 from .settings import KafkaSettings
-from .topics import TOPIC_OF_KIND, TopicNames, record_key
+from .topics import TOPIC_OF_KIND, TopicNames
 
 
 class _Head(msgspec.Struct):
-    """The fields the producer reads from a line: the kind, the key fields
-    and the event time. Any type: validating them is the worker's job."""
+    """The kind of a line, of any type: which topic it goes to."""
 
     type: Any = None
-    ts: Any = None
-    platform_id: Any = None
-    initiator_id: Any = None
-    payer_account: Any = None
-    payee_account: Any = None
-    institution_id: Any = None
-    account_id: Any = None
-    owner_id: Any = None
-    role: Any = None
-    entity_id: Any = None
-    product_id: Any = None
-    loan_id: Any = None
-
-
-_HEAD_FIELDS = _Head.__struct_fields__
 
 
 @dataclass
@@ -117,10 +106,9 @@ class DumpProducer:
         self.names = TopicNames(settings.namespace)
         self.rate = rate
         self.timestamps = timestamps
-        self.times = TimeParser(zone)
         self.decoder = RecordDecoder(zone)
         self.head = msgspec.json.Decoder(_Head)
-        self.accounts: dict[str, tuple[str, str]] = {}
+        self.ref = Reference(names=False)
         self.progress = progress
         if producer is None:
             from kafka import KafkaProducer  # noqa: PLC0415
@@ -174,18 +162,18 @@ class DumpProducer:
             return
         if (short == "reference") != reference_pass:
             return
-        fields = {f: getattr(head, f) for f in _HEAD_FIELDS}
-        if kind == "account" and type(head.account_id) is str and type(head.owner_id) is str:
-            self.accounts[head.account_id] = (head.owner_id, head.role)
-        key = record_key(fields, self.accounts)
+        rec = self.decoder.decode(line)
+        t = type(rec)
+        key = None
         ts = None
+        if t is not DeadLetter:
+            if reference_pass:
+                self.ref.add(rec)  # type: ignore[arg-type]
+            key = self.ref.key_of(rec)  # type: ignore[arg-type]
+            if t is CustodyTxn or t is ClearingTxn:
+                ts = rec.ts  # type: ignore[union-attr]
         if self.timestamps == "send":
             ts = int(time.time() * 1000)
-        elif kind in ("custody_txn", "clearing_txn") and head.ts is not None:
-            try:
-                ts = self.times.to_ms(head.ts, "ts") if type(head.ts) in (str, int) else None
-            except Exception:  # noqa: BLE001 - a bad time is the worker's dead letter
-                ts = None
         self._throttle()
         self.producer.send(
             self.names.topic(short),

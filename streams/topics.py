@@ -6,19 +6,19 @@ namespace as a prefix, so several pipelines (and test runs) share a cluster:
 >>> names = TopicNames("t1.")
 >>> names.custody, names.group
 ('t1.fundflow.custody', 't1.fundflow.worker')
->>> record_key({"type": "custody_txn", "platform_id": "P001"}, {})
-'P001'
->>> owners = {"ACC-R": ("I002", "client_reserve")}
->>> record_key({"type": "clearing_txn", "initiator_id": "BANK", "payer_account": "X",
-...             "payee_account": "ACC-R"}, owners)
-'I002'
+>>> partition_for("P001", 4), partition_for("I002", 4)
+(3, 1)
+
+A record's key is its subject
+(:meth:`~fundflow.detectors.reference.Reference.key_of`, the rule the
+engine orders by); :func:`partition_for` is the partition Kafka's default
+partitioner gives that key, and so the partition whose engine owns the
+subject's alerts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 #: Input topics and the record kinds they carry (``type`` may be omitted on
 #: a topic that carries one kind; it is required on the others).
@@ -109,46 +109,11 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
-def _id(value: Any) -> str | None:
-    return value if type(value) is str and value else None
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of a keyed record among ``partitions``: Kafka's
+    default partitioner (murmur2 of the key's UTF-8 bytes, made positive,
+    modulo the partition count), as the producers and the Java client
+    compute it."""
+    from kafka.partitioner.default import murmur2  # noqa: PLC0415
 
-
-def record_key(rec: Mapping[str, Any], accounts: Mapping[str, tuple[str, str]]) -> str | None:
-    """The Kafka key of one record (a decoded JSON object with ``type``).
-
-    ``accounts`` maps account id -> (owner id, role), from the reference
-    records sent before. ``None`` when the record lacks its key field (it is
-    malformed and will be dead-lettered by the worker; any partition does).
-
-    * reference records: their own id;
-    * ``custody_txn``: ``platform_id``;
-    * ``clearing_txn``: the owner of the ``client_reserve`` account when the
-      payer or payee is one (so each payment institution's reserve flows stay
-      on one partition), else ``initiator_id``;
-    * ``reserve_report``: ``institution_id``; ``balance``: the account's
-      owner (the account id when the account is unknown).
-    """
-    kind = rec.get("type")
-    if kind == "custody_txn":
-        return _id(rec.get("platform_id"))
-    if kind == "clearing_txn":
-        for side in ("payer_account", "payee_account"):
-            acc = accounts.get(rec.get(side))  # type: ignore[arg-type]
-            if acc is not None and acc[1] == "client_reserve":
-                return acc[0]
-        return _id(rec.get("initiator_id"))
-    if kind == "reserve_report":
-        return _id(rec.get("institution_id"))
-    if kind == "balance":
-        acc_id = _id(rec.get("account_id"))
-        acc = accounts.get(acc_id) if acc_id else None  # type: ignore[arg-type]
-        return acc[0] if acc is not None else acc_id
-    if kind == "entity":
-        return _id(rec.get("entity_id"))
-    if kind == "account":
-        return _id(rec.get("account_id"))
-    if kind == "product":
-        return _id(rec.get("product_id"))
-    if kind == "loan":
-        return _id(rec.get("loan_id"))
-    return None
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

@@ -77,7 +77,7 @@ from .checkpoint import (
 from .delivery import batch_transport_class
 from .merge import PartitionMerge
 from .settings import KafkaSettings
-from .topics import INPUT_KINDS, REFERENCE_KINDS, TopicNames
+from .topics import INPUT_KINDS, REFERENCE_KINDS, TopicNames, partition_for
 
 log = logging.getLogger("fundflow.worker")
 
@@ -100,13 +100,6 @@ def start_attempt() -> int:
         return max(1, int(os.environ.get(START_ATTEMPT_ENV, "1")))
     except ValueError:
         return 1
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's default partitioner hash (the producers' and the Java client's)."""
-    from kafka.partitioner.default import murmur2 as _murmur2  # noqa: PLC0415
-
-    return _murmur2(data)
 
 
 def _faust():
@@ -581,6 +574,57 @@ class Worker:
             time.monotonic() - t0,
         )
 
+    def stream_end(self, tail: int = 64) -> int:
+        """The latest event time among the last ``tail`` records of every
+        partition of the transaction topics, held here or not (-1 when there
+        is none): the end a drain finishes its partitions at, so that workers
+        draining their own partitions state idle money and open days as of
+        one time. Each record is decoded and only transactions count, by
+        their own time (a record the producer could not read carries its
+        send time as its Kafka timestamp). Gives up after 30 s with what it
+        has read."""
+        from kafka import KafkaConsumer, TopicPartition  # noqa: PLC0415
+
+        consumer = KafkaConsumer(enable_auto_commit=False, **self.settings.client_options())
+        end = -1
+        try:
+            tps = [
+                TopicPartition(topic, p)
+                for topic, short in self.inputs.items()
+                if short != "reports"
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            if not tps:
+                return end
+            consumer.assign(tps)
+            ends = consumer.end_offsets(tps)
+            begins = consumer.beginning_offsets(tps)
+            left = {}
+            for tp in tps:
+                start = max(begins[tp], ends[tp] - tail)
+                if start < ends[tp]:
+                    consumer.seek(tp, start)
+                    left[tp] = ends[tp]
+                else:
+                    consumer.pause(tp)
+            decode = RecordDecoder(self.zone.key).decode  # its own: this runs in a thread
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and any(
+                consumer.position(tp) < stop for tp, stop in left.items()
+            ):
+                for tp, batch in consumer.poll(timeout_ms=1000).items():
+                    for m in batch:
+                        if m.offset >= left[tp]:
+                            continue
+                        rec = decode(m.value)
+                        if (type(rec) is CustodyTxn or type(rec) is ClearingTxn) and rec.ts > end:
+                            end = rec.ts
+                    if consumer.position(tp) >= left[tp]:
+                        consumer.pause(tp)
+        finally:
+            consumer.close()
+        return end
+
     def on_recovered(self) -> None:
         self.send_early_dead_letters()
         if not self.ready:
@@ -945,9 +989,7 @@ class Worker:
         for a in alerts:
             p = part.get(a.subject_id)
             if p is None:
-                p = part[a.subject_id] = (
-                    murmur2(a.subject_id.encode()) & 0x7FFFFFFF
-                ) % self.n_partitions
+                p = part[a.subject_id] = partition_for(a.subject_id, self.n_partitions)
             if p == partition:
                 kept.append(a)
         return kept
@@ -1260,9 +1302,20 @@ class Worker:
         """The end of the stream (drain mode): settle what waits for time;
         ``False`` when a checkpoint had to wait for the alert store."""
         saved = True
+        # One end for every partition held: what each holds is released,
+        # then each is finished as of the last event time any of them has
+        # seen, so idle money and open days are stated as of one time, as
+        # one engine would state them.
         for st in list(self.parts.values()):
             if not st.finished:
-                alerts = self._owned(st.engine.finish(), st.partition)
+                alerts = self._owned(st.engine.release(), st.partition)
+                if alerts:
+                    self._emit(alerts)
+        end = max((st.engine.now for st in self.parts.values()), default=-1)
+        end = max(end, await asyncio.to_thread(self.stream_end))
+        for st in list(self.parts.values()):
+            if not st.finished:
+                alerts = self._owned(st.engine.finish(end), st.partition)
                 if alerts:
                     self._emit(alerts)
                 st.finished = True

@@ -302,15 +302,17 @@ def test_a_forged_checkpoint_is_refused_and_the_partition_rebuilt(
 
 
 def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
-    """Two workers on 4-partition topics split the partitions 2 + 2; the
-    union of their stores equals one worker's result on the same topics."""
+    """One worker draining 4-partition topics gives `fundflow replay`'s
+    alerts, figure for figure (the final revisions of every partition are
+    stated as of the stream's end); two workers splitting the partitions
+    2 + 2, each draining its own, give together the same."""
     single_ns, ns = namespace(), namespace()
     for n in (single_ns, ns):
         _topics(broker, n, 4)
         _send(broker, n, world["path"])
     _drain(broker, single_ns, tmp_path / "single.db", tmp_path / "single.log")
     single = store_alerts(tmp_path / "single.db")
-    assert len(single) == len(world["expected"])
+    assert single == world["expected"], alert_diff(single, world["expected"])
 
     a = WorkerProcess(broker, ns, tmp_path / "a.db", tmp_path / "a.log")
     b = None
@@ -328,7 +330,14 @@ def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: 
             )
 
         wait_for("the partitions split 2 + 2", split, timeout=120)
-        b.wait_health("worker b consumed its partitions", lambda h: h["records"] > 0)
+        # Worker a may have read the whole backlog before b joined: b then
+        # takes its partitions over from a's checkpoints (their engines'
+        # counts restored) instead of reading records. Either way b holds
+        # its partitions' state before the drain.
+        b.wait_health(
+            "worker b holds its partitions' state",
+            lambda h: h["records"] > 0 or h["engine_counts"]["accepted"] > 0,
+        )
         for w in (a, b):
             w.signal(signal.SIGUSR1)  # drain: finish what is there, then exit
         assert a.wait() == 0, a.output()
@@ -339,7 +348,6 @@ def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: 
             b.kill()
     union = store_alerts(tmp_path / "a.db", tmp_path / "b.db")
     assert union == single, alert_diff(union, single)
-    assert store_alerts(tmp_path / "b.db"), "worker b should have found alerts on its partitions"
 
 
 def test_poison_input_goes_to_the_dead_letter_topic(

@@ -45,9 +45,12 @@ NAMES = [*DETECTORS, *TYPOLOGIES]
 # self_financing: lender money through POOLQ to Q's executive;
 # guaranteed_return: RISKQ pays a lender of the unrepaid loan QLN;
 # excessive_return: QP30 above its peers and above QLN's rate, and OWNQ's subsidy.
+# Alerts emitted, revisions included. fund_pool and reserve_misuse each state
+# one final revision as their episode ends: the pool's last payout came after
+# its first alert, and the reserve shortfall's last day fell to 16,000 yuan.
 EXPECTED = {
-    "fund_pool": 2,
-    "reserve_misuse": 2,
+    "fund_pool": 3,
+    "reserve_misuse": 3,
     "maturity_mismatch": 1,
     "self_financing": 1,
     "guaranteed_return": 1,

@@ -15,6 +15,7 @@ from ledger import (
     balance,
     clearing,
     custody,
+    iso_at,
     mixed_stream,
     payment_institution,
     report,
@@ -153,7 +154,7 @@ def test_alerts_are_byte_identical_across_two_runs():
     _, first = full_run()
     _, second = full_run()
     # The sum of test_contract.EXPECTED: every detector's alerts on the mixed stream.
-    assert len(first) == 14
+    assert len(first) == 16
     assert {a.detector for a in first} == set(DETECTORS)
     assert msgspec.json.encode(first) == msgspec.json.encode(second)
 
@@ -215,9 +216,18 @@ def test_advance_without_records_settles_what_waits_for_time():
         "gather_scatter"
     ]
     later = eng.advance(at(20, 10))
+    # The heartbeat also ends the pool's episode (a window after its last
+    # payout): its final revision states that payout's time.
     assert [
-        (a.detector, a.evidence["signal"], a.amount) for a in later if a.detector == "fund_pool"
-    ] == [("fund_pool", "idle_investor_money", "300000.00")]
+        (a.evidence["signal"], a.amount, a.revision, a.last_ts)
+        for a in later
+        if a.detector == "fund_pool"
+    ] == [
+        ("idle_investor_money", "300000.00", 1, iso_at(at(20, 10))),
+        ("gather_scatter", "1200000.00", 2, iso_at(at(1, 10, 2))),
+    ]
+    # A second heartbeat at the same time has nothing more to say.
+    assert [a for a in eng.advance(at(20, 10)) if a.detector == "fund_pool"] == []
 
 
 def test_unknown_detector_names_are_refused():

@@ -464,5 +464,10 @@ def test_a_new_pool_after_a_quiet_window_is_a_new_alert():
     later += payouts(["500000", "500000"], start=at(21, 10), prefix="NOUT")
     alerts = run(det, later)
     gathers = [a for a in alerts if a.evidence["signal"] == "gather_scatter"]
-    assert [(a.alert_id, a.revision) for a in gathers] == [(pool_id(at(21, 10)), 1)]
-    assert gathers[0].alert_id != aid
+    # The first pool's episode ended a window after its last payout: its
+    # final revision (the later payouts moved its last time) comes first.
+    assert [(a.alert_id, a.revision, a.last_ts) for a in gathers] == [
+        (aid, 2, iso_at(at(1, 10) + 3 * MINUTE_MS)),
+        (pool_id(at(21, 10)), 1, iso_at(at(21, 10))),
+    ]
+    assert gathers[1].alert_id != aid

@@ -110,7 +110,7 @@ def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
         "unknown_type": 1,
         "bad_amount": 1,
     }
-    # One new alert per finding of test_contract.EXPECTED, none revised.
+    # One new alert per finding of test_contract.EXPECTED.
     assert rec.raised == {
         ("reserve_misuse", "medium"): 1,  # PI's reserves to OPS
         ("reserve_misuse", "high"): 1,  # PI's shortfall of day 0
@@ -126,10 +126,13 @@ def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
         ("down_payment_loan", "medium"): 1,  # LND1's money to HOUSE
         ("private_product_split", "medium"): 1,  # DI2 below DPRIV's ticket
     }
-    assert rec.updated == {}
+    # Two final revisions as their episodes end: the pool's last payout, and
+    # the shortfall's last day (its band stays high).
+    assert rec.updated == {("fund_pool", "medium"): 1, ("reserve_misuse", "high"): 1}
     assert {k: v for k, v in rec.open.items() if v} == rec.raised
     # Subject gauges from the evidence of the three signals that carry them.
-    assert rec.coverage == {"PI": 0.87}
+    # The shortfall's final revision states its last day: 0.9818 covered.
+    assert rec.coverage == {"PI": 0.9818}
     assert rec.pooled == {"P": 1200000.0}
     assert rec.exposure == {"P": 600000.0}
     # Subjects with detector state P, PD, Q, PI, PJ (SHADOW's detector keeps
@@ -143,7 +146,7 @@ def test_hand_made_dump_counts_are_pinned(dump_run) -> None:
     assert rec.processing == []
     assert rec.calls["records_in"] == 9
     assert rec.calls["accepted"] == rec.calls["duplicates"] == 1
-    assert rec.calls["alert"] == 14
+    assert rec.calls["alert"] == 16  # 14 alerts and two final revisions
 
 
 def test_hand_made_dump_metrics_equal_the_summary(dump_run) -> None:
@@ -474,7 +477,7 @@ def test_with_typologies_on_the_gauges_name_only_the_business_subjects(typology_
     assert pooled == {("fund_pool", "P", "1200000.00"), ("gather_scatter", "GSH", "150000.00")}
     # Only fund_pool's feeds the platform gauge; the typology's hub is an account.
     assert rec.pooled == {"P": 1200000.0}
-    assert rec.coverage == {"PI": 0.87}
+    assert rec.coverage == {"PI": 0.9818}
     assert rec.exposure == {"P": 600000.0}
 
 
@@ -490,7 +493,7 @@ def test_with_typologies_on_no_label_value_is_an_account_id(typology_dump) -> No
         return [(s.labels, s.value) for s in families[name].samples]
 
     assert samples("fundflow_pooled_amount_yuan") == [({"platform": "P"}, 1200000.0)]
-    assert samples("fundflow_reserve_coverage_ratio") == [({"institution": "PI"}, 0.87)]
+    assert samples("fundflow_reserve_coverage_ratio") == [({"institution": "PI"}, 0.9818)]
     assert samples("fundflow_mismatch_exposure_yuan") == [({"platform": "P"}, 600000.0)]
     # The typologies count under their own detector label, as bounded as the rest.
     raised = {
@@ -629,7 +632,7 @@ def test_summary_json_figures_are_what_the_metrics_check_against(
         "read": 140,
         "accepted": 134,
         "duplicates": 1,
-        "alert_revisions": 14,
+        "alert_revisions": 16,  # two final revisions (see above)
     }
 
 

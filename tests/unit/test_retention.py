@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from ledger import DAY_MS, at, borrowers, custody, lenders, loan, p2p_platform, product, run
+from ledger import DAY_MS, at, borrowers, custody, iso_at, lenders, loan, p2p_platform, product, run
 
 from fundflow.detectors import Engine, MaturityMismatch, load_config
 from fundflow.detectors.alerting import make_alert_id
@@ -137,18 +137,22 @@ def test_an_open_loan_stays_and_the_next_alert_near_the_boundary_is_exact():
     alerts, det = _boundary_alerts(load_config())
     assert held(det) == ["LNB", "LNC"]
     assert det.platforms["P"].retiring == []
-    assert [(a.alert_id, a.revision, a.amount) for a in alerts] == [
-        (aid("mismatch_exposure", at(0, 10)), 1, "600000.00"),
-        (aid("mismatch_exposure", at(150, 5)), 1, "600000.00"),
+    # The first exposure closes with LNA's repayment on day 50: its final
+    # revision states FC's later time and the 700,000 book.
+    assert [(a.alert_id, a.revision, a.amount, a.last_ts) for a in alerts] == [
+        (aid("mismatch_exposure", at(0, 10)), 1, "600000.00", iso_at(at(0, 10))),
+        (aid("mismatch_exposure", at(0, 10)), 2, "600000.00", iso_at(at(0, 11))),
+        (aid("mismatch_exposure", at(150, 5)), 1, "600000.00", iso_at(at(150, 5))),
     ]
-    ev = alerts[1].evidence
+    assert alerts[1].evidence["open_book"] == "700000.00"
+    ev = alerts[2].evidence
     assert (ev["mismatched_exposure"], ev["open_book"], ev["sample_txn_ids"]) == (
         "600000.00",
         "700000.00",
         ["FA", "FB"],
     )
     assert [(r["loan_id"], r["open_mismatched"]) for r in ev["loans"]] == [("LNB", "600000.00")]
-    assert alerts[1].accounts == ("B02",)
+    assert alerts[2].accounts == ("B02",)
 
 
 def test_retiring_changes_no_alert():

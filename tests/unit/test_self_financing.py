@@ -138,6 +138,23 @@ def test_the_window_bounds_how_long_money_is_followed(late_by, alerts):
     assert len(run(SelfFinancing(), stream, finish=True)) == alerts
 
 
+def test_a_transaction_two_days_late_still_finds_the_money_it_follows():
+    # The platform's clock passes day 31, then a transfer dated day 29 arrives
+    # (inside the 72 h dedup horizon): the day-0 lot is still in its window.
+    stream = [
+        *SETUP,
+        custody("D1", at(0, 9), "L01", "OWN", "20000", "transfer"),
+        custody("D2", at(31, 9), "XO", "B01", "1", "transfer"),
+        custody("D3", at(29, 9), "OWN", "EP", "20000", "transfer"),
+    ]
+    (a,) = run(SelfFinancing(), stream, finish=True)
+    assert (a.alert_id, a.amount, a.evidence["money_path_txn_ids"]) == (
+        account_id("EP"),
+        "20000.00",
+        ["D1", "D3"],
+    )
+
+
 def test_the_amount_threshold_counts_the_total_reaching_one_account():
     under = [
         *SETUP,
@@ -212,6 +229,60 @@ def test_growth_is_emitted_again_under_the_same_id_and_lots_are_evicted():
     assert list(det.platforms["P"].lots) == ["OWN"]
     run(det, [custody("K2", at(40), "XO", "B01", "1", "transfer")])
     assert det.platforms["P"].lots == {}
+
+
+SHELL = [
+    *SETUP,
+    entity("EC", related=[("E", "controller")]),  # a company the executive controls
+    account("ECA", "EC", "corporate"),
+    account("WB1", "W01", "corporate"),  # the borrower's own bank account
+    account("OC", "OTHER", "corporate"),  # an unrelated company
+]
+
+
+def shell_borrower(last_to: str = "ECA", amount: str = "50000", late_by: int = 0) -> list:
+    return [
+        custody("S1", at(0, 9), "L01", "B01", amount, "invest", loan="LN1"),
+        custody("S2", at(0, 10), "B01", "WB1", amount, "withdraw"),
+        custody("S3", at(0, 11) + late_by, "WB1", last_to, amount, "transfer"),
+    ]
+
+
+def test_a_shell_borrower_paying_the_executives_company_alerts():
+    (a,) = run(SelfFinancing(), [*SHELL, *shell_borrower()], finish=True)
+    assert pinned(a) == (account_id("ECA"), "P", "medium", "50000.00", ("ECA", "B01", "WB1"), 1)
+    assert a.evidence["money_path"] == ["L01", "B01", "WB1", "ECA"]
+    assert a.evidence["money_path_txn_ids"] == ["S1", "S2", "S3"]
+    assert a.evidence["hops"] == 3
+    assert a.evidence["ownership_chain"] == ["E is executive of P", "E controls EC"]
+
+
+def test_a_shell_borrower_paying_an_unrelated_company_does_not_alert():
+    assert run(SelfFinancing(), [*SHELL, *shell_borrower("OC")], finish=True) == []
+
+
+def test_a_shell_borrower_four_transfers_away_does_not_alert():
+    four = [
+        *SHELL,
+        custody("S1", at(0, 9), "L01", "B01", "50000", "invest", loan="LN1"),
+        custody("S2", at(0, 10), "B01", "WB1", "50000", "withdraw"),
+        custody("S3", at(0, 11), "WB1", "OC", "50000", "transfer"),
+        custody("S4", at(0, 12), "OC", "ECA", "50000", "transfer"),
+    ]
+    assert run(SelfFinancing(), four, finish=True) == []
+
+
+@pytest.mark.parametrize(("amount", "alerts"), [("9999.99", 0), ("10000", 1)])
+def test_a_shell_borrower_under_and_at_the_amount_threshold(amount, alerts):
+    stream = [*SHELL, *shell_borrower(amount=amount)]
+    assert len(run(SelfFinancing(), stream, finish=True)) == alerts
+
+
+@pytest.mark.parametrize(("late_by", "alerts"), [(-MINUTE_MS, 1), (MINUTE_MS, 0)])
+def test_a_shell_borrower_inside_and_outside_the_window(late_by, alerts):
+    # S3 at the window's end from S1 (30 days, less the two hours S1 to S3).
+    stream = [*SHELL, *shell_borrower(late_by=30 * DAY_MS - 2 * 3600_000 + late_by)]
+    assert len(run(SelfFinancing(), stream, finish=True)) == alerts
 
 
 @pytest.mark.parametrize(

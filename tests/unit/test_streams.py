@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from ledger import account, balance, clearing, custody, entity, report
 
+from fundflow.detectors.reference import Reference
 from fundflow.streams.checkpoint import (
     CHUNK_BYTES,
     Checkpoint,
@@ -16,7 +18,7 @@ from fundflow.streams.checkpoint import (
 )
 from fundflow.streams.merge import PartitionMerge
 from fundflow.streams.settings import KafkaSettings, load_kafka_settings
-from fundflow.streams.topics import TOPIC_OF_KIND, TopicNames, check_namespace, record_key
+from fundflow.streams.topics import TOPIC_OF_KIND, TopicNames, check_namespace
 
 KEY = b"a checkpoint key for the tests"
 
@@ -59,62 +61,34 @@ def test_every_kind_has_a_topic() -> None:
 
 # -- keys -----------------------------------------------------------------------------
 
-ACCOUNTS = {
-    "R1": ("I001", "client_reserve"),
-    "OP1": ("I001", "operating"),
-    "L1": ("P1", "lender_sub"),
-}
+
+KEY_REFERENCE = Reference()
+for _acc in (
+    account("R1", "I001", "client_reserve"),
+    account("OP1", "I001", "operating"),
+    account("L1", "P1", "lender_sub"),
+):
+    KEY_REFERENCE.add(_acc)
 
 
 @pytest.mark.parametrize(
     ("record", "key"),
     [
-        ({"type": "entity", "entity_id": "E1"}, "E1"),
-        ({"type": "account", "account_id": "A1", "owner_id": "P1"}, "A1"),
-        ({"type": "product", "product_id": "PR1"}, "PR1"),
-        ({"type": "loan", "loan_id": "LN1"}, "LN1"),
-        ({"type": "custody_txn", "platform_id": "P1", "debit_account": "R1"}, "P1"),
+        (entity("E1"), "E1"),
+        (account("A1", "P1", "lender_sub"), "A1"),
+        (custody("T1", 0, "R1", "L1", "1.00", "invest", platform="P1"), "P1"),
         # a reserve account on either side: its owner, whoever initiated
-        (
-            {
-                "type": "clearing_txn",
-                "initiator_id": "BANK",
-                "payer_account": "R1",
-                "payee_account": "X",
-            },
-            "I001",
-        ),  # fmt: skip
-        (
-            {
-                "type": "clearing_txn",
-                "initiator_id": "BANK",
-                "payer_account": "X",
-                "payee_account": "R1",
-            },
-            "I001",
-        ),  # fmt: skip
+        (clearing("C1", 0, "R1", "X", "1.00", initiator="BANK"), "I001"),
+        (clearing("C1", 0, "X", "R1", "1.00", initiator="BANK"), "I001"),
         # no reserve account (an operating one does not count): the initiator
-        (
-            {
-                "type": "clearing_txn",
-                "initiator_id": "BANK",
-                "payer_account": "OP1",
-                "payee_account": "X",
-            },
-            "BANK",
-        ),  # fmt: skip
-        ({"type": "reserve_report", "institution_id": "I001"}, "I001"),
-        ({"type": "balance", "account_id": "R1"}, "I001"),  # the owner
-        ({"type": "balance", "account_id": "UNKNOWN"}, "UNKNOWN"),
-        # malformed: no key (any partition; the worker dead-letters it)
-        ({"type": "custody_txn"}, None),
-        ({"type": "custody_txn", "platform_id": 7}, None),
-        ({"type": "custody_txn", "platform_id": ""}, None),
-        ({"type": "wire_txn", "platform_id": "P1"}, None),
+        (clearing("C1", 0, "OP1", "X", "1.00", initiator="BANK"), "BANK"),
+        (report("I001", 0, "0"), "I001"),
+        (balance("R1", 0, "0"), "I001"),  # the owner
+        (balance("UNKNOWN", 0, "0"), "UNKNOWN"),
     ],
 )
-def test_record_key(record: dict, key: str | None) -> None:
-    assert record_key(record, ACCOUNTS) == key
+def test_key_of(record: object, key: str) -> None:
+    assert KEY_REFERENCE.key_of(record) == key  # type: ignore[arg-type]
 
 
 # -- checkpoints ------------------------------------------------------------------------

@@ -323,6 +323,15 @@ def test_the_graph_keeps_the_newest_edges_up_to_its_cap_and_forgets_by_time():
     assert g.size() == 2
 
 
+def test_a_transfer_already_past_the_retention_leaves_no_empty_account_for_the_sweep():
+    g = TransferGraph(retention_ms=DAY_MS, max_edges=3)
+    g.add(at(2, 9), "A", "B", 100, "T1")
+    g.add(at(0, 9), "E", "F", 100, "OLD")  # two days late, to new accounts
+    assert ("E" in g.outgoing, "F" in g.incoming) == (False, False)
+    g.add(at(4, 9), "G", "H", 100, "T2")  # sweeps (it read an empty account's newest edge)
+    assert (set(g.incoming), set(g.outgoing)) == ({"H"}, {"G"})
+
+
 def test_typologies_are_an_opt_in_group_of_the_engine():
     assert [d.name for d in Engine().detectors] == [
         d.name for d in Engine(detectors=["default"]).detectors
