@@ -1,6 +1,7 @@
 """Benchmark of the triage queue over HTTP (a script, not a test).
 
-    .venv/bin/python tests/bench_serve.py [--alerts 20000] [--clients 20] [--seconds 15] [--db URL]
+    .venv/bin/python tests/bench_serve.py [--alerts 20000] [--clients 20] [--seconds 15]
+        [--db URL [--existing]] [--mix all|queue]
 
 Fills a store (a temporary SQLite file, or an empty PostgreSQL database
 given with --db) with ``--alerts`` synthetic alerts over 10 detectors, 4
@@ -9,8 +10,12 @@ severities and 500 subjects, adds a user and an API token, starts
 concurrent clients (one thread and one keep-alive connection each) for
 ``--seconds``. Each client loops over the queue's usual requests: the first
 page of the default order, a severity filter, a text search, a subject, a
-sort by amount, and the next two pages of one of them by cursor. Prints
-requests per second and the p50 / p95 / p99 / max latency of each kind.
+sort by amount, and the next two pages of one of them by cursor, then the
+page of one alert listed (``--mix queue``: only the pages of the indexed
+filters, and the alerts' pages). ``--existing`` uses a store already filled
+(a million alerts loaded by ``tests/bench_triage.py --keep --only-load``).
+Prints requests per second and the p50 / p95 / p99 / max latency of each
+kind.
 """
 
 from __future__ import annotations
@@ -76,21 +81,33 @@ def token(db: str) -> str:
 REQUESTS = {
     "first page": "/api/v1/alerts",
     "severity": "/api/v1/alerts?severity=high,critical",
+    "sev+detector": "/api/v1/alerts?severity=high&detector=fund_pool",
+    "status+sev": "/api/v1/alerts?status=open&severity=critical",
     "text": "/api/v1/alerts?q=P123",
     "subject": "/api/v1/alerts?subject=P042",
     "by amount": "/api/v1/alerts?order=-amount",
 }
+#: ``--mix queue``: the queue's pages by its indexed filters and an alert's page.
+QUEUE = ("first page", "severity", "sev+detector", "status+sev")
 
 
-def client(url: str, auth: str, until: float, out: queue.Queue) -> None:
+def client(url: str, auth: str, until: float, kinds: tuple[str, ...], out: queue.Queue) -> None:
+    """Loops until ``until``: a page of one of ``kinds``, the next two pages
+    by cursor, then the page of one alert it listed (its revisions and audit
+    trail, as the web page's alert view asks for them)."""
     rng = random.Random(threading.get_ident())
     timings: list[tuple[str, float, int]] = []
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {auth}"}, timeout=60) as c:
         while time.monotonic() < until:
-            kind = rng.choice(list(REQUESTS))
+            kind = rng.choice(kinds)
             t0 = time.perf_counter()
             r = c.get(REQUESTS[kind])
             timings.append((kind, time.perf_counter() - t0, r.status_code))
+            listed = (
+                [a["alert"]["alert_id"] for a in r.json().get("items", [])]
+                if r.status_code == 200
+                else []
+            )
             cursor = r.json().get("next_cursor") if r.status_code == 200 else None
             for _ in range(2):
                 if cursor is None or time.monotonic() >= until:
@@ -100,7 +117,21 @@ def client(url: str, auth: str, until: float, out: queue.Queue) -> None:
                 r = c.get(f"{REQUESTS[kind]}{sep}cursor={cursor}")
                 timings.append(("next page", time.perf_counter() - t0, r.status_code))
                 cursor = r.json().get("next_cursor") if r.status_code == 200 else None
+            if listed and time.monotonic() < until:
+                t0 = time.perf_counter()
+                r = c.get(f"/api/v1/alerts/{rng.choice(listed)}")
+                timings.append(("alert page", time.perf_counter() - t0, r.status_code))
     out.put(timings)
+
+
+def bench_user(db: str) -> None:
+    """A viewer ``bench`` in a store that has none (an ``--existing`` one)."""
+    from fundflow.serve.auth import hash_password
+    from fundflow.store import open_store
+
+    with open_store(db) as st:
+        if not any(u.name == "bench" for u in st.list_users()):
+            st.add_user("bench", "viewer", hash_password("bench password"))
 
 
 def main() -> None:
@@ -111,12 +142,32 @@ def main() -> None:
     ap.add_argument(
         "--db", help="an empty PostgreSQL database URL (default: a temporary SQLite file)"
     )
+    ap.add_argument(
+        "--existing",
+        action="store_true",
+        help="--db is a filled store (e.g. tests/bench_triage.py --keep --only-load): use it as it is",
+    )
+    ap.add_argument(
+        "--mix",
+        choices=("all", "queue"),
+        default="all",
+        help="all: every request kind; queue: the indexed filters only (no text, subject or amount)",
+    )
     args = ap.parse_args()
+    if args.existing and not args.db:
+        ap.error("--existing needs --db")
+    kinds = QUEUE if args.mix == "queue" else tuple(REQUESTS)
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or os.path.join(tmp, "bench.db")
         t0 = time.perf_counter()
-        fill(db, args.alerts)
-        print(f"store: {args.alerts:,} alerts in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        if args.existing:
+            bench_user(db)
+        else:
+            fill(db, args.alerts)
+            print(
+                f"store: {args.alerts:,} alerts in {time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+            )
         auth = token(db)
         proc = subprocess.Popen([FUNDFLOW, "serve", "--db", db, "--port", "0"],
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -126,7 +177,7 @@ def main() -> None:
             url = line.split("ready: ")[1].split()[0].rstrip("/")
             out: queue.Queue = queue.Queue()
             until = time.monotonic() + args.seconds
-            threads = [threading.Thread(target=client, args=(url, auth, until, out))
+            threads = [threading.Thread(target=client, args=(url, auth, until, kinds, out))
                        for _ in range(args.clients)]  # fmt: skip
             start = time.perf_counter()
             for t in threads:
@@ -142,7 +193,7 @@ def main() -> None:
     print(f"{len(timings):,} requests from {args.clients} clients in {elapsed:.1f} s: "
           f"{len(timings) / elapsed:,.0f} requests/s, {bad} not 200")  # fmt: skip
     print(f"{'request':<12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for kind in [*REQUESTS, "next page"]:
+    for kind in [*REQUESTS, "next page", "alert page"]:
         ms = sorted(1000 * d for k, d, _ in timings if k == kind)
         if not ms:
             continue
