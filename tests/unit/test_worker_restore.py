@@ -1,5 +1,5 @@
 """How the worker restores a partition from its checkpoint table
-(streams/worker.py ``Worker._state``), with the table's rows in memory and
+(streams/partitions.py ``Partitions._state``), with the table's rows in memory and
 no broker: a checkpoint that fails its HMAC is refused with one log line and
 the partition starts again from its topics' start; a worker with no key does
 not start. The Kafka run of the same is
