@@ -48,7 +48,6 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from . import engines
 from .checkpoint import Checkpoint, compress_state, encode_compressed, seal
 
 if TYPE_CHECKING:
@@ -103,7 +102,7 @@ class Checkpointing:
         assert key is not None
 
         def take() -> tuple[bytes, str]:
-            blob = compress_state(engines.snapshot(st.engine, self.ref))
+            blob = compress_state(st.engine.snapshot())
             return blob, seal(cp, blob, key)
 
         if not hasattr(os, "fork") or self.datadir is None:

@@ -118,7 +118,7 @@ class Partitions:
         engine = engines.new_engine(self.config, self.ref)
         if cp is not None:
             try:
-                engines.restore(engine, cp.state, self.ref)
+                engine.restore(cp.state)
             except Exception as e:  # noqa: BLE001 - a snapshot of another version
                 # Detector state written by an older version that this one
                 # cannot read: rebuild the partition from its topics' start.
