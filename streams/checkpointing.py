@@ -57,9 +57,10 @@ log = logging.getLogger("fundflow.worker")
 
 
 class Checkpointing:
-    """Worker mixin: takes, writes and reads back checkpoints. Owns
-    ``_saves`` (the checkpoints being taken); uses the app's table, producer
-    and consumer, the store guard and ``checkpoint_key``."""
+    """Worker mixin: takes, writes and reads back checkpoints. Its state is
+    the "checkpoints" part of ``Worker.__init__`` (``checkpoint_key``,
+    ``_saves``); it uses the app's table, producer and consumer and the
+    store guard."""
 
     async def maybe_checkpoint(self) -> None:
         """Starts the checkpoints that are due, in the background: records

@@ -22,9 +22,10 @@ log = logging.getLogger("fundflow.worker")
 
 
 class GapRecovery:
-    """Worker mixin: finds missing records and reads them again. Owns
-    ``_start``, ``_seeks``, ``_seeking``, ``_end`` and ``_watched_at``;
-    reads ``_next`` and ``_moved``, which the record path keeps."""
+    """Worker mixin: finds missing records and reads them again. Its state
+    is the "gap recovery" part of ``Worker.__init__`` (``_start``,
+    ``_seeks``, ``_seeking``, ``_end``, ``_watched_at``); it reads ``_next``
+    and ``_moved``, which the record path keeps."""
 
     async def learn_start(self, tp: Any) -> None:
         """The first offset of an input partition met for the first time

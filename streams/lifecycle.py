@@ -72,9 +72,9 @@ def _faust():
 
 
 class Lifecycle:
-    """Worker mixin: start, tick, stop and drain. Owns ``ready``,
-    ``drain``, ``drain_cause``, ``exit_code``, ``app``, ``faust_worker``,
-    ``datadir`` and ``n_partitions``."""
+    """Worker mixin: start, tick, stop and drain. Its state is the "life
+    cycle" part of ``Worker.__init__`` (``ready``, ``drain``, ``app``,
+    ``faust_worker``, ``datadir``, ``exit_code``, ...)."""
 
     def run(self) -> int:
         if self.checkpoint_key is None:

@@ -72,9 +72,9 @@ class PartitionState:
 
 
 class Partitions:
-    """Worker mixin: the partitions held and the record path. Owns
-    ``parts``, ``_next``, ``_moved``, ``_assigned`` and the alert and dead
-    letter counts of ``stats``."""
+    """Worker mixin: the partitions held and the record path. Its state is
+    the "partitions and the record path" part of ``Worker.__init__``
+    (``parts``, ``_next``, ``_moved``, ``_assigned``, ...)."""
 
     def on_assigned(self, assigned: Iterable[Any]) -> None:
         numbers = {tp.partition for tp in assigned if tp.topic in self.inputs}

@@ -38,8 +38,9 @@ READY_LINE = "fundflow worker ready"
 
 
 class ReferenceFeed:
-    """Worker mixin: applies the reference topic. Owns ``ref``, ``ref_log``
-    and ``ref_seen`` (set up in ``Worker.__init__``)."""
+    """Worker mixin: applies the reference topic. Its state is the
+    "reference feed" part of ``Worker.__init__`` (``ref``, ``ref_log``,
+    ``ref_seen``)."""
 
     def apply_reference(self, events: Iterable[Any]) -> None:
         """A batch of the reference table's changelog (Faust's recovery or

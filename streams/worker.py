@@ -47,9 +47,9 @@ progress and the gap recovery's offsets, the checkpoint reads the
 partitions' offsets and the store guard, the drain runs the record path and
 the checkpoint. As separate objects each would hold the others and reach
 into their state; as mixins every job reads the one state set up in
-:meth:`Worker.__init__` (each mixin's docstring names what it owns), and
-the worker keeps the names its callers and tests use. The store guard,
-which needs nothing of the worker, is an object of its own.
+:meth:`Worker.__init__`, in one part per job (each mixin's docstring names
+its part), and the worker keeps the names its callers and tests use. The
+store guard, which needs nothing of the worker, is an object of its own.
 """
 
 from __future__ import annotations
@@ -112,50 +112,13 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
         checkpoint_key: bytes | None = None,
     ) -> None:
         self.settings = settings
-        # Signs the checkpoints this worker writes and verifies those it
-        # restores (streams/checkpoint.py); run() refuses to start without it.
-        self.checkpoint_key = checkpoint_key
-        # Starts start-up attempt n in a fresh process (the command line's
-        # shell does it; None: a failed start is the exit code).
-        self.restart = restart
-        # Reported through the pure protocol (the shell supplies the
-        # Prometheus adapter): counters once a second from what the worker
-        # already counts, one call per alert and per dead letter.
-        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
-        self._alert_reporter = AlertReporter(self.metrics)
-        self._reported: dict[str, int] = {"accepted": 0, "duplicates": 0}
-        self._records_by: dict[tuple[str, str], int] = {}
-        self._last_event_ms = -1
         self.config = config
-        self.sink = sink
-        # Writes to the store go through the guard: a store that is down
-        # holds back checkpoints, not the worker.
-        self.store = (
-            StoreGuard(
-                sink,
-                settings.store_retry_seconds,
-                settings.store_retry_max_seconds,
-                settings.store_buffer_limit,
-            )
-            if sink is not None
-            else None
-        )
-        self.drain = drain
-        # What asked for the drain, for the log line of the stop that ends it.
-        self.drain_cause = "--drain-and-exit" if drain else None
-        self.expect_partitions = expect_partitions
-        self.on_ready = on_ready
         self.names = TopicNames(settings.namespace)
         self.inputs = self.names.inputs()  # full -> short
         self.decoder = RecordDecoder(config.engine.zone)
         self.zone = ZoneInfo(config.engine.zone)
-        # Shared by the partitions' engines; no detector reads entity names there.
-        self.ref = Reference(names=False)
-        self.ref_log: list[tuple[int, int, Any]] = []  # (partition, offset, record)
-        self.ref_seen: dict[int, int] = {}  # reference partition -> next offset
-        self._early_dead: list[tuple[bytes, bytes]] = []
-        self.parts: dict[int, PartitionState] = {}
-        self.ready = False
+        self._encode = msgspec.json.encode
+        # What every job counts; reported by health() and the metrics.
         self.stats: dict[str, Any] = {
             "records": 0,
             "reference_records": 0,
@@ -169,27 +132,79 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
             "skipped": 0,
             "gaps": 0,
         }
-        self._encode = msgspec.json.encode
-        self._report_ms: dict[str, int] = {}
-        self._warned: set[Any] = set()
-        self._subject_partition: dict[str, int] = {}
-        self._next: dict[Any, int] = {}  # input tp -> next offset to take in
-        self._start: dict[Any, int] = {}  # input tp -> log start, for partitions with no checkpoint
-        self._seeks: dict[Any, int] = {}  # input tp -> offset to read again from
-        self._seeking: dict[Any, tuple[int, float]] = {}  # input tp -> (offset, when asked)
-        self._moved: dict[Any, float] = {}  # input tp -> when its last record was taken in
-        self._watched_at = 0.0
-        self._progress_at = 0.0
-        self._end: dict[Any, int] = {}  # input tp -> end offset last asked for
-        self._assigned: set[int] = set()
-        self._assigned_at = 0.0
+
+        # -- life cycle (streams/lifecycle.py) --
+        # Starts start-up attempt n in a fresh process (the command line's
+        # shell does it; None: a failed start is the exit code).
+        self.restart = restart
+        self.drain = drain
+        # What asked for the drain, for the log line of the stop that ends it.
+        self.drain_cause = "--drain-and-exit" if drain else None
+        self.expect_partitions = expect_partitions
+        self.on_ready = on_ready
+        self.ready = False
         self._finishing = False
         self.n_partitions = 1
         self.app: Any = None
         self.faust_worker: Any = None
         self.datadir: str | None = None  # the app's folder; snapshot files
-        self._saves: set[Any] = set()  # checkpoints being taken in the background
         self.exit_code = 0
+
+        # -- the reference feed (streams/reference_feed.py) --
+        # Shared by the partitions' engines; no detector reads entity names there.
+        self.ref = Reference(names=False)
+        self.ref_log: list[tuple[int, int, Any]] = []  # (partition, offset, record)
+        self.ref_seen: dict[int, int] = {}  # reference partition -> next offset
+
+        # -- partitions and the record path (streams/partitions.py) --
+        self.parts: dict[int, PartitionState] = {}
+        self._early_dead: list[tuple[bytes, bytes]] = []
+        self._report_ms: dict[str, int] = {}
+        self._warned: set[Any] = set()
+        self._subject_partition: dict[str, int] = {}
+        self._next: dict[Any, int] = {}  # input tp -> next offset to take in
+        self._moved: dict[Any, float] = {}  # input tp -> when its last record was taken in
+        self._assigned: set[int] = set()
+        self._assigned_at = 0.0
+
+        # -- checkpoints (streams/checkpointing.py) --
+        # Signs the checkpoints this worker writes and verifies those it
+        # restores (streams/checkpoint.py); run() refuses to start without it.
+        self.checkpoint_key = checkpoint_key
+        self._saves: set[Any] = set()  # checkpoints being taken in the background
+
+        # -- gap recovery (streams/gaps.py) --
+        self._start: dict[Any, int] = {}  # input tp -> log start, for partitions with no checkpoint
+        self._seeks: dict[Any, int] = {}  # input tp -> offset to read again from
+        self._seeking: dict[Any, tuple[int, float]] = {}  # input tp -> (offset, when asked)
+        self._end: dict[Any, int] = {}  # input tp -> end offset last asked for
+        self._watched_at = 0.0
+
+        # -- the alert store (streams/store_guard.py) --
+        self.sink = sink
+        # Writes to the store go through the guard: a store that is down
+        # holds back checkpoints, not the worker.
+        self.store = (
+            StoreGuard(
+                sink,
+                settings.store_retry_seconds,
+                settings.store_retry_max_seconds,
+                settings.store_buffer_limit,
+            )
+            if sink is not None
+            else None
+        )
+
+        # -- metrics (this module) --
+        # Reported through the pure protocol (the shell supplies the
+        # Prometheus adapter): counters once a second from what the worker
+        # already counts, one call per alert and per dead letter.
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self._alert_reporter = AlertReporter(self.metrics)
+        self._reported: dict[str, int] = {"accepted": 0, "duplicates": 0}
+        self._records_by: dict[tuple[str, str], int] = {}
+        self._last_event_ms = -1
+        self._progress_at = 0.0
 
     # -- metrics ---------------------------------------------------------------------------
 
