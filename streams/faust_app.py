@@ -1,5 +1,5 @@
 """The Faust wiring: the app, its topics and tables, the agents and timers,
-and the two Faust classes the worker extends.
+and the reference table (a Faust class the worker extends).
 
 :func:`_build_app` makes the Faust app of a :class:`~fundflow.streams.worker.Worker`
 and connects it: the batch consumer (:mod:`~fundflow.streams.delivery`)
@@ -9,10 +9,8 @@ and checkpointing; the ``checkpoints`` table holds the checkpoints; the
 reference topic is a global table whose records go to the worker's shared
 reference (:func:`_reference_table_class`); rebalances call the worker's
 ``on_assigned`` and ``on_revoked``; two timers run the worker's tick and its
-metrics. :func:`_worker_class` is Faust's worker with the fundflow shutdown
-(SIGTERM: final checkpoints; SIGUSR1: drain), overriding mode's
-``_stop_on_signal`` and calling its ``_schedule_shutdown``: private
-functions, fingerprinted in :mod:`~fundflow.streams.internals`.
+metrics. Faust's worker with the fundflow shutdown, which runs the app, is
+the life cycle's (:mod:`~fundflow.streams.lifecycle`).
 
 Nothing here decides what the worker does; it only says where Faust calls
 in. Faust is imported by the caller (``faust`` is passed in), so this module
@@ -22,9 +20,6 @@ loads without it.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import signal
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -231,46 +226,3 @@ def _reference_table_class(faust: Any) -> type:
             self.worker.apply_reference(batch)
 
     return ReferenceTable
-
-
-def _worker_class(faust: Any) -> type:
-    class FundflowFaustWorker(faust.Worker):
-        """Faust's worker with the fundflow shutdown: SIGTERM checkpoints
-        every partition before the app stops; SIGUSR1 starts draining."""
-
-        def __init__(self, *args: Any, fundflow: Worker, **kwargs: Any) -> None:
-            self.fundflow = fundflow
-            # What the stop's log line names: a signal, or a finished drain.
-            self.stop_cause: str | None = None
-            super().__init__(*args, **kwargs)
-
-        def _on_sigusr1(self) -> None:
-            self.fundflow.start_draining(signal.SIGUSR1)
-
-        async def _stop_on_signal(self, sig: signal.Signals) -> None:
-            cause = self.stop_cause or f"signal {sig.name}"
-            if not self.fundflow.ready:
-                # Nothing was consumed. Faust's stop can hang on services
-                # that never finished starting: leave at once.
-                log.info("%s before the worker was ready: stopping at once", cause)
-                if self.fundflow.datadir is not None:
-                    shutil.rmtree(self.fundflow.datadir, ignore_errors=True)
-                for handler in logging.getLogger().handlers:
-                    handler.flush()
-                os._exit(0)
-            log.info("%s: final checkpoints, then stop", cause)
-            try:
-                await self.fundflow.stop_gracefully()
-            except Exception:  # noqa: BLE001 - stop anyway; the last checkpoint stands
-                log.exception("final checkpoint failed")
-                self.fundflow.exit_code = 1
-            await super()._stop_on_signal(sig)
-
-        def shutdown_soon(self) -> None:
-            """The drain is done: stop as on SIGTERM, the log line naming
-            what asked for the drain (unless a signal's stop came first)."""
-            if not self._signal_stop_time:
-                self.stop_cause = f"{self.fundflow.drain_cause or 'drain'}, input drained"
-            self._schedule_shutdown(signal.SIGTERM)
-
-    return FundflowFaustWorker

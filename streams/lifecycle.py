@@ -14,10 +14,13 @@ signals, shutdown and the drain.
   waits, retry the alert store when due, look for stalled inputs, start the
   checkpoints that are due, and in drain mode see whether the input is
   drained.
-* **Stop**: SIGTERM takes a final checkpoint of every partition
-  (:meth:`Lifecycle.stop_gracefully`); SIGUSR1 asks for a drain
-  (:meth:`Lifecycle.start_draining`); the signal handling itself is Faust's
-  worker, extended in :mod:`~fundflow.streams.faust_app`.
+* **Signals and stop**: the app runs in Faust's worker, extended here
+  (:func:`_worker_class`: it overrides mode's ``_stop_on_signal`` and calls
+  its ``_schedule_shutdown``, private functions fingerprinted in
+  :mod:`~fundflow.streams.internals`). SIGTERM takes a final checkpoint of
+  every partition (:meth:`Lifecycle.stop_gracefully`), or leaves at once
+  before the worker is ready; SIGUSR1 asks for a drain
+  (:meth:`Lifecycle.start_draining`).
 * **The drain**: once every assigned input partition is consumed to its end
   offset (:meth:`Lifecycle._drained`), every partition releases what it
   holds and is finished at one end, the latest event time any partition
@@ -42,7 +45,7 @@ from fundflow.schemas.decode import RecordDecoder
 from fundflow.schemas.records import ClearingTxn, CustodyTxn
 
 from .checkpoint import NO_KEY
-from .faust_app import _build_app, _worker_class
+from .faust_app import _build_app
 
 log = logging.getLogger("fundflow.worker")
 
@@ -69,6 +72,49 @@ def _faust():
     except ImportError:
         raise WorkerError("the worker needs faust-streaming: pip install faust-streaming") from None
     return faust
+
+
+def _worker_class(faust: Any) -> type:
+    class FundflowFaustWorker(faust.Worker):
+        """Faust's worker with the fundflow shutdown: SIGTERM checkpoints
+        every partition before the app stops; SIGUSR1 starts draining."""
+
+        def __init__(self, *args: Any, fundflow: Lifecycle, **kwargs: Any) -> None:
+            self.fundflow = fundflow
+            # What the stop's log line names: a signal, or a finished drain.
+            self.stop_cause: str | None = None
+            super().__init__(*args, **kwargs)
+
+        def _on_sigusr1(self) -> None:
+            self.fundflow.start_draining(signal.SIGUSR1)
+
+        async def _stop_on_signal(self, sig: signal.Signals) -> None:
+            cause = self.stop_cause or f"signal {sig.name}"
+            if not self.fundflow.ready:
+                # Nothing was consumed. Faust's stop can hang on services
+                # that never finished starting: leave at once.
+                log.info("%s before the worker was ready: stopping at once", cause)
+                if self.fundflow.datadir is not None:
+                    shutil.rmtree(self.fundflow.datadir, ignore_errors=True)
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                os._exit(0)
+            log.info("%s: final checkpoints, then stop", cause)
+            try:
+                await self.fundflow.stop_gracefully()
+            except Exception:  # noqa: BLE001 - stop anyway; the last checkpoint stands
+                log.exception("final checkpoint failed")
+                self.fundflow.exit_code = 1
+            await super()._stop_on_signal(sig)
+
+        def shutdown_soon(self) -> None:
+            """The drain is done: stop as on SIGTERM, the log line naming
+            what asked for the drain (unless a signal's stop came first)."""
+            if not self._signal_stop_time:
+                self.stop_cause = f"{self.fundflow.drain_cause or 'drain'}, input drained"
+            self._schedule_shutdown(signal.SIGTERM)
+
+    return FundflowFaustWorker
 
 
 class Lifecycle:

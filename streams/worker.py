@@ -31,7 +31,7 @@
 its own module:
 
 =============================================  ===========================================
-:mod:`~fundflow.streams.lifecycle`             start and its retries, the tick, stop, drain
+:mod:`~fundflow.streams.lifecycle`             start and retries, the tick, signals, stop, drain
 :mod:`~fundflow.streams.partitions`            partition state and the record path
 :mod:`~fundflow.streams.checkpointing`         checkpoints, their steps in order
 :mod:`~fundflow.streams.store_guard`           the alert store's outages
@@ -68,9 +68,16 @@ from fundflow.detectors.reference import Reference
 from fundflow.schemas.decode import RecordDecoder
 
 from .checkpointing import Checkpointing
-from .faust_app import _build_app, _worker_class
+from .faust_app import _build_app
 from .gaps import GapRecovery
-from .lifecycle import START_ATTEMPT_ENV, START_ATTEMPTS, Lifecycle, WorkerError, start_attempt
+from .lifecycle import (
+    START_ATTEMPT_ENV,
+    START_ATTEMPTS,
+    Lifecycle,
+    WorkerError,
+    _worker_class,
+    start_attempt,
+)
 from .partitions import MAX_BUFFERED, Partitions, PartitionState
 from .reference_feed import READY_LINE, ReferenceFeed
 from .settings import KafkaSettings
