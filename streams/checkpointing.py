@@ -29,9 +29,10 @@ the guarantee:
 6. Write the checkpoint (:mod:`~fundflow.streams.checkpoint`: chunks, two
    alternating slots, the head last) to the ``checkpoints`` table and its
    changelog partition *p*, and wait for the broker to acknowledge it.
-7. Commit the input offsets the checkpoint covers (the input topics are
-   consumed with acks off: nothing else commits them). A failed commit is
-   only logged: the checkpoint holds the offsets.
+7. Commit the input offsets the checkpoint covers, while the partition is
+   still assigned (the input topics are consumed with acks off: nothing
+   else commits them). A failed commit is only logged: the checkpoint holds
+   the offsets.
 
 :meth:`Checkpointing.checkpoint_rows` reads a partition's rows back for its
 restore (``Partitions._state`` in :mod:`~fundflow.streams.partitions`).
