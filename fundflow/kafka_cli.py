@@ -90,7 +90,7 @@ def _open_sink(db: str):  # type: ignore[no-untyped-def]
     not started, starting up or shutting down, out of connection slots, host
     name not resolvable yet, timeout: :class:`~fundflow.store.StoreUnavailableError`)
     does not stop the worker: it starts with the store down and the store
-    guard's retries open the sink (see ``StoreGuard`` in streams/worker.py).
+    guard's retries open the sink (see ``StoreGuard`` in streams/store_guard.py).
     Everything else is fatal here, one line and exit 1, since a retry
     would fail the same way: a malformed URL or unknown scheme, a password
     refused or missing, an unknown database or role, no pg_hba.conf entry,

@@ -2,8 +2,9 @@
 
 The worker replaces Faust's consumer fetch loop with one that hands whole
 batches to the agents (:mod:`fundflow.streams.delivery`), calls the consumer's
-own offset-gap and commit methods, and extends mode's signal handling
-(:mod:`fundflow.streams.worker`). None of these are public API, so the
+own offset-gap method there and its commit method after a checkpoint
+(:mod:`fundflow.streams.checkpointing`), and extends mode's signal handling
+(:mod:`fundflow.streams.lifecycle`). None of these are public API, so the
 releases they were verified against are bounded in ``pyproject.toml`` and
 every function relied on is fingerprinted here: the SHA-256 of its source as
 those releases ship it. ``tests/unit/test_dependencies.py`` fails when a bound

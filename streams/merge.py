@@ -1,5 +1,13 @@
 """The event-time merge of one partition's three input topics.
 
+Its job, which the engine's ordering stage does not do: on a backlog it
+interleaves the three inputs in event time, so that no input fetched ahead
+moves a feed's mark (a feed takes clearing and reports of one institution)
+more than the allowed lateness past another input's records, which the
+stage would then refuse as ``too_late``. The stage orders within that bound
+only; the merge keeps the inputs within it, so a worker reading a backlog
+gives the replay's alerts.
+
 Custody, clearing and reports partition *p* feed one engine. Kafka keeps the
 order within each topic-partition but not across topics, and the engine's
 results depend on the order it sees records in (its clock, its

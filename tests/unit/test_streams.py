@@ -6,9 +6,22 @@ from __future__ import annotations
 import random
 
 import pytest
-from ledger import account, balance, clearing, custody, entity, report
+from ledger import (
+    ZONE,
+    account,
+    at,
+    balance,
+    clearing,
+    custody,
+    entity,
+    payment_institution,
+    report,
+)
 
+from fundflow.detectors import Engine, load_config
+from fundflow.detectors.ordering import sort_key
 from fundflow.detectors.reference import Reference
+from fundflow.streams import engines
 from fundflow.streams.checkpoint import (
     CHUNK_BYTES,
     Checkpoint,
@@ -162,6 +175,45 @@ def test_merge_keeps_each_topic_in_offset_order() -> None:
     for off, key in enumerate([5, 3, 9]):  # out of event-time order within one topic
         m.push("custody", key, off)
     assert [off for _, off, _, _ in m.pop_ready({"clearing", "reports"})] == [0, 1, 2]
+
+
+def test_merge_keeps_a_topic_read_ahead_from_making_another_too_late() -> None:
+    """A feed takes records of two topics (a payment institution's clearing
+    and its reports). Fed as fetched, ten days of reports read ahead move the
+    feed's mark past the clearing records, and the engine's ordering stage
+    refuses those more than its allowed lateness (72 h) behind; through the
+    merge, in event-time order, every record is taken."""
+    reports = [report("PI", d, "1000000") for d in range(10)]
+    clearings = [
+        clearing(f"CL{d}", at(d, 11), "C1P", "R1", "20000", purpose="topup") for d in range(10)
+    ]
+
+    def engine() -> Engine:
+        ref = Reference(names=False)
+        eng = engines.new_engine(load_config(), ref)
+        for rec in payment_institution():
+            ref.add(rec)
+            engines.feed_reference(eng, rec)
+        return eng
+
+    ahead = engine()
+    for rec in reports + clearings:
+        ahead.submit(rec)
+    ahead.release()
+    assert ahead.counts == {"accepted": 14, "duplicates": 0, "too_late": 6}
+
+    m = PartitionMerge()
+    for off, rec in enumerate(reports):
+        m.push("reports", sort_key(rec, ZONE)[0], off, rec)
+    # Clearing is empty and not caught up: the reports wait for it.
+    assert list(m.pop_ready({"custody"})) == []
+    for off, rec in enumerate(clearings):
+        m.push("clearing", rec.ts, off, rec)
+    merged = engine()
+    for _, _, rec, _ in m.pop_ready({"custody", "clearing", "reports"}):
+        merged.submit(rec)
+    merged.release()
+    assert merged.counts == {"accepted": 20, "duplicates": 0, "too_late": 0}
 
 
 # -- settings -----------------------------------------------------------------------------

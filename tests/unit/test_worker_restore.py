@@ -1,25 +1,33 @@
 """How the worker restores a partition from its checkpoint table
-(streams/worker.py ``Worker._state``), with the table's rows in memory and
+(streams/partitions.py ``Partitions._state``), with the table's rows in memory and
 no broker: a checkpoint that fails its HMAC is refused with one log line and
 the partition starts again from its topics' start; a worker with no key does
-not start. The Kafka run of the same is
+not start; a partition's snapshot holds none of the shared reference data and
+restores to the alerts of an uninterrupted run. The Kafka run of the same is
 tests/integration/test_daemon.py::test_a_forged_checkpoint_is_refused_and_the_partition_rebuilt."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 from click.testing import CliRunner
+from ledger import mixed_stream
 
 from fundflow.cli import main
 from fundflow.detectors import load_config
+from fundflow.detectors.reference import Reference
+from fundflow.schemas.decode import encode_record
 from fundflow.streams import engines
-from fundflow.streams.checkpoint import Checkpoint, encode_checkpoint
+from fundflow.streams.checkpoint import Checkpoint, encode_checkpoint, encode_compressed
 from fundflow.streams.settings import KafkaSettings
+from fundflow.streams.topics import REFERENCE_KINDS
 from fundflow.streams.worker import Worker, WorkerError
 
 KEY = b"the worker's checkpoint key, 32b"
@@ -47,7 +55,7 @@ def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogReco
 
 def test_a_checkpoint_signed_with_the_key_is_restored(caplog: pytest.LogCaptureFixture) -> None:
     worker = _worker([])
-    state = engines.snapshot(engines.new_engine(worker.config, worker.ref), worker.ref)
+    state = engines.new_engine(worker.config, worker.ref).snapshot()
     cp = Checkpoint(0, 3, {"custody": 40, "clearing": 7}, {}, state, finished=False)
     worker.table.data = {k.encode(): v for k, v in encode_checkpoint(cp, KEY)}
     caplog.set_level(logging.INFO, logger="fundflow.worker")
@@ -82,7 +90,7 @@ def test_a_forged_checkpoint_is_refused_with_one_line_and_the_partition_rebuilt(
     # start), generation 0, not finished.
     assert (st.offsets, st.generation, st.finished) == ({}, 0, False)
     fresh = engines.new_engine(worker.config, worker.ref)
-    assert engines.snapshot(st.engine, worker.ref) == engines.snapshot(fresh, worker.ref)
+    assert st.engine.snapshot() == fresh.snapshot()
     assert "partition 0 assigned (no checkpoint)" in caplog.text
 
 
@@ -105,3 +113,75 @@ def test_the_worker_command_without_a_key_is_one_line_and_exit_2(
         "FUNDFLOW_CHECKPOINT_KEY_FILE (a file holding the key, e.g. made by "
         "`head -c 32 /dev/urandom | base64`)\n"
     )
+
+
+def _fed_reference(worker: Worker) -> list[object]:
+    """The reference records of the mixed stream through the worker's
+    reference feed, as read from the reference topic; returns the stream."""
+    topic, offset, stream = worker.names.reference, 0, []
+    for rec in mixed_stream():
+        if rec.TYPE in REFERENCE_KINDS:
+            worker._reference_record(topic, 0, offset, msgspec.json.encode(encode_record(rec)))
+            offset += 1
+        else:
+            stream.append(rec)
+    return stream
+
+
+def test_a_partition_snapshot_holds_no_reference_data_and_restores_to_the_same_alerts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = _worker([])
+    stream = _fed_reference(worker)
+    assert (len(worker.ref.accounts), len(stream)) == (54, 50)
+    st = worker._state(0)
+    cut = 35
+    before = [a for i, r in enumerate(stream[:cut]) for a in st.engine.submit(r, f"t/0@{i}")]
+    # Processed records in the detectors, others held in the ordering stage.
+    assert (st.engine.counts["accepted"], st.engine.held) == (3, 32)
+    cp = Checkpoint(0, 1, {"custody": cut}, dict(st.ref_offsets), b"", finished=False)
+
+    def no_reference(self: Reference, protocol: int) -> object:
+        raise AssertionError("the shared reference was pickled into a partition's snapshot")
+
+    with monkeypatch.context() as m:
+        m.setattr(Reference, "__reduce_ex__", no_reference)
+        blob, mac = asyncio.run(worker._snapshot(st, cp))  # no datadir: taken in-process
+    assert pickle.loads(zlib.decompress(blob))["ref"] is None
+
+    # Another worker, the same reference topic read, restores the partition.
+    other = _worker(encode_compressed(cp, blob, mac))
+    assert _fed_reference(other) == stream
+    caplog.set_level(logging.INFO, logger="fundflow.worker")
+    restored = other._state(0)
+    assert caplog.messages == [
+        "partition 0 assigned (checkpoint generation 1, offsets {'custody': 35})"
+    ]
+    assert restored.engine.ref is other.ref
+    assert all(det.ref is other.ref for det in restored.engine.detectors)
+
+    def rest(engine: object) -> list[object]:
+        out = [a for i, r in enumerate(stream[cut:], cut) for a in engine.submit(r, f"t/0@{i}")]
+        return out + engine.release() + engine.finish()
+
+    uninterrupted, resumed = rest(st.engine), rest(restored.engine)
+    assert msgspec.json.encode(resumed) == msgspec.json.encode(uninterrupted)
+    assert restored.engine.counts == st.engine.counts
+    assert [(a.detector, a.revision) for a in before] == [("reserve_misuse", 1)]
+    assert sorted((a.detector, a.revision) for a in resumed) == [
+        ("cross_bank_clearing", 1),
+        ("down_payment_loan", 1),
+        ("excessive_return", 1),
+        ("excessive_return", 1),
+        ("excessive_return", 1),
+        ("fund_pool", 1),
+        ("fund_pool", 1),
+        ("fund_pool", 2),
+        ("guaranteed_return", 1),
+        ("maturity_mismatch", 1),
+        ("private_product_split", 1),
+        ("reserve_misuse", 1),
+        ("reserve_misuse", 2),
+        ("self_financing", 1),
+        ("unlicensed_business", 1),
+    ]

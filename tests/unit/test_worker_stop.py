@@ -1,4 +1,4 @@
-"""How the worker's stop names its cause in the log (streams/worker.py):
+"""How the worker's stop names its cause in the log (streams/lifecycle.py):
 real signals delivered to this process, caught by the Faust worker's
 handlers on its event loop, with no broker (the app is never started)."""
 
