@@ -91,6 +91,15 @@ class Detector:
     #: as one feed (:mod:`~fundflow.detectors.ordering`).
     whole_stream: ClassVar[bool] = False
 
+    def subjects_of(self, flow: Flow) -> tuple[str, ...]:
+        """The subjects other than the flow's feed
+        (:func:`~fundflow.detectors.reference.feed_key`) whose findings this
+        flow can change: on Kafka a copy of the record goes to each one's
+        partition, since an engine keeps only its own subjects' alerts
+        (:meth:`Engine.subjects_of`). Most detectors find only on the feed's
+        subject: none."""
+        return ()
+
     def __init__(self, config: Config | None = None, ref: Reference | None = None) -> None:
         self.config = config or load_config()
         self._owns_ref = ref is None

@@ -106,6 +106,15 @@ class CrossBankClearing(Detector):
             st = self.institutions[owner] = _Institution()
         self._record(owner, st, f, src.bank_id, dst.bank_id)
 
+    def subjects_of(self, flow: Flow) -> tuple[str, ...]:
+        """The owner of both accounts of a payment between its own accounts
+        (whoever initiated it): the transfers this detector counts. Its
+        other payments move its clock only on its own feed."""
+        src, dst = flow.src, flow.dst
+        if src is None or dst is None or flow.custody or src.owner_id != dst.owner_id:
+            return ()
+        return (src.owner_id,)
+
     def _record(
         self, owner: str, st: _Institution, f: Flow, payer_bank: str, payee_bank: str
     ) -> None:

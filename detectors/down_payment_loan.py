@@ -27,8 +27,9 @@ Memory: the loan money still on a trail, a few small lots per account that
 holds some, each dropped once older than the window (swept whenever their
 number has doubled, and at heartbeats), plus one finding per flagged loan.
 The clearing legs of a trail are seen by the engine that holds the
-platform's state when they reach it (on Kafka, a clearing transaction is
-keyed by its initiator).
+platform's state when they reach it: on Kafka, a clearing payment goes to
+its feed's partition (a reserve's owner or its initiator), which need not
+be the platform's (streams/README.md, "Copies").
 """
 
 from __future__ import annotations

@@ -261,6 +261,28 @@ class Engine:
             if type(det)._on_report is not Detector._on_report
         ]
 
+    def subjects_of(self, record: Record) -> tuple[str, ...]:
+        """Every subject whose findings ``record`` can change, among this
+        engine's detectors: its feed first (:meth:`Reference.key_of`, its
+        Kafka key), then the others the detectors name
+        (:meth:`Detector.subjects_of`), each once. A partitioned stream
+        sends the record to each of their partitions (the producer, from
+        the reference records sent before it), since every engine keeps
+        only the alerts of its own partition's subjects."""
+        key = self.ref.key_of(record)
+        t = type(record)
+        if t is not CustodyTxn and t is not ClearingTxn:
+            return (key,)
+        flow = self.ref.flow(record)  # type: ignore[arg-type]
+        kind = t.TYPE
+        out = [key]
+        for det in self.detectors:
+            if kind in det.flow_kinds:
+                for subject in det.subjects_of(flow):
+                    if subject not in out:
+                        out.append(subject)
+        return tuple(out)
+
     def process(self, record: Record, source: str = "") -> list[Alert]:
         t = type(record)
         if t is CustodyTxn or t is ClearingTxn:

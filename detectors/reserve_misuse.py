@@ -199,6 +199,15 @@ class ReserveMisuse(Detector):
                 if inst.unchecked and acc.account_id in inst.unchecked:  # type: ignore[union-attr]
                     self._check_banks(acc.owner_id, inst, ts, [acc.account_id])  # type: ignore[union-attr]
 
+    def subjects_of(self, flow: Flow) -> tuple[str, ...]:
+        """The owners of the client-reserve accounts on either side: a
+        payment between two institutions' reserves moves both balances."""
+        out: tuple[str, ...] = ()
+        for acc in (flow.src, flow.dst):
+            if acc is not None and acc.role == "client_reserve" and acc.owner_id not in out:
+                out += (acc.owner_id,)
+        return out
+
     def _move(self, account: str, ts: int, delta: int) -> None:
         res = self.reserves.get(account)
         if res is None:

@@ -57,7 +57,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fundflow.schemas.records import Entity
+from fundflow.schemas.records import Account, Entity
 
 from .alerting import make_alert_id, yuan
 from .base import Detector
@@ -234,36 +234,67 @@ class UnlicensedBusiness(Detector):
                 if e is not None and cfg.lending_licence not in e.licenses:
                     hits = {(pid, "unlicensed_lending"): [f.src_id, f.dst_id]}
         else:
-            initiator = entities.get(f.initiator_id)  # type: ignore[arg-type]
-            if (
-                initiator is not None
-                and initiator.kind not in cfg.licensed_kinds
-                and cfg.payment_licence not in initiator.licenses
-                and (src is None or src.owner_id != initiator.entity_id)
-            ):
-                hits = {(initiator.entity_id, "unlicensed_payment"): [f.src_id, f.dst_id]}
+            initiator = self._unlicensed_initiator(f)
+            if initiator is not None:
+                hits = {(initiator, "unlicensed_payment"): [f.src_id, f.dst_id]}
         for acc in (src, dst):
             # A known account: its id is the flow's id for that side.
             if acc is None:
                 continue
-            role = acc.role
-            if role in CUSTODY_ROLES:
-                bank = entities.get(acc.bank_id)
-                if bank is not None and cfg.custody_licence not in bank.licenses:
-                    if hits is None:
-                        hits = {}
-                    key = (acc.bank_id, "unlicensed_custody")
-                    hits.setdefault(key, []).append(acc.account_id)
-            elif role == "client_reserve":
-                owner = entities.get(acc.owner_id)
-                if owner is not None and cfg.payment_licence not in owner.licenses:
-                    if hits is None:
-                        hits = {}
-                    key = (acc.owner_id, "unlicensed_payment")
-                    hits.setdefault(key, []).append(acc.account_id)
+            hit = self._account_finding(acc)
+            if hit is not None:
+                if hits is None:
+                    hits = {}
+                hits.setdefault(hit, []).append(acc.account_id)
         if hits is not None:
             for (subject, signal), accounts in hits.items():
                 self._found(subject, signal, f, accounts)
+
+    def _unlicensed_initiator(self, f: Flow) -> str | None:
+        """The initiator of clearing payment ``f`` when it makes a payment
+        it has no licence for (not of its own money)."""
+        cfg = self.config.unlicensed_business
+        initiator = self.ref.entities.get(f.initiator_id)  # type: ignore[arg-type]
+        if (
+            initiator is not None
+            and initiator.kind not in cfg.licensed_kinds
+            and cfg.payment_licence not in initiator.licenses
+            and (f.src is None or f.src.owner_id != initiator.entity_id)
+        ):
+            return initiator.entity_id
+        return None
+
+    def _account_finding(self, acc: Account) -> tuple[str, str] | None:
+        """``(subject, signal)`` when a payment touching ``acc`` is a finding
+        of its holder: a custody account at a bank with no custody licence,
+        client reserves held by an entity with no payment licence."""
+        cfg = self.config.unlicensed_business
+        role = acc.role
+        if role in CUSTODY_ROLES:
+            bank = self.ref.entities.get(acc.bank_id)
+            if bank is not None and cfg.custody_licence not in bank.licenses:
+                return acc.bank_id, "unlicensed_custody"
+        elif role == "client_reserve":
+            owner = self.ref.entities.get(acc.owner_id)
+            if owner is not None and cfg.payment_licence not in owner.licenses:
+                return acc.owner_id, "unlicensed_payment"
+        return None
+
+    def subjects_of(self, flow: Flow) -> tuple[str, ...]:
+        """The entities a payment is a finding of (an unlicensed initiator, a
+        bank holding custody accounts with no custody licence, an unlicensed
+        holder of client reserves), whatever feed it is on."""
+        out: list[str] = []
+        if not flow.custody:
+            initiator = self._unlicensed_initiator(flow)
+            if initiator is not None:
+                out.append(initiator)
+        for acc in (flow.src, flow.dst):
+            if acc is not None:
+                hit = self._account_finding(acc)
+                if hit is not None and hit[0] not in out:
+                    out.append(hit[0])
+        return tuple(out)
 
     def _found(self, subject: str, signal: str, f: Flow, accounts: list[str]) -> None:
         # A bank's custody finding grows from many feeds: settled as it does.

@@ -354,7 +354,8 @@ def replay_to_kafka(
     """What ``fundflow replay --to-kafka BROKER`` runs: every dump into the
     topics, then one summary line on stderr."""
     settings = _settings(config_path, bootstrap=broker, namespace=namespace)
-    zone = _detector_config(config_path).engine.zone
+    config = _detector_config(config_path)
+    zone = config.engine.zone
     errors = _kafka_errors()
     from fundflow.streams.producer import DumpProducer
     from fundflow.streams.topics import TopicNames
@@ -368,7 +369,9 @@ def replay_to_kafka(
 
     try:
         _check_topics_exist(settings, TopicNames(settings.namespace))
-        producer = DumpProducer(settings, rate=rate, zone=zone, progress=show if progress else None)
+        producer = DumpProducer(
+            settings, rate=rate, zone=zone, progress=show if progress else None, config=config
+        )
         try:
             summary = producer.send_dumps(paths)
         finally:

@@ -3,7 +3,15 @@
 Each line goes to the topic of its kind, as it was written, keyed by
 :meth:`~fundflow.detectors.reference.Reference.key_of`: the rule the
 engine orders and deduplicates by, read off the record decoded as the
-worker will decode it, with the reference records sent before. A record the
+worker will decode it, with the reference records sent before. A
+transaction whose findings belong to other subjects too (the payee's
+institution of a payment between two reserves, an unlicensed initiator, a
+bank holding custody accounts without the licence, an institution moving
+money between its own accounts: :meth:`Engine.subjects_of
+<fundflow.detectors.engine.Engine.subjects_of>`, from the workers'
+detector configuration) is sent once more, keyed by each of them, to every
+other partition they are on: each partition's engine keeps only its own
+subjects' alerts, and this way it has every record they need. A record the
 decoder refuses has no key (any partition does: the worker dead-letters it,
 with its topic, partition and offset). Reference records go first, all of
 them, and are flushed before any other record, so a worker never meets a
@@ -27,12 +35,13 @@ from typing import Any
 
 import msgspec
 
+from fundflow.detectors import Config, Engine, load_config
 from fundflow.detectors.reference import Reference
 from fundflow.schemas.decode import DeadLetter, RecordDecoder
 from fundflow.schemas.records import ClearingTxn, CustodyTxn
 
 from .settings import KafkaSettings
-from .topics import TOPIC_OF_KIND, TopicNames
+from .topics import TOPIC_OF_KIND, TopicNames, partition_for
 
 
 class _Head(msgspec.Struct):
@@ -46,6 +55,8 @@ class ProduceSummary:
     sent: dict[str, int] = field(default_factory=dict)  # short topic -> records
     dead_letters: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: records sent again to another subject's partition (``DumpProducer._keys``)
+    copies: int = 0
 
     @property
     def total(self) -> int:
@@ -56,6 +67,8 @@ class ProduceSummary:
         dead = sum(self.dead_letters.values())
         rate = self.total / self.seconds if self.seconds > 0 else 0.0
         line = f"sent {sum(self.sent.values()):,} records ({parts})"
+        if self.copies:
+            line += f", {self.copies:,} copies to other subjects' partitions"
         if dead:
             line += (
                 f", {dead:,} unreadable lines to the dead-letter topic ("
@@ -102,13 +115,18 @@ class DumpProducer:
         zone: str = "Asia/Shanghai",
         producer: Any = None,
         progress: Callable[[int], None] | None = None,
+        config: Config | None = None,
     ) -> None:
         self.names = TopicNames(settings.namespace)
         self.rate = rate
         self.timestamps = timestamps
         self.decoder = RecordDecoder(zone)
         self.head = msgspec.json.Decoder(_Head)
-        self.ref = Reference(names=False)
+        # The workers' detectors, for the subjects each record reaches
+        # (Engine.subjects_of); only their shared reference is fed.
+        self.engine = Engine(config or load_config())
+        self.ref: Reference = self.engine.ref
+        self._partitions: dict[str, int] = {}
         self.progress = progress
         if producer is None:
             from kafka import KafkaProducer  # noqa: PLC0415
@@ -164,24 +182,52 @@ class DumpProducer:
             return
         rec = self.decoder.decode(line)
         t = type(rec)
-        key = None
+        keys: tuple[str | None, ...] = (None,)
         ts = None
+        topic = self.names.topic(short)
         if t is not DeadLetter:
             if reference_pass:
                 self.ref.add(rec)  # type: ignore[arg-type]
-            key = self.ref.key_of(rec)  # type: ignore[arg-type]
+                keys = (self.ref.key_of(rec),)  # type: ignore[arg-type]
+            else:
+                keys = self._keys(topic, rec)
             if t is CustodyTxn or t is ClearingTxn:
                 ts = rec.ts  # type: ignore[union-attr]
         if self.timestamps == "send":
             ts = int(time.time() * 1000)
         self._throttle()
-        self.producer.send(
-            self.names.topic(short),
-            value=line,
-            key=key.encode() if key is not None else None,
-            timestamp_ms=ts,
-        )
+        for key in keys:
+            self.producer.send(
+                topic,
+                value=line,
+                key=key.encode() if key is not None else None,
+                timestamp_ms=ts,
+            )
         self.summary.sent[short] = self.summary.sent.get(short, 0) + 1
+        if len(keys) > 1:
+            self.summary.copies += len(keys) - 1
+
+    def _keys(self, topic: str, rec: Any) -> tuple[str, ...]:
+        """The keys ``rec`` is sent under: its feed, then each other subject
+        whose findings it can change and whose partition differs
+        (:meth:`Engine.subjects_of`), so that every partition's engine has
+        what it needs for the alerts it keeps."""
+        subjects = self.engine.subjects_of(rec)
+        if len(subjects) == 1:
+            return subjects
+        n = self._partitions.get(topic)
+        if n is None:
+            n = self._partitions[topic] = len(self.producer.partitions_for(topic) or (0,))
+        if n == 1:
+            return subjects[:1]
+        keys: list[str] = []
+        seen: set[int] = set()
+        for subject in subjects:
+            p = partition_for(subject, n)
+            if p not in seen:
+                seen.add(p)
+                keys.append(subject)
+        return tuple(keys)
 
     def _unreadable(self, line: bytes, path: str, n: int) -> None:
         rec = self.decoder.decode(line)

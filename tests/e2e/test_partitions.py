@@ -20,10 +20,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from unit.ledger import account, at, clearing, custody, entity, payment_institution
 
 from fundflow.detectors import Engine, load_config
 from fundflow.detectors.reference import feed_key
 from fundflow.schemas import DeadLetter, RecordDecoder
+from fundflow.schemas.decode import encode_record
 from fundflow.schemas.records import Account, ClearingTxn, CustodyTxn, Entity, Loan, Product
 from fundflow.simulate import write_world
 from fundflow.streams.producer import DumpProducer
@@ -34,8 +36,14 @@ REFERENCE = (Entity, Account, Product, Loan)
 
 
 class Recording:
-    def __init__(self) -> None:
+    """Kafka's producer, recording what is sent to topics of ``partitions``."""
+
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
         self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, **_: object) -> None:
         self.sent.append((topic, value, key))
@@ -47,16 +55,27 @@ class Recording:
         pass
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[object, str | None]]:
-    folder: Path = tmp_path_factory.mktemp("world")
-    write_world(folder, seed=1, days=30, noise=0)
-    recording = Recording()
-    DumpProducer(KafkaSettings(), producer=recording).send_dumps([str(folder / "world.jsonl")])
+def _keyed(path: Path, partitions: int) -> list[tuple[object, str | None]]:
+    """What the producer sends for the dump at ``path`` to topics of
+    ``partitions``: each record (copies included) with its key."""
+    recording = Recording(partitions)
+    DumpProducer(KafkaSettings(), producer=recording).send_dumps([str(path)])
     dec = RecordDecoder()
     out = [(dec.decode(value), key.decode() if key else None) for _, value, key in recording.sent]
     assert not [r for r, _ in out if type(r) is DeadLetter]
     return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder: Path = tmp_path_factory.mktemp("world")
+    write_world(folder, seed=1, days=30, noise=0)
+    return folder / "world.jsonl"
+
+
+@pytest.fixture(scope="module")
+def keyed(world: Path) -> list[tuple[object, str | None]]:
+    return _keyed(world, 1)
 
 
 def _alerts(engine: Engine, records: list, keep, end: int) -> list[bytes]:
@@ -82,23 +101,116 @@ def test_the_producers_key_is_the_engines_feed(keyed: list) -> None:
     assert checked == 67_696  # every transaction of the world
 
 
-@pytest.mark.parametrize("partitions", [4, 7])
-def test_partitioned_engines_give_the_single_engines_alerts(keyed: list, partitions: int) -> None:
-    reference = [r for r, _ in keyed if type(r) in REFERENCE]
-    events = [(r, k) for r, k in keyed if type(r) not in REFERENCE]
-    # The stream's end (its last transaction), which every partition's engine is finished at.
-    end = max(r.ts for r, _ in events if type(r) in (CustodyTxn, ClearingTxn))
+def _split(one: list, sent: list, partitions: int) -> tuple[list[bytes], list[bytes]]:
+    """The single engine's alerts over ``one`` (each record once) and those
+    the partitions' engines own over what was ``sent`` to them, each engine
+    seeing every reference record and finished at the stream's end."""
+    reference = [r for r, _ in one if type(r) in REFERENCE]
+    events = [r for r, _ in one if type(r) not in REFERENCE]
+    end = max(r.ts for r in events if type(r) in (CustodyTxn, ClearingTxn))
     whole = Engine(load_config())
-    single = _alerts(whole, reference + [r for r, _ in events], lambda a: True, end)
+    single = _alerts(whole, reference + events, lambda a: True, end)
     assert whole.now == end
-    assert len(single) > 20
     together = []
     for p in range(partitions):
-        mine = [r for r, k in events if partition_for(k, partitions) == p]
+        mine = [
+            r for r, k in sent if type(r) not in REFERENCE and partition_for(k, partitions) == p
+        ]
         together += _alerts(
             Engine(load_config()),
             reference + mine,
             lambda a, p=p: partition_for(a.subject_id, partitions) == p,
             end,
         )
-    assert sorted(together) == sorted(single)
+    return sorted(single), sorted(together)
+
+
+@pytest.mark.parametrize("partitions", [4, 7])
+def test_partitioned_engines_give_the_single_engines_alerts(
+    world: Path, keyed: list, partitions: int
+) -> None:
+    single, together = _split(keyed, _keyed(world, partitions), partitions)
+    assert len(single) > 20
+    assert together == single
+
+
+def _copies_world(path: Path) -> None:
+    """Payments whose findings belong to a subject other than their feed:
+    PI's reserve pays into PK's (PK holds client reserves with no payment
+    licence); SHADOW, unlicensed, pays client money into PI's reserve; bank
+    BK1 initiates five transfers between PJ's own accounts at two banks
+    outside the clearing systems; platforms PX and PY keep their custody
+    accounts at BX, a bank with no custody licence."""
+    recs = [
+        *payment_institution(),
+        entity("PK"),
+        entity("SHADOW"),
+        entity("PJ", "payment_institution", licenses=("payment",)),
+        entity("BX", "bank", licenses=("deposit",)),
+        entity("PX", "p2p_platform", licenses=("p2p_registered", "lending")),
+        entity("PY", "p2p_platform", licenses=("p2p_registered", "lending")),
+        account("RK", "PK", "client_reserve", bank="BK1"),
+        account("PJA", "PJ", "settlement", bank="BK1"),
+        account("PJB", "PJ", "settlement", bank="BK2"),
+        account("XL1", "XU1", "lender_sub", bank="BX", platform="PX"),
+        account("XB1", "XW1", "borrower_sub", bank="BX", platform="PX"),
+        account("YL1", "YU1", "lender_sub", bank="BX", platform="PY"),
+        account("YB1", "YW1", "borrower_sub", bank="BX", platform="PY"),
+        clearing("RR1", at(1, 10), "R1", "RK", "50000", system="CNAPS", initiator="PI"),
+        clearing("SH1", at(1, 11), "C1P", "R1", "3000", system="NUCC", initiator="SHADOW"),
+        *[
+            clearing(
+                f"PJ{i}",
+                at(2, 9 + i),
+                "PJA",
+                "PJB",
+                "120000",
+                system="direct",
+                initiator="BK1",
+                payer_bank="BK1",
+                payee_bank="BK2",
+            )
+            for i in range(1, 6)
+        ],  # fmt: skip
+        custody("X1", at(3, 10), "XL1", "XB1", "80000", "transfer", platform="PX", bank="BX"),
+        custody("Y1", at(3, 11), "YL1", "YB1", "90000", "transfer", platform="PY", bank="BX"),
+    ]
+    path.write_bytes(b"".join(msgspec.json.encode(encode_record(r)) + b"\n" for r in recs))
+
+
+@pytest.mark.parametrize("partitions", [4, 7])
+def test_a_record_reaches_every_partition_whose_subjects_it_can_change(
+    tmp_path: Path, partitions: int
+) -> None:
+    path = tmp_path / "copies.jsonl"
+    _copies_world(path)
+    # Each finding's subject is on another partition than the payments' feed.
+    on = {
+        s: partition_for(s, partitions)
+        for s in ("PI", "PK", "SHADOW", "BK1", "PJ", "PX", "PY", "BX")
+    }
+    assert on["PK"] != on["PI"] and on["SHADOW"] != on["PI"] and on["PJ"] != on["BK1"]
+    assert on["BX"] not in (on["PX"], on["PY"])
+    sent = _keyed(path, partitions)
+    single, together = _split(_keyed(path, 1), sent, partitions)
+    findings = sorted(
+        (a["detector"], a["subject_id"], a["evidence"].get("signal"))
+        for a in map(msgspec.json.decode, single)
+        if a["revision"] == 1
+    )
+    assert findings == [
+        ("cross_bank_clearing", "PJ", "cross_bank_transfer"),
+        ("unlicensed_business", "BX", "unlicensed_custody"),
+        ("unlicensed_business", "PK", "unlicensed_payment"),
+        ("unlicensed_business", "SHADOW", "unlicensed_payment"),
+    ]
+    assert together == single
+    # Without the copies (each record once, under its feed) the partitions
+    # lose those findings.
+    firsts, seen = [], set()
+    for rec, key in sent:
+        if id(rec) not in seen and (type(rec).__name__, getattr(rec, "txn_id", key)) not in seen:
+            seen.add((type(rec).__name__, getattr(rec, "txn_id", key)))
+            firsts.append((rec, key))
+    _, alone = _split(_keyed(path, 1), firsts, partitions)
+    assert alone != single
