@@ -368,13 +368,39 @@ def _linger(seconds: float) -> None:
     help="Write a raw-transfer world instead: transfers.csv in a foreign column layout with "
     "planted laundering typologies and honest look-alikes, and truth.json (no --noise).",
 )
+@click.option(
+    "--amlsim",
+    "amlsim_src",
+    metavar="PATH",
+    type=click.Path(exists=True),
+    help="Convert an IBM AMLSim sample (a folder or .tgz with nodes.csv and transactions.csv) "
+    "into a transfer world instead: transfers.csv in the --transfers layout, one step a day, "
+    "and truth.json with its labelled fraud accounts.",
+)
+@click.option(
+    "--currency",
+    default="USD",
+    show_default=True,
+    help="With --amlsim: the currency of its amounts (the sample names none).",
+)
 def simulate(
-    out_dir: str, seed: int, scale: int, days: int, noise: float, compress: bool, transfers: bool
+    out_dir: str,
+    seed: int,
+    scale: int,
+    days: int,
+    noise: float,
+    compress: bool,
+    transfers: bool,
+    amlsim_src: str | None,
+    currency: str,
 ) -> None:
     """Write a synthetic world with labelled violators and honest look-alikes."""
     from .simulate import write_world
 
     path = Path(out_dir)
+    if amlsim_src:
+        _convert_amlsim(Path(amlsim_src), path, currency=currency)
+        return
     if transfers:
         _simulate_transfers(path, seed=seed, scale=scale, days=days, compress=compress)
         return
@@ -386,6 +412,28 @@ def simulate(
     click.echo(
         f"wrote {truth['records']:,} records to {path / ('world.jsonl.gz' if compress else 'world.jsonl')}: "
         f"{len(truth['violators'])} violations, {len(truth['honest'])} honest subjects (truth in {path / 'truth.json'})",
+        err=True,
+    )
+
+
+def _convert_amlsim(src: Path, path: Path, *, currency: str) -> None:
+    from .amlsim import AMLSimError, convert_amlsim
+
+    if not currency.isalpha() or len(currency) != 3 or not currency.isupper():
+        raise UserError(f"--currency: {currency!r} is not a three-letter code such as USD")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        truth = convert_amlsim(src, path, currency=currency)
+    except AMLSimError as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    click.echo(
+        f"wrote {truth['rows']:,} transfers to {path / truth['file']}: {truth['accounts']:,} "
+        f"accounts, {len(truth['fraud_accounts']):,} labelled fraud (truth in "
+        f"{path / 'truth.json'}); replay with: fundflow replay "
+        + " ".join(truth["replay_args"])
+        + f" --detectors typologies {path / truth['file']}",
         err=True,
     )
 
