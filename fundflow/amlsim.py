@@ -14,7 +14,8 @@ id). Amounts keep their two decimals, in the currency the caller names.
 
 AMLSim labels accounts, not patterns: its patterns share accounts, and the
 sample's fraud accounts form one connected graph. So the truth holds
-``fraud_accounts`` for node-level scoring (:func:`score_nodes`) and no
+``fraud_accounts`` for node-level scoring
+(:func:`fundflow.transfers.score_nodes`) and no
 planted patterns; pattern-level scores are for the worlds of
 :mod:`fundflow.transfers`, whose patterns are known.
 """
@@ -25,13 +26,11 @@ import csv
 import io
 import json
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-
-from fundflow.schemas.records import Alert
 
 from .transfers import DAY, HEADER, REPLAY_ARGS, ZONE, _local
 
@@ -144,32 +143,4 @@ def convert_amlsim(src: Path, out: Path, *, currency: str = "USD") -> dict[str, 
     return truth
 
 
-def score_nodes(
-    truth: dict[str, Any], alerts: Iterable[Alert], detectors: Iterable[str]
-) -> dict[str, Any]:
-    """Node level: the accounts named by alerts of ``detectors`` against the
-    labelled fraud accounts; ``precision``, ``recall`` and ``f1`` (``None``
-    where undefined)."""
-    chosen = set(detectors)
-    named = {acc for a in alerts if a.detector in chosen for acc in a.accounts}
-    fraud = set(truth["fraud_accounts"])
-    hit = len(named & fraud)
-    precision = hit / len(named) if named else None
-    recall = hit / len(fraud) if fraud else None
-    f1 = (
-        2 * precision * recall / (precision + recall)
-        if precision is not None and recall is not None and precision + recall
-        else None
-    )
-    return {
-        "accounts": truth.get("accounts"),
-        "fraud": len(fraud),
-        "named": len(named),
-        "correct": hit,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-    }
-
-
-__all__ = ["AMLSimError", "convert_amlsim", "score_nodes"]
+__all__ = ["AMLSimError", "convert_amlsim"]

@@ -522,16 +522,37 @@ def demo(work_dir: str, seed: int, scale: int) -> None:
     default=5,
     show_default=True,
     type=click.IntRange(1, 1000),
-    help="With --typologies: how many worlds.",
+    help="With --typologies: how many worlds in each shape.",
+)
+@click.option(
+    "--amlsim",
+    "amlsim_src",
+    metavar="PATH",
+    type=click.Path(exists=True),
+    help="With --typologies: the IBM AMLSim sample to score at node level too (default: the "
+    "one vendored in tests/data/amlsim, when the source tree is at hand).",
 )
 def bench(
-    records: int, seed: int, work_dir: str | None, as_json: bool, typologies: bool, seeds: int
+    records: int,
+    seed: int,
+    work_dir: str | None,
+    as_json: bool,
+    typologies: bool,
+    seeds: int,
+    amlsim_src: str | None,
 ) -> None:
     """Measure replay speed against a bare JSON decode of the same file."""
-    from .bench import run_bench, run_typology_bench
+    from .amlsim import AMLSimError
+    from .bench import AMLSIM_SAMPLE, run_bench, run_typology_bench
 
     if typologies:
-        run_typology_bench(seeds=seeds, scale=1, days=30, work_dir=work_dir, as_json=as_json)
+        sample = Path(amlsim_src) if amlsim_src else AMLSIM_SAMPLE
+        try:
+            run_typology_bench(
+                seeds=seeds, scale=1, days=30, work_dir=work_dir, as_json=as_json, amlsim=sample
+            )
+        except AMLSimError as e:
+            raise UserError(str(e)) from None
         return
     run_bench(records=records, seed=seed, work_dir=work_dir, as_json=as_json)
 

@@ -263,13 +263,44 @@ def _local(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _reshaped(
+    w: _World, amount_scale: tuple[int, int], tick_ms: int
+) -> list[tuple[int, str, str, int, str]]:
+    """The world's rows with every amount times ``amount_scale`` (a
+    fraction, at least one fen) and, with ``tick_ms``, every time floored to
+    its tick since the start (a dump that books one time a tick)."""
+    num, den = amount_scale
+    rows = []
+    for ts, src, dst, fen, memo in w.rows:
+        if tick_ms:
+            ts = w.start + (ts - w.start) // tick_ms * tick_ms
+        rows.append((ts, src, dst, max(1, fen * num // den), memo))
+    return sorted(rows)
+
+
 def write_transfers(
-    out: Path, *, seed: int = 1, scale: int = 1, days: int = 30, compress: bool = False
+    out: Path,
+    *,
+    seed: int = 1,
+    scale: int = 1,
+    days: int = 30,
+    compress: bool = False,
+    amount_scale: tuple[int, int] = (1, 1),
+    tick_ms: int = 0,
+    currency: str = "CNY",
 ) -> dict[str, Any]:
     """Writes ``transfers.csv`` (``.csv.gz`` with ``compress``) and
-    ``truth.json`` into folder ``out``; returns the truth."""
+    ``truth.json`` into folder ``out``; returns the truth.
+
+    ``amount_scale`` (numerator, denominator), ``tick_ms`` and ``currency``
+    give the same world in another shape: amounts scaled, times booked one
+    per tick, another currency named (see :func:`_reshaped`)."""
+    if amount_scale[0] < 1 or amount_scale[1] < 1 or tick_ms < 0:
+        raise ValueError(
+            f"amount_scale must be positive and tick_ms >= 0, got {amount_scale}, {tick_ms}"
+        )
     w = build(seed, scale, days)
-    rows = sorted(w.rows)
+    rows = _reshaped(w, amount_scale, tick_ms)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
@@ -284,7 +315,7 @@ def write_transfers(
                 w.banks[dst],
                 dst,
                 f"{q}.{r:02d}",
-                "CNY",
+                currency,
                 memo,
             )
         )
@@ -297,6 +328,10 @@ def write_transfers(
         "days": days,
         "file": name,
         "rows": len(rows),
+        "accounts": len({a for r in rows for a in r[1:3]}),
+        "amount_scale": list(amount_scale),
+        "tick_ms": tick_ms,
+        "currency": currency,
         "replay_args": list(REPLAY_ARGS),
         "patterns": w.patterns,
         "honest": w.honest,
@@ -340,10 +375,43 @@ def honest_alerted(truth: dict[str, Any], alerts: Iterable[Alert]) -> list[tuple
     return sorted({(a.detector, a.subject_id) for a in alerts if a.subject_id in honest})
 
 
+def score_nodes(
+    truth: dict[str, Any], alerts: Iterable[Alert], detectors: Iterable[str]
+) -> dict[str, Any]:
+    """Node level: the accounts named by alerts of ``detectors`` against the
+    labelled accounts (a converted sample's ``fraud_accounts``, else every
+    account of a planted pattern); ``precision``, ``recall`` and ``f1``
+    (``None`` where undefined)."""
+    chosen = set(detectors)
+    named = {acc for a in alerts if a.detector in chosen for acc in a.accounts}
+    if "fraud_accounts" in truth:
+        fraud = set(truth["fraud_accounts"])
+    else:
+        fraud = {acc for p in truth["patterns"] for acc in p["accounts"]}
+    hit = len(named & fraud)
+    precision = hit / len(named) if named else None
+    recall = hit / len(fraud) if fraud else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision is not None and recall is not None and precision + recall
+        else None
+    )
+    return {
+        "accounts": truth.get("accounts"),
+        "fraud": len(fraud),
+        "named": len(named),
+        "correct": hit,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
 __all__ = [
     "write_transfers",
     "score_typologies",
     "honest_alerted",
+    "score_nodes",
     "REPLAY_ARGS",
     "COLUMN_MAP",
     "CONSTANTS",

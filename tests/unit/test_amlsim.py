@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fundflow.amlsim import AMLSimError, convert_amlsim, score_nodes
+from fundflow.amlsim import AMLSimError, convert_amlsim
 from fundflow.cli import main
 from fundflow.schemas.records import Alert
+from fundflow.transfers import score_nodes
 
 SAMPLE = Path(__file__).parent.parent / "data" / "amlsim" / "20K_fanin200cycle200.tgz"
 
