@@ -101,6 +101,8 @@ class TransferGraph:
         horizon = self.watermark - self.retention_ms
         while edges and edges[0][0] < horizon:
             edges.popleft()
+        if not edges:  # a transfer older than the retention: nothing to keep
+            del table[account]
 
     def sweep(self) -> None:
         """Drop every edge older than the retention, and accounts left empty."""

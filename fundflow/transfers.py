@@ -17,13 +17,19 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   deposit paid out to 8-25 payees likewise), 4 ``cycle`` (3-8 hops, 1-36
   hours apart, 0-3 % kept at each), 4 ``gather_scatter`` (4-15 payers, then
   70-98 % paid on to 4-15 payees within a day), 4 ``scatter_gather`` (3-10
-  intermediaries forwarding 92-100 % to one target within 48 hours);
+  intermediaries forwarding 92-100 % to one target within 48 hours), 4
+  ``split_payments`` (2-6 payments of 1-15 yuan from one payer to one payee
+  booked at once), 4 ``off_profile`` (a standing order of one amount, 3-5
+  weeks, then a payment 2-20 times larger or 5-20 times smaller);
 * honest look-alikes: ``merchant`` (hundreds of small takings a day),
   ``payroll`` (40-120 salaries of 4,000-9,800 yuan twice a month),
   ``wholesaler`` (6-8 retailers pay 20,000+ yuan, 30-40 % goes on to
   suppliers), ``treasury_sweep`` (a three-account sweep, a hop every 8
   days), ``friend_loan`` (a loan and its repayment), ``group_funding`` (a
-  parent funds 6 subsidiaries that each pay part of it to one supplier).
+  parent funds 6 subsidiaries that each pay part of it to one supplier),
+  ``double_purchase`` (two everyday purchases at one shop booked at once),
+  ``utility_bills`` (weekly bills varying by 5 %, then one half as large
+  again).
 
 Account ids are drawn from one shuffled pool, so a planted account looks
 like any other.
@@ -31,7 +37,7 @@ like any other.
 >>> import pathlib, tempfile
 >>> t = write_transfers(pathlib.Path(tempfile.mkdtemp()), seed=3, days=12)
 >>> sorted({p["typology"] for p in t["patterns"]}), t["rows"] > 20000
-(['cycle', 'fan_in', 'fan_out', 'gather_scatter', 'scatter_gather'], True)
+(['cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments'], True)
 """
 
 from __future__ import annotations
@@ -50,7 +56,15 @@ from zoneinfo import ZoneInfo
 
 from fundflow.schemas.records import Alert
 
-TYPOLOGIES = ("fan_in", "fan_out", "cycle", "gather_scatter", "scatter_gather")
+TYPOLOGIES = (
+    "fan_in",
+    "fan_out",
+    "cycle",
+    "gather_scatter",
+    "scatter_gather",
+    "split_payments",
+    "off_profile",
+)
 HEADER = ("id", "time", "src_bank", "src", "dst_bank", "dst", "value", "ccy", "memo")
 #: The layout of ``transfers.csv`` in wire fields (``--map``, ``--const``).
 COLUMN_MAP = (
@@ -184,6 +198,29 @@ def _scatter_gather(w: _World) -> None:
     w.patterns.append({"typology": "scatter_gather", "subject": source, "accounts": accounts})
 
 
+def _split(w: _World) -> None:
+    rng = w.rng
+    payer, payee = w.fresh(2)
+    ts = w.at(w.some_day(), rng.uniform(0, 23))
+    for _ in range(rng.randint(2, 6)):  # tiny payments booked at once (card testing)
+        w.pay(ts, payer, payee, _fen(rng, 1, 15))
+    w.patterns.append({"typology": "split_payments", "subject": payer, "accounts": [payer, payee]})
+
+
+def _off_profile(w: _World) -> None:
+    rng = w.rng
+    payer, landlord, odd = w.fresh(3)
+    rent, day = _fen(rng, 800, 6000), rng.uniform(1, 3)
+    steady = rng.randint(3, 5)
+    for i in range(steady):  # a standing order, the same amount each week
+        w.pay(w.at(day + 7 * i, 9), payer, landlord, rent)
+    # then one payment far out of that habit, to an account it never paid
+    share = rng.choice((rng.randint(2, 20), -rng.randint(5, 20)))
+    amount = rent * share if share > 0 else rent // -share
+    w.pay(w.at(day + 7 * steady - 3, rng.uniform(8, 20)), payer, odd, amount)
+    w.patterns.append({"typology": "off_profile", "subject": payer, "accounts": [payer, odd]})
+
+
 def _look_alikes(w: _World) -> None:
     rng = w.rng
     for _ in range(3):  # merchant: many small takings
@@ -239,6 +276,21 @@ def _look_alikes(w: _World) -> None:
         w.honest.append(
             {"kind": "group_funding", "subject": parent, "looks_like": "scatter_gather"}
         )
+    for _ in range(3):  # two everyday purchases at one shop booked at once
+        buyer, shop = w.fresh(2)
+        ts = w.at(w.some_day(), rng.uniform(8, 22))
+        for _ in range(2):
+            w.pay(ts, buyer, shop, _fen(rng, 50, 800))
+        w.honest.append(
+            {"kind": "double_purchase", "subject": buyer, "looks_like": "split_payments"}
+        )
+    for _ in range(3):  # utility bills that vary a little, then a bill half as large again
+        payer, utility = w.fresh(2)
+        bill, day = _fen(rng, 200, 900), rng.uniform(1, 3)
+        for i in range(4):
+            w.pay(w.at(day + 7 * i, 10), payer, utility, bill * rng.randint(95, 105) // 100)
+        w.pay(w.at(day + 28, 10), payer, utility, bill * 3 // 2)
+        w.honest.append({"kind": "utility_bills", "subject": payer, "looks_like": "off_profile"})
 
 
 def build(seed: int, scale: int = 1, days: int = 30) -> _World:
@@ -255,6 +307,8 @@ def build(seed: int, scale: int = 1, days: int = 30) -> _World:
             _cycle(w)
             _gather_scatter(w)
             _scatter_gather(w)
+            _split(w)
+            _off_profile(w)
         _look_alikes(w)
     return w
 
