@@ -46,22 +46,22 @@ class SplitPayments(_Typology):
     def _counts(self, currency: str, amount: int) -> int | None:
         """The ceiling a counted payment stayed below, or ``None``."""
         cfg = self.config.split_payments
-        self.scale.add(currency, amount)
         ceiling = 0
         if cfg.below_pct and self.scale.count(currency) >= self.config.typologies.min_samples:
             ceiling = self.scale.percentile(currency, cfg.below_pct) or 0
+            self._seen = self.scale.count(currency)
         if currency == "CNY" and cfg.max_payment:
             ceiling = max(ceiling, cfg.max_payment)
+        self.scale.add(currency, amount)
         return ceiling if amount < ceiling else None
 
     def _baseline(self) -> dict[str, Any]:
         cfg = self.config.split_payments
         cur = self._currency
         out: dict[str, Any] = {"currency": cur, "each_below": yuan(self._counted_from)}
-        if cfg.below_pct:
+        if cfg.below_pct and self._counted_from != cfg.max_payment:
             out["percentile"] = cfg.below_pct
-            out["percentile_amount"] = yuan(self.scale.percentile(cur, cfg.below_pct) or 0)
-            out["payments_seen"] = self.scale.count(cur)
+            out["payments_seen"] = self._seen
         if cur == "CNY" and cfg.max_payment:
             out["max_payment"] = yuan(cfg.max_payment)
         return out

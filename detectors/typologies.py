@@ -132,8 +132,9 @@ class _Typology(Detector):
         ``min_samples`` payments are seen: nothing counts yet), raised to the
         absolute floor for CNY."""
         floor = self._abs_floor if currency == "CNY" else 1
+        self._seen = self.scale.count(currency)
         if self._pct:
-            if self.scale.count(currency) < self.config.typologies.min_samples:
+            if self._seen < self.config.typologies.min_samples:
                 return None
             floor = max(floor, self.scale.percentile(currency, self._pct, upper=True) or 1)
         return floor
@@ -143,10 +144,10 @@ class _Typology(Detector):
         return currency != "CNY" or amount >= floor
 
     def _counts(self, currency: str, amount: int) -> int | None:
-        """Whether a payment counts: the floor it reached, or ``None``. Every
-        payment is first added to the dump's scale."""
-        self.scale.add(currency, amount)
+        """Whether a payment counts: the floor it reached, or ``None``. The
+        floor is the dump's before this payment; then it joins the scale."""
         floor = self._floor(currency)
+        self.scale.add(currency, amount)
         return None if floor is None or amount < floor else floor
 
     def _on_flow(self, f: Flow) -> None:
@@ -234,7 +235,7 @@ class _Typology(Detector):
         out: dict[str, Any] = {"currency": cur, "counted_from": yuan(self._counted_from)}
         if self._pct:
             out["percentile"] = self._pct
-            out["payments_seen"] = self.scale.count(cur)
+            out["payments_seen"] = self._seen
         if cur == "CNY" and self._abs_floor > 1:
             out["absolute_floor"] = yuan(self._abs_floor)
         return out
@@ -362,7 +363,7 @@ class Cycle(_Typology):
 
     def _see(self, f: Flow) -> None:
         held = self.held
-        context = (self.graph, self._currency, self._unit, self._counted_from)
+        context = (self.graph, self._currency, self._unit, self._counted_from, self._seen)
         if held and f.ts > held[-1][0].ts:
             self._release()
         if self.held and f.ts < self.held[-1][0].ts:
@@ -372,9 +373,9 @@ class Cycle(_Typology):
 
     def _release(self) -> None:
         held, self.held = self.held, []
-        for f, (graph, currency, unit, counted_from) in held:
-            self.graph, self._currency, self._unit, self._counted_from = (
-                graph, currency, unit, counted_from,
+        for f, (graph, currency, unit, counted_from, seen) in held:
+            self.graph, self._currency, self._unit, self._counted_from, self._seen = (
+                graph, currency, unit, counted_from, seen,
             )  # fmt: skip
             self._close(f)
 
