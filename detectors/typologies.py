@@ -171,9 +171,9 @@ class _Typology(Detector):
 
     # -- findings ------------------------------------------------------------
 
-    def _severity(self, amount: int) -> str:
+    def _severity(self, amount: int, unit: str) -> str:
         cfg = self.config.typologies
-        if self._unit != "yuan":  # the bands are yuan
+        if unit != "yuan":  # the bands are yuan
             return "low"
         return band(
             amount,
@@ -217,7 +217,7 @@ class _Typology(Detector):
         self.book.offer(
             alert_id,
             subject,
-            self._severity(amount),
+            self._severity(amount, args["unit"]),
             amount,
             first_ts,
             last_ts,

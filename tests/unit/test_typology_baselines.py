@@ -254,3 +254,19 @@ def test_payments_booked_together_to_one_payee_are_one_payment_of_the_habit():
     alerts = run(OffProfile(), recs, finish=True)
     assert [a.evidence["txn_id"] for a in alerts] == ["SP1", "SP2", "SP3", "SP4", "LATER"]
     assert alerts[-1].evidence["habit"]["payments"] == 4
+
+
+def test_two_currencies_in_one_stream_keep_their_own_graphs_and_severity():
+    cny = [*BASE, *fan_in("H", 10, "200000", start=at(4, 9))]
+    foreign = usd(
+        [*background(prefix="BU"), *fan_in("U", 10, "200000", start=at(4, 10), prefix="FU")]
+    )
+    recs = sorted([*cny, *foreign], key=lambda r: (r.ts, r.txn_id))
+    alerts = run(FanIn(), recs, finish=True)
+    assert [
+        (a.subject_id, a.amount, a.severity, a.evidence["baseline"]["currency"]) for a in alerts
+    ] == [
+        ("H", "2000000.00", "medium", "CNY"),
+        ("U", "2000000.00", "low", "USD"),
+    ]
+    assert [a.evidence["baseline"]["payments_seen"] for a in alerts] == [409, 409]
