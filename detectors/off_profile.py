@@ -11,7 +11,8 @@ by ``factor``, or at least the median times ``factor``. A payer whose
 payments vary widely has no steady habit and is never judged: the rule
 speaks only where the data itself says what is usual. Amounts are judged
 in their own currency (or CNY at the configured rate); nothing is in yuan.
-Subject: the payer; the payee is named with it. One finding per payment.
+Subject: the payer; the payee is named with it. One finding per payee and
+booked time: several odd payments to one payee at once (a split) grow it.
 """
 
 from __future__ import annotations
@@ -66,9 +67,17 @@ class OffProfile(_Typology):
         spread = cfg.habit_spread_pct
         if low * 100 < median * (100 - spread) or high * 100 > median * (100 + spread):
             return
-        if cfg.factor * f.amount > median and f.amount < median * cfg.factor:
+        offs = [
+            (txn, amount)
+            for ts, payee, amount, txn in self.graph.outgoing[f.src_id]
+            if ts == f.ts
+            and payee == f.dst_id
+            and (cfg.factor * amount <= median or amount >= median * cfg.factor)
+        ]
+        if f.txn_id not in {t for t, _a in offs}:
             return
-        aid = make_alert_id(self.name, f.src_id, f.txn_id)
+        # One finding per payee and booked time: a split of one odd sum grows it.
+        aid = make_alert_id(self.name, f.src_id, f.dst_id, f.ts)
         habit = {
             "payments": n,
             "since": min(merged)[0],
@@ -76,24 +85,32 @@ class OffProfile(_Typology):
             "lower_quartile": low,
             "upper_quartile": high,
         }
-        args = {"payee": f.dst_id, "txn": (f.ts, f.txn_id, f.amount), "habit": habit}
-        self._offer((f.src_id, f.txn_id), aid, f.src_id, f.amount, f.ts, f.ts, args, keep=False)
+        total = sum(a for _t, a in offs)
+        args = {"payee": f.dst_id, "ts": f.ts, "offs": offs, "habit": habit}
+        key = (f.src_id, f.dst_id, str(f.ts))
+        self._offer(key, aid, f.src_id, total, f.ts, f.ts, args, keep=False)
 
     def _describe(
         self, subject: str, args: dict[str, Any]
     ) -> tuple[list[str], str, dict[str, Any]]:
-        unit, payee, habit = args["unit"], args["payee"], args["habit"]
-        ts, txn, amount = args["txn"]
+        unit, payee, habit, offs = args["unit"], args["payee"], args["habit"], args["offs"]
         median = habit["median"]
-        below = amount < median
-        ratio = ratio_text(median, amount, 2) if below else ratio_text(amount, median, 2)
+
+        def times_off(amount: int) -> str:
+            return (
+                ratio_text(median, amount, 2) if amount < median else ratio_text(amount, median, 2)
+            )
+
+        total = sum(a for _t, a in offs)
         evidence = {
             "signal": self.name,
             "payer": subject,
             "payee": payee,
-            "txn_id": txn,
-            "ts": iso(ts, self.zone),
-            "amount": yuan(amount),
+            "ts": iso(args["ts"], self.zone),
+            "total": yuan(total),
+            "payments": [
+                {"txn_id": t, "amount": yuan(a), "times_off": times_off(a)} for t, a in offs[:50]
+            ],
             "habit": {
                 "payments": habit["payments"],
                 "since": iso(habit["since"], self.zone),
@@ -101,16 +118,22 @@ class OffProfile(_Typology):
                 "lower_quartile": yuan(habit["lower_quartile"]),
                 "upper_quartile": yuan(habit["upper_quartile"]),
             },
-            "times_off": ratio,
-            "sample_txn_ids": [txn],
+            "sample_txn_ids": [t for t, _a in offs[: self.config.alerts.sample_txns]],
             "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
-        side = "below" if below else "above"
+        first = offs[0][1]
+        side = "below" if first < median else "above"
+        what = (
+            f"{yuan(first)} {unit}, {times_off(first)} times {side} its habit"
+            if len(offs) == 1
+            else f"{yuan(total)} {unit} in {len(offs)} payments at one booked time, the first "
+            f"{times_off(first)} times {side} its habit"
+        )
         summary = (
-            f"Account {subject} paid account {payee} {yuan(amount)} {unit}, {ratio} times {side} "
-            f"its habit: its last {habit['payments']} payments had a median of {yuan(median)} "
-            f"{unit}, quartiles {yuan(habit['lower_quartile'])}-{yuan(habit['upper_quartile'])}."
+            f"Account {subject} paid account {payee} {what}: its last {habit['payments']} "
+            f"payments had a median of {yuan(median)} {unit}, quartiles "
+            f"{yuan(habit['lower_quartile'])}-{yuan(habit['upper_quartile'])}."
         )
         return [subject, payee], summary, evidence
 

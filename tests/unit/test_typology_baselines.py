@@ -207,13 +207,13 @@ def test_everyday_payments_to_one_payee_at_once_are_not_split():
 def test_a_payment_far_below_a_steady_habit_is_off_profile_with_the_habit_in_evidence():
     [a] = run(OffProfile(), habit("OPP", ["1000", "1000", "1000"], "250", start=at(1)))
     assert (a.alert_id, a.subject_id, a.accounts, a.amount) == (
-        make_alert_id("off_profile", "OPP", "OP4"),
+        make_alert_id("off_profile", "OPP", "OPR4", at(1, 18)),
         "OPP",
         ("OPP", "OPR4"),
         "250.00",
     )
     ev = a.evidence
-    assert (ev["txn_id"], ev["times_off"]) == ("OP4", "4.00")
+    assert ev["payments"] == [{"txn_id": "OP4", "amount": "250.00", "times_off": "4.00"}]
     assert ev["habit"] == {
         "payments": 3,
         "since": "2026-03-03T00:00:00+08:00",
@@ -246,13 +246,21 @@ def test_off_profile_each_side_of_each_threshold(steady, odd, alerts):
 
 def test_payments_booked_together_to_one_payee_are_one_payment_of_the_habit():
     # Three standing payments, then a split of 4 x 250 to one payee at one
-    # time: each 250 is off profile; the habit after them still holds 3
+    # time: one finding growing with each; the habit after them holds the 3
     # payments of 1,000 and one of 1,000 (the split, merged).
     recs = habit("OPP", ["1000", "1000", "1000"], "2000", start=at(1))[:3]
     recs += split("OPP", "Q", ["250"] * 4, at_ts=at(3))
     recs += [clearing("LATER", at(4), "OPP", "R", "250")]
     alerts = run(OffProfile(), recs, finish=True)
-    assert [a.evidence["txn_id"] for a in alerts] == ["SP1", "SP2", "SP3", "SP4", "LATER"]
+    assert [(a.amount, a.revision) for a in alerts] == [
+        ("250.00", 1), ("500.00", 2), ("750.00", 3), ("1000.00", 4), ("250.00", 1),
+    ]  # fmt: skip
+    assert len({a.alert_id for a in alerts}) == 2
+    assert [p["txn_id"] for p in alerts[3].evidence["payments"]] == ["SP1", "SP2", "SP3", "SP4"]
+    assert alerts[3].summary.startswith(
+        "Account OPP paid account Q 1000.00 yuan in 4 payments at one booked time, the first "
+        "4.00 times below its habit"
+    )
     assert alerts[-1].evidence["habit"]["payments"] == 4
 
 
