@@ -6,9 +6,15 @@ records, no roles, no platforms, no reference data). These detectors look
 for the classic laundering shapes in such a stream, each on a windowed
 :class:`~fundflow.detectors.transfer_graph.TransferGraph` of its own:
 
+A payment *counts* when it reaches the ``min_payment_pct``-th percentile of
+the payments seen before it in its currency
+(:class:`~fundflow.detectors.data_scale.AmountScale`, trusted after
+``[typologies] min_samples``) and, for CNY, the absolute ``min_payment``
+(default 0: a legal threshold when a supervisor has one). Yuan totals
+(``min_total``, ``min_inflow``) apply to CNY only.
+
 ``fan_in``
-    One account receives counted payments (each at least ``min_payment``)
-    from at least ``min_counterparties`` distinct payers, together at least
+    One account receives counted payments from at least ``min_counterparties`` distinct payers, together at least
     ``min_total``, within ``window_hours``. Subject: the receiving hub.
 ``fan_out``
     The converse: one account pays that many distinct payees. Subject: the
@@ -16,9 +22,9 @@ for the classic laundering shapes in such a stream, each on a windowed
 ``cycle``
     Money returns to its origin: a chain of ``min_hops`` to ``max_hops``
     transfers through distinct accounts, each no earlier than the one
-    before, the first to the last within ``window_hours``, every hop at
-    least ``min_payment`` and within ``tolerance_pct`` of the amount that
-    comes back. Subject: the origin, the first account of the loop.
+    before, the first to the last within ``window_hours``, every hop
+    counted and within ``tolerance_pct`` of the amount that comes back.
+    Subject: the origin, the first account of the loop.
 ``gather_scatter``
     A pass-through hub: within ``window_hours`` it gathers at least
     ``min_inflow`` from ``min_sources`` distinct payers and, after its first
@@ -32,8 +38,9 @@ for the classic laundering shapes in such a stream, each on a windowed
 
 They read ``clearing_txn`` records, payments between accounts; a custody
 ledger's bookings (``custody_txn``) are the business detectors' to judge,
-with the roles they carry. Only ``CNY`` transfers count (amounts are never
-added across currencies).
+with the roles they carry. Amounts are never added across currencies: a
+currency named in ``[typologies] rates`` is converted to CNY, any other is
+judged in a graph and against a scale of its own.
 A finding lasts while its shape does: an episode ends when the rule has not
 held for a window, and a growing finding is re-emitted under the same id.
 These detectors judge one transfer graph, so they need every transfer of
