@@ -10,10 +10,12 @@ from .excessive_return import ExcessiveReturn
 from .fund_pool import FundPool
 from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
+from .off_profile import OffProfile
 from .ownership import Ownership
 from .private_product_split import PrivateProductSplit
 from .reserve_misuse import ReserveMisuse
 from .self_financing import SelfFinancing
+from .split_payments import SplitPayments
 from .typologies import Cycle, FanIn, FanOut, GatherScatter, ScatterGather
 from .unlicensed_business import UnlicensedBusiness
 
@@ -41,4 +43,6 @@ __all__ = [
     "Cycle",
     "GatherScatter",
     "ScatterGather",
+    "SplitPayments",
+    "OffProfile",
 ]

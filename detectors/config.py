@@ -244,6 +244,19 @@ def _window(section: str, raw: dict[str, Any]) -> int:
     return _int(section, "window_hours", raw["window_hours"], 1, 24 * 366) * HOUR_MS
 
 
+def _rates(section: str, value: Any) -> tuple[tuple[str, int, int], ...]:
+    if not isinstance(value, dict):
+        raise ValueError(f'{section}.rates must be a table of currency = "yuan per unit"')
+    out = []
+    for cur, rate in sorted(value.items()):
+        if not (len(cur) == 3 and cur.isalpha() and cur.isupper()) or cur == "CNY":
+            raise ValueError(f"{section}.rates: {cur!r} is not a three-letter code other than CNY")
+        d = _dec(section, f"rates.{cur}", rate, Decimal("0.000001"), Decimal("1000000"))
+        num, den = d.as_integer_ratio()
+        out.append((cur, num, den))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class TypologyGraphConfig:
     """``[typologies]``: bounds and severity shared by the typology detectors."""
@@ -252,11 +265,24 @@ class TypologyGraphConfig:
     severity_medium: int
     severity_high: int
     severity_critical: int
+    min_samples: int
+    #: ``(currency, numerator, denominator)``: one unit of it is worth
+    #: numerator/denominator yuan.
+    rates: tuple[tuple[str, int, int], ...]
+
+    def rate(self, currency: str) -> tuple[int, int] | None:
+        """The rate table's ``(numerator, denominator)`` for ``currency``."""
+        for cur, num, den in self.rates:
+            if cur == currency:
+                return num, den
+        return None
 
     @classmethod
     def build(cls, raw: dict[str, Any]) -> TypologyGraphConfig:
         s = "typologies"
         cfg = cls(
+            min_samples=_int(s, "min_samples", raw["min_samples"], 1),
+            rates=_rates(s, raw["rates"]),
             max_edges_per_account=_int(
                 s, "max_edges_per_account", raw["max_edges_per_account"], 2, 100_000
             ),
@@ -275,6 +301,7 @@ class FanConfig:
 
     window_ms: int
     min_payment: int
+    min_payment_pct: int
     min_counterparties: int
     min_total: int
 
@@ -283,6 +310,7 @@ class FanConfig:
         return cls(
             window_ms=_window(s, raw),
             min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
             min_counterparties=_int(s, "min_counterparties", raw["min_counterparties"], 2),
             min_total=_fen(s, "min_total", raw["min_total"]),
         )
@@ -296,6 +324,7 @@ class CycleConfig:
     min_hops: int
     max_hops: int
     min_payment: int
+    min_payment_pct: int
     tolerance_pct: int
     max_search_steps: int
 
@@ -307,6 +336,7 @@ class CycleConfig:
             min_hops=_int(s, "min_hops", raw["min_hops"], 2, 12),
             max_hops=_int(s, "max_hops", raw["max_hops"], 2, 12),
             min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
             tolerance_pct=_int(s, "tolerance_pct", raw["tolerance_pct"], 0, 99),
             max_search_steps=_int(s, "max_search_steps", raw["max_search_steps"], 1, 10**7),
         )
@@ -323,6 +353,7 @@ class GatherScatterConfig:
 
     window_ms: int
     min_payment: int
+    min_payment_pct: int
     min_sources: int
     min_sinks: int
     min_inflow: int
@@ -334,6 +365,7 @@ class GatherScatterConfig:
         return cls(
             window_ms=_window(s, raw),
             min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
             min_sources=_int(s, "min_sources", raw["min_sources"], 1),
             min_sinks=_int(s, "min_sinks", raw["min_sinks"], 1),
             min_inflow=_fen(s, "min_inflow", raw["min_inflow"]),
@@ -349,6 +381,7 @@ class ScatterGatherConfig:
 
     window_ms: int
     min_payment: int
+    min_payment_pct: int
     min_intermediaries: int
     min_total: int
     tolerance_pct: int
@@ -360,6 +393,7 @@ class ScatterGatherConfig:
         return cls(
             window_ms=_window(s, raw),
             min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
             min_intermediaries=_int(s, "min_intermediaries", raw["min_intermediaries"], 2),
             min_total=_fen(s, "min_total", raw["min_total"]),
             tolerance_pct=_int(s, "tolerance_pct", raw["tolerance_pct"], 0, 99),
@@ -589,6 +623,54 @@ class PrivateProductConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SplitPaymentsConfig:
+    """``[split_payments]``."""
+
+    window_ms: int
+    min_payments: int
+    below_pct: int
+    max_payment: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> SplitPaymentsConfig:
+        s = "split_payments"
+        return cls(
+            window_ms=_int(s, "window_minutes", raw["window_minutes"], 0, 24 * 60) * 60_000,
+            min_payments=_int(s, "min_payments", raw["min_payments"], 2, 1000),
+            below_pct=_int(s, "below_pct", raw["below_pct"], 0, 50),
+            max_payment=_fen(s, "max_payment", raw["max_payment"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OffProfileConfig:
+    """``[off_profile]``."""
+
+    history_ms: int
+    history_payments: int
+    min_history: int
+    habit_spread_pct: int
+    factor: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> OffProfileConfig:
+        s = "off_profile"
+        cfg = cls(
+            history_ms=_int(s, "history_days", raw["history_days"], 1, 3660) * DAY_MS,
+            history_payments=_int(s, "history_payments", raw["history_payments"], 2, 10_000),
+            min_history=_int(s, "min_history", raw["min_history"], 1, 10_000),
+            habit_spread_pct=_int(s, "habit_spread_pct", raw["habit_spread_pct"], 0, 99),
+            factor=_int(s, "factor", raw["factor"], 2, 10**6),
+        )
+        if cfg.min_history > cfg.history_payments:
+            raise ValueError(
+                f"off_profile.min_history must be <= off_profile.history_payments, "
+                f"got {cfg.min_history} > {cfg.history_payments}"
+            )
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     engine: EngineConfig
     alerts: AlertConfig
@@ -604,6 +686,8 @@ class Config:
     cycle: CycleConfig
     gather_scatter: GatherScatterConfig
     scatter_gather: ScatterGatherConfig
+    split_payments: SplitPaymentsConfig
+    off_profile: OffProfileConfig
     cross_bank_clearing: CrossBankConfig
     unlicensed_business: UnlicensedConfig
     down_payment_loan: DownPaymentConfig
@@ -639,6 +723,8 @@ _BUILDERS = {
     "cycle": CycleConfig.build,
     "gather_scatter": GatherScatterConfig.build,
     "scatter_gather": ScatterGatherConfig.build,
+    "split_payments": SplitPaymentsConfig.build,
+    "off_profile": OffProfileConfig.build,
 }
 
 

@@ -50,11 +50,13 @@ from .excessive_return import ExcessiveReturn
 from .fund_pool import FundPool
 from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
+from .off_profile import OffProfile
 from .ordering import KIND_RANK, NO_BOUND, EventOrder, sort_key
 from .private_product_split import PrivateProductSplit
 from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
 from .self_financing import SelfFinancing
+from .split_payments import SplitPayments
 from .typologies import TYPOLOGY_DETECTORS
 from .unlicensed_business import UnlicensedBusiness
 
@@ -73,8 +75,11 @@ DEFAULT_DETECTORS: tuple[type[Detector], ...] = (
     PrivateProductSplit,
 )
 DETECTORS: dict[str, type[Detector]] = {d.name: d for d in DEFAULT_DETECTORS}
-#: The opt-in money-laundering typologies for raw transfer dumps (typologies.py).
-TYPOLOGIES: dict[str, type[Detector]] = {d.name: d for d in TYPOLOGY_DETECTORS}
+#: The opt-in money-laundering typologies for raw transfer dumps (typologies.py,
+#: split_payments.py, off_profile.py).
+TYPOLOGIES: dict[str, type[Detector]] = {
+    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile)
+}
 
 
 def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
@@ -82,7 +87,7 @@ def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
     ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.
 
     >>> detector_names(["fan_in", "typologies"])
-    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather']
+    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile']
     """
     groups = {"default": list(DETECTORS), "typologies": list(TYPOLOGIES)}
     out: list[str] = []

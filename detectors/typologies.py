@@ -6,9 +6,15 @@ records, no roles, no platforms, no reference data). These detectors look
 for the classic laundering shapes in such a stream, each on a windowed
 :class:`~fundflow.detectors.transfer_graph.TransferGraph` of its own:
 
+A payment *counts* when it reaches the ``min_payment_pct``-th percentile of
+the payments seen before it in its currency
+(:class:`~fundflow.detectors.data_scale.AmountScale`, trusted after
+``[typologies] min_samples``) and, for CNY, the absolute ``min_payment``
+(default 0: a legal threshold when a supervisor has one). Yuan totals
+(``min_total``, ``min_inflow``) apply to CNY only.
+
 ``fan_in``
-    One account receives counted payments (each at least ``min_payment``)
-    from at least ``min_counterparties`` distinct payers, together at least
+    One account receives counted payments from at least ``min_counterparties`` distinct payers, together at least
     ``min_total``, within ``window_hours``. Subject: the receiving hub.
 ``fan_out``
     The converse: one account pays that many distinct payees. Subject: the
@@ -16,9 +22,9 @@ for the classic laundering shapes in such a stream, each on a windowed
 ``cycle``
     Money returns to its origin: a chain of ``min_hops`` to ``max_hops``
     transfers through distinct accounts, each no earlier than the one
-    before, the first to the last within ``window_hours``, every hop at
-    least ``min_payment`` and within ``tolerance_pct`` of the amount that
-    comes back. Subject: the origin, the first account of the loop.
+    before, the first to the last within ``window_hours``, every hop
+    counted and within ``tolerance_pct`` of the amount that comes back.
+    Subject: the origin, the first account of the loop.
 ``gather_scatter``
     A pass-through hub: within ``window_hours`` it gathers at least
     ``min_inflow`` from ``min_sources`` distinct payers and, after its first
@@ -32,8 +38,9 @@ for the classic laundering shapes in such a stream, each on a windowed
 
 They read ``clearing_txn`` records, payments between accounts; a custody
 ledger's bookings (``custody_txn``) are the business detectors' to judge,
-with the roles they carry. Only ``CNY`` transfers count (amounts are never
-added across currencies).
+with the roles they carry. Amounts are never added across currencies: a
+currency named in ``[typologies] rates`` is converted to CNY, any other is
+judged in a graph and against a scale of its own.
 A finding lasts while its shape does: an episode ends when the rule has not
 held for a window, and a growing finding is re-emitted under the same id.
 These detectors judge one transfer graph, so they need every transfer of
@@ -50,8 +57,17 @@ from typing import Any, ClassVar, Self
 from .alerting import NO_END, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector
 from .config import FanConfig
+from .data_scale import AmountScale
 from .reference import Flow
 from .transfer_graph import Edge, TransferGraph
+
+
+def _converted(f: Flow, amount: int) -> Flow:
+    """``f`` with its amount in the currency it is judged in."""
+    return Flow(
+        f.txn_id, f.ts, amount, "CNY", f.purpose, f.src_id, f.dst_id, f.src, f.dst,
+        f.platform_id, f.product_id, f.loan_id, f.system, f.initiator_id, f.custody,
+    )  # fmt: skip
 
 
 class _Typology(Detector):
@@ -81,34 +97,93 @@ class _Typology(Detector):
     def _min_payment(self) -> int:
         return getattr(self.config, self.name).min_payment  # type: ignore[no-any-return]
 
+    def _min_payment_pct(self) -> int:
+        return getattr(self.config, self.name).min_payment_pct  # type: ignore[no-any-return]
+
     def _fresh(self) -> dict[str, Any]:
         self._window = self._window_ms()
-        self._floor = max(self._min_payment(), 1)
-        graph = TransferGraph(
+        self._abs_floor = max(self._min_payment(), 1)
+        self._pct = self._min_payment_pct()
+        self._unit = "yuan"
+        # graphs: currency -> its transfer graph (amounts are never added across
+        # currencies); scale: the dump's payment sizes per currency.
+        # episodes: key -> [start, last ts the rule held]
+        return {
+            "graphs": {},
+            "scale": AmountScale(),
+            "episodes": {},
+            "last_sweep": {},
+        }
+
+    def _new_graph(self) -> TransferGraph:
+        return TransferGraph(
             self._window + self.config.engine.dedup_window_ms,
             self.config.typologies.max_edges_per_account,
             incoming=self.keeps_incoming,
             outgoing=self.keeps_outgoing,
         )
-        # episodes: key -> [start, last ts the rule held]
-        return {"graph": graph, "episodes": {}, "last_sweep": -1}
+
+    def _own_terms(self, f: Flow) -> tuple[str, int]:
+        """The currency a payment is judged in and its amount there: CNY at
+        the configured rate when the rate table names its currency."""
+        if f.currency == "CNY":
+            return "CNY", f.amount
+        rate = self.config.typologies.rate(f.currency)
+        if rate is None:
+            return f.currency, f.amount
+        return "CNY", f.amount * rate[0] // rate[1]
+
+    def _floor(self, currency: str) -> int | None:
+        """The smallest payment that counts in ``currency``: the dump's
+        ``min_payment_pct``-th percentile there (``None`` until
+        ``min_samples`` payments are seen: nothing counts yet), raised to the
+        absolute floor for CNY."""
+        floor = self._abs_floor if currency == "CNY" else 1
+        self._seen = self.scale.count(currency)
+        if self._pct:
+            if self._seen < self.config.typologies.min_samples:
+                return None
+            floor = max(floor, self.scale.percentile(currency, self._pct, upper=True) or 1)
+        return floor
+
+    def _at_least(self, currency: str, amount: int, floor: int) -> bool:
+        """``amount`` reaches the absolute ``floor`` (yuan: CNY only)."""
+        return currency != "CNY" or amount >= floor
+
+    def _counts(self, currency: str, amount: int) -> int | None:
+        """Whether a payment counts: the floor it reached, or ``None``. The
+        floor is the dump's before this payment; then it joins the scale."""
+        floor = self._floor(currency)
+        self.scale.add(currency, amount)
+        return None if floor is None or amount < floor else floor
 
     def _on_flow(self, f: Flow) -> None:
-        if f.custody or f.currency != "CNY" or f.amount < self._floor or f.src_id == f.dst_id:
+        if f.custody or f.src_id == f.dst_id:
             return
-        g = self.graph
-        g.add(f.ts, f.src_id, f.dst_id, f.amount, f.txn_id)
+        currency, amount = self._own_terms(f)
+        counted = self._counts(currency, amount)
+        if counted is None:
+            return
+        self._currency, self._counted_from = currency, counted
+        self._unit = "yuan" if currency == "CNY" else currency
+        g = self.graphs.get(currency)
+        if g is None:
+            g = self.graphs[currency] = self._new_graph()
+        self.graph = g
+        g.add(f.ts, f.src_id, f.dst_id, amount, f.txn_id)
         # One clock, the whole stream's: every subject's ended episodes settle.
         self.book.settle_due(g.watermark)
-        if g.swept_at != self.last_sweep:
-            self.last_sweep = g.swept_at
+        if g.swept_at != self.last_sweep.get(currency):
+            self.last_sweep[currency] = g.swept_at
             self._forget(g.watermark - self._window)
-        self._see(f)
+        self._see(f if amount == f.amount else _converted(f, amount))
 
     # -- findings ------------------------------------------------------------
 
-    def _severity(self, amount: int) -> str:
+    def _severity(self, amount: int, unit: str) -> str:
         cfg = self.config.typologies
+        if unit != "yuan":  # the bands are yuan
+            return "low"
         return band(
             amount,
             (
@@ -139,12 +214,16 @@ class _Typology(Detector):
         args: dict[str, Any],
     ) -> None:
         """Offer the figures to the alert book, with the end of the episode
-        of ``key`` (a finding with no episode ends with the stream)."""
+        of ``key`` (a finding with no episode ends with the stream). ``args``
+        gain the unit and the baseline in force now, for the evidence built
+        later."""
+        if "unit" not in args:
+            args = {**args, "unit": self._unit, "baseline": self._baseline()}
         ep = self.episodes.get(key)
         self.book.offer(
             alert_id,
             subject,
-            self._severity(amount),
+            self._severity(amount, args["unit"]),
             amount,
             first_ts,
             last_ts,
@@ -155,6 +234,18 @@ class _Typology(Detector):
     def _thresholds(self) -> dict[str, Any]:
         return {**self.config.thresholds(self.name), **self.config.thresholds("typologies")}
 
+    def _baseline(self) -> dict[str, Any]:
+        """What made the payments count: the floor in force and the dump's
+        figure it came from (evidence ``baseline``)."""
+        cur = self._currency
+        out: dict[str, Any] = {"currency": cur, "counted_from": yuan(self._counted_from)}
+        if self._pct:
+            out["percentile"] = self._pct
+            out["payments_seen"] = self._seen
+        if cur == "CNY" and self._abs_floor > 1:
+            out["absolute_floor"] = yuan(self._abs_floor)
+        return out
+
     def _forget(self, horizon: int) -> None:
         """Episodes whose rule last held before ``horizon`` are over (their
         final figures were settled as the clock passed their end): let them go."""
@@ -163,12 +254,14 @@ class _Typology(Detector):
 
     def restore(self, blob: bytes) -> Self:
         super().restore(blob)
-        # Checkpoints written before the alert book settled episodes kept
-        # each episode's last figures here: they wait in the book now.
-        kept = self.__dict__.pop("pending", None) or {}
-        for key in sorted(kept):
-            self._offer(key, *kept[key])
-        self.book.out.clear()
+        # A checkpoint of the layout before graphs per currency (one graph,
+        # the episodes' last figures kept here): its transfers cannot be
+        # judged against a scale it never kept, so the typology starts
+        # afresh; the alert ids it issued stay issued.
+        if self.__dict__.pop("pending", None) is not None:
+            self.__dict__.pop("graph", None)
+            for key, value in self._fresh().items():
+                setattr(self, key, value)
         return self
 
     def _samples(self, edges: list[Edge]) -> list[str]:
@@ -198,7 +291,9 @@ class _Fan(_Typology):
         edges = g.within(table, hub, f.ts - self._window + 1, f.ts)
         parties = {e[1] for e in edges}
         total = sum(e[2] for e in edges)
-        if len(parties) < cfg.min_counterparties or total < cfg.min_total:
+        if len(parties) < cfg.min_counterparties or not self._at_least(
+            self._currency, total, cfg.min_total
+        ):
             return
         start = self._episode((hub,), f.ts)
         aid = make_alert_id(self.name, hub, start)
@@ -207,6 +302,7 @@ class _Fan(_Typology):
     def _describe(
         self, subject: str, args: dict[str, Any]
     ) -> tuple[list[str], str, dict[str, Any]]:
+        unit = args["unit"]
         edges: list[Edge] = args["edges"]
         parties = _by_party(edges)
         total = sum(e[2] for e in edges)
@@ -226,10 +322,11 @@ class _Fan(_Typology):
             ],
             "sample_txn_ids": self._samples(edges),
             "thresholds": self._thresholds(),
+            "baseline": args["baseline"],
         }
         summary = (
-            f"Account {subject} {verb} {yuan(total)} yuan in {len(edges)} transfers of at least "
-            f"{yuan(self._floor)} yuan {'from' if self.inbound else 'to'} {len(parties)} distinct "
+            f"Account {subject} {verb} {yuan(total)} {unit} in {len(edges)} transfers of at least "
+            f"{args['baseline']['counted_from']} {unit} {'from' if self.inbound else 'to'} {len(parties)} distinct "
             f"{side} within {hours} hours."
         )
         return [subject, *(p[0] for p in parties[:19])], summary, evidence
@@ -262,7 +359,43 @@ class Cycle(_Typology):
     name = "cycle"
     keeps_outgoing = False
 
+    # A dump that books one time a tick (a day) says nothing of the order of
+    # the transfers within it, so a transfer's loop search waits until the
+    # stream has moved past its booked time (a later transfer, a heartbeat,
+    # the end): then every hop booked with it is in the graph. A transfer
+    # later than one already held is searched at once.
+
+    def _fresh(self) -> dict[str, Any]:
+        return {**super()._fresh(), "held": []}
+
     def _see(self, f: Flow) -> None:
+        held = self.held
+        context = (self.graph, self._currency, self._unit, self._counted_from, self._seen)
+        if held and f.ts > held[-1][0].ts:
+            self._release()
+        if self.held and f.ts < self.held[-1][0].ts:
+            self._close(f)
+        else:
+            self.held.append((f, context))
+
+    def _release(self) -> None:
+        held, self.held = self.held, []
+        for f, (graph, currency, unit, counted_from, seen) in held:
+            self.graph, self._currency, self._unit, self._counted_from, self._seen = (
+                graph, currency, unit, counted_from, seen,
+            )  # fmt: skip
+            self._close(f)
+
+    def _on_tick(self, now_ms: int) -> None:
+        if self.held and now_ms > self.held[-1][0].ts:
+            self._release()
+
+    def _on_finish(self) -> None:
+        self._release()
+        super()._on_finish()
+
+    def _close(self, f: Flow) -> None:
+        """Search for a loop that ``f`` closes."""
         cfg = self.config.cycle
         origin = f.dst_id
         closing: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
@@ -319,6 +452,7 @@ class Cycle(_Typology):
     def _describe(
         self, subject: str, args: dict[str, Any]
     ) -> tuple[list[str], str, dict[str, Any]]:
+        unit = args["unit"]
         hops = args["hops"]
         accounts = [h[1] for h in hops]
         hours = self._window // 3_600_000
@@ -341,9 +475,10 @@ class Cycle(_Typology):
             "span_hours": ratio_text(hops[-1][0] - hops[0][0], 3_600_000, 2),
             "sample_txn_ids": [h[4] for h in hops],
             "thresholds": self._thresholds(),
+            "baseline": args["baseline"],
         }
         summary = (
-            f"{yuan(hops[0][3])} yuan left account {subject} and {yuan(hops[-1][3])} yuan came "
+            f"{yuan(hops[0][3])} {unit} left account {subject} and {yuan(hops[-1][3])} {unit} came "
             f"back to it through {len(hops) - 1} other account(s) in {len(hops)} transfers "
             f"within {hours} hours."
         )
@@ -369,7 +504,7 @@ class GatherScatter(_Typology):
         inflow = sum(e[2] for e in ins)
         outflow = sum(e[2] for e in outs)
         if (
-            inflow < cfg.min_inflow
+            not self._at_least(self._currency, inflow, cfg.min_inflow)
             or outflow * 100 < inflow * cfg.min_pass_through_pct
             or len({e[1] for e in ins}) < cfg.min_sources
             or len({e[1] for e in outs}) < cfg.min_sinks
@@ -383,6 +518,7 @@ class GatherScatter(_Typology):
     def _describe(
         self, subject: str, args: dict[str, Any]
     ) -> tuple[list[str], str, dict[str, Any]]:
+        unit = args["unit"]
         ins, outs = args["ins"], args["outs"]
         sources, sinks = _by_party(ins), _by_party(outs)
         inflow, outflow = sum(e[2] for e in ins), sum(e[2] for e in outs)
@@ -402,9 +538,10 @@ class GatherScatter(_Typology):
             "sinks": [{"account": a, "amount": yuan(m), "transfers": n} for a, m, n in sinks],
             "sample_txn_ids": [e[3] for e in ins[: k - k // 2]] + [e[3] for e in outs[: k // 2]],
             "thresholds": self._thresholds(),
+            "baseline": args["baseline"],
         }
         summary = (
-            f"Account {subject} gathered {yuan(inflow)} yuan from {len(sources)} payers and paid "
+            f"Account {subject} gathered {yuan(inflow)} {unit} from {len(sources)} payers and paid "
             f"{ratio} of it on to {len(sinks)} payees within {self._window // 3_600_000} hours."
         )
         accounts = [subject, *(s[0] for s in sources[:9]), *(s[0] for s in sinks[:10])]
@@ -450,7 +587,9 @@ class ScatterGather(_Typology):
                 if budget <= 0:
                     return
             total = sum(out[2] for _e, out in legs.values())
-            if len(legs) < cfg.min_intermediaries or total < cfg.min_total:
+            if len(legs) < cfg.min_intermediaries or not self._at_least(
+                self._currency, total, cfg.min_total
+            ):
                 continue
             ep = self._episode((source, target), f.ts)
             aid = make_alert_id(self.name, source, target, ep)
@@ -466,6 +605,7 @@ class ScatterGather(_Typology):
     def _describe(
         self, subject: str, args: dict[str, Any]
     ) -> tuple[list[str], str, dict[str, Any]]:
+        unit = args["unit"]
         target, legs = args["target"], args["legs"]
         sent = sum(e[2] for _m, e, _o in legs)
         total = sum(o[2] for _m, _e, o in legs)
@@ -493,10 +633,11 @@ class ScatterGather(_Typology):
                 : self.config.alerts.sample_txns
             ],
             "thresholds": self._thresholds(),
+            "baseline": args["baseline"],
         }
         summary = (
-            f"Account {subject} sent {yuan(sent)} yuan through {len(legs)} intermediaries that "
-            f"paid {yuan(total)} yuan on to account {target} within "
+            f"Account {subject} sent {yuan(sent)} {unit} through {len(legs)} intermediaries that "
+            f"paid {yuan(total)} {unit} on to account {target} within "
             f"{self._window // 3_600_000} hours."
         )
         return [subject, target, *(m for m, _e, _o in legs[:18])], summary, evidence

@@ -217,63 +217,161 @@ def _run(folder: Path, records: int, seed: int, as_json: bool) -> dict[str, Any]
     return figures
 
 
-def run_typology_bench(
-    *, seeds: int, scale: int, days: int, work_dir: str | None, as_json: bool
-) -> dict[str, Any]:
-    """Precision and recall of the typology detectors on ``seeds`` labelled
-    transfer worlds (:mod:`fundflow.transfers`, seeds 1..N), each replayed
-    through its foreign column layout as ``fundflow replay --map`` reads it.
+#: The shapes each transfer world is benchmarked in: a name and the
+#: :func:`~fundflow.transfers.write_transfers` arguments that give it.
+TYPOLOGY_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("as generated", {}),
+    ("amounts x0.01", {"amount_scale": (1, 100)}),
+    ("amounts x100", {"amount_scale": (100, 1)}),
+    ("one tick a minute", {"tick_ms": 60_000}),
+    ("one tick a day", {"tick_ms": 86_400_000}),
+    ("in USD (x0.14)", {"amount_scale": (14, 100), "currency": "USD"}),
+)
+#: The vendored IBM AMLSim sample, when the source tree is at hand.
+AMLSIM_SAMPLE = (
+    Path(__file__).resolve().parent.parent / "tests/data/amlsim/20K_fanin200cycle200.tgz"
+)
 
-    Recall: planted patterns with an alert of their typology on their
-    subject. Precision: alerted subjects that belong to a planted pattern.
-    Both pooled over the seeds; per seed in ``seeds`` of the result.
-    """
+
+def _f1(p: float | None, r: float | None) -> float | None:
+    return None if p is None or r is None or p + r == 0 else 2 * p * r / (p + r)
+
+
+def _ratio(n: int, d: int) -> float | None:
+    return round(n / d, 3) if d else None
+
+
+def _replay_world(folder: Path, truth: dict[str, Any], config: Config) -> tuple[list[Any], Any]:
     from fundflow.schemas.decode import ColumnMap
     from fundflow.schemas.records import Alert
 
-    from .transfers import (
-        COLUMN_MAP,
-        CONSTANTS,
-        TYPOLOGIES,
-        honest_alerted,
-        score_typologies,
-        write_transfers,
-    )
+    from .transfers import COLUMN_MAP, CONSTANTS
+
+    columns = ColumnMap.parse("clearing_txn", COLUMN_MAP, CONSTANTS)
+    with open(folder / "alerts.jsonl", "wb") as out, open(os.devnull, "wb") as dead:
+        summary = replay(
+            [str(folder / truth["file"])],
+            config=config,
+            kind="clearing_txn",
+            detectors=["typologies"],
+            columns=columns,
+            alerts_out=out,
+            deadletter_out=dead,
+        )
+    raw = (folder / "alerts.jsonl").read_bytes()
+    return [msgspec.json.decode(line, type=Alert) for line in raw.splitlines()], summary
+
+
+def _pooled(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """Pattern- and node-level precision, recall and F1 from pooled counts."""
+    out = {}
+    for t, c in counts.items():
+        recall, precision = _ratio(c["found"], c["planted"]), _ratio(c["on_patterns"], c["alerted"])
+        n_recall, n_precision = (
+            _ratio(c["nodes_found"], c["nodes"]),
+            _ratio(c["named_dirty"], c["named"]),
+        )
+        f1, n_f1 = _f1(precision, recall), _f1(n_precision, n_recall)
+        out[t] = {
+            **c,
+            "recall": recall,
+            "precision": precision,
+            "f1": None if f1 is None else round(f1, 3),
+            "node_recall": n_recall,
+            "node_precision": n_precision,
+            "node_f1": None if n_f1 is None else round(n_f1, 3),
+        }
+    return out
+
+
+def run_typology_bench(
+    *,
+    seeds: int,
+    scale: int,
+    days: int,
+    work_dir: str | None,
+    as_json: bool,
+    amlsim: Path | None = AMLSIM_SAMPLE,
+) -> dict[str, Any]:
+    """Precision, recall and F1 of the typology detectors at the shipped
+    defaults, on ``seeds`` labelled transfer worlds (:mod:`fundflow.transfers`,
+    seeds 1..N) in each shape of :data:`TYPOLOGY_VARIANTS`, each replayed
+    through its foreign column layout as ``fundflow replay --map`` reads it,
+    and on the IBM AMLSim sample ``amlsim`` (converted, node level).
+
+    Pattern level: recall, planted patterns with an alert of their typology
+    on their subject; precision, alerted subjects that belong to a planted
+    pattern. Node level: recall, accounts of a typology's planted patterns
+    named by its alerts; precision, named accounts that belong to a planted
+    pattern (on AMLSim: labelled fraud). Counts pooled over the seeds; the
+    alert volume is alerts (first revisions) per 10,000 accounts.
+    """
+    from .amlsim import convert_amlsim
+    from .transfers import TYPOLOGIES, honest_alerted, score_typologies, write_transfers
 
     config = load_config()
-    columns = ColumnMap.parse("clearing_txn", COLUMN_MAP, CONSTANTS)
-    totals = {
-        t: dict.fromkeys(("planted", "found", "alerted", "on_patterns"), 0) for t in TYPOLOGIES
-    }
-    per_seed: list[dict[str, Any]] = []
+    keys = (
+        "planted",
+        "found",
+        "alerted",
+        "on_patterns",
+        "nodes",
+        "nodes_found",
+        "named",
+        "named_dirty",
+    )
+    variants: list[dict[str, Any]] = []
     rows = seconds = 0.0
-    honest_hits = 0
     with tempfile.TemporaryDirectory(prefix="fundflow-typologies-") as tmp:
-        for seed in range(1, seeds + 1):
-            folder = Path(work_dir or tmp) / f"seed-{seed}"
+        base = Path(work_dir or tmp)
+        for name, shape in TYPOLOGY_VARIANTS:
+            totals = {t: dict.fromkeys(keys, 0) for t in TYPOLOGIES}
+            honest: list[tuple[str, str]] = []
+            alerts_n = accounts = 0
+            for seed in range(1, seeds + 1):
+                folder = base / name.replace(" ", "-") / f"seed-{seed}"
+                folder.mkdir(parents=True, exist_ok=True)
+                truth = write_transfers(folder, seed=seed, scale=scale, days=days, **shape)
+                alerts, summary = _replay_world(folder, truth, config)
+                rows += summary.read
+                seconds += summary.seconds
+                honest += honest_alerted(truth, alerts)
+                alerts_n += len({a.alert_id for a in alerts})
+                accounts += truth["accounts"]
+                dirty = {acc for p in truth["patterns"] for acc in p["accounts"]}
+                for t, sc in score_typologies(truth, alerts).items():
+                    c = totals[t]
+                    for k in ("planted", "found", "alerted", "on_patterns"):
+                        c[k] += sc[k]
+                    own = {
+                        acc
+                        for p in truth["patterns"]
+                        if p["typology"] == t
+                        for acc in p["accounts"]
+                    }
+                    named = {acc for a in alerts if a.detector == t for acc in a.accounts}
+                    c["nodes"] += len(own)
+                    c["nodes_found"] += len(own & named)
+                    c["named"] += len(named)
+                    c["named_dirty"] += len(named & dirty)
+            variants.append(
+                {
+                    "variant": name,
+                    "shape": {k: list(v) if isinstance(v, tuple) else v for k, v in shape.items()},
+                    "typologies": _pooled(totals),
+                    "alerts_per_10k_accounts": round(alerts_n * 10_000 / accounts, 1),
+                    "honest_look_alikes_alerted": sorted(set(honest)),
+                }
+            )
+        aml: dict[str, Any] | None = None
+        if amlsim is not None and amlsim.exists():
+            folder = base / "amlsim"
             folder.mkdir(parents=True, exist_ok=True)
-            truth = write_transfers(folder, seed=seed, scale=scale, days=days)
-            with open(folder / "alerts.jsonl", "wb") as out, open(os.devnull, "wb") as dead:
-                summary = replay(
-                    [str(folder / truth["file"])],
-                    config=config,
-                    kind="clearing_txn",
-                    detectors=["typologies"],
-                    columns=columns,
-                    alerts_out=out,
-                    deadletter_out=dead,
-                )
-            raw = (folder / "alerts.jsonl").read_bytes()
-            alerts = [msgspec.json.decode(line, type=Alert) for line in raw.splitlines()]
-            scores = score_typologies(truth, alerts)
-            honest = honest_alerted(truth, alerts)
-            honest_hits += len(honest)
-            rows += summary.read
-            seconds += summary.seconds
-            per_seed.append({"seed": seed, "scores": scores, "honest_alerted": honest})
-            for t, sc in scores.items():
-                for k in totals[t]:
-                    totals[t][k] += sc[k]
+            truth = convert_amlsim(amlsim, folder)
+            alerts, summary = _replay_world(folder, truth, config)
+            aml = _amlsim_scores(truth, alerts, TYPOLOGIES)
+            aml["sample"] = str(amlsim)
+            aml["replay_seconds"] = round(summary.seconds, 1)
     figures: dict[str, Any] = {
         "machine": f"{_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "seeds": seeds,
@@ -281,42 +379,89 @@ def run_typology_bench(
         "days": days,
         "transfers": int(rows),
         "records_per_second": round(rows / seconds) if seconds else 0,
-        "honest_look_alikes_alerted": honest_hits,
-        "typologies": {
-            t: {
-                **c,
-                "recall": round(c["found"] / c["planted"], 3) if c["planted"] else None,
-                "precision": round(c["on_patterns"] / c["alerted"], 3) if c["alerted"] else None,
-            }
-            for t, c in totals.items()
-        },
-        "per_seed": per_seed,
+        "variants": variants,
+        "amlsim": aml,
     }
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return figures
     click.echo(f"machine         {figures['machine']}")
     click.echo(
-        f"worlds          {seeds} seeds x {days} days, scale {scale}: {int(rows):,} transfers, "
-        f"replayed at {figures['records_per_second']:,} transfers/s"
+        f"worlds          {seeds} seeds x {days} days, scale {scale}, in {len(variants)} shapes: "
+        f"{int(rows):,} transfers, replayed at {figures['records_per_second']:,} transfers/s"
     )
-    for line in typology_table(figures["typologies"]):
-        click.echo(line)
-    click.echo(f"honest look-alikes alerted: {honest_hits}")
+    for v in variants:
+        click.echo("")
+        click.echo(
+            f"{v['variant']}: {v['alerts_per_10k_accounts']} alerts per 10,000 accounts, "
+            f"honest look-alikes alerted: {len(v['honest_look_alikes_alerted'])}"
+            + "".join(f" {d}:{s}" for d, s in v["honest_look_alikes_alerted"])
+        )
+        for line in typology_table(v["typologies"]):
+            click.echo(line)
+    if aml is not None:
+        click.echo("")
+        click.echo(
+            f"IBM AMLSim sample ({aml['accounts']:,} accounts, {aml['fraud']:,} labelled fraud; "
+            f"node level, labels name no typology): {aml['alerts_per_10k_accounts']} alerts per "
+            "10,000 accounts"
+        )
+        for line in amlsim_table(aml):
+            click.echo(line)
     return figures
 
 
+def _amlsim_scores(
+    truth: dict[str, Any], alerts: list[Any], typologies: tuple[str, ...]
+) -> dict[str, Any]:
+    from .transfers import score_nodes
+
+    per = {}
+    for t in (*typologies, "all"):
+        chosen = typologies if t == "all" else (t,)
+        sc = score_nodes(truth, alerts, chosen)
+        per[t] = {k: round(v, 3) if isinstance(v, float) else v for k, v in sc.items()}
+    alerts_n = len({a.alert_id for a in alerts})
+    return {
+        "accounts": truth["accounts"],
+        "fraud": len(truth["fraud_accounts"]),
+        "alerts": alerts_n,
+        "alerts_per_10k_accounts": round(alerts_n * 10_000 / truth["accounts"], 1),
+        "typologies": per,
+    }
+
+
+def _cell(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def typology_table(typologies: dict[str, dict[str, Any]]) -> list[str]:
-    """The lines of ``bench --typologies``' table: per typology, patterns
-    planted and found, recall, subjects alerted and those on a pattern
-    (``correct``), precision (``-`` where nothing was planted or alerted)."""
+    """The lines of ``bench --typologies``' table for one shape of worlds:
+    per typology, pattern level (patterns planted and found, recall,
+    subjects alerted and those on a pattern, ``correct``, precision, F1)
+    and node level (precision, recall, F1 over accounts); ``-`` where
+    undefined."""
     rows = [
         (
-            t, c["planted"], c["found"], "-" if c["recall"] is None else f"{c['recall']:.3f}",
-            c["alerted"], c["on_patterns"],
-            "-" if c["precision"] is None else f"{c['precision']:.3f}",
+            t, c["planted"], c["found"], _cell(c["recall"]), c["alerted"], c["on_patterns"],
+            _cell(c["precision"]), _cell(c["f1"]),
+            _cell(c["node_precision"]), _cell(c["node_recall"]), _cell(c["node_f1"]),
         )
         for t, c in typologies.items()
     ]  # fmt: skip
-    header = ("typology", "planted", "found", "recall", "alerted", "correct", "precision")
+    header = (
+        "typology", "planted", "found", "recall", "alerted", "correct", "precision", "F1",
+        "node P", "node R", "node F1",
+    )  # fmt: skip
+    return format_table(header, rows, right=range(1, len(header)))
+
+
+def amlsim_table(aml: dict[str, Any]) -> list[str]:
+    """The lines of the AMLSim table: per typology and for all together,
+    accounts named, of them labelled fraud, and node precision, recall, F1."""
+    rows = [
+        (t, c["named"], c["correct"], _cell(c["precision"]), _cell(c["recall"]), _cell(c["f1"]))
+        for t, c in aml["typologies"].items()
+    ]
+    header = ("typology", "named", "fraud", "node P", "node R", "node F1")
     return format_table(header, rows, right=range(1, len(header)))

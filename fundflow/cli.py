@@ -373,13 +373,39 @@ def _linger(seconds: float) -> None:
     help="Write a raw-transfer world instead: transfers.csv in a foreign column layout with "
     "planted laundering typologies and honest look-alikes, and truth.json (no --noise).",
 )
+@click.option(
+    "--amlsim",
+    "amlsim_src",
+    metavar="PATH",
+    type=click.Path(exists=True),
+    help="Convert an IBM AMLSim sample (a folder or .tgz with nodes.csv and transactions.csv) "
+    "into a transfer world instead: transfers.csv in the --transfers layout, one step a day, "
+    "and truth.json with its labelled fraud accounts.",
+)
+@click.option(
+    "--currency",
+    default="USD",
+    show_default=True,
+    help="With --amlsim: the currency of its amounts (the sample names none).",
+)
 def simulate(
-    out_dir: str, seed: int, scale: int, days: int, noise: float, compress: bool, transfers: bool
+    out_dir: str,
+    seed: int,
+    scale: int,
+    days: int,
+    noise: float,
+    compress: bool,
+    transfers: bool,
+    amlsim_src: str | None,
+    currency: str,
 ) -> None:
     """Write a synthetic world with labelled violators and honest look-alikes."""
     from .simulate import write_world
 
     path = Path(out_dir)
+    if amlsim_src:
+        _convert_amlsim(Path(amlsim_src), path, currency=currency)
+        return
     if transfers:
         _simulate_transfers(path, seed=seed, scale=scale, days=days, compress=compress)
         return
@@ -391,6 +417,28 @@ def simulate(
     click.echo(
         f"wrote {truth['records']:,} records to {path / ('world.jsonl.gz' if compress else 'world.jsonl')}: "
         f"{len(truth['violators'])} violations, {len(truth['honest'])} honest subjects (truth in {path / 'truth.json'})",
+        err=True,
+    )
+
+
+def _convert_amlsim(src: Path, path: Path, *, currency: str) -> None:
+    from .amlsim import AMLSimError, convert_amlsim
+
+    if not currency.isalpha() or len(currency) != 3 or not currency.isupper():
+        raise UserError(f"--currency: {currency!r} is not a three-letter code such as USD")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        truth = convert_amlsim(src, path, currency=currency)
+    except AMLSimError as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    click.echo(
+        f"wrote {truth['rows']:,} transfers to {path / truth['file']}: {truth['accounts']:,} "
+        f"accounts, {len(truth['fraud_accounts']):,} labelled fraud (truth in "
+        f"{path / 'truth.json'}); replay with: fundflow replay "
+        + " ".join(truth["replay_args"])
+        + f" --detectors typologies {path / truth['file']}",
         err=True,
     )
 
@@ -479,16 +527,37 @@ def demo(work_dir: str, seed: int, scale: int) -> None:
     default=5,
     show_default=True,
     type=click.IntRange(1, 1000),
-    help="With --typologies: how many worlds.",
+    help="With --typologies: how many worlds in each shape.",
+)
+@click.option(
+    "--amlsim",
+    "amlsim_src",
+    metavar="PATH",
+    type=click.Path(exists=True),
+    help="With --typologies: the IBM AMLSim sample to score at node level too (default: the "
+    "one vendored in tests/data/amlsim, when the source tree is at hand).",
 )
 def bench(
-    records: int, seed: int, work_dir: str | None, as_json: bool, typologies: bool, seeds: int
+    records: int,
+    seed: int,
+    work_dir: str | None,
+    as_json: bool,
+    typologies: bool,
+    seeds: int,
+    amlsim_src: str | None,
 ) -> None:
     """Measure replay speed against a bare JSON decode of the same file."""
-    from .bench import run_bench, run_typology_bench
+    from .amlsim import AMLSimError
+    from .bench import AMLSIM_SAMPLE, run_bench, run_typology_bench
 
     if typologies:
-        run_typology_bench(seeds=seeds, scale=1, days=30, work_dir=work_dir, as_json=as_json)
+        sample = Path(amlsim_src) if amlsim_src else AMLSIM_SAMPLE
+        try:
+            run_typology_bench(
+                seeds=seeds, scale=1, days=30, work_dir=work_dir, as_json=as_json, amlsim=sample
+            )
+        except AMLSimError as e:
+            raise UserError(str(e)) from None
         return
     run_bench(records=records, seed=seed, work_dir=work_dir, as_json=as_json)
 

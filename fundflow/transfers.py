@@ -17,13 +17,19 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   deposit paid out to 8-25 payees likewise), 4 ``cycle`` (3-8 hops, 1-36
   hours apart, 0-3 % kept at each), 4 ``gather_scatter`` (4-15 payers, then
   70-98 % paid on to 4-15 payees within a day), 4 ``scatter_gather`` (3-10
-  intermediaries forwarding 92-100 % to one target within 48 hours);
+  intermediaries forwarding 92-100 % to one target within 48 hours), 4
+  ``split_payments`` (2-6 payments of 1-15 yuan from one payer to one payee
+  booked at once), 4 ``off_profile`` (a standing order of one amount, 3-5
+  weeks, then a payment 2-20 times larger or 5-20 times smaller);
 * honest look-alikes: ``merchant`` (hundreds of small takings a day),
   ``payroll`` (40-120 salaries of 4,000-9,800 yuan twice a month),
   ``wholesaler`` (6-8 retailers pay 20,000+ yuan, 30-40 % goes on to
   suppliers), ``treasury_sweep`` (a three-account sweep, a hop every 8
   days), ``friend_loan`` (a loan and its repayment), ``group_funding`` (a
-  parent funds 6 subsidiaries that each pay part of it to one supplier).
+  parent funds 6 subsidiaries that each pay part of it to one supplier),
+  ``double_purchase`` (two everyday purchases at one shop booked at once),
+  ``utility_bills`` (weekly bills varying by 5 %, then one half as large
+  again).
 
 Account ids are drawn from one shuffled pool, so a planted account looks
 like any other.
@@ -31,7 +37,7 @@ like any other.
 >>> import pathlib, tempfile
 >>> t = write_transfers(pathlib.Path(tempfile.mkdtemp()), seed=3, days=12)
 >>> sorted({p["typology"] for p in t["patterns"]}), t["rows"] > 20000
-(['cycle', 'fan_in', 'fan_out', 'gather_scatter', 'scatter_gather'], True)
+(['cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments'], True)
 """
 
 from __future__ import annotations
@@ -50,7 +56,15 @@ from zoneinfo import ZoneInfo
 
 from fundflow.schemas.records import Alert
 
-TYPOLOGIES = ("fan_in", "fan_out", "cycle", "gather_scatter", "scatter_gather")
+TYPOLOGIES = (
+    "fan_in",
+    "fan_out",
+    "cycle",
+    "gather_scatter",
+    "scatter_gather",
+    "split_payments",
+    "off_profile",
+)
 HEADER = ("id", "time", "src_bank", "src", "dst_bank", "dst", "value", "ccy", "memo")
 #: The layout of ``transfers.csv`` in wire fields (``--map``, ``--const``).
 COLUMN_MAP = (
@@ -184,6 +198,29 @@ def _scatter_gather(w: _World) -> None:
     w.patterns.append({"typology": "scatter_gather", "subject": source, "accounts": accounts})
 
 
+def _split(w: _World) -> None:
+    rng = w.rng
+    payer, payee = w.fresh(2)
+    ts = w.at(w.some_day(), rng.uniform(0, 23))
+    for _ in range(rng.randint(2, 6)):  # tiny payments booked at once (card testing)
+        w.pay(ts, payer, payee, _fen(rng, 1, 15))
+    w.patterns.append({"typology": "split_payments", "subject": payer, "accounts": [payer, payee]})
+
+
+def _off_profile(w: _World) -> None:
+    rng = w.rng
+    payer, landlord, odd = w.fresh(3)
+    rent, day = _fen(rng, 800, 6000), rng.uniform(1, 3)
+    steady = rng.randint(3, 5)
+    for i in range(steady):  # a standing order, the same amount each week
+        w.pay(w.at(day + 7 * i, 9), payer, landlord, rent)
+    # then one payment far out of that habit, to an account it never paid
+    share = rng.choice((rng.randint(2, 20), -rng.randint(5, 20)))
+    amount = rent * share if share > 0 else rent // -share
+    w.pay(w.at(day + 7 * steady - 3, rng.uniform(8, 20)), payer, odd, amount)
+    w.patterns.append({"typology": "off_profile", "subject": payer, "accounts": [payer, odd]})
+
+
 def _look_alikes(w: _World) -> None:
     rng = w.rng
     for _ in range(3):  # merchant: many small takings
@@ -239,6 +276,21 @@ def _look_alikes(w: _World) -> None:
         w.honest.append(
             {"kind": "group_funding", "subject": parent, "looks_like": "scatter_gather"}
         )
+    for _ in range(3):  # two everyday purchases at one shop booked at once
+        buyer, shop = w.fresh(2)
+        ts = w.at(w.some_day(), rng.uniform(8, 22))
+        for _ in range(2):
+            w.pay(ts, buyer, shop, _fen(rng, 50, 800))
+        w.honest.append(
+            {"kind": "double_purchase", "subject": buyer, "looks_like": "split_payments"}
+        )
+    for _ in range(3):  # utility bills that vary a little, then a bill half as large again
+        payer, utility = w.fresh(2)
+        bill, day = _fen(rng, 200, 900), rng.uniform(1, 3)
+        for i in range(4):
+            w.pay(w.at(day + 7 * i, 10), payer, utility, bill * rng.randint(95, 105) // 100)
+        w.pay(w.at(day + 28, 10), payer, utility, bill * 3 // 2)
+        w.honest.append({"kind": "utility_bills", "subject": payer, "looks_like": "off_profile"})
 
 
 def build(seed: int, scale: int = 1, days: int = 30) -> _World:
@@ -255,6 +307,8 @@ def build(seed: int, scale: int = 1, days: int = 30) -> _World:
             _cycle(w)
             _gather_scatter(w)
             _scatter_gather(w)
+            _split(w)
+            _off_profile(w)
         _look_alikes(w)
     return w
 
@@ -263,13 +317,44 @@ def _local(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _reshaped(
+    w: _World, amount_scale: tuple[int, int], tick_ms: int
+) -> list[tuple[int, str, str, int, str]]:
+    """The world's rows with every amount times ``amount_scale`` (a
+    fraction, at least one fen) and, with ``tick_ms``, every time floored to
+    its tick since the start (a dump that books one time a tick)."""
+    num, den = amount_scale
+    rows = []
+    for ts, src, dst, fen, memo in w.rows:
+        if tick_ms:
+            ts = w.start + (ts - w.start) // tick_ms * tick_ms
+        rows.append((ts, src, dst, max(1, fen * num // den), memo))
+    return sorted(rows)
+
+
 def write_transfers(
-    out: Path, *, seed: int = 1, scale: int = 1, days: int = 30, compress: bool = False
+    out: Path,
+    *,
+    seed: int = 1,
+    scale: int = 1,
+    days: int = 30,
+    compress: bool = False,
+    amount_scale: tuple[int, int] = (1, 1),
+    tick_ms: int = 0,
+    currency: str = "CNY",
 ) -> dict[str, Any]:
     """Writes ``transfers.csv`` (``.csv.gz`` with ``compress``) and
-    ``truth.json`` into folder ``out``; returns the truth."""
+    ``truth.json`` into folder ``out``; returns the truth.
+
+    ``amount_scale`` (numerator, denominator), ``tick_ms`` and ``currency``
+    give the same world in another shape: amounts scaled, times booked one
+    per tick, another currency named (see :func:`_reshaped`)."""
+    if amount_scale[0] < 1 or amount_scale[1] < 1 or tick_ms < 0:
+        raise ValueError(
+            f"amount_scale must be positive and tick_ms >= 0, got {amount_scale}, {tick_ms}"
+        )
     w = build(seed, scale, days)
-    rows = sorted(w.rows)
+    rows = _reshaped(w, amount_scale, tick_ms)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
@@ -284,7 +369,7 @@ def write_transfers(
                 w.banks[dst],
                 dst,
                 f"{q}.{r:02d}",
-                "CNY",
+                currency,
                 memo,
             )
         )
@@ -297,6 +382,10 @@ def write_transfers(
         "days": days,
         "file": name,
         "rows": len(rows),
+        "accounts": len({a for r in rows for a in r[1:3]}),
+        "amount_scale": list(amount_scale),
+        "tick_ms": tick_ms,
+        "currency": currency,
         "replay_args": list(REPLAY_ARGS),
         "patterns": w.patterns,
         "honest": w.honest,
@@ -340,10 +429,43 @@ def honest_alerted(truth: dict[str, Any], alerts: Iterable[Alert]) -> list[tuple
     return sorted({(a.detector, a.subject_id) for a in alerts if a.subject_id in honest})
 
 
+def score_nodes(
+    truth: dict[str, Any], alerts: Iterable[Alert], detectors: Iterable[str]
+) -> dict[str, Any]:
+    """Node level: the accounts named by alerts of ``detectors`` against the
+    labelled accounts (a converted sample's ``fraud_accounts``, else every
+    account of a planted pattern); ``precision``, ``recall`` and ``f1``
+    (``None`` where undefined)."""
+    chosen = set(detectors)
+    named = {acc for a in alerts if a.detector in chosen for acc in a.accounts}
+    if "fraud_accounts" in truth:
+        fraud = set(truth["fraud_accounts"])
+    else:
+        fraud = {acc for p in truth["patterns"] for acc in p["accounts"]}
+    hit = len(named & fraud)
+    precision = hit / len(named) if named else None
+    recall = hit / len(fraud) if fraud else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision is not None and recall is not None and precision + recall
+        else None
+    )
+    return {
+        "accounts": truth.get("accounts"),
+        "fraud": len(fraud),
+        "named": len(named),
+        "correct": hit,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
 __all__ = [
     "write_transfers",
     "score_typologies",
     "honest_alerted",
+    "score_nodes",
     "REPLAY_ARGS",
     "COLUMN_MAP",
     "CONSTANTS",

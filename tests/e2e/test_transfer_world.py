@@ -1,10 +1,11 @@
 """End to end: `fundflow simulate --transfers` then `fundflow replay` with the
 world's foreign column layout and the typology detectors, through the CLI.
 
-Seed 1 is pinned: which planted patterns each typology finds and misses
-(the world draws some patterns short of the defaults, as real ones are),
-how many subjects it alerts, and the one background loop that is a cycle
-by chance. No honest look-alike is alerted.
+Seed 1 is pinned at the shipped defaults (thresholds relative to the
+dump): which planted patterns each typology finds and misses (the world
+draws some patterns short of the defaults, as real ones are), how many
+subjects it alerts, and the one background loop that is a cycle by chance.
+No honest look-alike is alerted.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from fundflow.transfers import honest_alerted, score_typologies
 
 # typology -> (planted, found, alerted subjects, of them on planted patterns)
 SEED_1 = {
-    "fan_in": (4, 3, 7, 7),
-    "fan_out": (4, 4, 8, 8),
+    "fan_in": (4, 4, 7, 7),
+    "fan_out": (4, 3, 6, 6),
     "cycle": (4, 3, 4, 3),
-    "gather_scatter": (4, 3, 3, 3),
+    "gather_scatter": (4, 2, 2, 2),
     "scatter_gather": (4, 4, 4, 4),
+    "split_payments": (4, 4, 4, 4),
+    "off_profile": (4, 3, 4, 3),
 }
 
 
@@ -39,7 +42,7 @@ def _simulate(out: Path, seed: int) -> dict:
 
 def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> None:
     truth = _simulate(tmp_path, 1)
-    assert truth["rows"] == 81039
+    assert truth["rows"] == 81390
     args = [
         "replay",
         *truth["replay_args"],
@@ -57,14 +60,17 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (81039, 81039, {})
+    assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (81390, 81390, {})
     raw = (tmp_path / "alerts.jsonl").read_bytes()
     alerts = [msgspec.json.decode(line, type=Alert) for line in raw.splitlines()]
     scores = score_typologies(truth, alerts)
     got = {t: (s["planted"], s["found"], s["alerted"], s["on_patterns"]) for t, s in scores.items()}
     assert got == SEED_1
     assert honest_alerted(truth, alerts) == []
-    # The cycle missed is the one planted with 8 hops, beyond max_hops (6).
+    # The cycle missed has 8 hops and loses 11 % on the way round (tolerance
+    # 10 %); the fan-out missed pays fewer than 10 counted payees within 72
+    # hours; the gather-scatter hubs missed pass on 73 % and 79.99 % (< 80 %);
+    # the off-profile payment missed is 3 times its habit (factor 4).
     missed = {
         t: sorted(
             len(p["accounts"])
@@ -75,11 +81,13 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
         for t in SEED_1
     }
     assert missed == {
-        "fan_in": [13],
-        "fan_out": [],
+        "fan_in": [],
+        "fan_out": [16],
         "cycle": [8],
-        "gather_scatter": [18],
+        "gather_scatter": [21, 25],
         "scatter_gather": [],
+        "split_payments": [],
+        "off_profile": [2],
     }
 
 

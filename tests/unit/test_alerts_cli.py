@@ -263,7 +263,8 @@ def test_bad_options_exit_2(runner, db, args):
 KNOWN = (
     "fund_pool, reserve_misuse, maturity_mismatch, self_financing, guaranteed_return, "
     "excessive_return, cross_bank_clearing, unlicensed_business, down_payment_loan, "
-    "private_product_split, fan_in, fan_out, cycle, gather_scatter, scatter_gather"
+    "private_product_split, fan_in, fan_out, cycle, gather_scatter, scatter_gather, split_payments,"
+    " off_profile"
 )
 
 

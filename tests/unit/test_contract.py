@@ -69,6 +69,7 @@ EXPECTED |= {
 # instance of each typology (a fan-in, a fan-out, a loop, a pass-through hub,
 # money re-converging), on accounts no other detector knows.
 EXPECTED |= {"fan_in": 1, "fan_out": 1, "cycle": 1, "gather_scatter": 1, "scatter_gather": 1}
+EXPECTED |= {"split_payments": 1, "off_profile": 1}
 
 STREAM = with_transfers(mixed_stream())
 

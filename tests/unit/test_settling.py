@@ -50,6 +50,7 @@ from fundflow.detectors import (
     ReserveMisuse,
     SelfFinancing,
     UnlicensedBusiness,
+    load_config,
 )
 from fundflow.schemas.records import Alert, Product
 
@@ -352,7 +353,9 @@ def test_a_typology_settles_a_window_after_its_shape_last_held():
     ]
     # 72 hours and a second after FI11: an unrelated transfer moves the stream's clock.
     later = [clearing("Z1", at(3, 10) + 1000, "ZA", "ZB", "10000")]
-    first, last = settles(FanIn(), episode, later)
+    # Absolute floors in yuan: a stream this short has no scale of its own.
+    floors = load_config(overrides={"fan_in": {"min_payment": "10000", "min_payment_pct": 0}})
+    first, last = settles(FanIn(floors), episode, later)
     assert [figures(a) for a in first] == [(1, "200000.00", iso_at(at(0, 9)), iso_at(at(0, 9, 9)))]
     [a] = last
     assert figures(a) == (2, "210000.00", iso_at(at(0, 9)), iso_at(at(0, 10)))

@@ -2,11 +2,15 @@
 detectors/typologies.py, every threshold from just under to just over, and
 the life of an alert (episodes, re-emission, the end of a stream).
 
-Default thresholds: fan_in/fan_out 10 counterparties, 200,000 yuan,
-payments from 10,000 yuan, 72 hours; cycle 3-6 hops from 10,000 yuan, each
-within 10 % of the returning amount, 168 hours; gather_scatter 5 sources,
-5 sinks, 100,000 yuan, 80 %, 48 hours, from 5,000 yuan; scatter_gather 4
-intermediaries, 100,000 yuan, 10 %, 72 hours, from 10,000 yuan.
+The rules run here with absolute floors in yuan (:data:`ABSOLUTE`: a
+supervisor's legal thresholds, the relative floors off) so each floor can
+be pinned from just under to just over: fan_in/fan_out 10 counterparties,
+200,000 yuan, payments from 10,000 yuan, 72 hours; cycle 3-6 hops from
+10,000 yuan, each within 10 % of the returning amount, 168 hours;
+gather_scatter 5 sources, 5 sinks, 100,000 yuan, 80 %, 48 hours, from 5,000
+yuan; scatter_gather 4 intermediaries, 100,000 yuan, 10 %, 72 hours, from
+10,000 yuan. The floors relative to the dump are pinned in
+test_typology_baselines.py.
 """
 
 from __future__ import annotations
@@ -27,6 +31,24 @@ from fundflow.detectors import (
 from fundflow.detectors.alerting import make_alert_id
 from fundflow.detectors.transfer_graph import TransferGraph
 
+#: Absolute floors in yuan, the relative ones off.
+FLOORS = {
+    "fan_in": {"min_payment": "10000", "min_total": "200000", "min_payment_pct": 0},
+    "fan_out": {"min_payment": "10000", "min_total": "200000", "min_payment_pct": 0},
+    "cycle": {"min_payment": "10000", "min_payment_pct": 0, "window_hours": 168, "max_hops": 6},
+    "gather_scatter": {"min_payment": "5000", "min_inflow": "100000", "min_payment_pct": 0},
+    "scatter_gather": {"min_payment": "10000", "min_total": "100000", "min_payment_pct": 0},
+}
+ABSOLUTE = load_config(overrides=FLOORS)
+
+
+def floors(**more: dict) -> object:
+    """:data:`ABSOLUTE` with ``more`` sections' settings on top."""
+    layers = {k: dict(v) for k, v in FLOORS.items()}
+    for section, values in more.items():
+        layers.setdefault(section, {}).update(values)
+    return load_config(overrides=layers)
+
 
 def pinned(a) -> tuple:
     return (a.alert_id, a.detector, a.subject_id, a.severity, a.amount, a.revision)
@@ -37,7 +59,7 @@ def pinned(a) -> tuple:
 
 def test_fan_in_at_the_thresholds_alerts_with_checkable_evidence():
     recs = fan_in("H", 10, "20000", start=at(0, 9))
-    [a] = run(FanIn(), recs, finish=True)
+    [a] = run(FanIn(ABSOLUTE), recs, finish=True)
     assert pinned(a) == (
         make_alert_id("fan_in", "H", at(0, 9, 9)),
         "fan_in",
@@ -90,27 +112,27 @@ def test_fan_in_at_the_thresholds_alerts_with_checkable_evidence():
     ids=["9-payers", "total-under", "floor-under", "floor-at", "repeat-payer", "usd"],
 )
 def test_fan_in_each_side_of_each_threshold(recs, alerts):
-    assert len(run(FanIn(), recs, finish=True)) == alerts
+    assert len(run(FanIn(ABSOLUTE), recs, finish=True)) == alerts
 
 
 def test_fan_in_window_is_72_hours_open_at_its_start():
     first = fan_in("H", 9, "30000", start=at(0, 9), prefix="A")
     late = clearing("Z", at(0, 9) + 72 * HOUR_MS, "ZP", "H", "30000")
-    assert run(FanIn(), [*first, late], finish=True) == []
+    assert run(FanIn(ABSOLUTE), [*first, late], finish=True) == []
     just_in = clearing("Z", at(0, 9) + 72 * HOUR_MS - 1, "ZP", "H", "30000")
-    [a] = run(FanIn(), [*first, just_in], finish=True)
+    [a] = run(FanIn(ABSOLUTE), [*first, just_in], finish=True)
     assert a.amount == "300000.00"
 
 
 def test_fan_in_grows_under_one_id_and_a_later_episode_is_another():
     recs = fan_in("H", 12, "20000", start=at(0, 9))
-    alerts = run(FanIn(), recs, finish=True)
+    alerts = run(FanIn(ABSOLUTE), recs, finish=True)
     episode = make_alert_id("fan_in", "H", at(0, 9, 9))
     # 200,000 at the 10th payer, 240,000 (+20 %) at the 12th; the 11th (+10 %) too.
     assert [pinned(a)[4:] for a in alerts] == [("200000.00", 1), ("220000.00", 2), ("240000.00", 3)]
     assert {a.alert_id for a in alerts} == {episode}
     again = fan_in("H", 10, "20000", start=at(10, 9), prefix="LATER")
-    later = run(FanIn(), [*recs, *again], finish=True)
+    later = run(FanIn(ABSOLUTE), [*recs, *again], finish=True)
     assert [a.alert_id for a in later if a.revision == 1] == [
         episode,
         make_alert_id("fan_in", "H", at(10, 9, 9)),
@@ -120,7 +142,7 @@ def test_fan_in_grows_under_one_id_and_a_later_episode_is_another():
 def test_fan_in_end_of_stream_states_figures_that_moved():
     # 10 payers, then 1 more of 10,000: +5 %, under the re-emission step.
     recs = fan_in("H", 10, "20000", start=at(0, 9)) + [clearing("X", at(0, 12), "Y", "H", "10000")]
-    det = FanIn()
+    det = FanIn(ABSOLUTE)
     assert [a.amount for a in run(det, recs)] == ["200000.00"]
     [final] = det.finish().drain()
     assert (final.amount, final.revision, final.last_ts) == ("210000.00", 2, iso_at(at(0, 12)))
@@ -130,7 +152,7 @@ def test_fan_in_end_of_stream_states_figures_that_moved():
 
 
 def test_fan_out_alerts_at_ten_payees_not_nine():
-    [a] = run(FanOut(), fan_out("H", 10, "20000", start=at(0, 9)), finish=True)
+    [a] = run(FanOut(ABSOLUTE), fan_out("H", 10, "20000", start=at(0, 9)), finish=True)
     assert pinned(a) == (
         make_alert_id("fan_out", "H", at(0, 9, 9)),
         "fan_out",
@@ -140,9 +162,9 @@ def test_fan_out_alerts_at_ten_payees_not_nine():
         1,
     )
     assert a.evidence["payees"][-1] == {"account": "FOR10", "amount": "20000.00", "transfers": 1}
-    assert run(FanOut(), fan_out("H", 9, "30000", start=at(0, 9)), finish=True) == []
+    assert run(FanOut(ABSOLUTE), fan_out("H", 9, "30000", start=at(0, 9)), finish=True) == []
     # Payroll: 60 salaries under the floor.
-    assert run(FanOut(), fan_out("H", 60, "9999.99", start=at(0, 9)), finish=True) == []
+    assert run(FanOut(ABSOLUTE), fan_out("H", 60, "9999.99", start=at(0, 9)), finish=True) == []
 
 
 # -- cycle -------------------------------------------------------------------------
@@ -150,7 +172,7 @@ def test_fan_out_alerts_at_ten_payees_not_nine():
 
 def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
     recs = loop(["A", "B", "C"], ["100000", "98000", "95000"], start=at(0, 9))
-    [a] = run(Cycle(), recs, finish=True)
+    [a] = run(Cycle(ABSOLUTE), recs, finish=True)
     assert pinned(a) == (make_alert_id("cycle", "A", "CY1"), "cycle", "A", "low", "100000.00", 1)
     assert a.accounts == ("A", "B", "C")
     assert [(h["txn_id"], h["from"], h["to"], h["amount"]) for h in a.evidence["hops"]] == [
@@ -182,7 +204,7 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
 )
 def test_cycle_each_side_of_each_threshold(accounts, amounts, step, alerts):
     recs = loop(accounts, amounts, start=at(0, 9), step=step)
-    assert len(run(Cycle(), recs, finish=True)) == alerts
+    assert len(run(Cycle(ABSOLUTE), recs, finish=True)) == alerts
 
 
 def test_a_loop_whose_hops_run_backwards_in_time_is_not_a_cycle():
@@ -191,7 +213,7 @@ def test_a_loop_whose_hops_run_backwards_in_time_is_not_a_cycle():
         clearing("T1", at(0, 10), "A", "B", "50000"),
         clearing("T3", at(0, 11), "C", "A", "50000"),
     ]
-    assert run(Cycle(), recs, finish=True) == []
+    assert run(Cycle(ABSOLUTE), recs, finish=True) == []
 
 
 def test_the_search_budget_bounds_the_work_and_a_spent_budget_finds_nothing():
@@ -203,9 +225,9 @@ def test_the_search_budget_bounds_the_work_and_a_spent_budget_finds_nothing():
     ]
     recs += [clearing(f"D{i:02d}", at(0, 10, i), f"X{i:02d}", "C", "50000") for i in range(40)]
     recs.append(clearing("CA", at(0, 12), "C", "A", "50000"))
-    cfg = load_config(overrides={"cycle": {"max_search_steps": 10}})
+    cfg = floors(cycle={"max_search_steps": 10})
     assert run(Cycle(cfg), recs, finish=True) == []
-    assert [a.subject_id for a in run(Cycle(), recs, finish=True)] == ["A"]
+    assert [a.subject_id for a in run(Cycle(ABSOLUTE), recs, finish=True)] == ["A"]
 
 
 # -- gather_scatter ----------------------------------------------------------------
@@ -213,7 +235,7 @@ def test_the_search_budget_bounds_the_work_and_a_spent_budget_finds_nothing():
 
 def test_gather_scatter_at_the_thresholds():
     recs = gather_scatter("HUB", ["30000"] * 5, ["24000"] * 5, start=at(0, 9))
-    [a] = run(GatherScatter(), recs, finish=True)
+    [a] = run(GatherScatter(ABSOLUTE), recs, finish=True)
     assert pinned(a) == (
         make_alert_id("gather_scatter", "HUB", at(0, 11, 4)),
         "gather_scatter",
@@ -250,13 +272,13 @@ def test_gather_scatter_at_the_thresholds():
 )
 def test_gather_scatter_each_side_of_each_threshold(ins, outs, alerts):
     recs = gather_scatter("HUB", ins, outs, start=at(0, 9))
-    assert len(run(GatherScatter(), recs, finish=True)) == alerts
+    assert len(run(GatherScatter(ABSOLUTE), recs, finish=True)) == alerts
 
 
 def test_payouts_before_the_first_receipt_are_not_pass_through():
     paid_first = [clearing(f"E{i}", at(0, 8, i), "HUB", f"K{i}", "24000") for i in range(5)]
     gathered = gather_scatter("HUB", ["30000"] * 5, [], start=at(0, 9))
-    assert run(GatherScatter(), [*paid_first, *gathered], finish=True) == []
+    assert run(GatherScatter(ABSOLUTE), [*paid_first, *gathered], finish=True) == []
 
 
 # -- scatter_gather ----------------------------------------------------------------
@@ -264,7 +286,7 @@ def test_payouts_before_the_first_receipt_are_not_pass_through():
 
 def test_scatter_gather_at_the_thresholds():
     recs = scatter_gather("S", "T", ["30000"] * 4, ["27000"] * 4, start=at(0, 9))
-    [a] = run(ScatterGather(), recs, finish=True)
+    [a] = run(ScatterGather(ABSOLUTE), recs, finish=True)
     assert pinned(a) == (
         make_alert_id("scatter_gather", "S", "T", at(0, 12, 3)),
         "scatter_gather",
@@ -296,7 +318,7 @@ def test_scatter_gather_at_the_thresholds():
 )
 def test_scatter_gather_each_side_of_each_threshold(sent, passed, alerts):
     recs = scatter_gather("S", "T", sent, passed, start=at(0, 9))
-    assert len(run(ScatterGather(), recs, finish=True)) == alerts
+    assert len(run(ScatterGather(ABSOLUTE), recs, finish=True)) == alerts
 
 
 def test_an_intermediary_paying_before_it_was_paid_is_not_a_leg():
@@ -304,7 +326,7 @@ def test_an_intermediary_paying_before_it_was_paid_is_not_a_leg():
     early = [r for r in recs if r.txn_id != "SGA4"] + [
         clearing("SGA4", at(0, 13), "S", "SGM4", "30000")
     ]
-    assert run(ScatterGather(), sorted(early, key=lambda r: r.ts), finish=True) == []
+    assert run(ScatterGather(ABSOLUTE), sorted(early, key=lambda r: r.ts), finish=True) == []
 
 
 # -- the graph, the group, the configuration ----------------------------------------
@@ -337,13 +359,15 @@ def test_typologies_are_an_opt_in_group_of_the_engine():
         d.name for d in Engine(detectors=["default"]).detectors
     ]
     assert "fan_in" not in [d.name for d in Engine().detectors]
-    eng = Engine(detectors=["typologies"])
+    eng = Engine(ABSOLUTE, detectors=["typologies"])
     assert [d.name for d in eng.detectors] == [
         "fan_in",
         "fan_out",
         "cycle",
         "gather_scatter",
         "scatter_gather",
+        "split_payments",
+        "off_profile",
     ]
     cfg = load_config(overrides={"engine": {"detectors": ["cycle", "fund_pool"]}})
     assert [d.name for d in Engine(cfg).detectors] == ["cycle", "fund_pool"]
@@ -356,7 +380,7 @@ def test_typologies_are_an_opt_in_group_of_the_engine():
     ("section", "key", "value", "message"),
     [
         ("cycle", "max_hops", 1, "cycle.max_hops must be >= 2, got 1"),
-        ("cycle", "min_hops", 7, "cycle.min_hops must be <= cycle.max_hops, got 7 > 6"),
+        ("cycle", "min_hops", 9, "cycle.min_hops must be <= cycle.max_hops, got 9 > 8"),
         ("fan_in", "min_payment", "-1", "fan_in.min_payment must be a non-negative amount"),
         ("fan_out", "window_hours", 0, "fan_out.window_hours must be >= 1, got 0"),
         ("gather_scatter", "min_pass_through_pct", 101, "must be <= 100, got 101"),
@@ -372,7 +396,7 @@ def test_bad_thresholds_are_refused_by_name(section, key, value, message):
 
 
 def test_a_hub_busier_than_the_cap_still_alerts_on_what_it_keeps():
-    cfg = load_config(overrides={"typologies": {"max_edges_per_account": 12}})
+    cfg = floors(typologies={"max_edges_per_account": 12})
     recs = fan_in("H", 30, "20000", start=at(0, 9))
     alerts = run(FanIn(cfg), recs, finish=True)
     # Never more than the 12 newest payments: 240,000 at most.
@@ -384,15 +408,24 @@ def test_custody_bookings_are_left_to_the_business_detectors():
     recs = [
         custody(f"C{i:02d}", at(0, 9, i), f"L{i:02d}", "POOL", "50000", "invest") for i in range(12)
     ]
-    assert run(FanIn(), recs, finish=True) == []
+    assert run(FanIn(ABSOLUTE), recs, finish=True) == []
     as_payments = [
         clearing(f"C{i:02d}", at(0, 9, i), f"L{i:02d}", "POOL", "50000") for i in range(12)
     ]
     # 500,000 at the 10th, +10 % at the 11th, and the 12th stated at the end.
     assert [
-        (a.subject_id, a.amount, a.revision) for a in run(FanIn(), as_payments, finish=True)
+        (a.subject_id, a.amount, a.revision) for a in run(FanIn(ABSOLUTE), as_payments, finish=True)
     ] == [
         ("POOL", "500000.00", 1),
         ("POOL", "550000.00", 2),
         ("POOL", "600000.00", 3),
     ]
+
+
+def test_a_transfer_older_than_the_graphs_retention_leaves_no_empty_account():
+    g = TransferGraph(retention_ms=1000, max_edges=3)
+    g.add(5000, "A", "B", 100, "T1")
+    g.add(10, "C", "D", 100, "T0")  # far behind the newest: dropped at once
+    assert "D" not in g.incoming and "C" not in g.outgoing
+    g.add(7000, "A", "B", 100, "T2")  # a sweep over what is held does not fail
+    assert list(g.incoming) == ["B"] and g.size() == 2

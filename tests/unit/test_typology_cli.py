@@ -27,6 +27,17 @@ def _dump(tmp: Path, payers: int = 10) -> Path:
     return path
 
 
+#: An absolute floor (a supervisor's legal threshold) instead of one relative to
+#: the dump: ten payments are too few for the dump's own percentile.
+FLOORS = '[fan_in]\nmin_payment_pct = 0\nmin_payment = "10000"\nmin_total = "200000"\n'
+
+
+def _floors(tmp: Path, more: str = "") -> str:
+    path = tmp / "floors.toml"
+    path.write_text(FLOORS + more, encoding="utf-8")
+    return str(path)
+
+
 def _replay(tmp: Path, *args: str):
     return CliRunner().invoke(
         main,
@@ -51,7 +62,8 @@ def _alerts(tmp: Path) -> list[dict]:
 def test_a_foreign_layout_is_replayed_through_the_map(tmp_path: Path):
     dump = _dump(tmp_path)
     args = ["--kind", "clearing_txn", "--map", MAP, "--const", "system=CNAPS"]
-    result = _replay(tmp_path, *args, "--detectors", "typologies", str(dump))
+    config = ["--config", _floors(tmp_path)]
+    result = _replay(tmp_path, *args, *config, "--detectors", "typologies", str(dump))
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (10, 10, {})
@@ -79,8 +91,7 @@ def test_map_and_const_may_be_repeated_and_the_default_detectors_find_nothing(tm
 
 def test_the_configuration_chooses_the_detectors_and_the_flag_overrides_it(tmp_path: Path):
     dump = _dump(tmp_path)
-    conf = tmp_path / "typologies.toml"
-    conf.write_text('[engine]\ndetectors = ["fan_in", "cycle"]\n', encoding="utf-8")
+    conf = _floors(tmp_path, '[engine]\ndetectors = ["fan_in", "cycle"]\n')
     base = ["--kind", "clearing_txn", "--map", MAP, "--const", "system=CNAPS"]
     result = _replay(tmp_path, *base, "--config", str(conf), str(dump))
     assert result.exit_code == 0, result.output

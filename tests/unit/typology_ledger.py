@@ -1,10 +1,11 @@
 """Hand-made raw transfers for the typology detectors.
 
 Every builder returns ``clearing_txn`` records between accounts no reference
-record describes (raw dump data): with the default thresholds each shape
-below is one threshold step past its rule. :func:`typology_stream` puts one
-of each on days 4-6 after :data:`ledger.T0`, where the contract suite slots
-them into the mixed stream.
+record describes (raw dump data). :func:`typology_stream` puts everyday
+:func:`background` payments on days 0-3 after :data:`ledger.T0` (so the
+thresholds relative to the dump have their baseline) and one instance of
+each typology on days 4-6, where the contract suite slots them into the
+mixed stream.
 """
 
 from __future__ import annotations
@@ -86,11 +87,55 @@ def scatter_gather(
     return out
 
 
+def background(n: int = 400, *, start: int = at(0), prefix: str = "BG") -> list[ClearingTxn]:
+    """``n`` everyday payments of 20.00 to 5,006.50 yuan (spread by a fixed
+    permutation) among 60 accounts, 14 minutes apart from the start of
+    day 0: the dump's baseline for the thresholds relative to it."""
+    out = []
+    for i in range(n):
+        payer, payee = i % 60, (i * 7 + 13) % 60
+        if payer == payee:
+            payee = (payee + 1) % 60
+        fen = 2000 + (i * 7919 % 9973) * 50
+        amount = f"{fen // 100}.{fen % 100:02d}"
+        ts = start + i * 14 * MINUTE_MS
+        out.append(
+            clearing(
+                f"{prefix}{i:05d}", ts, f"{prefix}A{payer:02d}", f"{prefix}A{payee:02d}", amount
+            )
+        )
+    return out
+
+
+def split(
+    payer: str, payee: str, each: list[str], *, at_ts: int, prefix: str = "SP"
+) -> list[ClearingTxn]:
+    """``payer`` pays ``each`` to ``payee``, all booked at ``at_ts``."""
+    return [clearing(f"{prefix}{i + 1}", at_ts, payer, payee, amt) for i, amt in enumerate(each)]
+
+
+def habit(
+    payer: str, steady: list[str], odd: str, *, start: int, prefix: str = "OP"
+) -> list[ClearingTxn]:
+    """``payer`` pays ``steady`` to distinct payees six hours apart, then
+    ``odd`` to one more six hours after the last."""
+    amounts = [*steady, odd]
+    return [
+        clearing(f"{prefix}{i + 1}", start + i * 6 * HOUR_MS, payer, f"{prefix}R{i + 1}", amt)
+        for i, amt in enumerate(amounts)
+    ]
+
+
 def typology_stream() -> list[ClearingTxn]:
-    """One instance of each typology, in time order, on days 4-6: a fan-in
-    into FIH, a fan-out from FOH, the loop CA -> CB -> CC -> CA, the hub GSH
-    and SGS's money re-converging on SGT."""
+    """The :func:`background` on days 0-3, then one instance of each
+    typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
+    FOH, the loop CA -> CB -> CC -> CA, the hub GSH, SGS's money
+    re-converging on SGT, SPP's two 5-yuan payments to SPQ booked at once,
+    and OPP's 100 yuan after three payments of 1,000."""
     recs = [
+        *background(),
+        *habit("OPP", ["1000", "1000", "1000"], "100", start=at(4, 6)),
+        *split("SPP", "SPQ", ["5", "5"], at_ts=at(6, 15)),
         *fan_in("FIH", 10, "20000", start=at(4, 9)),
         *fan_out("FOH", 10, "20000", start=at(4, 12)),
         *loop(["CA", "CB", "CC"], ["100000", "98000", "95000"], start=at(5, 9)),
