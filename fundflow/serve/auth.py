@@ -19,6 +19,14 @@
 * Roles are ordered ``viewer`` < ``analyst`` < ``admin``: a viewer reads,
   an analyst also acts on alerts and cases, an admin also manages users
   and webhooks.
+* A verified token is kept for :data:`PRINCIPAL_TTL` seconds by
+  :class:`PrincipalCache` (one per process, at most
+  :data:`PRINCIPAL_CACHE` tokens), so a page of the queue costs no store
+  lookup of who asks. A sign-out, a role change or a disabled user made
+  through the same process takes effect at the next request; made
+  elsewhere (``fundflow users``, another process over the same store),
+  within :data:`PRINCIPAL_TTL` seconds. A token's own expiry is checked at
+  every request.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -44,6 +54,10 @@ API_TOKEN_PREFIX = "ffk_"
 #: Least and most characters of a password ``fundflow users`` accepts.
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+#: Seconds a verified token is believed without asking the store again.
+PRINCIPAL_TTL = 5.0
+#: Tokens a process keeps verified at most (the least recently used go first).
+PRINCIPAL_CACHE = 10_000
 
 _hasher = PasswordHasher()
 # Verified against when the name is unknown, so that case costs the same.
@@ -176,3 +190,65 @@ class LoginThrottle:
             del self._failures[key]
             return None
         return q
+
+
+class PrincipalCache:
+    """Verified tokens by their SHA-256: who they act as, until when the
+    token is valid, and when it was checked. :meth:`get` answers a token
+    checked less than ``ttl`` seconds ago (by ``clock``) and not expired;
+    :meth:`forget_token` and :meth:`forget_user` drop what a sign-out, a
+    role change or a disabled user makes stale. Bounded: past ``size``
+    tokens the least recently used is dropped. Thread-safe."""
+
+    def __init__(
+        self,
+        ttl: float = PRINCIPAL_TTL,
+        size: int = PRINCIPAL_CACHE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl < 0 or size < 1:
+            raise ValueError(f"PrincipalCache needs ttl >= 0 and size >= 1, got {ttl}, {size}")
+        self.ttl = ttl
+        self.size = size
+        self._clock = clock
+        self._kept: OrderedDict[str, tuple[Principal, datetime | None, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, via: str) -> Principal | None:
+        """The principal of token ``digest`` used as ``via``, if checked
+        within ``ttl`` and not expired; ``None``: ask the store."""
+        now = self._clock()
+        with self._lock:
+            kept = self._kept.get(digest)
+            if kept is None:
+                return None
+            principal, expires_at, checked = kept
+            if now - checked >= self.ttl or principal.via != via:
+                del self._kept[digest]
+                return None
+            self._kept.move_to_end(digest)
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            self.forget_token(digest)
+            return None
+        return principal
+
+    def keep(self, digest: str, principal: Principal, expires_at: datetime | None) -> None:
+        """Remember ``principal``, just verified from the store."""
+        if self.ttl == 0:
+            return
+        now = self._clock()
+        with self._lock:
+            self._kept[digest] = (principal, expires_at, now)
+            self._kept.move_to_end(digest)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+    def forget_token(self, digest: str) -> None:
+        with self._lock:
+            self._kept.pop(digest, None)
+
+    def forget_user(self, name: str) -> None:
+        """Drop every token of user ``name`` (role changed, disabled)."""
+        with self._lock:
+            for digest in [d for d, (p, _, _) in self._kept.items() if p.name == name]:
+                del self._kept[digest]

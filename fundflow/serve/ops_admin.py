@@ -82,6 +82,7 @@ async def set_user_role(state: ServeState, request: Request, _p: Principal | Non
     name = path_param(request, "name")
     role = _role(await read_json(request, ("role",), ("role",)))
     await state.run(lambda s: s.set_role(name, role))
+    state.principals.forget_user(name)
     return await _user_after(state, name)
 
 
@@ -94,6 +95,7 @@ async def disable_user(state: ServeState, request: Request, _p: Principal | None
         store.revoke_tokens(name)
 
     await state.run(disable)
+    state.principals.forget_user(name)
     return await _user_after(state, name)
 
 

@@ -63,6 +63,7 @@ async def delete_session(state: ServeState, request: Request, p: Principal | Non
     assert p is not None
     if p.token_hash is not None and p.via == "session":
         await state.run(lambda s: s.revoke_token(p.token_hash))
+        state.principals.forget_token(p.token_hash)
     response = json_response({"signed_out": p.via == "session"})
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict",

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from fundflow import store as store_mod
 from fundflow.detectors import Config, load_config
 
-from .auth import SESSION_COOKIE, LoginThrottle, Principal, token_hash
+from .auth import SESSION_COOKIE, LoginThrottle, Principal, PrincipalCache, token_hash
 from .http import ApiError
 
 T = TypeVar("T")
@@ -81,10 +81,16 @@ def _status_of(exc: Exception) -> ApiError:
 class ServeState:
     """Shared by every request of one app (``request.app.state.serve``)."""
 
-    def __init__(self, settings: ServeSettings, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        config: Config | None = None,
+        principals: PrincipalCache | None = None,
+    ) -> None:
         self.settings = settings
         self.config = config or load_config(settings.config_path)
         self.throttle = LoginThrottle()
+        self.principals = principals or PrincipalCache()
         self._local = threading.local()
         self._opened: list[Any] = []
         self._lock = threading.Lock()
@@ -145,7 +151,8 @@ class ServeState:
         session cookie; ``None`` when neither is given (or, with
         ``anonymous_loopback_viewer``, the anonymous viewer for a loopback
         client). A token that is unknown, expired, revoked or whose user is
-        disabled or gone is 401."""
+        disabled or gone is 401; a verified one is believed for a while
+        (:class:`~fundflow.serve.auth.PrincipalCache`)."""
         auth = request.headers.get("authorization")
         if auth is not None:
             scheme, _, value = auth.partition(" ")
@@ -161,6 +168,9 @@ class ServeState:
 
     async def _from_token(self, token: str, kind: str) -> Principal:
         digest = token_hash(token)
+        known = self.principals.get(digest, kind)
+        if known is not None:
+            return known
 
         def look(store: Any) -> tuple[Any, Any]:
             tok = store.get_token(digest)
@@ -177,9 +187,11 @@ class ServeState:
             raise refused
         if user is None or user.disabled:
             raise refused
-        return Principal(
+        principal = Principal(
             name=user.name, role=user.role, via=kind, token_hash=digest, csrf_hash=tok.csrf_hash
         )
+        self.principals.keep(digest, principal, tok.expires_at)
+        return principal
 
 
 def _loopback(request: Request) -> bool:

@@ -25,7 +25,13 @@ from starlette.testclient import TestClient
 from fundflow.schemas.records import Alert
 from fundflow.serve.api import OPS
 from fundflow.serve.app import create_app
-from fundflow.serve.auth import hash_password, new_api_token, token_hash
+from fundflow.serve.auth import (
+    PRINCIPAL_TTL,
+    PrincipalCache,
+    hash_password,
+    new_api_token,
+    token_hash,
+)
 from fundflow.serve.state import ServeSettings, ServeState
 from fundflow.store import open_sink, open_store
 
@@ -269,6 +275,70 @@ def test_sign_out_revokes_the_session(served: Served) -> None:
     assert c.delete("/api/v1/session", headers={"X-CSRF-Token": csrf}).status_code == 200
     again = served.client(cookies={"fundflow_session": token})
     assert again.get("/api/v1/me").status_code == 401
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked(db: str) -> Iterator[tuple[Served, _Clock]]:
+    """``served`` whose principal cache runs on a clock the test moves."""
+    _fill(db)
+    clock = _Clock()
+    settings = ServeSettings(db=db)
+    state = ServeState(settings, principals=PrincipalCache(clock=clock))
+    yield Served(db, create_app(settings, state)), clock
+    state.close()
+
+
+def test_a_user_disabled_elsewhere_is_refused_within_the_principal_ttl(
+    clocked: tuple[Served, _Clock],
+) -> None:
+    served, clock = clocked
+    c = served.bearer("vic")
+    assert c.get("/api/v1/me").status_code == 200
+    with open_store(served.db) as st:  # as `fundflow users disable` does
+        st.disable_user("vic")
+        st.revoke_tokens("vic")
+    clock.now += PRINCIPAL_TTL - 0.5
+    assert c.get("/api/v1/me").status_code == 200  # believed from the last check
+    clock.now += 0.5
+    assert c.get("/api/v1/me").status_code == 401
+
+
+def test_a_role_changed_elsewhere_takes_effect_within_the_principal_ttl(
+    clocked: tuple[Served, _Clock],
+) -> None:
+    served, clock = clocked
+    c = served.bearer("vic")
+    assert c.get("/api/v1/users").status_code == 403
+    with open_store(served.db) as st:  # as `fundflow users role` does
+        st.set_role("vic", "admin")
+    clock.now += PRINCIPAL_TTL - 0.5
+    assert c.get("/api/v1/users").status_code == 403
+    clock.now += 0.5
+    assert c.get("/api/v1/users").status_code == 200
+    assert c.get("/api/v1/me").json()["role"] == "admin"
+
+
+def test_role_changes_and_disabling_through_the_api_take_effect_at_once(
+    clocked: tuple[Served, _Clock],
+) -> None:
+    served, _clock = clocked
+    root, ana = served.bearer("root"), served.bearer("ana")
+    assert ana.get("/api/v1/me").json()["role"] == "analyst"
+    assert root.post("/api/v1/users/ana/role", json={"role": "viewer"}).status_code == 200
+    r = ana.post("/api/v1/alerts/A1/ack", json={})
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert root.post("/api/v1/users/ana/disable", json={}).status_code == 200
+    assert ana.get("/api/v1/me").status_code == 401
 
 
 def test_anonymous_viewer_only_when_asked_and_only_from_loopback(db: str) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from fundflow.serve.auth import (
     LoginThrottle,
+    Principal,
+    PrincipalCache,
     check_password_rules,
     check_user_name,
     csrf_for,
@@ -85,3 +89,60 @@ def test_throttle_refuses_after_the_limit_and_forgets_after_the_window() -> None
 def test_throttle_checks_its_settings() -> None:
     with pytest.raises(ValueError, match="limit"):
         LoginThrottle(limit=0)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _principal(name: str, via: str = "api") -> Principal:
+    return Principal(name=name, role="viewer", via=via, token_hash="h-" + name)
+
+
+def test_principal_cache_believes_a_token_for_its_ttl() -> None:
+    clock = _Clock()
+    cache = PrincipalCache(ttl=5.0, size=10, clock=clock)
+    ana = _principal("ana")
+    assert cache.get("d1", "api") is None
+    cache.keep("d1", ana, None)
+    clock.now += 4.9
+    assert cache.get("d1", "api") is ana
+    assert cache.get("d1", "session") is None  # an API token is no session
+    cache.keep("d1", ana, None)
+    clock.now += 5.0
+    assert cache.get("d1", "api") is None
+    assert PrincipalCache(ttl=0).get("d1", "api") is None
+
+
+def test_principal_cache_checks_the_token_expiry_at_every_get() -> None:
+    cache = PrincipalCache(clock=_Clock())
+    cache.keep("gone", _principal("ana"), datetime.now(UTC) - timedelta(seconds=1))
+    cache.keep("later", _principal("vic"), datetime.now(UTC) + timedelta(hours=1))
+    assert cache.get("gone", "api") is None
+    assert cache.get("later", "api") == _principal("vic")
+
+
+def test_principal_cache_forgets_tokens_and_users_and_stays_bounded() -> None:
+    cache = PrincipalCache(size=3, clock=_Clock())
+    for digest, name in [("a1", "ana"), ("a2", "ana"), ("v1", "vic")]:
+        cache.keep(digest, _principal(name), None)
+    cache.forget_user("ana")
+    assert [cache.get(d, "api") for d in ("a1", "a2")] == [None, None]
+    cache.forget_token("v1")
+    assert cache.get("v1", "api") is None
+    for i in range(5):
+        cache.keep(f"t{i}", _principal(f"u{i}"), None)
+        cache.get("t0", "api")  # the most recently used stays
+    kept = [cache.get(f"t{i}", "api") is not None for i in range(5)]
+    assert kept == [True, False, False, True, True]
+
+
+def test_principal_cache_checks_its_settings() -> None:
+    with pytest.raises(ValueError, match="ttl >= 0 and size >= 1, got -1"):
+        PrincipalCache(ttl=-1)
+    with pytest.raises(ValueError, match="got 5.0, 0"):
+        PrincipalCache(size=0)
