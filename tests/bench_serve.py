@@ -14,8 +14,10 @@ sort by amount, and the next two pages of one of them by cursor, then the
 page of one alert listed (``--mix queue``: only the pages of the indexed
 filters, and the alerts' pages). ``--existing`` uses a store already filled
 (a million alerts loaded by ``tests/bench_triage.py --keep --only-load``).
-Prints requests per second and the p50 / p95 / p99 / max latency of each
-kind.
+Prints requests per second, the p50 / p95 / p99 / max latency of each
+kind, and the CPU time the server's processes used per request (user +
+system, from the operating system's accounting of the finished server):
+the figure that moves least with the machine's other load.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import os
 import queue
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -169,6 +172,7 @@ def main() -> None:
                 file=sys.stderr,
             )
         auth = token(db)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.Popen([FUNDFLOW, "serve", "--db", db, "--port", "0"],
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
         try:
@@ -188,10 +192,14 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     timings = [x for _ in range(args.clients) for x in out.get()]
     bad = sum(1 for _, _, status in timings if status != 200)
     print(f"{len(timings):,} requests from {args.clients} clients in {elapsed:.1f} s: "
-          f"{len(timings) / elapsed:,.0f} requests/s, {bad} not 200")  # fmt: skip
+          f"{len(timings) / elapsed:,.0f} requests/s, {bad} not 200; "
+          f"server CPU {1000 * cpu / max(1, len(timings)):.2f} ms per request "
+          f"(start and stop included)")  # fmt: skip
     print(f"{'request':<12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for kind in [*REQUESTS, "next page", "alert page"]:
         ms = sorted(1000 * d for k, d, _ in timings if k == kind)
