@@ -16,9 +16,10 @@ _HIDDEN = frozenset({"password_hash", "token_hash", "csrf_hash"})
 
 def plain(value: Any) -> Any:
     """``value`` as JSON-ready data: dataclasses and msgspec structs become
-    dicts (secret fields dropped), datetimes ISO text, tuples lists."""
+    dicts (secret fields dropped), datetimes ISO text, tuples lists; an
+    :class:`Alert` stays as it is (msgspec writes it with the same bytes)."""
     if isinstance(value, Alert):
-        return msgspec.to_builtins(value)
+        return value  # json_response encodes it as to_builtins would, without the copy
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: plain(getattr(value, f.name))

@@ -561,6 +561,18 @@ def encode_json(value: Any) -> str:
     return msgspec.json.encode(value, order="deterministic").decode()
 
 
+def sorted_keys(value: Any) -> Any:
+    """Decoded JSON with every object's keys in :func:`encode_json`'s order
+    (by code point), nested objects and arrays included: what a backend
+    whose JSON type keeps its own key order (PostgreSQL's jsonb) gives
+    back, so an alert reads back with the same bytes from every store."""
+    if type(value) is dict:
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    if type(value) is list:
+        return [sorted_keys(v) for v in value]
+    return value
+
+
 def alert_json(alert: Alert) -> bytes:
     """The alert's canonical JSON (keys sorted): what the store keeps per
     revision and what a notice's body is built from."""

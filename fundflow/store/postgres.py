@@ -71,6 +71,7 @@ from .base import (
     haystack,
     latest_per_id,
     severity_rank,
+    sorted_keys,
 )
 from .sql import SQLStore, stored_state, write_batch_effects
 from .urls import mask_url, scrub, url_secrets
@@ -498,14 +499,23 @@ def _row(a: Alert) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+_ACCOUNTS = msgspec.json.Decoder(tuple[str, ...])
+_EVIDENCE = msgspec.json.Decoder(dict)
+
+
 def _alert(row: Sequence[Any]) -> Alert:
-    fields: dict[str, Any] = dict(zip(Alert.__struct_fields__, row, strict=True))
-    fields["accounts"] = msgspec.json.decode(fields["accounts"], type=tuple[str, ...])
-    # jsonb keeps keys in its own order (shortest first); sort them as the
-    # SQLite store does, so exports of both stores are byte-identical.
-    evidence = msgspec.json.decode(fields["evidence"], type=dict)
-    fields["evidence"] = msgspec.json.decode(encode_json(evidence), type=dict)
-    return Alert(**fields)
+    """An alert from the columns of :data:`_ALERT_COLUMNS`, in their order.
+    jsonb keeps keys in its own order (shortest first); the evidence's are
+    sorted as the SQLite store keeps them, so exports of both stores are
+    byte-identical."""
+    (alert_id, detector, severity, subject_id, accounts, first_ts, last_ts, amount,
+     summary, evidence, detector_version, revision) = row  # fmt: skip
+    return Alert(
+        alert_id=alert_id, detector=detector, severity=severity, subject_id=subject_id,
+        accounts=_ACCOUNTS.decode(accounts), first_ts=first_ts, last_ts=last_ts, amount=amount,
+        summary=summary, evidence=sorted_keys(_EVIDENCE.decode(evidence)),
+        detector_version=detector_version, revision=revision,
+    )  # fmt: skip
 
 
 def _cursor_key(conn: psycopg.Connection[Any]) -> None:
