@@ -17,7 +17,8 @@ filters, and the alerts' pages). ``--existing`` uses a store already filled
 Prints requests per second, the p50 / p95 / p99 / max latency of each
 kind, and the CPU time the server's processes used per request (user +
 system, from the operating system's accounting of the finished server):
-the figure that moves least with the machine's other load.
+the figure that moves least with the machine's other load; and the
+clients' own (this process's) CPU time per request.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def main() -> None:
             )
         auth = token(db)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        mine = resource.getrusage(resource.RUSAGE_SELF)
         proc = subprocess.Popen([FUNDFLOW, "serve", "--db", db, "--port", "0"],
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
         try:
@@ -193,13 +195,15 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        mine_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    own = (mine_after.ru_utime - mine.ru_utime) + (mine_after.ru_stime - mine.ru_stime)
     timings = [x for _ in range(args.clients) for x in out.get()]
     bad = sum(1 for _, _, status in timings if status != 200)
     print(f"{len(timings):,} requests from {args.clients} clients in {elapsed:.1f} s: "
           f"{len(timings) / elapsed:,.0f} requests/s, {bad} not 200; "
           f"server CPU {1000 * cpu / max(1, len(timings)):.2f} ms per request "
-          f"(start and stop included)")  # fmt: skip
+          f"(start and stop included), clients' {1000 * own / max(1, len(timings)):.2f} ms")  # fmt: skip
     print(f"{'request':<12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for kind in [*REQUESTS, "next page", "alert page"]:
         ms = sorted(1000 * d for k, d, _ in timings if k == kind)

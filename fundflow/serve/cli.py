@@ -152,7 +152,9 @@ def serve_cmd(
             if delivering is not None:
                 await delivering
 
-    asyncio.run(main())
+    # The loop uvicorn would choose (uvloop when installed), as Server.run does.
+    with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+        runner.run(main())
     if not server.started:
         raise ServeCliError(f"cannot listen on {host}:{port}")
 
