@@ -23,7 +23,8 @@ the payments seen before it in its currency
     Money returns to its origin: a chain of ``min_hops`` to ``max_hops``
     transfers through distinct accounts, each no earlier than the one
     before, the first to the last within ``window_hours``, every hop
-    counted and within ``tolerance_pct`` of the amount that comes back.
+    counted and passing on what the hop before it brought, less at most
+    ``tolerance_pct`` of it (each account keeps a cut, none adds money).
     Subject: the origin, the first account of the loop.
 ``gather_scatter``
     A pass-through hub: within ``window_hours`` it gathers at least
@@ -399,8 +400,7 @@ class Cycle(_Typology):
         cfg = self.config.cycle
         origin = f.dst_id
         closing: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
-        tol = cfg.tolerance_pct
-        self._lo, self._hi = f.amount * (100 - tol), f.amount * (100 + tol)
+        self._kept = 100 - cfg.tolerance_pct
         self._start = f.ts - self._window + 1
         self._budget = cfg.max_search_steps
         path = self._search(origin, f.src_id, f.ts, [closing], {origin, f.src_id})
@@ -433,7 +433,10 @@ class Cycle(_Typology):
             if ts < self._start or self._budget <= 0:
                 return None
             self._budget -= 1
-            if not self._lo <= amount * 100 <= self._hi:
+            # The next hop passes on this one's money, less at most the
+            # tolerance: no more than it brought, no less than its share.
+            passed_on = path[-1][2]
+            if amount < passed_on or passed_on * 100 < amount * self._kept:
                 continue
             hops = len(path) + 1
             if payer == origin:

@@ -4,8 +4,8 @@ world's foreign column layout and the typology detectors, through the CLI.
 Seed 1 is pinned at the shipped defaults (thresholds relative to the
 dump): which planted patterns each typology finds and misses (the world
 draws some patterns short of the defaults, as real ones are), how many
-subjects it alerts, and the one background loop that is a cycle by chance.
-No honest look-alike is alerted.
+subjects it alerts. No honest look-alike is alerted, nor any background
+account as a cycle.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fundflow.transfers import honest_alerted, score_typologies
 SEED_1 = {
     "fan_in": (4, 4, 7, 7),
     "fan_out": (4, 3, 6, 6),
-    "cycle": (4, 3, 4, 3),
+    "cycle": (4, 4, 4, 4),
     "gather_scatter": (4, 2, 2, 2),
     "scatter_gather": (4, 4, 4, 4),
     "split_payments": (4, 4, 4, 4),
@@ -67,8 +67,8 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     got = {t: (s["planted"], s["found"], s["alerted"], s["on_patterns"]) for t, s in scores.items()}
     assert got == SEED_1
     assert honest_alerted(truth, alerts) == []
-    # The cycle missed has 8 hops and loses 11 % on the way round (tolerance
-    # 10 %); the fan-out missed pays fewer than 10 counted payees within 72
+    # Every cycle is found (the 8-hop loop that loses 11 % on the way round
+    # keeps at most 3 % at each hop); the fan-out missed pays fewer than 10 counted payees within 72
     # hours; the gather-scatter hubs missed pass on 73 % and 79.99 % (< 80 %);
     # the off-profile payment missed is 3 times its habit (factor 4).
     missed = {
@@ -83,7 +83,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     assert missed == {
         "fan_in": [],
         "fan_out": [16],
-        "cycle": [8],
+        "cycle": [],
         "gather_scatter": [21, 25],
         "scatter_gather": [],
         "split_payments": [],

@@ -6,7 +6,7 @@ The rules run here with absolute floors in yuan (:data:`ABSOLUTE`: a
 supervisor's legal thresholds, the relative floors off) so each floor can
 be pinned from just under to just over: fan_in/fan_out 10 counterparties,
 200,000 yuan, payments from 10,000 yuan, 72 hours; cycle 3-6 hops from
-10,000 yuan, each within 10 % of the returning amount, 168 hours;
+10,000 yuan, each passing on 90-100 % of the hop before, 168 hours;
 gather_scatter 5 sources, 5 sinks, 100,000 yuan, 80 %, 48 hours, from 5,000
 yuan; scatter_gather 4 intermediaries, 100,000 yuan, 10 %, 72 hours, from
 10,000 yuan. The floors relative to the dump are pinned in
@@ -190,9 +190,14 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
 @pytest.mark.parametrize(
     ("accounts", "amounts", "step", "alerts"),
     [
-        # every hop within 10 % of the 95,000 that comes back: 9,500
-        (["A", "B", "C"], ["104500", "98000", "95000"], HOUR_MS, 1),
-        (["A", "B", "C"], ["104500.01", "98000", "95000"], HOUR_MS, 0),
+        # each hop passes on 90-100 % of what the hop before brought
+        (["A", "B", "C"], ["100000", "90000", "81000"], HOUR_MS, 1),
+        (["A", "B", "C"], ["100000", "89999.99", "89999.99"], HOUR_MS, 0),
+        (["A", "B", "C"], ["100000", "100000", "100000"], HOUR_MS, 1),
+        (["A", "B", "C"], ["100000", "100000.01", "100000.01"], HOUR_MS, 0),
+        # 3 % kept at each of 6 hops: 14 % less comes back, every hop within 10 %
+        (list("ABCDEF"), ["50000", "48500", "47045", "45633.65", "44264.64", "42936.70"],
+         HOUR_MS, 1),  # fmt: skip
         (["A", "B"], ["100000", "100000"], HOUR_MS, 0),  # 2 hops: a payment and its refund
         (list("ABCDEF"), ["50000"] * 6, HOUR_MS, 1),  # 6 hops
         (list("ABCDEFG"), ["50000"] * 7, HOUR_MS, 0),  # 7 hops
@@ -200,7 +205,7 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
         (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS, 0),  # first to last: 168 h
         (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS - SECOND_MS, 1),
     ],
-    ids=["tol-at", "tol-over", "2-hops", "6-hops", "7-hops", "floor", "168h", "168h-1s"],
+    ids=["tol-at", "tol-over", "kept-all", "grows", "cuts-add-up", "2-hops", "6-hops", "7-hops", "floor", "168h", "168h-1s"],
 )
 def test_cycle_each_side_of_each_threshold(accounts, amounts, step, alerts):
     recs = loop(accounts, amounts, start=at(0, 9), step=step)
