@@ -2,6 +2,7 @@
 module per detector. Imports no broker, database or metrics library."""
 
 from .base import Detector
+from .bipartite import Bipartite
 from .config import Config, default_toml, load_config
 from .cross_bank_clearing import CrossBankClearing
 from .down_payment_loan import DownPaymentLoan
@@ -45,4 +46,5 @@ __all__ = [
     "ScatterGather",
     "SplitPayments",
     "OffProfile",
+    "Bipartite",
 ]

@@ -401,6 +401,34 @@ class ScatterGatherConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BipartiteConfig:
+    """``[bipartite]``."""
+
+    window_ms: int
+    min_payment: int
+    min_payment_pct: int
+    min_payers: int
+    min_payees: int
+    min_density_pct: int
+    min_total: int
+    max_search_steps: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> BipartiteConfig:
+        s = "bipartite"
+        return cls(
+            window_ms=_window(s, raw),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
+            min_payers=_int(s, "min_payers", raw["min_payers"], 2, 1000),
+            min_payees=_int(s, "min_payees", raw["min_payees"], 2, 1000),
+            min_density_pct=_int(s, "min_density_pct", raw["min_density_pct"], 1, 100),
+            min_total=_fen(s, "min_total", raw["min_total"]),
+            max_search_steps=_int(s, "max_search_steps", raw["max_search_steps"], 1, 10**7),
+        )
+
+
 def _pct_fraction(section: str, name: str, value: Any) -> Fraction:
     """A percent 0..100 (whole or decimal) as an exact fraction of one."""
     return Fraction(_dec(section, name, value, Decimal(0), Decimal(100))) / 100
@@ -686,6 +714,7 @@ class Config:
     cycle: CycleConfig
     gather_scatter: GatherScatterConfig
     scatter_gather: ScatterGatherConfig
+    bipartite: BipartiteConfig
     split_payments: SplitPaymentsConfig
     off_profile: OffProfileConfig
     cross_bank_clearing: CrossBankConfig
@@ -723,6 +752,7 @@ _BUILDERS = {
     "cycle": CycleConfig.build,
     "gather_scatter": GatherScatterConfig.build,
     "scatter_gather": ScatterGatherConfig.build,
+    "bipartite": BipartiteConfig.build,
     "split_payments": SplitPaymentsConfig.build,
     "off_profile": OffProfileConfig.build,
 }

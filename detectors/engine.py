@@ -43,6 +43,7 @@ from fundflow.schemas.records import (
 )
 
 from .base import Detector
+from .bipartite import Bipartite
 from .config import Config, load_config
 from .cross_bank_clearing import CrossBankClearing
 from .down_payment_loan import DownPaymentLoan
@@ -76,9 +77,9 @@ DEFAULT_DETECTORS: tuple[type[Detector], ...] = (
 )
 DETECTORS: dict[str, type[Detector]] = {d.name: d for d in DEFAULT_DETECTORS}
 #: The opt-in money-laundering typologies for raw transfer dumps (typologies.py,
-#: split_payments.py, off_profile.py).
+#: split_payments.py, off_profile.py, bipartite.py).
 TYPOLOGIES: dict[str, type[Detector]] = {
-    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile)
+    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile, Bipartite)
 }
 
 
@@ -87,7 +88,7 @@ def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
     ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.
 
     >>> detector_names(["fan_in", "typologies"])
-    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile']
+    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile', 'bipartite']
     """
     groups = {"default": list(DETECTORS), "typologies": list(TYPOLOGIES)}
     out: list[str] = []

@@ -20,7 +20,9 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   intermediaries forwarding 92-100 % to one target within 48 hours), 4
   ``split_payments`` (2-6 payments of 1-15 yuan from one payer to one payee
   booked at once), 4 ``off_profile`` (a standing order of one amount, 3-5
-  weeks, then a payment 2-20 times larger or 5-20 times smaller);
+  weeks, then a payment 2-20 times larger or 5-20 times smaller), 4
+  ``bipartite`` (3-7 payers each paying all of, or all but one of, 3-7
+  payees 15,000-49,000 yuan within 6-36 hours);
 * honest look-alikes: ``merchant`` (hundreds of small takings a day),
   ``payroll`` (40-120 salaries of 4,000-9,800 yuan twice a month),
   ``wholesaler`` (6-8 retailers pay 20,000+ yuan, 30-40 % goes on to
@@ -29,7 +31,8 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   parent funds 6 subsidiaries that each pay part of it to one supplier),
   ``double_purchase`` (two everyday purchases at one shop booked at once),
   ``utility_bills`` (weekly bills varying by 5 %, then one half as large
-  again).
+  again), ``shared_suppliers`` (4-6 shops each ordering from one of the
+  same 3-4 wholesalers once a week).
 
 Account ids are drawn from one shuffled pool, so a planted account looks
 like any other.
@@ -37,7 +40,7 @@ like any other.
 >>> import pathlib, tempfile
 >>> t = write_transfers(pathlib.Path(tempfile.mkdtemp()), seed=3, days=12)
 >>> sorted({p["typology"] for p in t["patterns"]}), t["rows"] > 20000
-(['cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments'], True)
+(['bipartite', 'cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments'], True)
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ TYPOLOGIES = (
     "scatter_gather",
     "split_payments",
     "off_profile",
+    "bipartite",
 )
 HEADER = ("id", "time", "src_bank", "src", "dst_bank", "dst", "value", "ccy", "memo")
 #: The layout of ``transfers.csv`` in wire fields (``--map``, ``--const``).
@@ -221,6 +225,36 @@ def _off_profile(w: _World) -> None:
     w.patterns.append({"typology": "off_profile", "subject": payer, "accounts": [payer, odd]})
 
 
+def _bipartite(w: _World) -> None:
+    rng = w.rng
+    payers, payees = w.fresh(rng.randint(3, 7)), w.fresh(rng.randint(3, 7))
+    start, span = w.some_day(), rng.uniform(6, 36)
+    m = len(payees)
+    for i, p in enumerate(payers):
+        # every payee but perhaps one (from four payees up): each is still paid by two or more
+        skip = payees[i % m] if m >= 4 and rng.random() < 0.5 else None
+        for q in payees:
+            if q != skip:
+                w.pay(w.at(start, rng.uniform(0, span)), p, q, _fen(rng, 15000, 49000))
+    w.patterns.append(
+        {"typology": "bipartite", "subject": min(payers), "accounts": [*payers, *payees]}
+    )
+
+
+def _layering_look_alikes(w: _World) -> None:
+    rng = w.rng
+    for _ in range(2):  # shops buying from the same wholesalers, one order a week each
+        shops, suppliers = w.fresh(rng.randint(4, 6)), w.fresh(rng.randint(3, 4))
+        day = rng.uniform(1, 3)
+        for week in range(4):
+            for i, s in enumerate(shops):
+                supplier = suppliers[(i + week) % len(suppliers)]
+                w.pay(w.at(day + 7 * week + i * 0.2, 10), s, supplier, _fen(rng, 15000, 40000))
+        w.honest.append(
+            {"kind": "shared_suppliers", "subject": min(shops), "looks_like": "bipartite"}
+        )
+
+
 def _look_alikes(w: _World) -> None:
     rng = w.rng
     for _ in range(3):  # merchant: many small takings
@@ -310,6 +344,13 @@ def build(seed: int, scale: int = 1, days: int = 30) -> _World:
             _split(w)
             _off_profile(w)
         _look_alikes(w)
+    # The layering typologies draw from a stream of their own, so the patterns
+    # above stay as they were drawn.
+    w.rng = random.Random(f"transfers-{seed}-layering")
+    for _ in range(scale):
+        for _ in range(4):
+            _bipartite(w)
+        _layering_look_alikes(w)
     return w
 
 

@@ -70,6 +70,8 @@ EXPECTED |= {
 # money re-converging), on accounts no other detector knows.
 EXPECTED |= {"fan_in": 1, "fan_out": 1, "cycle": 1, "gather_scatter": 1, "scatter_gather": 1}
 EXPECTED |= {"split_payments": 1, "off_profile": 1}
+# BPA1-BPA3 each paying BPB1-BPB3: one bipartite group.
+EXPECTED |= {"bipartite": 1}
 
 STREAM = with_transfers(mixed_stream())
 

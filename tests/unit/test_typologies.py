@@ -373,6 +373,7 @@ def test_typologies_are_an_opt_in_group_of_the_engine():
         "scatter_gather",
         "split_payments",
         "off_profile",
+        "bipartite",
     ]
     cfg = load_config(overrides={"engine": {"detectors": ["cycle", "fund_pool"]}})
     assert [d.name for d in Engine(cfg).detectors] == ["cycle", "fund_pool"]

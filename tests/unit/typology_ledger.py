@@ -126,12 +126,29 @@ def habit(
     ]
 
 
+def many_to_many(
+    pairs: list[tuple[str, str]], each: str, *, start: int, prefix: str = "BP"
+) -> list[ClearingTxn]:
+    """One payment of ``each`` for every ``(payer, payee)`` of ``pairs``, a
+    minute apart."""
+    return [
+        clearing(f"{prefix}{i + 1:02d}", start + i * MINUTE_MS, payer, payee, each)
+        for i, (payer, payee) in enumerate(pairs)
+    ]
+
+
+def complete(payers: list[str], payees: list[str]) -> list[tuple[str, str]]:
+    """Every payer with every payee, payer by payer."""
+    return [(p, q) for p in payers for q in payees]
+
+
 def typology_stream() -> list[ClearingTxn]:
     """The :func:`background` on days 0-3, then one instance of each
     typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
     FOH, the loop CA -> CB -> CC -> CA, the hub GSH, SGS's money
     re-converging on SGT, SPP's two 5-yuan payments to SPQ booked at once,
-    and OPP's 100 yuan after three payments of 1,000."""
+    OPP's 100 yuan after three payments of 1,000, and BPA1-BPA3 each paying
+BPB1-BPB3."""
     recs = [
         *background(),
         *habit("OPP", ["1000", "1000", "1000"], "100", start=at(4, 6)),
@@ -141,6 +158,9 @@ def typology_stream() -> list[ClearingTxn]:
         *loop(["CA", "CB", "CC"], ["100000", "98000", "95000"], start=at(5, 9)),
         *gather_scatter("GSH", ["30000"] * 5, ["24000"] * 5, start=at(5, 14)),
         *scatter_gather("SGS", "SGT", ["30000"] * 4, ["27000"] * 4, start=at(6, 9)),
+        *many_to_many(
+            complete(["BPA1", "BPA2", "BPA3"], ["BPB1", "BPB2", "BPB3"]), "20000", start=at(6, 18)
+        ),
     ]
     return sorted(recs, key=lambda r: (r.ts, r.txn_id))
 
