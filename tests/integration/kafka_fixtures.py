@@ -366,3 +366,88 @@ def cut_world(path: Path, out: Path, *at: str) -> list[Path]:
         f.write_bytes(b"".join(lines[a:b]))
         files.append(f)
     return files
+
+
+REFERENCE_IDS = {"entity": "entity_id", "account": "account_id", "product": "product_id", "loan": "loan_id"}
+
+
+def _strings(value: Any) -> Any:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def live_order(
+    path: Path,
+    out: Path,
+    seed: int,
+    late: float = 0.02,
+    repeated: float = 0.01,
+    within: int = 400,
+    when_used: tuple[str, ...] = ("account", "loan"),
+    after_use: float = 0.0,
+) -> Path:
+    """The world file ``path`` in the order a live system publishes it:
+    entities and products registered first, each account and loan just
+    before the first record that names it (an account opened, then used; a
+    loan booked as it is paid out), with what it names before it; then a
+    share ``late`` of the transactions delivered up to ``within`` records
+    after their place, and a share ``repeated`` delivered a second time as
+    far after; a share ``after_use`` of the accounts and loans published up
+    to ``within`` records after their first use instead. Malformed lines
+    stay where they are. Accounts and loans nothing names come last."""
+    rng = random.Random(seed)
+    refs: dict[str, list[tuple[bytes, Any]]] = {}
+    stream: list[tuple[bytes, Any]] = []
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        kind = rec.get("type") if isinstance(rec, dict) else None
+        if kind in when_used and isinstance(rec.get(REFERENCE_IDS[kind]), str):
+            refs.setdefault(rec[REFERENCE_IDS[kind]], []).append((line, rec))
+        else:
+            stream.append((line, rec))
+    sent: set[str] = set()
+    lines: list[bytes] = []
+
+    moves: list[tuple[int, bytes]] = []
+
+    def introduce(ref_id: str, later: bool = False) -> None:
+        if ref_id in sent:
+            return
+        sent.add(ref_id)
+        for line, rec in refs[ref_id]:
+            for value in _strings(rec):
+                if value in refs and value != ref_id:
+                    introduce(value)
+            if later and rng.random() < after_use:
+                moves.append((len(lines) + rng.randrange(1, within), line))
+            else:
+                lines.append(line)
+
+    for line, rec in stream:
+        for value in _strings(rec):
+            if value in refs:
+                introduce(value, later=True)
+        is_txn = isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn")
+        if is_txn and rng.random() < late:
+            moves.append((len(lines) + rng.randrange(1, within), line))
+            continue
+        lines.append(line)
+        if is_txn and rng.random() < repeated:
+            moves.append((len(lines) + rng.randrange(1, within), line))
+    for ref_id in refs:
+        introduce(ref_id)
+    for at, line in sorted(moves, key=lambda m: -m[0]):
+        lines.insert(min(at, len(lines)), line)
+    out.write_bytes(b"".join(line + b"\n" for line in lines))
+    return out

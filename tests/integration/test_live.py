@@ -1,0 +1,241 @@
+"""Integration: the daemon on a live stream gives the replay's alerts.
+
+The daemon tests of ``test_daemon.py`` send the whole stream before a
+worker starts, so the worker drains a backlog. Here the workers start
+first, are ready, and the records come while they run, at a set rate
+(``fundflow replay --to-kafka --rate``): each input is read as it is
+written, the reference records race the transactions that name them, and
+the ordering stage releases what it holds as the inputs move and go quiet.
+Once everything is sent, SIGUSR1 asks each worker to drain and stop: the
+store then holds `fundflow replay`'s alerts, figure for figure and revision
+for revision, and the alerts topic repeats no revision with other figures.
+
+The world is its own (seed 2, 8 days), not the backlog tests' one, sent
+in a live system's order: accounts and loans published as they are first
+used, some transactions late and some delivered twice.
+Runs in CI and when FUNDFLOW_TEST_BROKER is set; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka_fixtures import (
+    ENABLED,
+    Broker,
+    WorkerProcess,
+    alert_diff,
+    cli_env,
+    fundflow,
+    live_order,
+    namespace,
+    read_topic,
+    store_alerts,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not ENABLED,
+        reason="starts a real Kafka broker: set FUNDFLOW_TEST_BROKER=1 to run it (CI always runs it)",
+    ),
+    pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+]
+
+SEED, DAYS = 2, 8
+# Short idleness and frequent checkpoints: the live stream's releases and
+# the kills below land between checkpoints, with records processed since.
+LIVE = {"FUNDFLOW_KAFKA_IDLE_SECONDS": "1"}
+CHECKPOINTS = ("--checkpoint-seconds", "2")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The world in a live system's order (:func:`kafka_fixtures.live_order`:
+    accounts and loans just before their first use, 2 % of the transactions
+    late, 1 % delivered twice) and what `fundflow replay` makes of it: the
+    alerts of the world in its own order, figure for figure."""
+    from fundflow.simulate import write_world
+
+    d = tmp_path_factory.mktemp("live-world")
+    write_world(d, seed=SEED, days=DAYS)
+    path = live_order(d / "world.jsonl", d / "live.jsonl", seed=SEED)
+    fundflow("replay", str(d / "world.jsonl"), "--db", str(d / "in-order.db"), cwd=d)
+    fundflow("replay", str(path), "--db", str(d / "replay.db"), cwd=d)
+    expected = store_alerts(d / "replay.db")
+    in_order = store_alerts(d / "in-order.db")
+    assert expected == in_order, alert_diff(expected, in_order)
+    assert len(expected) >= 10, "the world should raise alerts of most detectors"
+    reference = ('"type":"entity"', '"type":"account"', '"type":"product"', '"type":"loan"')
+    inputs = sum(
+        1
+        for line in path.read_text().splitlines()
+        if line.strip() and not any(k in line.replace(" ", "") for k in reference)
+    )
+    return {"path": path, "expected": expected, "inputs": inputs}
+
+
+def _topics(broker: Broker, ns: str, partitions: int) -> None:
+    out = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns,
+                   "--partitions", str(partitions)).stdout  # fmt: skip
+    assert out.count("created") == 7, out
+
+
+def _feed(broker: Broker, ns: str, path: Path, rate: int, log: Path) -> subprocess.Popen[bytes]:
+    """`fundflow replay --to-kafka --rate` in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fundflow.cli", "replay", "--to-kafka", broker.address,
+         "--namespace", ns, "--rate", str(rate), str(path)],
+        env=cli_env(), stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def _fed(feed: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
+    try:
+        rc = feed.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        feed.kill()
+        raise
+    assert rc == 0, log.read_text(errors="replace")[-4000:]
+
+
+def _ready(w: WorkerProcess, partitions: int | None = None) -> dict[str, Any]:
+    return w.wait_health(
+        "the worker ready" + (f" with {partitions} partitions" if partitions else ""),
+        lambda h: h["status"] == "ready"
+        and (partitions is None or len(h["assigned_partitions"]) == partitions),
+        timeout=240,
+    )
+
+
+def _drain_all(*workers: WorkerProcess) -> None:
+    for w in workers:
+        w.signal(signal.SIGUSR1)
+    for w in workers:
+        assert w.wait(timeout=240) == 0, w.output()
+
+
+def _revisions_agree(broker: Broker, ns: str, want: dict[str, tuple[Any, ...]]) -> None:
+    """Every alert revision on the alerts topic, however often it was
+    delivered, says one thing; the last of each alert is the replay's."""
+    bodies: dict[tuple[str, int], bytes] = {}
+    last: dict[str, dict[str, Any]] = {}
+    for m in read_topic(broker, f"{ns}fundflow.alerts"):
+        a = json.loads(m.value)
+        key = (a["alert_id"], a["revision"])
+        assert bodies.setdefault(key, m.value) == m.value, f"revision {key} said two things"
+        if a["alert_id"] not in last or a["revision"] > last[a["alert_id"]]["revision"]:
+            last[a["alert_id"]] = a
+    assert last.keys() == want.keys()
+    for alert_id, a in last.items():
+        assert (a["revision"], a["amount"], a["last_ts"]) == (
+            want[alert_id][-1], want[alert_id][7], want[alert_id][6],
+        ), alert_id  # fmt: skip
+
+
+def test_live_one_partition(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
+    """One worker, one partition, the records fed while it runs."""
+    ns = namespace()
+    _topics(broker, ns, 1)
+    w = WorkerProcess(broker, ns, tmp_path / "w.db", tmp_path / "w.log", env=LIVE)
+    try:
+        _ready(w, 1)
+        feed = _feed(broker, ns, world["path"], 6000, tmp_path / "feed.log")
+        _fed(feed, tmp_path / "feed.log")
+        _drain_all(w)
+    finally:
+        w.kill()
+    got = store_alerts(tmp_path / "w.db")
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    _revisions_agree(broker, ns, world["expected"])
+
+
+def test_live_four_partitions_two_workers(
+    broker: Broker, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two workers splitting four partitions 2 + 2, the records fed while
+    they run: together they give the replay's alerts."""
+    ns = namespace()
+    _topics(broker, ns, 4)
+    a = WorkerProcess(broker, ns, tmp_path / "a.db", tmp_path / "a.log", env=LIVE)
+    b = None
+    try:
+        _ready(a, 4)
+        b = WorkerProcess(broker, ns, tmp_path / "b.db", tmp_path / "b.log", env=LIVE)
+
+        def split() -> bool:
+            ha, hb = a.health(), b.health()
+            return (
+                ha is not None
+                and hb is not None
+                and hb["status"] == "ready"
+                and len(ha["assigned_partitions"]) == 2
+                and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == [0, 1, 2, 3]
+            )
+
+        wait_for("the partitions split 2 + 2", split, timeout=180)
+        feed = _feed(broker, ns, world["path"], 6000, tmp_path / "feed.log")
+        _fed(feed, tmp_path / "feed.log")
+        _drain_all(a, b)
+    finally:
+        a.kill()
+        if b is not None:
+            b.kill()
+    got = store_alerts(tmp_path / "a.db", tmp_path / "b.db")
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    _revisions_agree(broker, ns, world["expected"])
+
+
+def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
+    """Four SIGKILLs while the records come, each after the worker has
+    processed records its last checkpoint does not cover; a new worker
+    starts after each. The store ends with the replay's alerts, none
+    missing or repeated, and no revision said two ways on the topic."""
+    ns = namespace()
+    _topics(broker, ns, 2)
+    db = tmp_path / "w.db"
+    total = world["inputs"]
+    # Slow enough that four kills and restarts fit in the feed.
+    feed = None
+    workers: list[WorkerProcess] = []
+    try:
+        w = WorkerProcess(broker, ns, db, tmp_path / "w0.log", *CHECKPOINTS, env=LIVE)
+        workers.append(w)
+        _ready(w, 2)
+        feed = _feed(broker, ns, world["path"], 1500, tmp_path / "feed.log")
+        for n in range(1, 5):
+            # Killed once it has read a further share of the stream and
+            # processed records since its last checkpoint.
+            share = total * n // 6
+            w.wait_health(
+                f"kill {n}: {share} records read, some not checkpointed",
+                lambda h, share=share: h["records"] >= share // 2
+                and h["uncheckpointed_records"] > 0
+                and sum(sum(o.values()) for o in h["offsets"].values()) >= share,
+                timeout=240,
+            )
+            w.signal(signal.SIGKILL)
+            assert w.wait(timeout=30) == -signal.SIGKILL, w.output()
+            w = WorkerProcess(broker, ns, db, tmp_path / f"w{n}.log", *CHECKPOINTS, env=LIVE)
+            workers.append(w)
+            _ready(w, 2)
+        _fed(feed, tmp_path / "feed.log")
+        _drain_all(w)
+    finally:
+        if feed is not None and feed.poll() is None:
+            feed.kill()
+        for w in workers:
+            w.kill()
+    resumed = sum("checkpoint generation" in p.read_text() for p in tmp_path.glob("w*.log"))
+    assert resumed >= 4, "every restarted worker should resume from a checkpoint"
+    got = store_alerts(db)
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    _revisions_agree(broker, ns, world["expected"])
