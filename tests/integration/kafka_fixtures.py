@@ -368,7 +368,12 @@ def cut_world(path: Path, out: Path, *at: str) -> list[Path]:
     return files
 
 
-REFERENCE_IDS = {"entity": "entity_id", "account": "account_id", "product": "product_id", "loan": "loan_id"}
+REFERENCE_IDS = {
+    "entity": "entity_id",
+    "account": "account_id",
+    "product": "product_id",
+    "loan": "loan_id",
+}
 
 
 def _strings(value: Any) -> Any:
@@ -386,23 +391,29 @@ def live_order(
     path: Path,
     out: Path,
     seed: int,
+    *,
+    parts: int = 1,
     late: float = 0.02,
     repeated: float = 0.01,
     within: int = 400,
-    when_used: tuple[str, ...] = ("account", "loan"),
     after_use: float = 0.0,
-) -> Path:
-    """The world file ``path`` in the order a live system publishes it:
+    when_used: tuple[str, ...] = ("account", "loan"),
+) -> list[Path]:
+    """The world file ``path`` in the order a live system publishes it, cut
+    into ``parts`` files of about as many transactions (``out``-0.jsonl, ...):
     entities and products registered first, each account and loan just
     before the first record that names it (an account opened, then used; a
-    loan booked as it is paid out), with what it names before it; then a
-    share ``late`` of the transactions delivered up to ``within`` records
-    after their place, and a share ``repeated`` delivered a second time as
-    far after; a share ``after_use`` of the accounts and loans published up
-    to ``within`` records after their first use instead. Malformed lines
-    stay where they are. Accounts and loans nothing names come last."""
+    loan booked as it is paid out), with what it names before it; a share
+    ``late`` of the transactions delivered up to ``within`` records after
+    their place, and a share ``repeated`` delivered a second time as far
+    after; a share ``after_use`` of the accounts and loans published up to
+    ``within`` records after their first use instead. Nothing moves into
+    the next part (a pause between parts does not cut a late record off
+    its place). Malformed lines stay where they are. Accounts and loans
+    nothing names come at the end of the last part."""
     rng = random.Random(seed)
     refs: dict[str, list[tuple[bytes, Any]]] = {}
+    head: list[bytes] = []
     stream: list[tuple[bytes, Any]] = []
     for line in path.read_bytes().splitlines():
         if not line.strip():
@@ -414,40 +425,74 @@ def live_order(
         kind = rec.get("type") if isinstance(rec, dict) else None
         if kind in when_used and isinstance(rec.get(REFERENCE_IDS[kind]), str):
             refs.setdefault(rec[REFERENCE_IDS[kind]], []).append((line, rec))
+        elif kind in REFERENCE_IDS:
+            head.append(line)
         else:
             stream.append((line, rec))
     sent: set[str] = set()
-    lines: list[bytes] = []
 
-    moves: list[tuple[int, bytes]] = []
-
-    def introduce(ref_id: str, later: bool = False) -> None:
+    def introduce(
+        ref_id: str, lines: list[bytes], moves: list[tuple[int, bytes]], later: bool = False
+    ) -> None:
         if ref_id in sent:
             return
         sent.add(ref_id)
         for line, rec in refs[ref_id]:
             for value in _strings(rec):
                 if value in refs and value != ref_id:
-                    introduce(value)
+                    introduce(value, lines, moves)
             if later and rng.random() < after_use:
                 moves.append((len(lines) + rng.randrange(1, within), line))
             else:
                 lines.append(line)
 
-    for line, rec in stream:
-        for value in _strings(rec):
-            if value in refs:
-                introduce(value, later=True)
-        is_txn = isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn")
-        if is_txn and rng.random() < late:
-            moves.append((len(lines) + rng.randrange(1, within), line))
-            continue
-        lines.append(line)
-        if is_txn and rng.random() < repeated:
-            moves.append((len(lines) + rng.randrange(1, within), line))
-    for ref_id in refs:
-        introduce(ref_id)
-    for at, line in sorted(moves, key=lambda m: -m[0]):
-        lines.insert(min(at, len(lines)), line)
-    out.write_bytes(b"".join(line + b"\n" for line in lines))
-    return out
+    size = -(-len(stream) // parts)
+    files = []
+    for n in range(parts):
+        lines: list[bytes] = head if n == 0 else []
+        moves: list[tuple[int, bytes]] = []
+        for line, rec in stream[n * size : (n + 1) * size]:
+            for value in _strings(rec):
+                if value in refs:
+                    introduce(value, lines, moves, later=True)
+            is_txn = isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn")
+            if is_txn and rng.random() < late:
+                moves.append((len(lines) + rng.randrange(1, within), line))
+                continue
+            lines.append(line)
+            if is_txn and rng.random() < repeated:
+                moves.append((len(lines) + rng.randrange(1, within), line))
+        if n == parts - 1:
+            for ref_id in refs:
+                introduce(ref_id, lines, moves)
+        for at, line in sorted(moves, key=lambda m: -m[0]):
+            lines.insert(min(at, len(lines)), line)
+        f = out.with_name(f"{out.stem}-{n}.jsonl")
+        f.write_bytes(b"".join(line + b"\n" for line in lines))
+        files.append(f)
+    return files
+
+
+def feed_live(
+    broker: Broker, ns: str, parts: list[Path], rates: list[float | None], pause: float
+) -> dict[str, int]:
+    """Sends ``parts`` into the topics of ``ns`` in file order (reference
+    records where they stand), part *i* at ``rates[i]`` records/s (``None``:
+    as fast as it goes), with ``pause`` seconds of silence between parts;
+    one producer, so each record is keyed by every reference record sent
+    before it. Returns the records sent by topic."""
+    from fundflow.detectors import load_config
+    from fundflow.streams.producer import DumpProducer
+    from fundflow.streams.settings import KafkaSettings
+
+    settings = KafkaSettings(bootstrap=broker.address, namespace=ns)
+    producer = DumpProducer(settings, config=load_config(), file_order=True)
+    try:
+        for n, (part, rate) in enumerate(zip(parts, rates, strict=True)):
+            if n:
+                time.sleep(pause)
+            producer.rate = rate
+            producer.send_dumps([str(part)])
+    finally:
+        producer.close()
+    return dict(producer.summary.sent)

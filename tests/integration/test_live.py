@@ -2,8 +2,9 @@
 
 The daemon tests of ``test_daemon.py`` send the whole stream before a
 worker starts, so the worker drains a backlog. Here the workers start
-first, are ready, and the records come while they run, at a set rate
-(``fundflow replay --to-kafka --rate``): each input is read as it is
+first, are ready, and the records come while they run
+(:func:`kafka_fixtures.feed_live`, the producer of ``fundflow replay
+--to-kafka --file-order``): each input is read as it is
 written, the reference records race the transactions that name them, and
 the ordering stage releases what it holds as the inputs move and go quiet.
 Once everything is sent, SIGUSR1 asks each worker to drain and stop: the
@@ -11,8 +12,11 @@ store then holds `fundflow replay`'s alerts, figure for figure and revision
 for revision, and the alerts topic repeats no revision with other figures.
 
 The world is its own (seed 2, 8 days), not the backlog tests' one, sent
-in a live system's order: accounts and loans published as they are first
-used, some transactions late and some delivered twice.
+as a live system publishes: in the file's order with the reference records
+where they stand, accounts and loans published as they are first used (or
+after), some transactions late and some delivered twice, each test in an
+order of its own, in parts at different rates with pauses longer than the
+idleness bound between them.
 Runs in CI and when FUNDFLOW_TEST_BROKER is set; skipped otherwise.
 """
 
@@ -20,8 +24,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from kafka_fixtures import (
     Broker,
     WorkerProcess,
     alert_diff,
-    cli_env,
+    feed_live,
     fundflow,
     live_order,
     namespace,
@@ -55,36 +58,35 @@ SEED, DAYS = 2, 8
 # the kills below land between checkpoints, with records processed since.
 LIVE = {"FUNDFLOW_KAFKA_IDLE_SECONDS": "1"}
 CHECKPOINTS = ("--checkpoint-seconds", "2")
+# Between the parts of a live feed: longer than the idleness bound, so the
+# workers release what they hold mid-stream.
+PAUSE = 3.0
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The world in a live system's order (:func:`kafka_fixtures.live_order`:
-    accounts and loans just before their first use, 2 % of the transactions
-    late, 1 % delivered twice), and once more with a fifth of the accounts
-    and loans registered up to 400 records after their first use; what
-    `fundflow replay` makes of each is the alerts of the world in its own
-    order, figure for figure."""
+    """The world file and what `fundflow replay` makes of it."""
     from fundflow.simulate import write_world
 
     d = tmp_path_factory.mktemp("live-world")
     write_world(d, seed=SEED, days=DAYS)
-    path = live_order(d / "world.jsonl", d / "live.jsonl", seed=SEED)
-    late = live_order(d / "world.jsonl", d / "late.jsonl", seed=SEED, after_use=0.2)
-    fundflow("replay", str(d / "world.jsonl"), "--db", str(d / "in-order.db"), cwd=d)
-    expected = store_alerts(d / "in-order.db")
-    for sent in (path, late):
-        fundflow("replay", str(sent), "--db", str(d / f"{sent.stem}.db"), cwd=d)
-        got = store_alerts(d / f"{sent.stem}.db")
-        assert got == expected, alert_diff(got, expected)
+    fundflow("replay", str(d / "world.jsonl"), "--db", str(d / "replay.db"), cwd=d)
+    expected = store_alerts(d / "replay.db")
     assert len(expected) >= 10, "the world should raise alerts of most detectors"
-    reference = ('"type":"entity"', '"type":"account"', '"type":"product"', '"type":"loan"')
-    inputs = sum(
-        1
-        for line in path.read_text().splitlines()
-        if line.strip() and not any(k in line.replace(" ", "") for k in reference)
-    )
-    return {"path": path, "late": late, "expected": expected, "inputs": inputs}
+    return {"path": d / "world.jsonl", "expected": expected}
+
+
+def _sent_live(world: dict[str, Any], tmp_path: Path, seed: int, **how: Any) -> list[Path]:
+    """The world in a live system's order (:func:`kafka_fixtures.live_order`:
+    accounts and loans just before their first use, 2 % of the
+    transactions late, 1 % delivered twice, ``how`` for the rest), checked
+    first: `fundflow replay` of its parts gives the alerts of the world in
+    its own order, figure for figure."""
+    parts = live_order(world["path"], tmp_path / "live.jsonl", seed, **how)
+    fundflow("replay", *map(str, parts), "--db", str(tmp_path / "parts.db"), cwd=tmp_path)
+    got = store_alerts(tmp_path / "parts.db")
+    assert got == world["expected"], alert_diff(got, world["expected"])
+    return parts
 
 
 def _topics(broker: Broker, ns: str, partitions: int) -> None:
@@ -93,29 +95,13 @@ def _topics(broker: Broker, ns: str, partitions: int) -> None:
     assert out.count("created") == 7, out
 
 
-def _feed(broker: Broker, ns: str, path: Path, rate: int, log: Path) -> subprocess.Popen[bytes]:
-    """`fundflow replay --to-kafka --rate` in the background."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "fundflow.cli", "replay", "--to-kafka", broker.address,
-         "--namespace", ns, "--rate", str(rate), str(path)],
-        env=cli_env(), stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def _fed(feed: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
-    try:
-        rc = feed.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        feed.kill()
-        raise
-    assert rc == 0, log.read_text(errors="replace")[-4000:]
-
-
 def _ready(w: WorkerProcess, partitions: int | None = None) -> dict[str, Any]:
     return w.wait_health(
         "the worker ready" + (f" with {partitions} partitions" if partitions else ""),
-        lambda h: h["status"] == "ready"
-        and (partitions is None or len(h["assigned_partitions"]) == partitions),
+        lambda h: (
+            h["status"] == "ready"
+            and (partitions is None or len(h["assigned_partitions"]) == partitions)
+        ),
         timeout=240,
     )
 
@@ -146,16 +132,18 @@ def _revisions_agree(broker: Broker, ns: str, want: dict[str, tuple[Any, ...]]) 
 
 
 def test_live_one_partition(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
-    """One worker, one partition, the records fed while it runs, a fifth
-    of the accounts and loans registered after their first use (with one
-    partition every record reaches the engine whatever it was keyed by)."""
+    """One worker, one partition, the records fed while it runs in four
+    parts (6,000 records/s, a burst as fast as the producer goes, 1,500/s,
+    4,000/s) with pauses longer than the idleness bound between them; a
+    fifth of the accounts and loans registered after their first use (with
+    one partition every record reaches the engine whatever it was keyed by)."""
+    parts = _sent_live(world, tmp_path, 11, parts=4, after_use=0.2)
     ns = namespace()
     _topics(broker, ns, 1)
     w = WorkerProcess(broker, ns, tmp_path / "w.db", tmp_path / "w.log", env=LIVE)
     try:
         _ready(w, 1)
-        feed = _feed(broker, ns, world["late"], 6000, tmp_path / "feed.log")
-        _fed(feed, tmp_path / "feed.log")
+        feed_live(broker, ns, parts, [6000, None, 1500, 4000], PAUSE)
         _drain_all(w)
     finally:
         w.kill()
@@ -168,7 +156,9 @@ def test_live_four_partitions_two_workers(
     broker: Broker, world: dict[str, Any], tmp_path: Path
 ) -> None:
     """Two workers splitting four partitions 2 + 2, the records fed while
-    they run: together they give the replay's alerts."""
+    they run in three parts (4,000 records/s, a burst, 2,000/s) with pauses
+    between: together they give the replay's alerts."""
+    parts = _sent_live(world, tmp_path, 12, parts=3)
     ns = namespace()
     _topics(broker, ns, 4)
     a = WorkerProcess(broker, ns, tmp_path / "a.db", tmp_path / "a.log", env=LIVE)
@@ -188,8 +178,7 @@ def test_live_four_partitions_two_workers(
             )
 
         wait_for("the partitions split 2 + 2", split, timeout=180)
-        feed = _feed(broker, ns, world["path"], 6000, tmp_path / "feed.log")
-        _fed(feed, tmp_path / "feed.log")
+        feed_live(broker, ns, parts, [4000, None, 2000], PAUSE)
         _drain_all(a, b)
     finally:
         a.kill()
@@ -201,31 +190,42 @@ def test_live_four_partitions_two_workers(
 
 
 def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
-    """Four SIGKILLs while the records come, each after the worker has
+    """Four SIGKILLs while the records come (two partitions, four parts at
+    1,500 records/s with pauses between), each once the worker has
     processed records its last checkpoint does not cover; a new worker
     starts after each. The store ends with the replay's alerts, none
     missing or repeated, and no revision said two ways on the topic."""
+    parts = _sent_live(world, tmp_path, 13, parts=4)
+    reference = ('"type":"entity"', '"type":"account"', '"type":"product"', '"type":"loan"')
+    total = sum(
+        1
+        for part in parts
+        for line in part.read_text().splitlines()
+        if not any(k in line for k in reference)
+    )
     ns = namespace()
     _topics(broker, ns, 2)
     db = tmp_path / "w.db"
-    total = world["inputs"]
-    # Slow enough that four kills and restarts fit in the feed.
-    feed = None
+    sent: list[Any] = []
+    feed = threading.Thread(
+        target=lambda: sent.append(feed_live(broker, ns, parts, [1500] * 4, PAUSE)), daemon=True
+    )
     workers: list[WorkerProcess] = []
     try:
         w = WorkerProcess(broker, ns, db, tmp_path / "w0.log", *CHECKPOINTS, env=LIVE)
         workers.append(w)
         _ready(w, 2)
-        feed = _feed(broker, ns, world["path"], 1500, tmp_path / "feed.log")
+        feed.start()
         for n in range(1, 5):
-            # Killed once it has read a further share of the stream and
-            # processed records since its last checkpoint.
+            # Killed once a further share of the stream is taken in and
+            # some of it is not covered by a checkpoint.
             share = total * n // 6
             w.wait_health(
-                f"kill {n}: {share} records read, some not checkpointed",
-                lambda h, share=share: h["records"] >= share // 2
-                and h["uncheckpointed_records"] > 0
-                and sum(sum(o.values()) for o in h["offsets"].values()) >= share,
+                f"kill {n}: {share} input records taken in, some not checkpointed",
+                lambda h, share=share: (
+                    h["uncheckpointed_records"] > 0
+                    and sum(sum(o.values()) for o in h["offsets"].values()) >= share
+                ),
                 timeout=240,
             )
             w.signal(signal.SIGKILL)
@@ -233,15 +233,16 @@ def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: 
             w = WorkerProcess(broker, ns, db, tmp_path / f"w{n}.log", *CHECKPOINTS, env=LIVE)
             workers.append(w)
             _ready(w, 2)
-        _fed(feed, tmp_path / "feed.log")
+        feed.join(timeout=300)
+        assert sent, "the feed did not finish"
         _drain_all(w)
     finally:
-        if feed is not None and feed.poll() is None:
-            feed.kill()
         for w in workers:
             w.kill()
-    resumed = sum("checkpoint generation" in p.read_text() for p in tmp_path.glob("w*.log"))
-    assert resumed >= 4, "every restarted worker should resume from a checkpoint"
+    resumed = [
+        n for n in range(1, 5) if "checkpoint generation" in (tmp_path / f"w{n}.log").read_text()
+    ]
+    assert resumed == [1, 2, 3, 4], "every restarted worker should resume from a checkpoint"
     got = store_alerts(db)
     assert got == world["expected"], alert_diff(got, world["expected"])
     _revisions_agree(broker, ns, world["expected"])
