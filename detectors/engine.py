@@ -316,10 +316,7 @@ class Engine:
             self.counts["accepted"] += 1
             if t is Entity or t is Account or t is Product or t is Loan:
                 self.ref.add(record)  # type: ignore[arg-type]
-                for on_reference in self._on_reference:
-                    on_reference(record)
-                if t is Account and self._unplaced:
-                    self._place_again(record.account_id)  # type: ignore[union-attr]
+                self.referenced(record)
             else:
                 for on_report in self._on_report:
                     on_report(record)
@@ -329,6 +326,16 @@ class Engine:
         alerts = out[:]
         out.clear()
         return alerts
+
+    def referenced(self, record: Entity | Account | Product | Loan) -> None:
+        """A reference record already added to the engine's reference (by
+        :meth:`process`, or once for every engine sharing it): the detectors
+        take it, and the records queued while an account it names was
+        unknown move to their own feeds (:meth:`_place_again`)."""
+        for on_reference in self._on_reference:
+            on_reference(record)
+        if type(record) is Account and self._unplaced:
+            self._place_again(record.account_id)
 
     # -- the ordered path ---------------------------------------------------------
 

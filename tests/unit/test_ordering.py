@@ -26,6 +26,9 @@ from ledger import (
 from fundflow.detectors import Engine, load_config
 from fundflow.detectors.alerting import make_alert_id
 from fundflow.detectors.ordering import EventOrder, sort_key
+from fundflow.detectors.reference import Reference
+from fundflow.schemas.records import Account, Entity, Loan, Product
+from fundflow.streams import engines
 
 L = 10
 
@@ -286,6 +289,35 @@ def test_an_account_registered_after_the_records_that_name_it_places_them_in_its
     )
     assert (counts, letters) == ({"accepted": 23, "duplicates": 0, "too_late": 0}, [])
     assert through_the_stage(late) == (want, counts, letters)
+
+
+def test_a_late_account_from_a_shared_reference_places_the_records_too():
+    """The worker's path: every engine of a worker reads one reference the
+    worker fills, and hands each engine the record once it is added
+    (``streams.engines.feed_reference``). R2's late registration reaches two
+    such engines that way and moves their queued records as ``process``
+    does: each gives the in-order alerts and counts."""
+    want = through_the_stage([*SETUP, *reserve_day()])
+    ref = Reference(names=False)
+    both = [engines.new_engine(load_config(), ref) for _ in range(2)]
+    day = reserve_day()
+    stream = [r for r in SETUP if r is not R2] + [*day[:4], R2, *day[4:]]
+    alerts: list[list] = [[], []]
+    for rec in stream:
+        if type(rec) in (Entity, Account, Product, Loan):
+            ref.add(rec)
+            for eng in both:
+                engines.feed_reference(eng, rec)
+            continue
+        for n, eng in enumerate(both):
+            alerts[n] += eng.submit(rec)
+    for n, eng in enumerate(both):
+        alerts[n] += eng.finish()
+        # Reference records count where they are read, not in the engines.
+        assert (alerts[n], {**eng.counts, "accepted": eng.counts["accepted"] + len(SETUP)}) == (
+            want[0],
+            want[1],
+        )
 
 
 def test_without_the_move_the_late_account_misjudges_the_institution():
