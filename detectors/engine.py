@@ -240,6 +240,9 @@ class Engine:
         #: known, until :meth:`release_ready`.
         self.holding = False
         self._waiting: list[tuple[Record, str]] = []
+        # Records queued before an account they name was known (see _feed).
+        self._unplaced: dict[str, list[Any]] = {}  # account -> [feeds, latest event time]
+        self._unplaced_sweep = 1024
         self._link()
 
     def _link(self) -> None:
@@ -314,8 +317,7 @@ class Engine:
             self.counts["accepted"] += 1
             if t is Entity or t is Account or t is Product or t is Loan:
                 self.ref.add(record)  # type: ignore[arg-type]
-                for on_reference in self._on_reference:
-                    on_reference(record)
+                self.referenced(record)
             else:
                 for on_report in self._on_report:
                     on_report(record)
@@ -325,6 +327,16 @@ class Engine:
         alerts = out[:]
         out.clear()
         return alerts
+
+    def referenced(self, record: Entity | Account | Product | Loan) -> None:
+        """A reference record already added to the engine's reference (by
+        :meth:`process`, or once for every engine sharing it): the detectors
+        take it, and the records queued while an account it names was
+        unknown move to their own feeds (:meth:`_place_again`)."""
+        for on_reference in self._on_reference:
+            on_reference(record)
+        if type(record) is Account and self._unplaced:
+            self._place_again(record.account_id)
 
     # -- the ordered path ---------------------------------------------------------
 
@@ -349,7 +361,7 @@ class Engine:
         elif t is CustodyTxn:
             feed = record.platform_id  # type: ignore[union-attr]
         else:
-            feed = self.ref.feed_of(record)  # type: ignore[arg-type]
+            feed = self._feed(record)  # type: ignore[arg-type]
         ready = self.order.offer(feed, key, (record, source))
         if ready is None:
             self._refuse_unplaced(record, source)
@@ -368,11 +380,70 @@ class Engine:
         elif type(record) is CustodyTxn:
             feed = record.platform_id  # type: ignore[union-attr]
         else:
-            feed = self.ref.feed_of(record)  # type: ignore[arg-type]
+            feed = self._feed(record)  # type: ignore[arg-type]
         if self.order.push(feed, sort_key(record, self.zone), (record, source)):
             return feed
         self._refuse_unplaced(record, source)
         return None
+
+    def _feed(self, record: ClearingTxn | ReserveReport | Balance) -> str:
+        """The feed of a clearing payment, report or balance
+        (:meth:`Reference.feed_of`). A feed is read from the accounts a
+        record names: an account not known yet that could change it is
+        noted with the feed the record is queued in, and when the account
+        arrives (before the record is released) the feed's records are
+        queued again in their own feeds (:meth:`_place_again`). Notes older
+        than the allowed lateness behind the engine's clock are dropped
+        (their records are released by then, or judged without the account)."""
+        feed = self.ref.feed_of(record)
+        t = type(record)
+        if t is ReserveReport:
+            return feed
+        accounts = self.ref.accounts
+        if t is ClearingTxn:
+            payer = accounts.get(record.payer_account)  # type: ignore[union-attr]
+            if payer is None:
+                missing = record.payer_account  # type: ignore[union-attr]
+            elif payer.role == "client_reserve":
+                return feed
+            elif record.payee_account not in accounts:  # type: ignore[union-attr]
+                missing = record.payee_account  # type: ignore[union-attr]
+            else:
+                return feed
+            ts = record.ts  # type: ignore[union-attr]
+        elif record.account_id in accounts:  # type: ignore[union-attr]
+            return feed
+        else:
+            missing, ts = record.account_id, record.as_of  # type: ignore[union-attr]
+        note = self._unplaced.get(missing)
+        if note is None:
+            note = self._unplaced[missing] = [set(), ts]
+            if len(self._unplaced) > self._unplaced_sweep:
+                self._sweep_unplaced()
+        note[0].add(feed)
+        if ts > note[1]:
+            note[1] = ts
+        return feed
+
+    def _sweep_unplaced(self) -> None:
+        horizon = self.now - self.config.engine.dedup_window_ms
+        self._unplaced = {a: n for a, n in self._unplaced.items() if n[1] >= horizon}
+        self._unplaced_sweep = max(1024, 2 * len(self._unplaced))
+
+    def _place_again(self, account_id: str) -> None:
+        """Account ``account_id`` has arrived: the records queued while it
+        was unknown go to the feeds it makes theirs (a reserve account's
+        payments and balances to its institution), in key order; one whose
+        new feed has already released a later record is refused
+        (``too_late``)."""
+        note = self._unplaced.pop(account_id, None)
+        if note is None:
+            return
+        order = self.order
+        for old in sorted(note[0]):
+            for key, item in order.take(old):
+                if not order.push(self._feed(item[0]), key, item):
+                    self._refuse_unplaced(*item)
 
     def _refuse_unplaced(self, record: Record, source: str) -> None:
         self._refuse(
@@ -522,6 +593,7 @@ class Engine:
                 "clock": self.now,
                 "order": self.order,
                 "waiting": self._waiting,
+                "unplaced": self._unplaced,
                 "detectors": {d.name: d.snapshot() for d in self.detectors},
             },
             protocol=pickle.HIGHEST_PROTOCOL,
@@ -536,6 +608,10 @@ class Engine:
         self.now = payload["clock"]
         self.order = payload.get("order") or EventOrder(self.config.engine.dedup_window_ms)
         self._waiting = payload.get("waiting") or []
+        self._unplaced = payload.get("unplaced") or {}
+        # Records that waited for reference data on its way still wait: the
+        # shell releases them once it has read the reference topic.
+        self.holding = bool(self._waiting)
         for det in self.detectors:
             det.ref = self.ref
             det.restore(payload["detectors"][det.name])

@@ -63,8 +63,10 @@ idle release.
 [3, 5]
 >>> o.push("P", (4, 0, "4"), 4), o.push("P", (8, 0, "8"), 8)
 (False, True)
->>> o.release_until(), len(o)
-([8, 9, 17], 0)
+>>> o.push("Q", (20, 0, "20"), 20), o.take("P"), len(o)
+(True, [((8, 0, '8'), 8), ((9, 0, '9'), 9), ((17, 0, '17'), 17)], 1)
+>>> o.push("Q", (9, 0, "9"), 9), o.release_until(), len(o)
+(True, [9, 20], 0)
 """
 
 from __future__ import annotations
@@ -236,6 +238,19 @@ class EventOrder:
         taken.sort(key=_entry_order)
         self._held -= len(taken)
         return [entry[2] for entry in taken]
+
+    def take(self, feed: str) -> list[tuple[tuple[Any, ...], Any]]:
+        """Removes and returns what ``feed`` holds, as ``(key, item)`` in
+        key order (arrival order among equal keys); the feed keeps its mark
+        and its last release. For a record queued under a feed that was not
+        its own (the reference data its feed is read from came after it)."""
+        state = self._feeds.get(feed)
+        if state is None or not state[2]:
+            return []
+        heap, state[2] = state[2], []
+        heap.sort(key=_entry_order)
+        self._held -= len(heap)
+        return [(entry[0], entry[2]) for entry in heap]
 
     def oldest(self) -> int | None:
         """The earliest event time held, or ``None``."""

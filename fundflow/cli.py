@@ -163,6 +163,12 @@ main.add_command(notify_cmd)
     "--rate", type=click.FloatRange(min=1), metavar="N", help="With --to-kafka: N records/s."
 )
 @click.option("--namespace", metavar="PREFIX", help="With --to-kafka: topic-name prefix.")
+@click.option(
+    "--file-order",
+    is_flag=True,
+    help="With --to-kafka: every record in the dumps' order, reference records where they "
+    "stand, as a live system publishes them (default: every dump's reference records first).",
+)
 def replay_cmd(
     paths: tuple[str, ...],
     alerts_out: str,
@@ -181,6 +187,7 @@ def replay_cmd(
     to_kafka: str | None,
     rate: float | None,
     namespace: str | None,
+    file_order: bool,
 ) -> None:
     """Replay dumps (JSONL or CSV, gzip or not; '-' for stdin) through every detector.
 
@@ -195,8 +202,8 @@ def replay_cmd(
     CSV dump with no type column and no --kind, or a dump in a compression
     other than gzip; 1 when an output cannot be written.
     """
-    if to_kafka is None and (rate is not None or namespace is not None):
-        raise UserError("--rate and --namespace go with --to-kafka")
+    if to_kafka is None and (rate is not None or namespace is not None or file_order):
+        raise UserError("--rate, --namespace and --file-order go with --to-kafka")
     if to_kafka is not None and (detector_names or column_map or column_consts):
         raise UserError("--detectors, --map and --const do not go with --to-kafka")
     if to_kafka is not None:
@@ -207,7 +214,7 @@ def replay_cmd(
             raise UserError(str(e)) from None
         kafka_cli.replay_to_kafka(
             list(paths), to_kafka, rate=rate, namespace=namespace,
-            config_path=config_path, progress=progress,
+            config_path=config_path, progress=progress, file_order=file_order,
         )  # fmt: skip
         return
     config = _config(config_path)

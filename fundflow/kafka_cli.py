@@ -350,6 +350,7 @@ def replay_to_kafka(
     namespace: str | None = None,
     config_path: str | None = None,
     progress: bool | None = None,
+    file_order: bool = False,
 ) -> None:
     """What ``fundflow replay --to-kafka BROKER`` runs: every dump into the
     topics, then one summary line on stderr."""
@@ -370,7 +371,12 @@ def replay_to_kafka(
     try:
         _check_topics_exist(settings, TopicNames(settings.namespace))
         producer = DumpProducer(
-            settings, rate=rate, zone=zone, progress=show if progress else None, config=config
+            settings,
+            rate=rate,
+            zone=zone,
+            progress=show if progress else None,
+            config=config,
+            file_order=file_order,
         )
         try:
             summary = producer.send_dumps(paths)

@@ -21,7 +21,8 @@ def new_engine(config: Config, ref: Reference) -> Engine:
 
 
 def feed_reference(engine: Engine, record: object) -> None:
-    """One reference record to the detectors (not to the shared reference,
-    which the worker updates once): what ``Engine.process`` does for it."""
-    for det in engine.detectors:
-        det.update(record)
+    """One reference record to an engine (not to the shared reference,
+    which the worker updates once): what ``Engine.process`` does for it
+    (:meth:`Engine.referenced`: the detectors take it, and records queued
+    before an account it names was known move to their own feeds)."""
+    engine.referenced(record)  # type: ignore[arg-type]

@@ -269,7 +269,8 @@ class Lifecycle:
             if await self._finish_all():
                 self.faust_worker.shutdown_soon()
             else:
-                self._finishing = False  # the store went down: finish once it is back
+                # The store went down, or partitions moved: judged again.
+                self._finishing = False
 
     async def stop_gracefully(self) -> None:
         """SIGTERM: checkpoint every partition (alerts flushed first), then stop."""
@@ -337,14 +338,17 @@ class Lifecycle:
         # then each is finished as of the last event time any of them has
         # seen, so idle money and open days are stated as of one time, as
         # one engine would state them.
-        for st in list(self.parts.values()):
+        held = dict(self.parts)
+        for st in held.values():
             if not st.finished:
                 alerts = self._owned(st.engine.release(), st.partition)
                 if alerts:
                     self._emit(alerts)
-        end = max((st.engine.now for st in self.parts.values()), default=-1)
+        end = max((st.engine.now for st in held.values()), default=-1)
         end = max(end, await asyncio.to_thread(self.stream_end))
-        for st in list(self.parts.values()):
+        if self._moved_since(held):
+            return False
+        for st in held.values():
             if not st.finished:
                 alerts = self._owned(st.engine.finish(end), st.partition)
                 if alerts:
@@ -352,13 +356,30 @@ class Lifecycle:
                 st.finished = True
                 self.stats["finished_partitions"] += 1
             saved = await self._checkpoint(st, force=True) and saved
-        if not saved:
+        if self._moved_since(held) or not saved:
             return False
         log.info(
             "drained: every assigned partition consumed to its end; finished "
             "(processed %d, offsets %s)",
             self.stats["records"],
             {p: st.offsets for p, st in self.parts.items()},
+        )
+        return True
+
+    def _moved_since(self, held: dict[int, Any]) -> bool:
+        """Whether a rebalance moved partitions while ``held`` (the
+        partitions a finish started with) were being finished: another
+        worker leaving its group revokes every partition for a moment. The
+        drain is then judged again on the new assignment (a partition
+        finished and checkpointed is not finished twice; one revoked before
+        its checkpoint is finished by whoever holds it next)."""
+        now = self.parts
+        if now.keys() == held.keys() and all(now[p] is st for p, st in held.items()):
+            return False
+        log.info(
+            "partitions moved while finishing (%s, now %s): the drain waits for the new assignment",
+            sorted(held),
+            sorted(now),
         )
         return True
 

@@ -8,6 +8,7 @@ Imported by the test modules; the fixtures themselves are declared there.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "deploy" / "kafka" / "broker"
@@ -366,3 +368,202 @@ def cut_world(path: Path, out: Path, *at: str) -> list[Path]:
         f.write_bytes(b"".join(lines[a:b]))
         files.append(f)
     return files
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+REFERENCE_IDS = {
+    "entity": "entity_id",
+    "account": "account_id",
+    "product": "product_id",
+    "loan": "loan_id",
+}
+
+
+def _strings(value: Any) -> Any:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def live_order(
+    path: Path,
+    out: Path,
+    seed: int,
+    *,
+    parts: int = 1,
+    late: float = 0.02,
+    repeated: float = 0.01,
+    within: int = 400,
+    after_use: float = 0.0,
+    when_used: tuple[str, ...] = ("account", "loan"),
+) -> list[Path]:
+    """The world file ``path`` in the order a live system publishes it, cut
+    into ``parts`` files of about as many transactions (``out``-0.jsonl, ...):
+    entities and products registered first, each account and loan just
+    before the first record that names it (an account opened, then used; a
+    loan booked as it is paid out), with what it names before it; a share
+    ``late`` of the transactions delivered up to ``within`` records after
+    their place, and a share ``repeated`` delivered a second time as far
+    after; a share ``after_use`` of the accounts and loans published up to
+    ``within`` records after their first use instead. Nothing moves into
+    the next part, and a record the world books out of order joins the part
+    that holds what it precedes on its feed (:func:`_cut_in_order`), so a
+    pause between parts cuts no record off its place. Malformed lines stay where they are. Accounts and loans
+    nothing names come at the end of the last part."""
+    rng = random.Random(seed)
+    refs: dict[str, list[tuple[bytes, Any]]] = {}
+    head: list[bytes] = []
+    stream: list[tuple[bytes, Any]] = []
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        kind = rec.get("type") if isinstance(rec, dict) else None
+        if kind in when_used and isinstance(rec.get(REFERENCE_IDS[kind]), str):
+            refs.setdefault(rec[REFERENCE_IDS[kind]], []).append((line, rec))
+        elif kind in REFERENCE_IDS:
+            head.append(line)
+        else:
+            stream.append((line, rec))
+    sent: set[str] = set()
+
+    def introduce(
+        ref_id: str, lines: list[bytes], moves: list[tuple[int, bytes]], later: bool = False
+    ) -> None:
+        if ref_id in sent:
+            return
+        sent.add(ref_id)
+        for line, rec in refs[ref_id]:
+            for value in _strings(rec):
+                if value in refs and value != ref_id:
+                    introduce(value, lines, moves)
+            if later and rng.random() < after_use:
+                moves.append((len(lines) + rng.randrange(1, within), line))
+            else:
+                lines.append(line)
+
+    size = -(-len(stream) // parts)
+    chunks = [stream[n * size : (n + 1) * size] for n in range(parts)]
+    while (cut := _cut_in_order(chunks)) != chunks:
+        chunks = cut
+    files = []
+    for n in range(parts):
+        lines: list[bytes] = head if n == 0 else []
+        moves: list[tuple[int, bytes]] = []
+        for line, rec in chunks[n]:
+            for value in _strings(rec):
+                if value in refs:
+                    introduce(value, lines, moves, later=True)
+            is_txn = isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn")
+            if is_txn and rng.random() < late:
+                moves.append((len(lines) + rng.randrange(1, within), line))
+                continue
+            lines.append(line)
+            if is_txn and rng.random() < repeated:
+                moves.append((len(lines) + rng.randrange(1, within), line))
+        if n == parts - 1:
+            for ref_id in refs:
+                introduce(ref_id, lines, moves)
+        for at, line in sorted(moves, key=lambda m: -m[0]):
+            lines.insert(min(at, len(lines)), line)
+        f = out.with_name(f"{out.stem}-{n}.jsonl")
+        f.write_bytes(b"".join(line + b"\n" for line in lines))
+        files.append(f)
+    return files
+
+
+def _feeds_and_time(rec: Any) -> tuple[set[str], datetime.datetime] | None:
+    """A record's event time (a reserve report's is the end of its day) and
+    every subject whose feed it may be on: its platform, institution or
+    initiator, and the owner an account id names (``ACC-I003-R1``: I003),
+    a superset of the feed the engine orders it in."""
+    if not isinstance(rec, dict):
+        return None
+    try:
+        if rec.get("type") == "reserve_report":
+            day = datetime.date.fromisoformat(rec["as_of"]) + datetime.timedelta(days=1)
+            t = datetime.datetime.combine(day, datetime.time(), SHANGHAI)
+        else:
+            t = datetime.datetime.fromisoformat(rec.get("ts") or rec["as_of"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if t.tzinfo is None:
+        return None
+    feeds = {
+        rec[k]
+        for k in ("platform_id", "institution_id", "initiator_id")
+        if isinstance(rec.get(k), str)
+    }
+    for k in ("account_id", "debit_account", "credit_account", "payer_account", "payee_account"):
+        v = rec.get(k)
+        if isinstance(v, str) and v.count("-") >= 2:
+            feeds.add(v.split("-")[1])
+    return feeds, t
+
+
+def _cut_in_order(
+    chunks: list[list[tuple[bytes, Any]]],
+) -> list[list[tuple[bytes, Any]]]:
+    """The parts of a stream cut where no feed is out of order across a cut:
+    a record of a later part that is earlier than what a part before it
+    holds of one of its feeds (the world itself books some records out of
+    order) joins the end of the part before. A live system's pause longer
+    than the idleness bound lets the worker release what it holds, so a
+    record on the far side of one that is older than what was released is
+    ``too_late`` by design (streams/README.md), and the parts replayed
+    would not be a fair reference."""
+    latest: dict[str, datetime.datetime] = {}
+    out: list[list[tuple[bytes, Any]]] = []
+    for chunk in chunks:
+        here: list[tuple[bytes, Any]] = []
+        seen: dict[str, datetime.datetime] = {}
+        for item in chunk:
+            ft = _feeds_and_time(item[1])
+            if out and ft is not None and any(t0 > ft[1] for f in ft[0] if (t0 := latest.get(f))):
+                out[-1].append(item)
+                target = latest
+            else:
+                here.append(item)
+                target = seen
+            if ft is not None:
+                for f in ft[0]:
+                    if f not in target or target[f] < ft[1]:
+                        target[f] = ft[1]
+        out.append(here)
+        for f, t in seen.items():
+            if f not in latest or latest[f] < t:
+                latest[f] = t
+    return out
+
+
+def feed_live(
+    broker: Broker, ns: str, parts: list[Path], rates: list[float | None], pause: float
+) -> dict[str, int]:
+    """Sends ``parts`` into the topics of ``ns`` in file order (reference
+    records where they stand), part *i* at ``rates[i]`` records/s (``None``:
+    as fast as it goes), with ``pause`` seconds of silence between parts;
+    one producer, so each record is keyed by every reference record sent
+    before it. Returns the records sent by topic."""
+    from fundflow.detectors import load_config
+    from fundflow.streams.producer import DumpProducer
+    from fundflow.streams.settings import KafkaSettings
+
+    settings = KafkaSettings(bootstrap=broker.address, namespace=ns)
+    producer = DumpProducer(settings, config=load_config(), file_order=True)
+    try:
+        for n, (part, rate) in enumerate(zip(parts, rates, strict=True)):
+            if n:
+                time.sleep(pause)
+            producer.rate = rate
+            producer.send_dumps([str(part)])
+    finally:
+        producer.close()
+    return dict(producer.summary.sent)

@@ -70,3 +70,44 @@ def test_another_compression_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_bytes(bz2.compress(ENTITY + CUSTODY))
     with pytest.raises(OSError, match=r"^.*d\.jsonl is bzip2-compressed, and only gzip is read$"):
         _send(str(tmp_path / "d.jsonl"))
+
+
+PLATFORM = b'{"type":"entity","entity_id":"P1","kind":"p2p_platform","name":"x"}\n'
+ACCOUNT = (
+    b'{"type":"account","account_id":"L1","owner_id":"U1","bank_id":"B","role":"lender_sub"}\n'
+)
+
+
+def _keyed(file_order: bool, path: str) -> list[tuple[str, bytes | None]]:
+    keys: list[tuple[str, bytes | None]] = []
+
+    class Keys(Recording):
+        def send(self, topic: str, value: bytes, key: bytes | None = None, **_: object) -> None:
+            keys.append((topic, key))
+
+    producer = DumpProducer(KafkaSettings(), producer=Keys(), file_order=file_order)
+    summary = producer.send_dumps([path])
+    assert summary.sent == {"reference": 2, "custody": 2}
+    return keys
+
+
+def test_by_default_the_reference_records_go_first(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_bytes(PLATFORM + CUSTODY + ACCOUNT + CUSTODY.replace(b"T1", b"T2"))
+    assert _keyed(False, str(tmp_path / "d.jsonl")) == [
+        ("fundflow.reference", b"P1"),
+        ("fundflow.reference", b"L1"),
+        ("fundflow.custody", b"P1"),
+        ("fundflow.custody", b"P1"),
+    ]
+
+
+def test_in_file_order_each_record_goes_where_it_stands(tmp_path: Path) -> None:
+    """As a live system publishes: the account after the first payment
+    that names it, each record keyed by what was sent before it."""
+    (tmp_path / "d.jsonl").write_bytes(PLATFORM + CUSTODY + ACCOUNT + CUSTODY.replace(b"T1", b"T2"))
+    assert _keyed(True, str(tmp_path / "d.jsonl")) == [
+        ("fundflow.reference", b"P1"),
+        ("fundflow.custody", b"P1"),
+        ("fundflow.reference", b"L1"),
+        ("fundflow.custody", b"P1"),
+    ]

@@ -19,12 +19,16 @@ from ledger import (
     lenders,
     loan,
     p2p_platform,
+    payment_institution,
     report,
 )
 
 from fundflow.detectors import Engine, load_config
 from fundflow.detectors.alerting import make_alert_id
 from fundflow.detectors.ordering import EventOrder, sort_key
+from fundflow.detectors.reference import Reference
+from fundflow.schemas.records import Account, Entity, Loan, Product
+from fundflow.streams import engines
 
 L = 10
 
@@ -234,3 +238,115 @@ def test_investments_delivered_after_the_payout_leave_no_idle_money():
     wrong, _ = judge(late, ordered=False, advance_to=at(8))
     assert [(a.detector, a.evidence["stranded"]) for a in wrong] == [("fund_pool", "50000.00")]
     assert judge(late, advance_to=at(8)) == judge(FP_HONEST, advance_to=at(8)) == ([], [])
+
+
+# -- reference data that comes after the records that name it ---------------------
+
+SETUP = payment_institution()
+R2 = next(r for r in SETUP if getattr(r, "account_id", None) == "R2")
+
+
+def reserve_day():
+    """PI's days 0 to 5: opening balances of its two reserve accounts, a
+    top-up and a payment out of R2 to its shareholder's company (misuse),
+    the day's report (covered), then day 1's traffic and report and a
+    top-up a day after (PI's feed moves on past day 0)."""
+    return [
+        balance("R1", at(0), "600000"),
+        balance("R2", at(0), "400000"),
+        clearing("IN1", at(0, 9), "C1P", "R2", "30000", purpose="topup"),
+        clearing("OUT1", at(0, 10), "R2", "HC", "20000", purpose="transfer", initiator="BK1"),
+        report("PI", 0, "1010000"),
+        clearing("IN2", at(1, 9), "C1P", "R1", "1000", purpose="topup"),
+        report("PI", 1, "1011000"),
+        *(clearing(f"IN{d}", at(d, 9), "C1P", "R1", "1000", purpose="topup") for d in (3, 4, 5)),
+    ]
+
+
+def through_the_stage(records):
+    eng = Engine(load_config())
+    alerts = [a for rec in records for a in eng.submit(rec)]
+    alerts += eng.finish()
+    return alerts, eng.counts, eng.dead_letters
+
+
+def test_an_account_registered_after_the_records_that_name_it_places_them_in_its_feed():
+    """R2 (a client reserve account) is registered 11 h after its first
+    balance and payments. Until then they are queued under what they name
+    (the account itself, the payment's initiator); its arrival moves them
+    to PI's feed, and PI's records are judged as if R2 had been known:
+    the one misuse outflow, no shortfall."""
+    in_order = [*SETUP, *reserve_day()]
+    late = [r for r in SETUP if r is not R2]
+    day = reserve_day()
+    late += [*day[:4], R2, *day[4:]]
+    want, counts, letters = through_the_stage(in_order)
+    assert [(a.detector, a.subject_id, a.amount, a.evidence["signal"]) for a in want] == [
+        ("reserve_misuse", "PI", "20000.00", "reserve_outflow"),
+    ]
+    assert want[0].alert_id == make_alert_id(
+        "reserve_misuse", "PI", "reserve_outflow", "HC", at(0, 10)
+    )
+    assert (counts, letters) == ({"accepted": 23, "duplicates": 0, "too_late": 0}, [])
+    assert through_the_stage(late) == (want, counts, letters)
+
+
+def test_a_late_account_from_a_shared_reference_places_the_records_too():
+    """The worker's path: every engine of a worker reads one reference the
+    worker fills, and hands each engine the record once it is added
+    (``streams.engines.feed_reference``). R2's late registration reaches two
+    such engines that way and moves their queued records as ``process``
+    does: each gives the in-order alerts and counts."""
+    want = through_the_stage([*SETUP, *reserve_day()])
+    ref = Reference(names=False)
+    both = [engines.new_engine(load_config(), ref) for _ in range(2)]
+    day = reserve_day()
+    stream = [r for r in SETUP if r is not R2] + [*day[:4], R2, *day[4:]]
+    alerts: list[list] = [[], []]
+    for rec in stream:
+        if type(rec) in (Entity, Account, Product, Loan):
+            ref.add(rec)
+            for eng in both:
+                engines.feed_reference(eng, rec)
+            continue
+        for n, eng in enumerate(both):
+            alerts[n] += eng.submit(rec)
+    for n, eng in enumerate(both):
+        alerts[n] += eng.finish()
+        # Reference records count where they are read, not in the engines.
+        assert (alerts[n], {**eng.counts, "accepted": eng.counts["accepted"] + len(SETUP)}) == (
+            want[0],
+            want[1],
+        )
+
+
+def test_without_the_move_the_late_account_misjudges_the_institution():
+    """The same late registration with the records left in the feeds they
+    were queued in: R2's balance waits in a feed of its own until the end
+    of the stream, while PI's feed has moved on, so PI's day-0 report
+    finds R2's 400,000 missing."""
+    late = [r for r in SETUP if r is not R2]
+    day = reserve_day()
+    late += [*day[:4], R2, *day[4:]]
+    eng = Engine(load_config())
+    eng._place_again = lambda account_id: None  # type: ignore[method-assign]
+    alerts = [a for rec in late for a in eng.submit(rec)] + eng.finish()
+    assert ("coverage_shortfall", "PI") in {(a.evidence["signal"], a.subject_id) for a in alerts}
+
+
+def test_a_note_of_an_account_that_never_comes_is_dropped_after_the_lateness():
+    """Payments to accounts nobody registers leave notes; each goes once
+    the engine's clock is an allowed lateness past it, so over 30 days of
+    400 such payments a day the notes stay within two weeks' worth."""
+    eng = Engine(load_config())
+    for rec in SETUP:
+        eng.submit(rec)
+    lateness = eng.config.engine.dedup_window_ms
+    most = 0
+    for day in range(30):
+        for n in range(400):
+            t = at(day, 9) + n * 1000
+            eng.submit(clearing(f"X{day}-{n}", t, "C1P", f"E{day}-{n}", "10", purpose="transfer"))
+            most = max(most, len(eng._unplaced))
+    assert 1024 < most <= 14 * 400
+    assert min(n[1] for n in eng._unplaced.values()) >= at(29, 9) - 3 * lateness
