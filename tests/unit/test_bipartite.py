@@ -59,7 +59,11 @@ def test_three_payers_each_paying_three_payees_alert_with_checkable_evidence():
     assert ev["payers"][0] == {"account": "A1", "payees": ["B1", "B2", "B3"], "amount": "90000.00"}
     assert ev["sample_txn_ids"] == [f"BP{i:02d}" for i in range(1, 10)]
     assert ev["thresholds"]["min_payers"] == 3
-    assert ev["baseline"] == {"currency": "CNY", "counted_from": "10000.00", "absolute_floor": "10000.00"}
+    assert ev["baseline"] == {
+        "currency": "CNY",
+        "counted_from": "10000.00",
+        "absolute_floor": "10000.00",
+    }
     assert a.summary == (
         "3 payers paid 3 payees 270000.00 yuan in 9 transfers of at least 10000.00 yuan within "
         "72 hours: 9 of the 9 payer-payee pairs (density 1.0000)."
@@ -119,7 +123,9 @@ def test_a_growing_group_is_one_episode_and_the_search_budget_bounds_it():
         (make_alert_id("bipartite", "A1", at(0, 9, 8)), "360000.00", 2),
     ]
     # 9 transfers to look at: a budget of 8 runs out and finds nothing.
-    assert alerts(many_to_many(complete(A, B), "30000", start=at(0, 9)), cfg(max_search_steps=8)) == []
+    assert (
+        alerts(many_to_many(complete(A, B), "30000", start=at(0, 9)), cfg(max_search_steps=8)) == []
+    )
 
 
 def test_against_the_dump_a_payment_counts_from_its_80th_percentile():

@@ -196,8 +196,12 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
         (["A", "B", "C"], ["100000", "100000", "100000"], HOUR_MS, 1),
         (["A", "B", "C"], ["100000", "100000.01", "100000.01"], HOUR_MS, 0),
         # 3 % kept at each of 6 hops: 14 % less comes back, every hop within 10 %
-        (list("ABCDEF"), ["50000", "48500", "47045", "45633.65", "44264.64", "42936.70"],
-         HOUR_MS, 1),  # fmt: skip
+        (
+            list("ABCDEF"),
+            ["50000", "48500", "47045", "45633.65", "44264.64", "42936.70"],
+            HOUR_MS,
+            1,
+        ),  # fmt: skip
         (["A", "B"], ["100000", "100000"], HOUR_MS, 0),  # 2 hops: a payment and its refund
         (list("ABCDEF"), ["50000"] * 6, HOUR_MS, 1),  # 6 hops
         (list("ABCDEFG"), ["50000"] * 7, HOUR_MS, 0),  # 7 hops
@@ -205,7 +209,19 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
         (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS, 0),  # first to last: 168 h
         (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS - SECOND_MS, 1),
     ],
-    ids=["tol-at", "tol-over", "kept-all", "grows", "cuts-add-up", "2-hops", "6-hops", "7-hops", "floor", "168h", "168h-1s"],
+    ids=[
+        "tol-at",
+        "tol-over",
+        "kept-all",
+        "grows",
+        "cuts-add-up",
+        "2-hops",
+        "6-hops",
+        "7-hops",
+        "floor",
+        "168h",
+        "168h-1s",
+    ],
 )
 def test_cycle_each_side_of_each_threshold(accounts, amounts, step, alerts):
     recs = loop(accounts, amounts, start=at(0, 9), step=step)

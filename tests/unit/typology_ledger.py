@@ -144,11 +144,11 @@ def complete(payers: list[str], payees: list[str]) -> list[tuple[str, str]]:
 
 def typology_stream() -> list[ClearingTxn]:
     """The :func:`background` on days 0-3, then one instance of each
-    typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
-    FOH, the loop CA -> CB -> CC -> CA, the hub GSH, SGS's money
-    re-converging on SGT, SPP's two 5-yuan payments to SPQ booked at once,
-    OPP's 100 yuan after three payments of 1,000, and BPA1-BPA3 each paying
-BPB1-BPB3."""
+        typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
+        FOH, the loop CA -> CB -> CC -> CA, the hub GSH, SGS's money
+        re-converging on SGT, SPP's two 5-yuan payments to SPQ booked at once,
+        OPP's 100 yuan after three payments of 1,000, and BPA1-BPA3 each paying
+    BPB1-BPB3."""
     recs = [
         *background(),
         *habit("OPP", ["1000", "1000", "1000"], "100", start=at(4, 6)),
