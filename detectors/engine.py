@@ -83,6 +83,18 @@ TYPOLOGIES: dict[str, type[Detector]] = {
 }
 
 
+def whole_stream(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Those of the detectors ``names`` (groups expanded) that read the
+    whole stream as one graph (``Detector.whole_stream``): on Kafka they
+    need every record in one partition.
+
+    >>> whole_stream(["default"]), whole_stream(["fund_pool", "cycle"])
+    ([], ['cycle'])
+    """
+    known = {**DETECTORS, **TYPOLOGIES}
+    return [n for n in detector_names(names) if known[n].whole_stream]
+
+
 def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
     """Detector names with the groups expanded, each once, in order: group
     ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.

@@ -26,7 +26,15 @@ from . import kafka_cli
 from .alerts_cli import alerts
 from .graph import graph_cmd
 from .notify_cli import notify_cmd
-from .replay import AtomicFile, ReplayError, check_columns, check_dumps, check_inputs, replay
+from .replay import (
+    AtomicFile,
+    ReplayError,
+    check_columns,
+    check_dumps,
+    check_inputs,
+    is_csv,
+    replay,
+)
 from .serve.cli import serve_cmd, users
 from .store import StoreError, open_sink
 
@@ -204,17 +212,26 @@ def replay_cmd(
     """
     if to_kafka is None and (rate is not None or namespace is not None or file_order):
         raise UserError("--rate, --namespace and --file-order go with --to-kafka")
-    if to_kafka is not None and (detector_names or column_map or column_consts):
-        raise UserError("--detectors, --map and --const do not go with --to-kafka")
+    if to_kafka is not None and detector_names:
+        raise UserError(
+            "--detectors does not go with --to-kafka (the workers' --config names them)"
+        )
     if to_kafka is not None:
+        if kind is not None and not all(is_csv(p) for p in paths):
+            raise UserError("--kind with --to-kafka reads CSV dumps (a JSON line names its type)")
         try:
             check_inputs(list(paths))
+        except ReplayError as e:
+            raise UserError(str(e)) from None
+        _, columns = _detectors_and_columns(None, column_map, column_consts, kind, list(paths))
+        try:
             check_dumps(list(paths), kind)
         except ReplayError as e:
             raise UserError(str(e)) from None
         kafka_cli.replay_to_kafka(
             list(paths), to_kafka, rate=rate, namespace=namespace,
             config_path=config_path, progress=progress, file_order=file_order,
+            kind=kind, columns=columns,
         )  # fmt: skip
         return
     config = _config(config_path)

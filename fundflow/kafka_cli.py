@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from fundflow.detectors import load_config
+from fundflow.schemas.decode import ColumnMap
 from fundflow.text_table import format_table
 
 
@@ -351,6 +352,8 @@ def replay_to_kafka(
     config_path: str | None = None,
     progress: bool | None = None,
     file_order: bool = False,
+    kind: str | None = None,
+    columns: ColumnMap | None = None,
 ) -> None:
     """What ``fundflow replay --to-kafka BROKER`` runs: every dump into the
     topics, then one summary line on stderr."""
@@ -377,6 +380,8 @@ def replay_to_kafka(
             progress=show if progress else None,
             config=config,
             file_order=file_order,
+            kind=kind,
+            columns=columns,
         )
         try:
             summary = producer.send_dumps(paths)

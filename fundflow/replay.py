@@ -24,7 +24,7 @@ import stat
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -207,7 +207,7 @@ def _open_binary(path: str) -> tuple[BinaryIO, BinaryIO | None]:
     return stream, (None if path == "-" else raw)
 
 
-def _is_csv(path: str) -> bool:
+def is_csv(path: str) -> bool:
     name = path[:-3] if path.endswith(".gz") else path
     return name.lower().endswith(".csv")
 
@@ -283,12 +283,18 @@ def _csv_lines(
 
 
 def _iter_csv(
-    stream: BinaryIO, decoder: RecordDecoder, kind: str | None, name: str
+    stream: BinaryIO,
+    decoder: RecordDecoder,
+    kind: str | None,
+    name: str,
+    row_of: Callable[[dict[str, Any], str | None, str], Any] | None = None,
 ) -> Iterator[Any]:
     """Records and dead letters of one CSV dump, one per row. A row the
     :mod:`csv` module cannot parse (a cell over its 131,072-character limit)
     and a line over the decoder's limit are dead letters; the rows after them
-    are read as usual."""
+    are read as usual. ``row_of`` reads a row (default the decoder's
+    ``from_row``; ``row_line`` gives wire JSON lines instead)."""
+    from_row = row_of or decoder.from_row
     overlong: list[tuple[int, _Overlong]] = []
     reader = csv.DictReader(_csv_lines(stream, decoder.max_line_bytes, overlong))
     n = 1  # rows so far, the header included
@@ -315,7 +321,22 @@ def _iter_csv(
             return
         else:
             n += 1
-            yield decoder.from_row(row, kind, f"{name}:{n}")
+            yield from_row(row, kind, f"{name}:{n}")
+
+
+def csv_lines(path: str, decoder: RecordDecoder, kind: str | None) -> Iterator[bytes | DeadLetter]:
+    """The rows of CSV dump ``path`` (gzip or not) as wire JSON lines, in
+    the decoder's column layout, and the dead letters of the rows that are
+    none: what ``fundflow replay --to-kafka`` sends for a CSV dump."""
+    stream, raw = _open_binary(path)
+    try:
+        yield from _iter_csv(stream, decoder, kind, path, decoder.row_line)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ReplayError(f"cannot read {path}: {e}") from None
+    finally:
+        stream.close()
+        if raw is not None and raw is not stream:
+            raw.close()
 
 
 def iter_records(
@@ -330,7 +351,7 @@ def iter_records(
         stream, raw = _open_binary(path)
         name = "stdin" if path == "-" else path
         try:
-            if _is_csv(path):
+            if is_csv(path):
                 for rec in _iter_csv(stream, decoder, kind, name):
                     yield rec, raw
             else:
@@ -377,7 +398,7 @@ def check_columns(paths: list[str], columns: ColumnMap) -> None:
     for path in paths:
         if path == "-":
             continue
-        if not _is_csv(path):
+        if not is_csv(path):
             raise ReplayError(f"--map and --const read CSV dumps, not {path}")
         header = _header(path)
         try:
@@ -395,7 +416,7 @@ def check_dumps(paths: list[str], kind: str | None) -> None:
     for path in paths:
         if path == "-" or not Path(path).is_file():
             continue
-        header = _header(path, read=kind is None and _is_csv(path))
+        header = _header(path, read=kind is None and is_csv(path))
         if header and "type" not in header:
             raise ReplayError(
                 f"{path} has no type column: give the record kind of its rows with --kind "

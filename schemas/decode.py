@@ -332,6 +332,34 @@ class RecordDecoder:
         object cells (``licenses``, ``related``) hold JSON, or for
         ``licenses`` a ``;``-separated list. With :attr:`columns` set, the
         row is first renamed to wire fields (a foreign dump's layout)."""
+        got = self.wire_of_row(row, kind, source)
+        if type(got) is DeadLetter:
+            return got
+        wire, raw = got  # type: ignore[misc]
+        try:
+            return self._convert[type(wire)](wire)
+        except _Refused as e:
+            return self._dead(e.reason, e.detail, raw, source)
+
+    def row_line(
+        self, row: dict[str, Any], kind: str | None = None, source: str = ""
+    ) -> bytes | DeadLetter:
+        """A CSV row as the wire JSON line that says the same (``type``
+        included): what ``fundflow replay --to-kafka`` sends for a CSV
+        dump, so the worker decodes what :meth:`from_row` would have read.
+        A row :meth:`from_row` refuses for its shape is the same dead
+        letter here; one it refuses for its content (a payment to itself)
+        is refused where the line is decoded."""
+        got = self.wire_of_row(row, kind, source)
+        if type(got) is DeadLetter:
+            return got
+        return msgspec.json.encode(got[0])  # type: ignore[index]
+
+    def wire_of_row(
+        self, row: dict[str, Any], kind: str | None = None, source: str = ""
+    ) -> tuple[Any, str] | DeadLetter:
+        """The wire struct of a CSV row and the row as JSON text (a dead
+        letter's ``raw``), or the row's dead letter."""
         if self.columns is not None:
             row = self.columns.apply(row)
         fields: dict[str, Any] = {}
@@ -377,10 +405,7 @@ class RecordDecoder:
             return self._dead("bad_field", str(e), raw, source)
         except RecursionError:
             return self._dead("too_large", "a JSON cell nested too deep to decode", raw, source)
-        try:
-            return self._convert[type(wire)](wire)
-        except _Refused as e:
-            return self._dead(e.reason, e.detail, raw, source)
+        return wire, raw
 
     @staticmethod
     def _dead(reason: str, detail: str, raw: bytes | str, source: str) -> DeadLetter:

@@ -41,6 +41,7 @@ import threading
 import time
 from typing import Any
 
+from fundflow.detectors.engine import whole_stream
 from fundflow.schemas.decode import RecordDecoder
 from fundflow.schemas.records import ClearingTxn, CustodyTxn
 
@@ -241,6 +242,14 @@ class Lifecycle:
                     f"has {ref_parts}"
                 )
             n = next(iter(counts.values()))
+            whole = whole_stream(self.config.engine.detectors)
+            if n > 1 and whole:
+                raise WorkerError(
+                    f"{', '.join(whole)} read the whole stream as one graph and need every "
+                    f"record in one partition; the input topics have {n}: create them with "
+                    "`fundflow topics create --partitions 1`, or leave these out of "
+                    "[engine] detectors"
+                )
             self.n_partitions = n
             if self.expect_partitions is not None and n != self.expect_partitions:
                 raise WorkerError(

@@ -37,7 +37,8 @@ import msgspec
 
 from fundflow.detectors import Config, Engine, load_config
 from fundflow.detectors.reference import Reference
-from fundflow.schemas.decode import DeadLetter, RecordDecoder
+from fundflow.replay import csv_lines, is_csv
+from fundflow.schemas.decode import ColumnMap, DeadLetter, RecordDecoder
 from fundflow.schemas.records import ClearingTxn, CustodyTxn
 
 from .settings import KafkaSettings
@@ -109,6 +110,10 @@ class DumpProducer:
     it); by default the reference records of every dump go first, so the
     workers know them all before the first transaction. Either way a
     record is keyed by the reference records sent before it.
+    ``kind`` and ``columns``: how a CSV dump (told by its ``.csv`` name,
+    as ``fundflow replay`` tells it) is read, the kind of its rows and a
+    foreign layout (``--kind``, ``--map``, ``--const``); each row is sent as
+    the wire JSON line that says the same (:meth:`RecordDecoder.row_line`).
     """
 
     def __init__(
@@ -122,12 +127,16 @@ class DumpProducer:
         progress: Callable[[int], None] | None = None,
         config: Config | None = None,
         file_order: bool = False,
+        kind: str | None = None,
+        columns: ColumnMap | None = None,
     ) -> None:
         self.names = TopicNames(settings.namespace)
+        self.kind = kind
         self.rate = rate
         self.file_order = file_order
         self.timestamps = timestamps
         self.decoder = RecordDecoder(zone)
+        self.decoder.columns = columns
         self.head = msgspec.json.Decoder(_Head)
         # The workers' detectors, for the subjects each record reaches
         # (Engine.subjects_of); only their shared reference is fed.
@@ -167,12 +176,25 @@ class DumpProducer:
         passes: tuple[bool | None, ...] = (None,) if self.file_order else (True, False)
         for reference_pass in passes:
             for path in paths:
+                if is_csv(path):
+                    self._csv(path, reference_pass)
+                    continue
                 lines = stdin_lines if path == "-" else _lines(path)
                 for n, line in enumerate(lines, start=1):  # type: ignore[arg-type]
                     self._line(line, reference_pass, path, n)
             self.producer.flush()
         self.summary.seconds += time.perf_counter() - started
         return self.summary
+
+    def _csv(self, path: str, reference_pass: bool | None) -> None:
+        """One CSV dump's rows, as wire JSON lines; a row that is none is a
+        dead letter (in the pass for the rest), as ``fundflow replay`` has it."""
+        for n, item in enumerate(csv_lines(path, self.decoder, self.kind), start=2):
+            if type(item) is DeadLetter:
+                if not reference_pass:
+                    self._letter(item)  # type: ignore[arg-type]
+            else:
+                self._line(item, reference_pass, path, n)  # type: ignore[arg-type]
 
     def _line(self, line: bytes, reference_pass: bool | None, path: str, n: int) -> None:
         """One dump line, in the pass for reference records (``True``), for
@@ -248,7 +270,9 @@ class DumpProducer:
         rec = self.decoder.decode(line)
         if type(rec) is not DeadLetter:  # a known kind after all: cannot happen
             return
-        letter = msgspec.structs.replace(rec, source=f"{path}:{n}")
+        self._letter(msgspec.structs.replace(rec, source=f"{path}:{n}"))
+
+    def _letter(self, letter: DeadLetter) -> None:
         self.summary.dead_letters[letter.reason] = (
             self.summary.dead_letters.get(letter.reason, 0) + 1
         )

@@ -7,11 +7,15 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from fundflow.replay import iter_records
+from fundflow.schemas.decode import ColumnMap, DeadLetter, RecordDecoder
 from fundflow.streams.producer import DumpProducer
 from fundflow.streams.settings import KafkaSettings
 
@@ -111,3 +115,76 @@ def test_in_file_order_each_record_goes_where_it_stands(tmp_path: Path) -> None:
         ("fundflow.reference", b"L1"),
         ("fundflow.custody", b"P1"),
     ]
+
+
+FOREIGN = (
+    "id,time,src_bank,src,dst_bank,dst,value,ccy,memo\n"
+    "X1,2026-03-01 10:00:00,B1,A1,B2,A2,1500.00,CNY,rent\n"
+    "X2,2026-03-01 10:05:00,B1,A1,B2,A2,not money,CNY,bad\n"
+    "X3,2026-03-01 10:07:00,B2,A2,B2,A2,9.00,USD,self\n"
+    "X4,2026-03-01 10:09:00,B2,A2,B3,A3,12.50,USD,\n"
+)
+LAYOUT = ColumnMap.parse(
+    "clearing_txn",
+    "txn_id=id,ts=time,payer_bank=src_bank,payer_account=src,payee_bank=dst_bank,"
+    "payee_account=dst,amount=value,currency=ccy,initiator_id=src_bank",
+    "system=CNAPS",
+)
+
+
+def test_a_csv_dump_in_a_foreign_layout_is_sent_as_the_wire_lines_replay_reads(
+    tmp_path: Path,
+) -> None:
+    """Each row as the wire JSON line that says the same: decoded, it is
+    the record `fundflow replay --map` reads from the row; a row with no
+    money in its amount is the replay's dead letter, on the dead-letter
+    topic; a payment to itself is a line the worker refuses as the
+    replay does."""
+    (tmp_path / "t.csv").write_text(FOREIGN)
+    recording = Recording()
+    producer = DumpProducer(
+        KafkaSettings(), producer=recording, kind="clearing_txn", columns=LAYOUT
+    )
+    summary = producer.send_dumps([str(tmp_path / "t.csv")])
+    assert summary.sent == {"clearing": 3}
+    assert summary.dead_letters == {"bad_amount": 1}
+    topics = [t for t, _ in recording.sent]
+    assert topics == [
+        "fundflow.clearing",
+        "fundflow.deadletter",
+        "fundflow.clearing",
+        "fundflow.clearing",
+    ]
+    decoder = RecordDecoder()
+    decoder.columns = LAYOUT
+    replayed = [rec for rec, _ in iter_records([str(tmp_path / "t.csv")], decoder, "clearing_txn")]
+    sent = [
+        RecordDecoder().decode(v)
+        if t == "fundflow.clearing"
+        else msgspec.json.decode(v, type=DeadLetter)
+        for t, v in recording.sent
+    ]
+    assert [type(r).__name__ for r in replayed] == [
+        "ClearingTxn",
+        "DeadLetter",
+        "DeadLetter",
+        "ClearingTxn",
+    ]
+    assert sent[0] == replayed[0] and sent[3] == replayed[3]
+    assert sent[1] == replayed[1]  # the same reason, detail, raw row and source
+    assert sent[1].source == f"{tmp_path / 't.csv'}:3"
+    assert (sent[2].reason, sent[2].detail) == (replayed[2].reason, replayed[2].detail)
+    assert json.loads(recording.sent[0][1]) == {
+        "type": "clearing_txn",
+        "txn_id": "X1",
+        "ts": "2026-03-01 10:00:00",
+        "system": "CNAPS",
+        "initiator_id": "B1",
+        "payer_bank": "B1",
+        "payer_account": "A1",
+        "payee_bank": "B2",
+        "payee_account": "A2",
+        "amount": "1500.00",
+        "currency": "CNY",
+        "purpose": None,
+    }

@@ -159,6 +159,38 @@ def test_to_kafka_refuses_another_compression_before_it_connects(tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--detectors", "typologies", "d.jsonl"],
+            "--detectors does not go with --to-kafka (the workers' --config names them)",
+        ),
+        (
+            ["--kind", "clearing_txn", "d.jsonl"],
+            "--kind with --to-kafka reads CSV dumps (a JSON line names its type)",
+        ),
+        (
+            ["--map", "ts=time", "t.csv"],
+            "--map and --const need --kind (the record kind of every row)",
+        ),
+        (
+            ["--kind", "clearing_txn", "--map", "ts=when", "t.csv"],
+            "t.csv: no column 'when' (mapped to ts) in its header",
+        ),
+    ],
+    ids=["detectors", "kind on JSON lines", "map without kind", "a mapped column missing"],
+)
+def test_to_kafka_checks_its_csv_layout_before_it_connects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.jsonl").write_text(_custody(1))
+    (tmp_path / "t.csv").write_text("id,time\nX1,2026-03-01 10:00:00\n")
+    result = CliRunner().invoke(main, ["replay", "--to-kafka", "127.0.0.1:1", *args])
+    assert (result.exit_code, result.output) == (2, f"fundflow: {message}\n")
+
+
 # -- a CSV dump with no type column ---------------------------------------------------
 
 
