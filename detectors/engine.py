@@ -58,6 +58,7 @@ from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
 from .self_financing import SelfFinancing
 from .split_payments import SplitPayments
+from .stack import Stack
 from .typologies import TYPOLOGY_DETECTORS
 from .unlicensed_business import UnlicensedBusiness
 
@@ -77,9 +78,9 @@ DEFAULT_DETECTORS: tuple[type[Detector], ...] = (
 )
 DETECTORS: dict[str, type[Detector]] = {d.name: d for d in DEFAULT_DETECTORS}
 #: The opt-in money-laundering typologies for raw transfer dumps (typologies.py,
-#: split_payments.py, off_profile.py, bipartite.py).
+#: split_payments.py, off_profile.py, bipartite.py, stack.py).
 TYPOLOGIES: dict[str, type[Detector]] = {
-    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile, Bipartite)
+    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile, Bipartite, Stack)
 }
 
 
@@ -100,7 +101,7 @@ def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
     ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.
 
     >>> detector_names(["fan_in", "typologies"])
-    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile', 'bipartite']
+    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile', 'bipartite', 'stack']
     """
     groups = {"default": list(DETECTORS), "typologies": list(TYPOLOGIES)}
     out: list[str] = []
@@ -239,6 +240,12 @@ class Engine:
         self.dedup = Deduplicator(self.config.engine.dedup_window_ms)
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}
         self.dead_letters: list[DeadLetter] = []
+        #: When a shell sets it to a list, the engine appends, for every
+        #: alert it returns, the ``source`` of the record that raised it
+        #: (``""`` for a heartbeat's or the end's), in the order of the
+        #: alerts; the shell empties it (the daemon's alerts name their
+        #: record on the alerts topic).
+        self.raised_by: list[str] | None = None
         self.now = -1
         self.zone = ZoneInfo(self.config.engine.zone)
         # The allowed lateness is the deduplication horizon: one bound.
@@ -338,6 +345,8 @@ class Engine:
             return _NO_ALERTS
         alerts = out[:]
         out.clear()
+        if self.raised_by is not None:
+            self.raised_by.extend([source] * len(alerts))
         return alerts
 
     def referenced(self, record: Entity | Account | Product | Loan) -> None:
@@ -572,6 +581,8 @@ class Engine:
     def _take(self) -> list[Alert]:
         alerts = self._out[:]
         self._out.clear()
+        if alerts and self.raised_by is not None:
+            self.raised_by.extend([""] * len(alerts))
         return alerts
 
     def state_size(self) -> tuple[int, int, int]:

@@ -16,8 +16,11 @@ from fundflow.detectors.reference import Reference
 
 
 def new_engine(config: Config, ref: Reference) -> Engine:
-    """An engine on the shared ``ref``: its snapshots leave ``ref`` out."""
-    return Engine(config, reference=ref)
+    """An engine on the shared ``ref``: its snapshots leave ``ref`` out.
+    It notes which record raised each alert (``Engine.raised_by``)."""
+    engine = Engine(config, reference=ref)
+    engine.raised_by = []
+    return engine
 
 
 def feed_reference(engine: Engine, record: object) -> None:

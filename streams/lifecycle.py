@@ -350,18 +350,14 @@ class Lifecycle:
         held = dict(self.parts)
         for st in held.values():
             if not st.finished:
-                alerts = self._owned(st.engine.release(), st.partition)
-                if alerts:
-                    self._emit(alerts)
+                self._emit(st, st.engine.release())
         end = max((st.engine.now for st in held.values()), default=-1)
         end = max(end, await asyncio.to_thread(self.stream_end))
         if self._moved_since(held):
             return False
         for st in held.values():
             if not st.finished:
-                alerts = self._owned(st.engine.finish(end), st.partition)
-                if alerts:
-                    self._emit(alerts)
+                self._emit(st, st.engine.finish(end))
                 st.finished = True
                 self.stats["finished_partitions"] += 1
             saved = await self._checkpoint(st, force=True) and saved

@@ -16,7 +16,7 @@ queues them in the partition's merge under their event time;
 :meth:`Partitions.release` lets the merge go while its order is certain,
 and :meth:`Partitions._process` submits each record to the engine's
 ordering stage, emits the alerts of what the stage releases (those of the
-partition's own subjects, :meth:`Partitions._owned`) to the alerts topic and
+partition's own subjects, :meth:`Partitions._partition_of`) to the alerts topic and
 the store, and bad records as dead letters. The periodic tick releases what
 waits (:meth:`Partitions.release_all`): the merge, records held while the
 reference topic was behind, and, after ``idle_seconds`` of quiet, what the
@@ -272,11 +272,8 @@ class Partitions:
         self._emit_released(st, engine.release_ready())
 
     def _emit_released(self, st: PartitionState, alerts: list[Alert]) -> None:
-        if alerts:
-            alerts = self._owned(alerts, st.partition)
-            if alerts:
-                self._emit(alerts)
-                st.finished = False
+        if self._emit(st, alerts):
+            st.finished = False
         self._engine_letters(st, "")
 
     def release_idle(self, st: PartitionState, now: float) -> None:
@@ -315,6 +312,9 @@ class Partitions:
         names = self.names
         n = 0
         by = self._records_by
+        # The wall clock when these records are taken in, for the alerts'
+        # ``released_ms`` header only (the engine never sees it).
+        taken_ms = int(time.time() * 1000)
         for short, offset, rec, ts in ready:
             n += 1
             offsets[short] = offset + 1
@@ -343,9 +343,7 @@ class Partitions:
                 )
                 continue
             if alerts:
-                alerts = self._owned(alerts, st.partition)
-                if alerts:
-                    self._emit(alerts, ts)
+                self._emit(st, alerts, taken_ms)
             if engine.dead_letters:
                 self._engine_letters(st, where)
         self.stats["records"] += n
@@ -360,38 +358,60 @@ class Partitions:
             self._dead_letter(letter, source, source.rpartition("/")[0])
         engine.dead_letters.clear()
 
-    def _owned(self, alerts: list[Alert], partition: int) -> list[Alert]:
-        """The alerts whose subject's records are keyed to ``partition``.
-
-        Every engine sees every reference record, and detector state built
-        from reference data alone (a payment institution's reserve accounts
-        and their banks) exists in all of them, so a finding about subject S
-        can come out of every partition's engine, each with its own clock.
-        S's transactions and reports are keyed by S, so the engine of S's
+    def _partition_of(self, subject: str) -> int:
+        """The partition ``subject``'s records are keyed to. Every engine
+        sees every reference record, and detector state built from
+        reference data alone (a payment institution's reserve accounts and
+        their banks) exists in all of them, so a finding about subject S can
+        come out of every partition's engine, each with its own clock. S's
+        transactions and reports are keyed by S, so the engine of S's
         partition is the one with S's whole story: only its alerts about S
-        are kept."""
-        if self.n_partitions <= 1:
-            return alerts
+        are kept (:meth:`_emit`)."""
         part = self._subject_partition
-        kept = []
-        for a in alerts:
-            p = part.get(a.subject_id)
-            if p is None:
-                p = part[a.subject_id] = partition_for(a.subject_id, self.n_partitions)
-            if p == partition:
-                kept.append(a)
-        return kept
+        p = part.get(subject)
+        if p is None:
+            p = part[subject] = partition_for(subject, self.n_partitions)
+        return p
 
-    def _emit(self, alerts: list[Alert], source_ts: int = -1) -> None:
+    def _emit(self, st: PartitionState, alerts: list[Alert], released_ms: int = -1) -> int:
+        """The alerts ``st``'s engine has just returned, those of this
+        partition's subjects (:meth:`_partition_of`), to the alerts topic and the
+        store; returns how many. Each message carries two headers: ``source``,
+        the ``topic/partition@offset`` of the record that raised it (empty
+        for a heartbeat's or the end's), and ``released_ms``, the wall clock
+        when the worker took in the records whose processing raised it, or
+        (an idle release, the end) when it released what its ordering stage
+        held; the latency benchmark splits its figures there
+        (tests/bench_daemon.py)."""
+        raised_by = st.engine.raised_by
+        if raised_by is not None and len(raised_by) == len(alerts):
+            sources = raised_by[:]
+        else:
+            sources = [""] * len(alerts)
+        if raised_by:
+            raised_by.clear()
+        if not alerts:
+            return 0
+        owned = alerts
+        if self.n_partitions > 1:
+            of, p = self._partition_of, st.partition
+            pairs = [(a, s) for a, s in zip(alerts, sources, strict=True) if of(a.subject_id) == p]
+            owned, sources = [a for a, _ in pairs], [s for _, s in pairs]
+        if not owned:
+            return 0
         topic = self.alerts_topic
-        headers = [("source_ts", str(source_ts).encode())] if source_ts >= 0 else None
+        if released_ms < 0:
+            released_ms = int(time.time() * 1000)
+        released = str(released_ms).encode()
         encode = self._encode
-        for a in alerts:
+        for a, source in zip(owned, sources, strict=True):
+            headers = [("source", source.encode()), ("released_ms", released)]
             topic.send_soon(key=a.alert_id.encode(), value=encode(a), headers=headers)
             self._alert_reporter.report(a)
-        self.stats["alerts"] += len(alerts)
+        self.stats["alerts"] += len(owned)
         if self.store is not None:
-            self.store.upsert(alerts)
+            self.store.upsert(owned)
+        return len(owned)
 
     def _dead_letter(self, letter: DeadLetter, source: str, source_topic: str) -> None:
         letter = msgspec.structs.replace(letter, source=source)

@@ -35,7 +35,9 @@ def _worker(monkeypatch: pytest.MonkeyPatch, revoke_during_end: bool) -> Worker:
         eng.submit(clearing(f"IN{p}", at(0, 9), "C1P", "R1", "1000", purpose="topup"))
         worker.parts[p] = PartitionState(p, eng, PartitionMerge(), {}, {})
     emitted: list[Any] = []
-    monkeypatch.setattr(worker, "_emit", lambda alerts, source_ts=-1: emitted.extend(alerts))
+    monkeypatch.setattr(
+        worker, "_emit", lambda st, alerts, released_ms=-1: emitted.extend(alerts) or len(alerts)
+    )
     saved: list[int] = []
 
     async def checkpoint(st: PartitionState, force: bool = False) -> bool:

@@ -350,3 +350,33 @@ def test_a_note_of_an_account_that_never_comes_is_dropped_after_the_lateness():
             most = max(most, len(eng._unplaced))
     assert 1024 < most <= 14 * 400
     assert min(n[1] for n in eng._unplaced.values()) >= at(29, 9) - 3 * lateness
+
+
+def test_the_engine_says_which_record_raised_each_alert():
+    """With ``raised_by`` set (the daemon's engines), every alert returned
+    comes with the source of the record that raised it, in the alerts'
+    order: the down-payment trail's first revision H1's (the end releases
+    H1 from the stage, less than the 72 h lateness behind the last record),
+    the end's final revision none. Unset (the replay), nothing is noted."""
+    sources = {r.txn_id: f"in/0@{i}" for i, r in enumerate(DP_VIOLATOR) if hasattr(r, "txn_id")}
+    dp_id = make_alert_id("down_payment_loan", "P", "loan_to_real_estate", "LN1")
+
+    def noted(eng: Engine, alerts: list) -> list[tuple[str, int, str | None]]:
+        if eng.raised_by is None:
+            return [(a.alert_id, a.revision, None) for a in alerts]
+        got = [(a.alert_id, a.revision, s) for a, s in zip(alerts, eng.raised_by, strict=True)]
+        eng.raised_by.clear()
+        return got
+
+    def run(eng: Engine) -> list[tuple[str, int, str | None]]:
+        got = []
+        for rec in DP_VIOLATOR:
+            got += noted(eng, eng.submit(rec, sources.get(getattr(rec, "txn_id", ""), "")))
+        return got + noted(eng, eng.finish())
+
+    eng = Engine(load_config())
+    eng.raised_by = []
+    assert run(eng) == [(dp_id, 1, sources["H1"]), (dp_id, 2, "")]
+    plain = Engine(load_config())
+    assert run(plain) == [(dp_id, 1, None), (dp_id, 2, None)]
+    assert plain.raised_by is None
