@@ -14,15 +14,22 @@ Without --broker it starts a broker of its own through deploy/kafka/broker
 3. latency at half that rate: a fresh namespace, the reference records
    first, a live worker, then ``--latency-records`` stream records sent at
    half the measured rate, each stamped with the wall clock at send as its
-   Kafka timestamp; the worker copies the timestamp of the record that
-   raised an alert into the alert's ``source_ts`` header, and a consumer of
-   the alerts topic takes arrival time minus that. Prints p50/p99/max.
+   Kafka timestamp. Every alert on the alerts topic names the record that
+   raised it (header ``source``, ``topic/partition@offset``) and the wall
+   clock when the worker took in the records whose processing raised it
+   (header ``released_ms``); a consumer of the alerts topic notes when
+   each arrives, and the send times are read back from the input topics.
+   Prints p50/p99/max of event-to-alert latency (arrival minus the raising
+   record's send), split into **waiting** (send to ``released_ms``: the
+   broker, the fetch and the ordering stage, which holds a record until its
+   feed is an allowed lateness of event time past it or the inputs are idle
+   for ``idle_seconds``) and **processing** (``released_ms`` to arrival:
+   the engine, the store, the producer and the consumer).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import re
@@ -50,8 +57,11 @@ def _produce(address: str, ns: str, path: str, rate: float | None, timestamps: s
     """In a child process: sends the dump (or a part of it)."""
     from kafka import KafkaProducer
 
+    from fundflow.schemas.records import Account, Entity, Loan, Product
     from fundflow.streams.producer import DumpProducer
     from fundflow.streams.settings import KafkaSettings
+
+    REFERENCE_TYPES = (Entity, Account, Product, Loan)  # noqa: N806
 
     settings = KafkaSettings(bootstrap=address, namespace=ns)
     producer = KafkaProducer(
@@ -65,15 +75,12 @@ def _produce(address: str, ns: str, path: str, rate: float | None, timestamps: s
     p._t0 = time.monotonic()
     for reference_pass in (True, False):
         if (reference_pass and skip_reference) or (not reference_pass and only_reference):
-            # the accounts are still needed for the keys
             if reference_pass:
+                # Not sent again, but the keys are read from them.
                 for line in lines:
-                    if b'"account"' in line:
-                        try:
-                            d = json.loads(line)
-                            p.accounts[d["account_id"]] = (d["owner_id"], d.get("role"))
-                        except (ValueError, KeyError):
-                            pass
+                    rec = p.decoder.decode(line.rstrip(b"\r\n"))
+                    if type(rec) in REFERENCE_TYPES:
+                        p.ref.add(rec)
             continue
         for i, line in enumerate(lines, start=1):
             p._line(line, reference_pass, path, i)
@@ -127,6 +134,75 @@ def _throughput(broker, work: Path, world: Path) -> float:
           f"({1e6 / rate:.1f} us a record), one worker, one partition")  # fmt: skip
 
     return rate
+
+
+def _send_times(address: str, sources: set[str]) -> dict[str, int]:
+    """``topic/partition@offset`` -> the Kafka timestamp (the send time) of
+    each record named, read back from the input topics."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    wanted: dict[tuple[str, int], set[int]] = {}
+    for s in sources:
+        where, _, offset = s.rpartition("@")
+        topic, _, part = where.rpartition("/")
+        wanted.setdefault((topic, int(part)), set()).add(int(offset))
+    times: dict[str, int] = {}
+    consumer = KafkaConsumer(bootstrap_servers=address, enable_auto_commit=False,
+                             max_poll_records=10_000)  # fmt: skip
+    for (topic, part), offsets in wanted.items():
+        tp = TopicPartition(topic, part)
+        consumer.assign([tp])
+        consumer.seek(tp, min(offsets))
+        last = max(offsets)
+        done = False
+        while not done:
+            batch = consumer.poll(timeout_ms=2000)
+            if not batch:
+                break
+            for m in batch.get(tp, []):
+                if m.offset in offsets:
+                    times[f"{topic}/{part}@{m.offset}"] = m.timestamp
+                if m.offset >= last:
+                    done = True
+                    break
+    consumer.close()
+    return times
+
+
+def _quantiles(name: str, values: list[float]) -> None:
+    values.sort()
+    q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
+    print(
+        f"  {name:<11} p50 {q[49]:>9,.1f} ms   p99 {q[98]:>9,.1f} ms   max {values[-1]:>9,.1f} ms"
+    )
+
+
+def _latency_report(address: str, arrivals: list[tuple[float, str, int, int]]) -> None:
+    """Event-to-alert latency, split into waiting and processing."""
+    raised = [a for a in arrivals if a[1]]
+    sent = _send_times(address, {a[1] for a in raised})
+    total, waiting, processing, worker, delivery = [], [], [], [], []
+    for arrived, source, released, produced in raised:
+        at = sent.get(source)
+        if at is None or released < 0:
+            continue
+        total.append(arrived - at)
+        waiting.append(released - at)
+        processing.append(arrived - released)
+        worker.append(produced - released)
+        delivery.append(arrived - produced)
+    print(f"alert revisions: {len(arrivals)}, {len(total)} of them raised by a record sent in "
+          f"this phase ({len(arrivals) - len(raised)} by a heartbeat or the end)")  # fmt: skip
+    if not total:
+        print("latency: no alert was raised by a record of the latency phase")
+        return
+    print("event-to-alert latency (the raising record's send to the alert read back):")
+    _quantiles("all of it", total)
+    _quantiles("waiting", waiting)
+    _quantiles("processing", processing)
+    print("processing, split at the alert's Kafka timestamp (when the worker's producer made it):")
+    _quantiles("in worker", worker)
+    _quantiles("to reader", delivery)
 
 
 def main() -> None:
@@ -210,15 +286,22 @@ def main() -> None:
                   args.latency_records, sent2),
         )  # fmt: skip
         proc.start()
-        latencies: list[float] = []
+        # (arrival ms, source, released_ms, the alert's own Kafka timestamp: when produced)
+        arrivals: list[tuple[float, str, int, int]] = []
         end_wait = None
         while True:
             for records in consumer.poll(timeout_ms=50).values():
                 now = time.time() * 1000
                 for m in records:
-                    src = dict(m.headers or []).get("source_ts")
-                    if src is not None:
-                        latencies.append(now - int(src))
+                    h = dict(m.headers or [])
+                    arrivals.append(
+                        (
+                            now,
+                            h.get("source", b"").decode(),
+                            int(h.get("released_ms", b"-1")),
+                            m.timestamp,
+                        )
+                    )
             if not proc.is_alive():
                 end_wait = end_wait or time.monotonic()
                 h = live.health()
@@ -231,16 +314,10 @@ def main() -> None:
         live.signal(signal.SIGTERM)
         live.wait(timeout=120)
         consumer.close()
-        if latencies:
-            latencies.sort()
-            q = statistics.quantiles(latencies, n=100, method="inclusive")
-            achieved = sent2.get("sent", 0) / max(sent2.get("seconds", 1e-9), 1e-9)
-            print(f"latency phase: asked {half:,.0f} records/s, sent {achieved:,.0f} records/s")
-            print(f"latency ({h.get('records', 0):,} records, "
-                  f"{len(latencies)} alert revisions): p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, "
-                  f"max {latencies[-1]:.1f} ms")  # fmt: skip
-        else:
-            print("latency: no alert was raised during the latency phase")
+        achieved = sent2.get("sent", 0) / max(sent2.get("seconds", 1e-9), 1e-9)
+        print(f"latency phase: asked {half:,.0f} records/s, sent {achieved:,.0f} records/s, "
+              f"{h.get('records', 0):,} records processed, {len(arrivals)} alert revisions")  # fmt: skip
+        _latency_report(broker.address, arrivals)
     finally:
         if own:
             broker.stop()
