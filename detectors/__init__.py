@@ -17,6 +17,7 @@ from .private_product_split import PrivateProductSplit
 from .reserve_misuse import ReserveMisuse
 from .self_financing import SelfFinancing
 from .split_payments import SplitPayments
+from .stack import Stack
 from .typologies import Cycle, FanIn, FanOut, GatherScatter, ScatterGather
 from .unlicensed_business import UnlicensedBusiness
 
@@ -47,4 +48,5 @@ __all__ = [
     "SplitPayments",
     "OffProfile",
     "Bipartite",
+    "Stack",
 ]

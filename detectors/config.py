@@ -429,6 +429,49 @@ class BipartiteConfig:
         )
 
 
+def _band(section: str, raw: dict[str, Any], hi: int) -> tuple[int, int]:
+    """``min_passed_pct`` and ``max_passed_pct``: a share of what was
+    received, in whole percent, the first no more than the second."""
+    lo_pct = _int(section, "min_passed_pct", raw["min_passed_pct"], 1, hi)
+    hi_pct = _int(section, "max_passed_pct", raw["max_passed_pct"], 1, hi)
+    if lo_pct > hi_pct:
+        raise ValueError(
+            f"{section}.min_passed_pct must be <= {section}.max_passed_pct, got {lo_pct} > {hi_pct}"
+        )
+    return lo_pct, hi_pct
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """``[stack]``."""
+
+    window_ms: int
+    min_payment: int
+    min_payment_pct: int
+    min_layers: int
+    min_width: int
+    min_passed_pct: int
+    max_passed_pct: int
+    min_total: int
+    max_search_steps: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> StackConfig:
+        s = "stack"
+        lo_pct, hi_pct = _band(s, raw, 100)
+        return cls(
+            window_ms=_window(s, raw),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
+            min_layers=_int(s, "min_layers", raw["min_layers"], 1, 100),
+            min_width=_int(s, "min_width", raw["min_width"], 1, 1000),
+            min_passed_pct=lo_pct,
+            max_passed_pct=hi_pct,
+            min_total=_fen(s, "min_total", raw["min_total"]),
+            max_search_steps=_int(s, "max_search_steps", raw["max_search_steps"], 1, 10**7),
+        )
+
+
 def _pct_fraction(section: str, name: str, value: Any) -> Fraction:
     """A percent 0..100 (whole or decimal) as an exact fraction of one."""
     return Fraction(_dec(section, name, value, Decimal(0), Decimal(100))) / 100
@@ -715,6 +758,7 @@ class Config:
     gather_scatter: GatherScatterConfig
     scatter_gather: ScatterGatherConfig
     bipartite: BipartiteConfig
+    stack: StackConfig
     split_payments: SplitPaymentsConfig
     off_profile: OffProfileConfig
     cross_bank_clearing: CrossBankConfig
@@ -753,6 +797,7 @@ _BUILDERS = {
     "gather_scatter": GatherScatterConfig.build,
     "scatter_gather": ScatterGatherConfig.build,
     "bipartite": BipartiteConfig.build,
+    "stack": StackConfig.build,
     "split_payments": SplitPaymentsConfig.build,
     "off_profile": OffProfileConfig.build,
 }

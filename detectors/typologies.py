@@ -63,6 +63,17 @@ from .reference import Flow
 from .transfer_graph import Edge, TransferGraph
 
 
+def passes_on(received: int, paid_on: int, lo_pct: int, hi_pct: int) -> bool:
+    """Whether ``paid_on`` is ``lo_pct``-``hi_pct`` % of ``received`` (exact, in fen):
+    the conservation band of the tracing typologies (a hop passing on money
+    it received, less a cut, never more than the band allows).
+
+    >>> passes_on(10000, 9000, 90, 100), passes_on(10000, 8999, 90, 100), passes_on(100, 101, 90, 100)
+    (True, False, False)
+    """
+    return received * lo_pct <= paid_on * 100 <= received * hi_pct
+
+
 def _converted(f: Flow, amount: int) -> Flow:
     """``f`` with its amount in the currency it is judged in."""
     return Flow(
@@ -268,6 +279,109 @@ class _Typology(Detector):
     def _samples(self, edges: list[Edge]) -> list[str]:
         return [e[3] for e in edges[: self.config.alerts.sample_txns]]
 
+    def _passed(self, account: str, start: int, now: int) -> tuple[list[Edge], list[Edge]]:
+        """What ``account`` received from ``start`` to ``now`` and what it paid
+        from its first receipt then to ``now`` (no receipt: nothing paid on)."""
+        g = self.graph
+        ins = g.within(g.incoming, account, start, now)
+        if not ins:
+            return [], []
+        return ins, g.within(g.outgoing, account, ins[0][0], now)
+
+    def _trace(
+        self,
+        account: str,
+        before: int,
+        path: list[Edge],
+        seen: set[str],
+        fits: Callable[[str, Edge, Edge], bool],
+        ends: Callable[[str, list[Edge]], bool],
+        max_hops: int,
+        *,
+        longest: bool = False,
+    ) -> list[Edge] | None:
+        """Money traced backwards from ``path`` (newest hop first, its oldest
+        paid to ``account``), depth first, newest first, through what each
+        account received no later than the hop it paid and from
+        ``self._start``, within ``self._budget`` transfers examined. A hop
+        ``e`` into ``via`` joins when ``fits(via, e, hop paid on)``; a path
+        ending at a payer ``ends(payer, path)`` accepts is a finding (the
+        first found, or with ``longest`` the longest); paths go on through
+        accounts not in ``seen``, to at most ``max_hops`` transfers."""
+        edges = self.graph.incoming.get(account)
+        if not edges:
+            return None
+        best: list[Edge] | None = None
+        for e in reversed(edges):
+            ts, payer, _amount, _txn = e
+            if ts > before:
+                continue
+            if ts < self._start or self._budget <= 0:
+                break
+            self._budget -= 1
+            if not fits(account, e, path[-1]):
+                continue
+            longer = [*path, e]
+            if ends(payer, longer):
+                if not longest:
+                    return longer
+                if best is None or len(longer) > len(best):
+                    best = longer
+            if payer in seen or len(longer) >= max_hops:
+                continue
+            seen.add(payer)
+            found = self._trace(payer, ts, longer, seen, fits, ends, max_hops, longest=longest)
+            seen.discard(payer)
+            if found is not None:
+                if not longest:
+                    return found
+                if best is None or len(found) > len(best):
+                    best = found
+        return best
+
+
+class _Ordered(_Typology):
+    """A typology that judges a transfer with every transfer booked at its
+    time in the graph.
+
+    A dump that books one time a tick (a day) says nothing of the order of
+    the transfers within it, so a transfer is judged (``_judge``) once the
+    stream has moved past its booked time (a later transfer, a heartbeat,
+    the end): then every transfer booked with it is in the graph. A transfer
+    later than one already held is judged at once.
+    """
+
+    _judge: Callable[[Flow], None]
+
+    def _fresh(self) -> dict[str, Any]:
+        return {**super()._fresh(), "held": []}
+
+    def _see(self, f: Flow) -> None:
+        held = self.held
+        context = (self.graph, self._currency, self._unit, self._counted_from, self._seen)
+        if held and f.ts > held[-1][0].ts:
+            self._release()
+        if self.held and f.ts < self.held[-1][0].ts:
+            self._judge(f)
+        else:
+            self.held.append((f, context))
+
+    def _release(self) -> None:
+        held, self.held = self.held, []
+        for f, (graph, currency, unit, counted_from, seen) in held:
+            self.graph, self._currency, self._unit, self._counted_from, self._seen = (
+                graph, currency, unit, counted_from, seen,
+            )  # fmt: skip
+            self._judge(f)
+
+    def _on_tick(self, now_ms: int) -> None:
+        if self.held and now_ms > self.held[-1][0].ts:
+            self._release()
+
+    def _on_finish(self) -> None:
+        self._release()
+        super()._on_finish()
+
 
 def _by_party(edges: list[Edge]) -> list[tuple[str, int, int]]:
     """``(account, amount, transfers)`` per counterparty, largest first."""
@@ -349,61 +463,36 @@ class FanOut(_Fan):
     keeps_incoming = False
 
 
-class Cycle(_Typology):
+class Cycle(_Ordered):
     """Money returning to its origin; see the module docstring.
 
     Searched backwards from each transfer that could close a loop, through
     what each account received earlier, depth first, newest first, within a
-    budget of ``max_search_steps`` transfers examined.
+    budget of ``max_search_steps`` transfers examined; once the stream has
+    moved past the transfer's booked time (:class:`_Ordered`).
     """
 
     name = "cycle"
     keeps_outgoing = False
 
-    # A dump that books one time a tick (a day) says nothing of the order of
-    # the transfers within it, so a transfer's loop search waits until the
-    # stream has moved past its booked time (a later transfer, a heartbeat,
-    # the end): then every hop booked with it is in the graph. A transfer
-    # later than one already held is searched at once.
-
-    def _fresh(self) -> dict[str, Any]:
-        return {**super()._fresh(), "held": []}
-
-    def _see(self, f: Flow) -> None:
-        held = self.held
-        context = (self.graph, self._currency, self._unit, self._counted_from, self._seen)
-        if held and f.ts > held[-1][0].ts:
-            self._release()
-        if self.held and f.ts < self.held[-1][0].ts:
-            self._close(f)
-        else:
-            self.held.append((f, context))
-
-    def _release(self) -> None:
-        held, self.held = self.held, []
-        for f, (graph, currency, unit, counted_from, seen) in held:
-            self.graph, self._currency, self._unit, self._counted_from, self._seen = (
-                graph, currency, unit, counted_from, seen,
-            )  # fmt: skip
-            self._close(f)
-
-    def _on_tick(self, now_ms: int) -> None:
-        if self.held and now_ms > self.held[-1][0].ts:
-            self._release()
-
-    def _on_finish(self) -> None:
-        self._release()
-        super()._on_finish()
-
-    def _close(self, f: Flow) -> None:
+    def _judge(self, f: Flow) -> None:
         """Search for a loop that ``f`` closes."""
         cfg = self.config.cycle
         origin = f.dst_id
         closing: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
-        self._kept = 100 - cfg.tolerance_pct
+        kept = 100 - cfg.tolerance_pct
         self._start = f.ts - self._window + 1
         self._budget = cfg.max_search_steps
-        path = self._search(origin, f.src_id, f.ts, [closing], {origin, f.src_id})
+
+        def fits(_via: str, e: Edge, passed: Edge) -> bool:
+            # The next hop passes on this one's money, less at most the
+            # tolerance: no more than it brought, no less than its share.
+            return passes_on(e[2], passed[2], kept, 100)
+
+        def ends(payer: str, path: list[Edge]) -> bool:
+            return payer == origin and len(path) >= cfg.min_hops
+
+        path = self._trace(f.src_id, f.ts, [closing], {origin, f.src_id}, fits, ends, cfg.max_hops)
         if path is None:
             return
         # path: newest first, (ts, payer, amount, txn_id) with the payee one step later
@@ -418,39 +507,6 @@ class Cycle(_Typology):
         args = {"hops": hops}
         # A loop's figures never move: it has no episode to settle.
         self._offer((origin,), aid, origin, first[3], first[0], f.ts, args)
-
-    def _search(
-        self, origin: str, account: str, before: int, path: list[Edge], seen: set[str]
-    ) -> list[Edge] | None:
-        cfg = self.config.cycle
-        edges = self.graph.incoming.get(account)
-        if not edges:
-            return None
-        for e in reversed(edges):
-            ts, payer, amount, _txn = e
-            if ts > before:
-                continue
-            if ts < self._start or self._budget <= 0:
-                return None
-            self._budget -= 1
-            # The next hop passes on this one's money, less at most the
-            # tolerance: no more than it brought, no less than its share.
-            passed_on = path[-1][2]
-            if amount < passed_on or passed_on * 100 < amount * self._kept:
-                continue
-            hops = len(path) + 1
-            if payer == origin:
-                if hops >= cfg.min_hops:
-                    return [*path, e]
-                continue
-            if payer in seen or hops >= cfg.max_hops:
-                continue
-            seen.add(payer)
-            found = self._search(origin, payer, ts, [*path, e], seen)
-            seen.discard(payer)
-            if found is not None:
-                return found
-        return None
 
     def _describe(
         self, subject: str, args: dict[str, Any]
@@ -499,11 +555,9 @@ class GatherScatter(_Typology):
 
     def _check(self, hub: str, now: int) -> None:
         cfg = self.config.gather_scatter
-        g = self.graph
-        ins = g.within(g.incoming, hub, now - self._window + 1, now)
+        ins, outs = self._passed(hub, now - self._window + 1, now)
         if len(ins) < cfg.min_sources:
             return
-        outs = g.within(g.outgoing, hub, ins[0][0], now)
         inflow = sum(e[2] for e in ins)
         outflow = sum(e[2] for e in outs)
         if (
@@ -603,7 +657,7 @@ class ScatterGather(_Typology):
 
     def _conserved(self, received: int, paid_on: int) -> bool:
         tol = self.config.scatter_gather.tolerance_pct
-        return abs(paid_on - received) * 100 <= received * tol
+        return passes_on(received, paid_on, 100 - tol, 100 + tol)
 
     def _describe(
         self, subject: str, args: dict[str, Any]

@@ -22,7 +22,10 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   booked at once), 4 ``off_profile`` (a standing order of one amount, 3-5
   weeks, then a payment 2-20 times larger or 5-20 times smaller), 4
   ``bipartite`` (3-7 payers each paying all of, or all but one of, 3-7
-  payees 15,000-49,000 yuan within 6-36 hours);
+  payees 15,000-49,000 yuan within 6-36 hours), 4 ``stack`` (1-3 sources
+  paying each of 2-4 accounts 400,000-1,500,000 yuan in all, passed on through 2-3
+  layers of 2-4 accounts to 1-2 sinks, each account passing on 92-99 % a
+  few hours later, many-to-many);
 * honest look-alikes: ``merchant`` (hundreds of small takings a day),
   ``payroll`` (40-120 salaries of 4,000-9,800 yuan twice a month),
   ``wholesaler`` (6-8 retailers pay 20,000+ yuan, 30-40 % goes on to
@@ -32,7 +35,10 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   ``double_purchase`` (two everyday purchases at one shop booked at once),
   ``utility_bills`` (weekly bills varying by 5 %, then one half as large
   again), ``shared_suppliers`` (4-6 shops each ordering from one of the
-  same 3-4 wholesalers once a week).
+  same 3-4 wholesalers once a week), ``department_spending`` (a budget
+  down 2-3 divisions to 2-4 departments that spend 40-85 % of it with
+  suppliers) and ``budget_cascade`` (the same passed on whole, a level
+  every 4-6 days).
 
 Account ids are drawn from one shuffled pool, so a planted account looks
 like any other.
@@ -40,7 +46,7 @@ like any other.
 >>> import pathlib, tempfile
 >>> t = write_transfers(pathlib.Path(tempfile.mkdtemp()), seed=3, days=12)
 >>> sorted({p["typology"] for p in t["patterns"]}), t["rows"] > 20000
-(['bipartite', 'cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments'], True)
+(['bipartite', 'cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments', 'stack'], True)
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ TYPOLOGIES = (
     "split_payments",
     "off_profile",
     "bipartite",
+    "stack",
 )
 HEADER = ("id", "time", "src_bank", "src", "dst_bank", "dst", "value", "ccy", "memo")
 #: The layout of ``transfers.csv`` in wire fields (``--map``, ``--const``).
@@ -255,6 +262,75 @@ def _layering_look_alikes(w: _World) -> None:
         )
 
 
+def _pass_on(
+    w: _World, held: dict[str, int], layer: list[str], ts: int, span: float, share: tuple[int, int]
+) -> dict[str, int]:
+    """Each account of ``held`` (two or more) pays ``share`` (per mille,
+    drawn per account) of what it holds on to the accounts of ``layer``,
+    many-to-many (to all of them, or from three up to all but one, no two
+    payers skipping the same), within ``span`` hours of ``ts``, in parts
+    within 1.5 times of one another; what each of ``layer`` holds then."""
+    rng = w.rng
+    payers = list(held)
+    got = dict.fromkeys(layer, 0)
+    for i, a in enumerate(payers):
+        skip = layer[i % len(layer)] if len(layer) >= 3 and rng.random() < 0.5 else None
+        payees = [b for b in layer if b != skip]
+        passed = held[a] * rng.randint(*share) // 1000
+        weights = [rng.uniform(1, 1.5) for _ in payees]
+        left = passed
+        for j, b in enumerate(payees):
+            part = left if j == len(payees) - 1 else int(passed * weights[j] / sum(weights))
+            left -= part
+            got[b] += part
+            w.pay(ts + int(rng.uniform(0, span) * HOUR), a, b, part)
+    return got
+
+
+def _stack(w: _World) -> None:
+    rng = w.rng
+    sources = w.fresh(rng.randint(1, 3))
+    layers = [w.fresh(rng.randint(2, 4)) for _ in range(rng.randint(2, 3))]
+    sinks = w.fresh(rng.randint(1, 2))
+    ts = w.at(w.some_day(), rng.uniform(0, 12))
+    # the sources pay every account of the first layer, 400,000-1,500,000 yuan in all
+    held = dict.fromkeys(layers[0], 0)
+    each = _fen(rng, 400000, 1500000) // (len(sources) * len(layers[0]))
+    for s in sources:
+        for a in layers[0]:
+            amount = each * rng.randint(80, 120) // 100
+            held[a] += amount
+            w.pay(ts + int(rng.uniform(0, 2) * HOUR), s, a, amount)
+    # each layer passes on 92-99 % of what it got to the next, a few hours later;
+    # the whole within 48 hours
+    for nxt in [*layers[1:], sinks]:
+        ts += int(rng.uniform(3, 10) * HOUR)
+        held = _pass_on(w, held, nxt, ts, 2, (920, 990))
+    accounts = [*sources, *(a for layer in layers for a in layer), *sinks]
+    w.patterns.append({"typology": "stack", "subject": min(sources), "accounts": accounts})
+
+
+def _chain_look_alikes(w: _World) -> None:
+    rng = w.rng
+    for slow in (False, True):
+        # a group's budget down its divisions to departments and on to suppliers:
+        # the departments spend part of it (40-85 %), or it takes 4-6 days a level
+        (hq,) = w.fresh(1)
+        divisions, departments = w.fresh(rng.randint(2, 3)), w.fresh(rng.randint(2, 4))
+        suppliers = w.fresh(rng.randint(1, 2))
+        ts = w.at(w.some_day(), 9)
+        held = dict.fromkeys(divisions, 0)
+        for d in divisions:
+            held[d] = _fen(rng, 100000, 400000)
+            w.pay(ts, hq, d, held[d])
+        gap = rng.uniform(4, 6) * DAY if slow else rng.uniform(3, 8) * HOUR
+        held = _pass_on(w, held, departments, ts + int(gap), 2, (950, 1000))
+        spent = (950, 1000) if slow else (400, 850)
+        _pass_on(w, held, suppliers, ts + int(2 * gap), 2, spent)
+        kind = "budget_cascade" if slow else "department_spending"
+        w.honest.append({"kind": kind, "subject": hq, "looks_like": "stack"})
+
+
 def _look_alikes(w: _World) -> None:
     rng = w.rng
     for _ in range(3):  # merchant: many small takings
@@ -351,6 +427,12 @@ def build(seed: int, scale: int = 1, days: int = 30) -> _World:
         for _ in range(4):
             _bipartite(w)
         _layering_look_alikes(w)
+    # The chain typologies draw from a stream of their own in turn.
+    w.rng = random.Random(f"transfers-{seed}-chains")
+    for _ in range(scale):
+        for _ in range(4):
+            _stack(w)
+        _chain_look_alikes(w)
     return w
 
 

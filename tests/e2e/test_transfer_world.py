@@ -6,8 +6,9 @@ dump): which planted patterns each typology finds and misses (the world
 draws some patterns short of the defaults, as real ones are), how many
 subjects it alerts. No honest look-alike is alerted, nor any background
 account as a cycle. The bipartite patterns are drawn from a
-random stream of their own, so adding them left the others' figures as they
-were.
+random stream of their own, and the stack patterns from another, so adding
+them left the others' figures as they were (but for bipartite, which finds
+a stack's middle layers).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ SEED_1 = {
     "off_profile": (4, 3, 4, 3),
     # Six subjects: one group of 7 x 7, paid in random order, is found first as
     # 4 x 6 and 5 x 5 groups led by other payers.
-    "bipartite": (4, 4, 6, 6),
+    # Seven: two consecutive layers of one stack (3 x 3, paid densely) are a group too.
+    "bipartite": (4, 4, 7, 7),
+    "stack": (4, 4, 4, 4),
 }
 
 
@@ -47,7 +50,7 @@ def _simulate(out: Path, seed: int) -> dict:
 
 def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> None:
     truth = _simulate(tmp_path, 1)
-    assert truth["rows"] == 81557
+    assert truth["rows"] == 81649
     args = [
         "replay",
         *truth["replay_args"],
@@ -65,7 +68,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (81557, 81557, {})
+    assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (81649, 81649, {})
     raw = (tmp_path / "alerts.jsonl").read_bytes()
     alerts = [msgspec.json.decode(line, type=Alert) for line in raw.splitlines()]
     scores = score_typologies(truth, alerts)
@@ -94,6 +97,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
         "split_payments": [],
         "off_profile": [2],
         "bipartite": [],
+        "stack": [],
     }
 
 

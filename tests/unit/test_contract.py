@@ -72,6 +72,8 @@ EXPECTED |= {"fan_in": 1, "fan_out": 1, "cycle": 1, "gather_scatter": 1, "scatte
 EXPECTED |= {"split_payments": 1, "off_profile": 1}
 # BPA1-BPA3 each paying BPB1-BPB3: one bipartite group.
 EXPECTED |= {"bipartite": 1}
+# STS's money through STA1-STA2 and STB1-STB2 to STK: one stack.
+EXPECTED |= {"stack": 1}
 
 STREAM = with_transfers(mixed_stream())
 

@@ -390,6 +390,7 @@ def test_typologies_are_an_opt_in_group_of_the_engine():
         "split_payments",
         "off_profile",
         "bipartite",
+        "stack",
     ]
     cfg = load_config(overrides={"engine": {"detectors": ["cycle", "fund_pool"]}})
     assert [d.name for d in Engine(cfg).detectors] == ["cycle", "fund_pool"]

@@ -142,6 +142,32 @@ def complete(payers: list[str], payees: list[str]) -> list[tuple[str, str]]:
     return [(p, q) for p in payers for q in payees]
 
 
+def layered(
+    stages: list[list[tuple[str, str, str]]],
+    *,
+    start: int,
+    step: int = HOUR_MS,
+    prefix: str = "ST",
+) -> list[ClearingTxn]:
+    """Money passed on stage by stage: the ``(payer, payee, amount)`` of
+    stage ``i`` from ``start + i * step``, a minute apart, txn ids
+    ``{prefix}{stage}{n}``."""
+    return [
+        clearing(f"{prefix}{i + 1}{j + 1:02d}", start + i * step + j * MINUTE_MS, p, q, amt)
+        for i, stage in enumerate(stages)
+        for j, (p, q, amt) in enumerate(stage)
+    ]
+
+
+#: A stack: STS pays STA1 and STA2 50,000 each; each pays 24,000 to both
+#: STB1 and STB2 (96 %), which each pay STK 47,000 (97.9 %).
+STACK = [
+    [("STS", "STA1", "50000"), ("STS", "STA2", "50000")],
+    [(a, b, "24000") for a in ("STA1", "STA2") for b in ("STB1", "STB2")],
+    [("STB1", "STK", "47000"), ("STB2", "STK", "47000")],
+]
+
+
 def typology_stream() -> list[ClearingTxn]:
     """The :func:`background` on days 0-3, then one instance of each
         typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
@@ -161,6 +187,7 @@ def typology_stream() -> list[ClearingTxn]:
         *many_to_many(
             complete(["BPA1", "BPA2", "BPA3"], ["BPB1", "BPB2", "BPB3"]), "20000", start=at(6, 18)
         ),
+        *layered(STACK, start=at(5, 18)),
     ]
     return sorted(recs, key=lambda r: (r.ts, r.txn_id))
 
