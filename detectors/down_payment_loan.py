@@ -26,10 +26,14 @@ repays and then pays a developer from their own funds is not flagged.
 Memory: the loan money still on a trail, a few small lots per account that
 holds some, each dropped once older than the window (swept whenever their
 number has doubled, and at heartbeats), plus one finding per flagged loan.
-The clearing legs of a trail are seen by the engine that holds the
-platform's state when they reach it: on Kafka, a clearing payment goes to
-its feed's partition (a reserve's owner or its initiator), which need not
-be the platform's (streams/README.md, "Copies").
+
+On Kafka a clearing payment goes to its feed's partition (a reserve's owner
+or its initiator), which need not be the platform's; a clearing payment from
+an account of a borrower (the owner of a loan's borrower account) is also
+sent to each lending platform's partition (:meth:`DownPaymentLoan.subjects_of`),
+so a borrower who withdraws the loan and pays a developer from a personal
+account is followed there. A trail's later clearing legs, from accounts of
+other owners, are not (streams/README.md, "Copies").
 """
 
 from __future__ import annotations
@@ -84,6 +88,17 @@ class DownPaymentLoan(Detector):
             # platform -> its own event time (its custody feed), for sweeping its lots
             "clocks": {},
         }
+
+    def subjects_of(self, flow: Flow) -> tuple[str, ...]:
+        """The platforms that lent to the owner of a clearing payment's
+        payer account (:meth:`Reference.lenders_to`): loan money a borrower
+        withdrew to an account of their own is followed from it on the
+        platform's partition. A custody transaction is on its platform's
+        feed already."""
+        src = flow.src
+        if flow.custody or src is None:
+            return ()
+        return self.ref.lenders_to(src.owner_id)
 
     def _on_flow(self, f: Flow) -> None:
         if f.currency != "CNY":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from unit.ledger import account, at, clearing, custody, entity, payment_institution
+from unit.ledger import account, at, clearing, custody, entity, loan, payment_institution
 
 from fundflow.detectors import Engine, load_config
 from fundflow.detectors.reference import feed_key
@@ -140,7 +140,10 @@ def _copies_world(path: Path) -> None:
     licence); SHADOW, unlicensed, pays client money into PI's reserve; bank
     BK1 initiates five transfers between PJ's own accounts at two banks
     outside the clearing systems; platforms PX and PY keep their custody
-    accounts at BX, a bank with no custody licence."""
+    accounts at BX, a bank with no custody licence; platform PD lends loan
+    LN-D1 into borrower WD1's sub-account, WD1 withdraws it to a bank
+    account of their own and pays developer DEV from it, a payment that
+    bank BKD initiates."""
     recs = [
         *payment_institution(),
         entity("PK"),
@@ -174,6 +177,26 @@ def _copies_world(path: Path) -> None:
         ],  # fmt: skip
         custody("X1", at(3, 10), "XL1", "XB1", "80000", "transfer", platform="PX", bank="BX"),
         custody("Y1", at(3, 11), "YL1", "YB1", "90000", "transfer", platform="PY", bank="BX"),
+        entity("PD", "p2p_platform", licenses=("p2p_registered", "lending")),
+        entity("WD1", "person"),
+        entity("DEV", "real_estate"),
+        account("DL1", "UD1", "lender_sub", bank="BK1", platform="PD"),
+        account("DB1", "WD1", "borrower_sub", bank="BK1", platform="PD"),
+        account("WD1P", "WD1", "personal", bank="BKD"),
+        account("DEVA", "DEV", "corporate", bank="BKD"),
+        loan("LN-D1", 180, "400000", borrower="DB1", platform="PD", issued_at=at(4, 9)),
+        custody("D1", at(4, 10), "DL1", "DB1", "400000", "invest", platform="PD", loan="LN-D1"),
+        custody("D2", at(5, 9), "DB1", "WD1P", "400000", "withdraw", platform="PD"),
+        clearing(
+            "D3",
+            at(6, 15),
+            "WD1P",
+            "DEVA",
+            "300000",
+            initiator="BKD",
+            payer_bank="BKD",
+            payee_bank="BKD",
+        ),  # fmt: skip
     ]
     path.write_bytes(b"".join(msgspec.json.encode(encode_record(r)) + b"\n" for r in recs))
 
@@ -187,10 +210,10 @@ def test_a_record_reaches_every_partition_whose_subjects_it_can_change(
     # Each finding's subject is on another partition than the payments' feed.
     on = {
         s: partition_for(s, partitions)
-        for s in ("PI", "PK", "SHADOW", "BK1", "PJ", "PX", "PY", "BX")
+        for s in ("PI", "PK", "SHADOW", "BK1", "PJ", "PX", "PY", "BX", "PD", "BKD")
     }
     assert on["PK"] != on["PI"] and on["SHADOW"] != on["PI"] and on["PJ"] != on["BK1"]
-    assert on["BX"] not in (on["PX"], on["PY"])
+    assert on["BX"] not in (on["PX"], on["PY"]) and on["PD"] != on["BKD"]
     sent = _keyed(path, partitions)
     single, together = _split(_keyed(path, 1), sent, partitions)
     findings = sorted(
@@ -200,6 +223,7 @@ def test_a_record_reaches_every_partition_whose_subjects_it_can_change(
     )
     assert findings == [
         ("cross_bank_clearing", "PJ", "cross_bank_transfer"),
+        ("down_payment_loan", "PD", "loan_to_real_estate"),
         ("unlicensed_business", "BX", "unlicensed_custody"),
         ("unlicensed_business", "PK", "unlicensed_payment"),
         ("unlicensed_business", "SHADOW", "unlicensed_payment"),

@@ -159,3 +159,54 @@ def test_old_lots_are_swept_from_memory():
 def test_bad_thresholds_are_refused(key, value, message):
     with pytest.raises(ValueError, match=message):
         load_config(overrides={"down_payment_loan": {key: value}})
+
+
+# -- which partitions a clearing payment reaches -------------------------------------------
+
+
+def _subjects(records, payment) -> tuple[str, ...]:
+    det = DownPaymentLoan()
+    for rec in records:
+        det.update(rec)
+    return det.subjects_of(det.ref.flow(payment))
+
+
+PAID = clearing("H1", at(3, 15), "W01P", "HOUSE", "250000", initiator="BK1")
+
+
+def test_a_clearing_payment_from_a_borrowers_account_names_the_lending_platform():
+    assert _subjects(SETUP, PAID) == ("P",)
+    # Another owner's payment, and a custody transaction (on P's feed already), name none.
+    assert _subjects(SETUP, clearing("S1", at(3), "SHOPA", "HOUSE", "100", initiator="BK1")) == ()
+    assert _subjects(SETUP, custody("W1", at(1, 9), "B01", "W01P", "300000", "withdraw")) == ()
+
+
+def test_the_loan_may_come_before_its_borrower_account_and_two_platforms_lend():
+    late = [r for r in SETUP if getattr(r, "account_id", None) != "B01"]
+    loans = [
+        loan("LN2", 30, "1000", borrower="B01"),
+        loan("LN9", 30, "1000", borrower="Q01", platform="Q"),
+        account("Q01", "W01", "borrower_sub", platform="Q"),
+    ]
+    assert _subjects([*late, *loans], PAID) == ("Q",)
+    assert _subjects(
+        [*late, *loans, account("B01", "W01", "borrower_sub", platform="P")], PAID
+    ) == (
+        "Q",
+        "P",
+    )
+
+
+def test_the_index_survives_a_checkpoint_and_is_rebuilt_from_an_older_one():
+    import pickle
+
+    det = DownPaymentLoan()
+    for rec in SETUP:
+        det.update(rec)
+    ref = pickle.loads(pickle.dumps(det.ref))
+    assert ref.lenders_to("W01") == ("P",)
+    state = dict(det.ref.__dict__)
+    del state["_borrows"], state["_borrows_waiting"]
+    old = type(det.ref).__new__(type(det.ref))
+    old.__setstate__(state)
+    assert old.lenders_to("W01") == ("P",) and old.lenders_to("RE") == ()
