@@ -184,6 +184,7 @@ def _add_agent(app: Any, w: Worker, short: str) -> Any:
             await w.wait_for_store()
             await w.learn_start(tp)
             w.ingest(short, tp, records)
+            await w.send_queued()
             await w.seek_gaps()
             await w.maybe_checkpoint()
 
