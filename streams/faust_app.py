@@ -82,6 +82,7 @@ def _build_app(faust: Any, w: Worker, datadir: str, loop: Any) -> Any:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        producer_max_batch_size=s.producer_batch_bytes,
         store="memory://",
         stream_buffer_maxsize=max(4096, 2 * s.batch_size),
         stream_recovery_delay=0.0,
@@ -183,6 +184,7 @@ def _add_agent(app: Any, w: Worker, short: str) -> Any:
             await w.wait_for_store()
             await w.learn_start(tp)
             w.ingest(short, tp, records)
+            await w.send_queued()
             await w.seek_gaps()
             await w.maybe_checkpoint()
 

@@ -413,6 +413,20 @@ class Partitions:
             self.store.upsert(owned)
         return len(owned)
 
+    async def send_queued(self) -> None:
+        """Hands what the records just taken in queued on Faust's producer
+        buffer (alerts, dead letters) to the Kafka client now. The buffer is
+        drained by a task of its own, which runs only when the agents yield,
+        and an agent whose channel holds more fetched runs does not: without
+        this its alerts would wait for every run behind it (seconds on a
+        loaded machine). Waits only while the client's batch for a partition
+        is full (a broker round trip): back-pressure on the agent."""
+        buffer = self.app.producer.buffer
+        # A buffer that is not running (the worker stopping) is flushed by
+        # Faust itself when it stops; flushing it here would raise.
+        if buffer.size and buffer.state == "running":
+            await buffer.flush()
+
     def _dead_letter(self, letter: DeadLetter, source: str, source_topic: str) -> None:
         letter = msgspec.structs.replace(letter, source=source)
         dead = self.stats["dead_letters"]

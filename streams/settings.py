@@ -64,6 +64,10 @@ class KafkaSettings:
     #: every input of a partition caught up and silent this long: the ordering
     #: stage releases what it holds (the only wall clock the engine is fed)
     idle_seconds: float = 5.0
+    #: the most bytes of messages to one partition the worker's producer
+    #: puts in one batch (Kafka's ``batch.size``); a burst of alerts larger
+    #: than a batch waits a broker round trip per batch
+    producer_batch_bytes: int = 512 * 1024
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.partitions > 10_000:
@@ -108,6 +112,11 @@ class KafkaSettings:
         if self.start_timeout_seconds <= 0:
             raise ValueError(
                 f"kafka.start_timeout_seconds must be > 0, got {self.start_timeout_seconds}"
+            )
+        if not 16_384 <= self.producer_batch_bytes <= 1_000_000:
+            raise ValueError(
+                "kafka.producer_batch_bytes must be in 16384..1000000 (the producer's "
+                f"largest request), got {self.producer_batch_bytes}"
             )
         if not self.bootstrap.strip():
             raise ValueError("kafka.bootstrap must name at least one host:port")

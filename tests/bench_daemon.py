@@ -218,7 +218,13 @@ def main() -> None:
         "--rate", type=float,
         help="skip the throughput phase; measure latency at this rate (records/s)",
     )  # fmt: skip
+    ap.add_argument(
+        "--worker-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a variable for the live worker's environment (e.g. FUNDFLOW_KAFKA_BATCH_MS=20); "
+        "repeatable",
+    )  # fmt: skip
     args = ap.parse_args()
+    worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="fundflow-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -257,7 +263,7 @@ def main() -> None:
         )
         produce(broker.address, ns2, world, only_reference=True)
         live = WorkerProcess(broker, ns2, work / "latency.db", work / "latency.log",
-                             "--checkpoint-seconds", "10")  # fmt: skip
+                             "--checkpoint-seconds", "10", env=worker_env)  # fmt: skip
         live.wait_health(
             "live worker ready, its partition's engine built",
             # The engine of a partition is built (every reference record fed

@@ -242,6 +242,9 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
     assert KafkaSettings().idle_seconds == 5.0
     env = {"FUNDFLOW_KAFKA_IDLE_SECONDS": "0.5"}
     assert load_kafka_settings(None, env=env).idle_seconds == 0.5
+    assert KafkaSettings().producer_batch_bytes == 524_288
+    env = {"FUNDFLOW_KAFKA_PRODUCER_BATCH_BYTES": "16384"}
+    assert load_kafka_settings(None, env=env).producer_batch_bytes == 16_384
 
 
 @pytest.mark.parametrize(
@@ -254,6 +257,8 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
         ("[kafka]\nnamespace = 'a b'\n", {}, "namespace"),
         ("", {"FUNDFLOW_KAFKA_START_TIMEOUT_SECONDS": "0"}, "start_timeout_seconds must be > 0"),
         ("", {"FUNDFLOW_KAFKA_IDLE_SECONDS": "0"}, "idle_seconds must be > 0"),
+        ("", {"FUNDFLOW_KAFKA_PRODUCER_BATCH_BYTES": "16383"}, "producer_batch_bytes must be in"),
+        ("[kafka]\nproducer_batch_bytes = 1000001\n", {}, "producer_batch_bytes must be in"),
         ("[kafka\n", {}, "not valid TOML"),
     ],
 )
