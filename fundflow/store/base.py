@@ -391,6 +391,19 @@ class AlertStore(Protocol):
         included."""
         ...
 
+    def page_with_counts(
+        self,
+        filters: AlertFilter,
+        *,
+        order: str = "-last_ts",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[AlertPage, dict[str, int]]:
+        """``page(filters, ...)`` and ``severity_counts(filters)``, what the
+        queue shows together; the same errors. PostgreSQL reads both in one
+        statement (one round trip, one snapshot)."""
+        ...
+
     def row(self, alert_id: str) -> AlertRow | None:
         """The alert's queue row, or ``None``."""
         ...

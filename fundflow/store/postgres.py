@@ -61,6 +61,8 @@ from fundflow.redact import read_secret_file
 from fundflow.schemas.records import Alert
 
 from .base import (
+    AlertFilter,
+    AlertPage,
     BufferedSink,
     StoreError,
     StoreUnavailableError,
@@ -684,6 +686,37 @@ class PostgresStore(SQLStore):
                 f"alert store {self.name} has schema version {self._version} and cannot be"
                 f" brought to version {SCHEMA_VERSION} for triage: {self._scrub(exc)}"
             ) from None
+
+    def page_with_counts(
+        self,
+        filters: AlertFilter,
+        *,
+        order: str = "-last_ts",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[AlertPage, dict[str, int]]:
+        """The page and its counts in one statement: the counts as an array
+        of (rank, count) pairs in a one-row derived table, the page joined
+        to it laterally (so an empty page still gives the counts), its rows
+        numbered in the page's order to keep it; the counts are sent on the
+        first row."""
+        query = self._page_query(filters, order, cursor, limit)
+        counted = self._counts_query(filters)
+        paged, page_params = query.statement(
+            f"{self._row_columns()}, row_number() OVER (ORDER BY {query.order_by}) AS queue_pos"
+        )
+        rows = self._fetch(
+            # The counts on the first row only: the driver parses each row's array.
+            "SELECT p.*, CASE WHEN p.queue_pos IS NULL OR p.queue_pos = 1 THEN k.counts END"
+            " FROM (SELECT ARRAY(SELECT ARRAY[c.r::bigint, c.n::bigint]"
+            f" FROM ({counted.sql}) AS c (r, n)) AS counts) AS k"
+            f" LEFT JOIN LATERAL ({paged}) AS p ON true ORDER BY p.queue_pos",
+            [*counted.params, *page_params],
+        )
+        counts = counted.counts(rows[0][-1])
+        if rows[0][0] is None:  # no alert matches: the one row holds only the counts
+            rows = []
+        return query.page(rows, self._rows), counts
 
     def _bind_time(self, at: datetime) -> Any:
         return at
