@@ -728,7 +728,7 @@ class PostgresStore(SQLStore):
         return _alert(row)
 
     def _decode_case_ids(self, value: Any) -> tuple[int, ...]:
-        return tuple(int(i) for i in value)
+        return tuple(value)  # a bigint[]: the driver gives ints
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(str(exc), self._secrets) or type(exc).__name__
