@@ -267,6 +267,9 @@ _ALERT_COLUMNS = (
     " last_ts_text, amount::text, summary, evidence::text, detector_version, revision"
 )
 
+#: Columns of a queue row (the alert's, status, assignee, case ids).
+_ROW_WIDTH = 15
+
 _DEADLOCK_RETRIES = 3
 _cursor_names = (f"fundflow_alerts_{i}" for i in itertools.count(1))
 #: Names a file holding the password, for a URL without one (when PGPASSWORD
@@ -695,27 +698,22 @@ class PostgresStore(SQLStore):
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[AlertPage, dict[str, int]]:
-        """The page and its counts in one statement: the counts as an array
-        of (rank, count) pairs in a one-row derived table, the page joined
-        to it laterally (so an empty page still gives the counts), its rows
-        numbered in the page's order to keep it; the counts are sent on the
-        first row."""
+        """The page and its counts in one statement: the page's rows, then
+        (UNION ALL) one row whose alert columns are NULL and whose last
+        column holds the counts as (rank, count) pairs. The page keeps its
+        order (one branch of the union, read by one process); the counts
+        row is known by its NULL id wherever it comes."""
         query = self._page_query(filters, order, cursor, limit)
         counted = self._counts_query(filters)
-        paged, page_params = query.statement(
-            f"{self._row_columns()}, row_number() OVER (ORDER BY {query.order_by}) AS queue_pos"
-        )
+        paged, page_params = query.statement(f"{self._row_columns()}, NULL::bigint[]")
         rows = self._fetch(
-            # The counts on the first row only: the driver parses each row's array.
-            "SELECT p.*, CASE WHEN p.queue_pos IS NULL OR p.queue_pos = 1 THEN k.counts END"
-            " FROM (SELECT ARRAY(SELECT ARRAY[c.r::bigint, c.n::bigint]"
-            f" FROM ({counted.sql}) AS c (r, n)) AS counts) AS k"
-            f" LEFT JOIN LATERAL ({paged}) AS p ON true ORDER BY p.queue_pos",
-            [*counted.params, *page_params],
+            f"({paged}) UNION ALL SELECT {', '.join(['NULL'] * _ROW_WIDTH)},"
+            " ARRAY(SELECT ARRAY[c.r::bigint, c.n::bigint]"
+            f" FROM ({counted.sql}) AS c (r, n))",
+            [*page_params, *counted.params],
         )
-        counts = counted.counts(rows[0][-1])
-        if rows[0][0] is None:  # no alert matches: the one row holds only the counts
-            rows = []
+        counts = counted.counts(next(r[-1] for r in rows if r[0] is None))
+        rows = [r for r in rows if r[0] is not None]
         return query.page(rows, self._rows), counts
 
     def _bind_time(self, at: datetime) -> Any:
