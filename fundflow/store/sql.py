@@ -458,9 +458,8 @@ class SQLStore(StoreReader):
         """:meth:`page` and :meth:`severity_counts` of the same filters: see
         :meth:`fundflow.store.base.AlertStore.page_with_counts`. Here two
         statements; a backend may read both in one."""
-        return self.page(filters, order=order, cursor=cursor, limit=limit), self.severity_counts(
-            filters
-        )
+        page = self.page(filters, order=order, cursor=cursor, limit=limit)
+        return page, self.severity_counts(filters)
 
     def _page_query(
         self, filters: AlertFilter, order: str, cursor: str | None, limit: int
