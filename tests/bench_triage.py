@@ -14,7 +14,8 @@ In one run:
 1. migrates an empty store (``PostgresSink``), then COPYs ``--alerts``
    synthetic alerts into ``alerts`` and ``alert_revisions`` (one revision
    each, as the sink would write them: the same derived columns), a tenth
-   of them acknowledged, a fifth closed, with audit events; then ANALYZE;
+   of them acknowledged, a fifth closed, with audit events and the counts
+   per status, severity and detector in ``alert_counts``; then ANALYZE;
 2. runs each query ``--rounds`` times in each of ``--threads`` threads at
    once, every thread with its own ``PostgresStore`` (connection), and
    prints p50 / p99 / max of the wall time of one call:
@@ -137,6 +138,12 @@ def load(url: str, n: int) -> None:
                 "INSERT INTO alert_events (alert_id, action, actor, note, at)"
                 " SELECT alert_id, CASE status WHEN 'closed' THEN 'closed' ELSE 'acknowledged' END,"
                 " 'bench', NULL, now() FROM alerts WHERE status <> 'open'"
+            )
+            # What the sink keeps with every write (the queue's counts by severity).
+            cur.execute(
+                "INSERT INTO alert_counts (status, severity_rank, detector, n)"
+                " SELECT status, severity_rank, detector, COUNT(*) FROM alerts"
+                " GROUP BY status, severity_rank, detector"
             )
         for _, definition in indexes:
             conn.execute(definition)

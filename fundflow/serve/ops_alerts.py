@@ -76,11 +76,9 @@ async def list_alerts(state: ServeState, request: Request, _p: Principal | None)
     cursor = q.one("cursor")
     limit = q.integer("limit", 1, 500) or 50
 
-    def read(store: Any) -> tuple[Any, dict[str, int]]:
-        page = store.page(filters, order=order, cursor=cursor, limit=limit)
-        return page, store.severity_counts(filters)
-
-    page, counts = await state.run(read)
+    page, counts = await state.run(
+        lambda s: s.page_with_counts(filters, order=order, cursor=cursor, limit=limit)
+    )
     return json_response(
         {
             "items": [row_json(r) for r in page.items],

@@ -61,6 +61,8 @@ from fundflow.redact import read_secret_file
 from fundflow.schemas.records import Alert
 
 from .base import (
+    AlertFilter,
+    AlertPage,
     BufferedSink,
     StoreError,
     StoreUnavailableError,
@@ -264,6 +266,9 @@ _ALERT_COLUMNS = (
     "alert_id, detector, severity, subject_id, accounts::text, first_ts_text,"
     " last_ts_text, amount::text, summary, evidence::text, detector_version, revision"
 )
+
+#: Columns of a queue row (the alert's, status, assignee, case ids).
+_ROW_WIDTH = 15
 
 _DEADLOCK_RETRIES = 3
 _cursor_names = (f"fundflow_alerts_{i}" for i in itertools.count(1))
@@ -685,6 +690,32 @@ class PostgresStore(SQLStore):
                 f" brought to version {SCHEMA_VERSION} for triage: {self._scrub(exc)}"
             ) from None
 
+    def page_with_counts(
+        self,
+        filters: AlertFilter,
+        *,
+        order: str = "-last_ts",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[AlertPage, dict[str, int]]:
+        """The page and its counts in one statement: the page's rows, then
+        (UNION ALL) one row whose alert columns are NULL and whose last
+        column holds the counts as (rank, count) pairs. The page keeps its
+        order (one branch of the union, read by one process); the counts
+        row is known by its NULL id wherever it comes."""
+        query = self._page_query(filters, order, cursor, limit)
+        counted = self._counts_query(filters)
+        paged, page_params = query.statement(f"{self._row_columns()}, NULL::bigint[]")
+        rows = self._fetch(
+            f"({paged}) UNION ALL SELECT {', '.join(['NULL'] * _ROW_WIDTH)},"
+            " ARRAY(SELECT ARRAY[c.r::bigint, c.n::bigint]"
+            f" FROM ({counted.sql}) AS c (r, n))",
+            [*page_params, *counted.params],
+        )
+        counts = counted.counts(next(r[-1] for r in rows if r[0] is None))
+        rows = [r for r in rows if r[0] is not None]
+        return query.page(rows, self._rows), counts
+
     def _bind_time(self, at: datetime) -> Any:
         return at
 
@@ -695,7 +726,7 @@ class PostgresStore(SQLStore):
         return _alert(row)
 
     def _decode_case_ids(self, value: Any) -> tuple[int, ...]:
-        return tuple(int(i) for i in value)
+        return tuple(value)  # a bigint[]: the driver gives ints
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(str(exc), self._secrets) or type(exc).__name__

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -162,6 +163,56 @@ def add_counts(tx: Tx, deltas: Mapping[tuple[str, int, str], int]) -> None:
             " DO UPDATE SET n = alert_counts.n + excluded.n",
             rows,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page's query and how its rows become an :class:`AlertPage`:
+    ``where`` (with ``?`` placeholders for ``params``) and ``order_by``
+    select and order the page's alerts; ``make_cursor`` gives the cursor
+    after a last alert shown."""
+
+    where: str
+    params: list[Any]
+    order_by: str
+    limit: int
+    make_cursor: Callable[[Alert], str]
+
+    def statement(self, columns: str) -> tuple[str, list[Any]]:
+        """The SELECT of ``columns`` of the page's ``limit + 1`` rows at
+        most, and its parameters."""
+        return (
+            f"SELECT {columns} FROM alerts{self.where} ORDER BY {self.order_by} LIMIT ?",
+            [*self.params, self.limit + 1],
+        )
+
+    def page(
+        self, rows: Sequence[Sequence[Any]], decode: Callable[[Sequence[Any]], list[AlertRow]]
+    ) -> AlertPage:
+        """The page of the statement's ``rows`` (one more than ``limit``
+        means there is a next page), the shown ones decoded by ``decode``."""
+        items = decode(rows[: self.limit])
+        if len(rows) <= self.limit:
+            return AlertPage(items, None)
+        return AlertPage(items, self.make_cursor(items[-1].alert))
+
+
+@dataclass(frozen=True, slots=True)
+class CountsQuery:
+    """The statement of severity counts: rows of (severity rank, count).
+    ``only``: the severities the filter keeps (the others count 0)."""
+
+    sql: str
+    params: list[Any]
+    only: tuple[str, ...] | None = None
+
+    def counts(self, rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+        """Every severity of :data:`SEVERITIES`, in that order, 0 included."""
+        found = {int(rank): int(n) for rank, n in rows}
+        return {
+            s: found.get(rank, 0) if self.only is None or s in self.only else 0
+            for rank, s in enumerate(SEVERITIES)
+        }
 
 
 class StoreReader:
@@ -393,6 +444,28 @@ class SQLStore(StoreReader):
     ) -> AlertPage:
         """One page of the queue, by keyset (never OFFSET): see
         :meth:`fundflow.store.base.AlertStore.page`."""
+        query = self._page_query(filters, order, cursor, limit)
+        return query.page(self._fetch(*query.statement(self._row_columns())), self._rows)
+
+    def page_with_counts(
+        self,
+        filters: AlertFilter,
+        *,
+        order: str = "-last_ts",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[AlertPage, dict[str, int]]:
+        """:meth:`page` and :meth:`severity_counts` of the same filters: see
+        :meth:`fundflow.store.base.AlertStore.page_with_counts`. Here two
+        statements; a backend may read both in one."""
+        page = self.page(filters, order=order, cursor=cursor, limit=limit)
+        return page, self.severity_counts(filters)
+
+    def _page_query(
+        self, filters: AlertFilter, order: str, cursor: str | None, limit: int
+    ) -> PageQuery:
+        """The query of one page, its arguments checked as :meth:`page`
+        documents."""
         f = normalize_filter(filters)
         keys, descending = check_order(order)
         limit = check_limit(limit)
@@ -407,17 +480,16 @@ class SQLStore(StoreReader):
             params.extend(self._bind_key(k, v) for k, v in zip(keys, values, strict=True))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         direction = " DESC" if descending else ""
-        rows = self._fetch(
-            f"SELECT {self._row_columns()} FROM alerts{where}"
-            f" ORDER BY {', '.join(c + direction for c in columns)} LIMIT ?",
-            (*params, limit + 1),
+        order_by = ", ".join(c + direction for c in columns)
+        return PageQuery(
+            where=where,
+            params=params,
+            order_by=order_by,
+            limit=limit,
+            make_cursor=lambda last: make_cursor(
+                self._cursor_key(), digest, [sort_key(last, k) for k in keys]
+            ),
         )
-        items = self._rows(rows[:limit])
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1].alert
-            next_cursor = make_cursor(self._cursor_key(), digest, [sort_key(last, k) for k in keys])
-        return AlertPage(items, next_cursor)
 
     def _row_columns(self) -> str:
         return f"{self.alert_columns}, status, assignee, {self.case_ids_column}"
@@ -431,6 +503,12 @@ class SQLStore(StoreReader):
     def severity_counts(self, filters: AlertFilter) -> dict[str, int]:
         """How many alerts ``filters`` selects, per severity, every severity
         listed."""
+        query = self._counts_query(filters)
+        return query.counts(self._fetch(query.sql, query.params))
+
+    def _counts_query(self, filters: AlertFilter) -> CountsQuery:
+        """The statement of :meth:`severity_counts`: rows of (severity
+        rank, count)."""
         f = normalize_filter(filters)
         self._current()
         if f == AlertFilter(status=f.status, severity=f.severity, detector=f.detector):
@@ -443,26 +521,17 @@ class SQLStore(StoreReader):
                     kept_clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
                     params.extend(values)
             where = f" WHERE {' AND '.join(kept_clauses)}" if kept_clauses else ""
-            kept = {
-                int(rank): int(n)
-                for rank, n in self._fetch(
-                    f"SELECT severity_rank, SUM(n) FROM alert_counts{where} GROUP BY severity_rank",
-                    params,
-                )
-            }
-            return {
-                s: kept.get(rank, 0) if f.severity is None or s in f.severity else 0
-                for rank, s in enumerate(SEVERITIES)
-            }
+            return CountsQuery(
+                f"SELECT severity_rank, SUM(n) FROM alert_counts{where} GROUP BY severity_rank",
+                params,
+                f.severity,
+            )
         clauses, params = self._filter_sql(f)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         # By rank: an index holds it.
-        found = dict(
-            self._fetch(
-                f"SELECT severity_rank, COUNT(*) FROM alerts{where} GROUP BY severity_rank", params
-            )
+        return CountsQuery(
+            f"SELECT severity_rank, COUNT(*) FROM alerts{where} GROUP BY severity_rank", params
         )
-        return {s: int(found.get(rank, 0)) for rank, s in enumerate(SEVERITIES)}
 
     def row(self, alert_id: str) -> AlertRow | None:
         """The alert's queue row, or ``None``."""

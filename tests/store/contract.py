@@ -580,6 +580,45 @@ class StoreContract:
             for s in ("low", "medium", "high", "critical")
         }
 
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            AlertFilter(),
+            AlertFilter(severity=("high", "critical")),
+            AlertFilter(severity="high", detector="reserve_misuse"),
+            AlertFilter(status="open", severity="low"),
+            AlertFilter(text="pool at"),
+            AlertFilter(subject="I1", since=datetime(2026, 3, 1, 2, 0, tzinfo=UTC)),
+            AlertFilter(text="nowhere"),
+            AlertFilter(status="closed"),
+        ],
+    )
+    @pytest.mark.parametrize("order", ["-last_ts", "amount", "-severity", "subject"])
+    def test_page_with_counts_is_the_page_and_its_counts(self, queue, filters, order):
+        with open_store(queue) as store:
+            store.close_alert("Q3", by="wang")
+            pages, cursor = [], None
+            while True:
+                both = store.page_with_counts(filters, order=order, cursor=cursor, limit=2)
+                page = store.page(filters, order=order, cursor=cursor, limit=2)
+                assert both == (page, store.severity_counts(filters))
+                assert list(both[1]) == ["low", "medium", "high", "critical"]
+                pages.append(ids(page))
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert sum(len(p) for p in pages) == sum(store.severity_counts(filters).values())
+
+    def test_page_with_counts_refuses_what_page_refuses(self, queue):
+        with open_store(queue) as store:
+            with pytest.raises(ValueError, match="limit"):
+                store.page_with_counts(AlertFilter(), limit=0)
+            with pytest.raises(BadCursor):
+                store.page_with_counts(AlertFilter(), cursor="nonsense")
+            other = store.page(AlertFilter(severity="high"), limit=1).next_cursor
+            with pytest.raises(BadCursor):
+                store.page_with_counts(AlertFilter(), cursor=other)
+
     def test_kept_counts_follow_every_write(self, queue):
         """The counts per status and severity the store keeps (for the
         unfiltered and per-status queue) equal a count of the rows after
