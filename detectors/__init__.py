@@ -13,6 +13,7 @@ from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
 from .off_profile import OffProfile
 from .ownership import Ownership
+from .peel_chain import PeelChain
 from .private_product_split import PrivateProductSplit
 from .reserve_misuse import ReserveMisuse
 from .self_financing import SelfFinancing
@@ -49,4 +50,5 @@ __all__ = [
     "OffProfile",
     "Bipartite",
     "Stack",
+    "PeelChain",
 ]

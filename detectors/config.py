@@ -472,6 +472,40 @@ class StackConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PeelChainConfig:
+    """``[peel_chain]``."""
+
+    window_ms: int
+    min_payment: int
+    min_payment_pct: int
+    min_hops: int
+    max_hops: int
+    min_passed_pct: int
+    max_passed_pct: int
+    max_search_steps: int
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> PeelChainConfig:
+        s = "peel_chain"
+        lo_pct, hi_pct = _band(s, raw, 100)
+        cfg = cls(
+            window_ms=_window(s, raw),
+            min_payment=_fen(s, "min_payment", raw["min_payment"]),
+            min_payment_pct=_int(s, "min_payment_pct", raw["min_payment_pct"], 0, 99),
+            min_hops=_int(s, "min_hops", raw["min_hops"], 2, 24),
+            max_hops=_int(s, "max_hops", raw["max_hops"], 2, 24),
+            min_passed_pct=lo_pct,
+            max_passed_pct=hi_pct,
+            max_search_steps=_int(s, "max_search_steps", raw["max_search_steps"], 1, 10**7),
+        )
+        if cfg.min_hops > cfg.max_hops:
+            raise ValueError(
+                f"{s}.min_hops must be <= {s}.max_hops, got {cfg.min_hops} > {cfg.max_hops}"
+            )
+        return cfg
+
+
 def _pct_fraction(section: str, name: str, value: Any) -> Fraction:
     """A percent 0..100 (whole or decimal) as an exact fraction of one."""
     return Fraction(_dec(section, name, value, Decimal(0), Decimal(100))) / 100
@@ -759,6 +793,7 @@ class Config:
     scatter_gather: ScatterGatherConfig
     bipartite: BipartiteConfig
     stack: StackConfig
+    peel_chain: PeelChainConfig
     split_payments: SplitPaymentsConfig
     off_profile: OffProfileConfig
     cross_bank_clearing: CrossBankConfig
@@ -798,6 +833,7 @@ _BUILDERS = {
     "scatter_gather": ScatterGatherConfig.build,
     "bipartite": BipartiteConfig.build,
     "stack": StackConfig.build,
+    "peel_chain": PeelChainConfig.build,
     "split_payments": SplitPaymentsConfig.build,
     "off_profile": OffProfileConfig.build,
 }

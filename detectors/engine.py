@@ -53,6 +53,7 @@ from .guaranteed_return import GuaranteedReturn
 from .maturity_mismatch import MaturityMismatch
 from .off_profile import OffProfile
 from .ordering import KIND_RANK, NO_BOUND, EventOrder, sort_key
+from .peel_chain import PeelChain
 from .private_product_split import PrivateProductSplit
 from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
@@ -78,9 +79,9 @@ DEFAULT_DETECTORS: tuple[type[Detector], ...] = (
 )
 DETECTORS: dict[str, type[Detector]] = {d.name: d for d in DEFAULT_DETECTORS}
 #: The opt-in money-laundering typologies for raw transfer dumps (typologies.py,
-#: split_payments.py, off_profile.py, bipartite.py, stack.py).
+#: split_payments.py, off_profile.py, bipartite.py, stack.py, peel_chain.py).
 TYPOLOGIES: dict[str, type[Detector]] = {
-    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile, Bipartite, Stack)
+    d.name: d for d in (*TYPOLOGY_DETECTORS, SplitPayments, OffProfile, Bipartite, Stack, PeelChain)
 }
 
 
@@ -101,7 +102,7 @@ def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
     ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.
 
     >>> detector_names(["fan_in", "typologies"])
-    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile', 'bipartite', 'stack']
+    ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile', 'bipartite', 'stack', 'peel_chain']
     """
     groups = {"default": list(DETECTORS), "typologies": list(TYPOLOGIES)}
     out: list[str] = []

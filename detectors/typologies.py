@@ -307,7 +307,8 @@ class _Typology(Detector):
         ``e`` into ``via`` joins when ``fits(via, e, hop paid on)``; a path
         ending at a payer ``ends(payer, path)`` accepts is a finding (the
         first found, or with ``longest`` the longest); paths go on through
-        accounts not in ``seen``, to at most ``max_hops`` transfers."""
+        accounts not in ``seen``, to at most ``max_hops`` transfers. A search
+        that wanted to examine more leaves ``self._budget`` below zero."""
         edges = self.graph.incoming.get(account)
         if not edges:
             return None
@@ -316,7 +317,10 @@ class _Typology(Detector):
             ts, payer, _amount, _txn = e
             if ts > before:
                 continue
-            if ts < self._start or self._budget <= 0:
+            if ts < self._start:
+                break
+            if self._budget <= 0:
+                self._budget = -1  # ran out: the search is incomplete
                 break
             self._budget -= 1
             if not fits(account, e, path[-1]):

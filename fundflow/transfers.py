@@ -25,7 +25,9 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   payees 15,000-49,000 yuan within 6-36 hours), 4 ``stack`` (1-3 sources
   paying each of 2-4 accounts 400,000-1,500,000 yuan in all, passed on through 2-3
   layers of 2-4 accounts to 1-2 sinks, each account passing on 92-99 % a
-  few hours later, many-to-many);
+  few hours later, many-to-many), 4 ``peel_chain`` (3-11 transfers from
+  60,000-3,000,000 yuan, each account passing on 72-97.5 % as one payment,
+  minutes, an hour or half a day a hop);
 * honest look-alikes: ``merchant`` (hundreds of small takings a day),
   ``payroll`` (40-120 salaries of 4,000-9,800 yuan twice a month),
   ``wholesaler`` (6-8 retailers pay 20,000+ yuan, 30-40 % goes on to
@@ -37,8 +39,11 @@ another every day (amounts log-uniform, 20 to 20,000 yuan), and
   again), ``shared_suppliers`` (4-6 shops each ordering from one of the
   same 3-4 wholesalers once a week), ``department_spending`` (a budget
   down 2-3 divisions to 2-4 departments that spend 40-85 % of it with
-  suppliers) and ``budget_cascade`` (the same passed on whole, a level
-  every 4-6 days).
+  suppliers), ``budget_cascade`` (the same passed on whole, a level
+  every 4-6 days), ``salaries_at_shops`` (a firm's payroll funded, 3-6
+  salaries of 25,000-45,000 yuan each spent at 2-5 shops) and three
+  ``supply_chain`` (5-7 firms each paying its supplier 30-60 % of what it
+  got, or 75-95 % 3-4.5 days later, or to 2-3 suppliers).
 
 Account ids are drawn from one shuffled pool, so a planted account looks
 like any other.
@@ -46,7 +51,7 @@ like any other.
 >>> import pathlib, tempfile
 >>> t = write_transfers(pathlib.Path(tempfile.mkdtemp()), seed=3, days=12)
 >>> sorted({p["typology"] for p in t["patterns"]}), t["rows"] > 20000
-(['bipartite', 'cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'scatter_gather', 'split_payments', 'stack'], True)
+(['bipartite', 'cycle', 'fan_in', 'fan_out', 'gather_scatter', 'off_profile', 'peel_chain', 'scatter_gather', 'split_payments', 'stack'], True)
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ import math
 import random
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,6 +81,7 @@ TYPOLOGIES = (
     "off_profile",
     "bipartite",
     "stack",
+    "peel_chain",
 )
 HEADER = ("id", "time", "src_bank", "src", "dst_bank", "dst", "value", "ccy", "memo")
 #: The layout of ``transfers.csv`` in wire fields (``--map``, ``--const``).
@@ -331,6 +338,62 @@ def _chain_look_alikes(w: _World) -> None:
         w.honest.append({"kind": kind, "subject": hq, "looks_like": "stack"})
 
 
+def _walk(w: _World, accounts: list[str], amount: int, ts: int, gap: tuple[float, float]) -> None:
+    """``amount`` from ``accounts[0]`` to the next, and on down the chain,
+    each account passing on 72-97.5 % of what it got as one payment,
+    ``gap`` hours (drawn per hop) after it got it."""
+    rng = w.rng
+    for a, b in pairwise(accounts):
+        w.pay(ts, a, b, amount)
+        amount = amount * rng.randint(720, 975) // 1000
+        ts += int(rng.uniform(*gap) * HOUR)
+
+
+def _peel_chain(w: _World) -> None:
+    rng = w.rng
+    accounts = w.fresh(rng.randint(3, 11) + 1)
+    # amounts from 60,000 to 3,000,000 yuan; each hop minutes to half a day after the one before
+    step = rng.choice((0.1, 1.0, 6.0))
+    ts = w.at(w.some_day(), rng.uniform(0, 20))
+    _walk(w, accounts, _log_fen(rng, 60000, 3000000), ts, (step / 2, step * 2))
+    w.patterns.append({"typology": "peel_chain", "subject": accounts[0], "accounts": accounts})
+
+
+def _peel_look_alikes(w: _World) -> None:
+    rng = w.rng
+    # salaries spent at shops: a group's treasury funds one firm's payroll, the firm pays
+    # 3-6 staff 25,000-45,000 yuan each, and each spends 60-95 % of it at 2-5 shops
+    treasury, firm = w.fresh(2)
+    staff, shops = w.fresh(rng.randint(3, 6)), w.fresh(rng.randint(8, 12))
+    day = w.some_day()
+    salaries = [_fen(rng, 25000, 45000) for _ in staff]
+    w.pay(w.at(day, 8), treasury, firm, sum(salaries))
+    for person, salary in zip(staff, salaries, strict=True):
+        w.pay(w.at(day, 9), firm, person, salary)
+        bought = rng.sample(shops, rng.randint(2, 5))
+        spent = salary * rng.randint(60, 95) // 100
+        for shop in bought:
+            w.pay(w.at(day, rng.uniform(10, 80)), person, shop, spent // len(bought))
+    w.honest.append({"kind": "salaries_at_shops", "subject": treasury, "looks_like": "peel_chain"})
+    # a supply chain of 5-7 firms, each paying its supplier for what it sells on: keeping its
+    # margin (passing on 30-60 %), or passing on 75-95 % 3-4.5 days later, or to 2-3 suppliers
+    for how in ("margin", "days", "suppliers"):
+        firms = w.fresh(rng.randint(5, 7))
+        day = rng.uniform(1, 3) if how == "days" else w.some_day()
+        amount, ts = _fen(rng, 1000000, 3000000), w.at(day, 10)
+        for a, b in pairwise(firms):
+            if how == "suppliers":
+                parts = [b, *w.fresh(rng.randint(1, 2))]
+                for c in parts:
+                    w.pay(ts + int(rng.uniform(0, 2) * HOUR), a, c, amount // len(parts))
+                amount = amount // len(parts) * rng.randint(75, 95) // 100
+            else:
+                w.pay(ts, a, b, amount)
+                amount = amount * rng.randint(*((30, 60) if how == "margin" else (75, 95))) // 100
+            ts += int(rng.uniform(3.2, 4.5) * DAY if how == "days" else rng.uniform(2, 8) * HOUR)
+        w.honest.append({"kind": "supply_chain", "subject": firms[0], "looks_like": "peel_chain"})
+
+
 def _look_alikes(w: _World) -> None:
     rng = w.rng
     for _ in range(3):  # merchant: many small takings
@@ -433,6 +496,12 @@ def build(seed: int, scale: int = 1, days: int = 30) -> _World:
         for _ in range(4):
             _stack(w)
         _chain_look_alikes(w)
+    # The peel chains draw from a stream of their own in turn.
+    w.rng = random.Random(f"transfers-{seed}-peel")
+    for _ in range(scale):
+        for _ in range(4):
+            _peel_chain(w)
+        _peel_look_alikes(w)
     return w
 
 

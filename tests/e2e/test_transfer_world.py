@@ -6,9 +6,9 @@ dump): which planted patterns each typology finds and misses (the world
 draws some patterns short of the defaults, as real ones are), how many
 subjects it alerts. No honest look-alike is alerted, nor any background
 account as a cycle. The bipartite patterns are drawn from a
-random stream of their own, and the stack patterns from another, so adding
-them left the others' figures as they were (but for bipartite, which finds
-a stack's middle layers).
+random stream of their own, the stack patterns from another and the peel
+chains from a third, so adding them left the others' figures as they were
+(but for bipartite, which finds a stack's middle layers).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ SEED_1 = {
     # Seven: two consecutive layers of one stack (3 x 3, paid densely) are a group too.
     "bipartite": (4, 4, 7, 7),
     "stack": (4, 4, 4, 4),
+    # Eight: the four chains (3-10 relays each), and four-transfer stretches of
+    # two planted cycles (8 and 7 accounts, each hop keeping 1-2.5 %, a stretch
+    # within 72 hours): laundering, on a pattern's accounts, so on patterns.
+    "peel_chain": (4, 4, 8, 8),
 }
 
 
@@ -50,7 +54,7 @@ def _simulate(out: Path, seed: int) -> dict:
 
 def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> None:
     truth = _simulate(tmp_path, 1)
-    assert truth["rows"] == 81649
+    assert truth["rows"] == 81718
     args = [
         "replay",
         *truth["replay_args"],
@@ -68,7 +72,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (81649, 81649, {})
+    assert (summary["read"], summary["accepted"], summary["dead_letters"]) == (81718, 81718, {})
     raw = (tmp_path / "alerts.jsonl").read_bytes()
     alerts = [msgspec.json.decode(line, type=Alert) for line in raw.splitlines()]
     scores = score_typologies(truth, alerts)
@@ -98,6 +102,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
         "off_profile": [2],
         "bipartite": [],
         "stack": [],
+        "peel_chain": [],
     }
 
 

@@ -62,7 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     by_detector = sorted({row[1] for row in expected.values()})
     assert by_detector == [
         "bipartite", "cycle", "fan_in", "fan_out", "gather_scatter",
-        "off_profile", "scatter_gather", "split_payments", "stack",
+        "off_profile", "peel_chain", "scatter_gather", "split_payments", "stack",
     ], by_detector  # fmt: skip
     return {"dir": d, "dump": dump, "args": truth["replay_args"], "expected": expected}
 
@@ -88,7 +88,7 @@ def test_the_typologies_on_one_partition_give_the_replays_alerts(
         )
         sent = fundflow("replay", "--to-kafka", broker.address, "--namespace", ns,
                         world["dump"], *world["args"], timeout=600).stderr  # fmt: skip
-        assert sent.startswith("sent 81,649 records (clearing 81,649)"), sent
+        assert sent.startswith("sent 81,718 records (clearing 81,718)"), sent
         w.signal(signal.SIGUSR1)
         assert w.wait(timeout=600) == 0, w.output()
     finally:
@@ -110,7 +110,7 @@ def test_a_worker_with_the_typologies_refuses_topics_of_two_partitions(
         w.kill()
     assert (
         "fan_in, fan_out, cycle, gather_scatter, scatter_gather, split_payments, off_profile, "
-        "bipartite, stack read the whole stream as one graph and need every record in one partition; "
+        "bipartite, stack, peel_chain read the whole stream as one graph and need every record in one partition; "
         "the input topics have 2: create them with `fundflow topics create --partitions 1`, "
         "or leave these out of [engine] detectors"
     ) in w.output()

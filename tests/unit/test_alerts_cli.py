@@ -264,7 +264,7 @@ KNOWN = (
     "fund_pool, reserve_misuse, maturity_mismatch, self_financing, guaranteed_return, "
     "excessive_return, cross_bank_clearing, unlicensed_business, down_payment_loan, "
     "private_product_split, fan_in, fan_out, cycle, gather_scatter, scatter_gather, split_payments,"
-    " off_profile, bipartite, stack"
+    " off_profile, bipartite, stack, peel_chain"
 )
 
 

@@ -74,6 +74,8 @@ EXPECTED |= {"split_payments": 1, "off_profile": 1}
 EXPECTED |= {"bipartite": 1}
 # STS's money through STA1-STA2 and STB1-STB2 to STK: one stack.
 EXPECTED |= {"stack": 1}
+# PC0's money down PC1-PC3, each passing on 80-90 %, to PC4: one peel chain.
+EXPECTED |= {"peel_chain": 1}
 
 STREAM = with_transfers(mixed_stream())
 

@@ -391,6 +391,7 @@ def test_typologies_are_an_opt_in_group_of_the_engine():
         "off_profile",
         "bipartite",
         "stack",
+        "peel_chain",
     ]
     cfg = load_config(overrides={"engine": {"detectors": ["cycle", "fund_pool"]}})
     assert [d.name for d in Engine(cfg).detectors] == ["cycle", "fund_pool"]

@@ -168,13 +168,31 @@ STACK = [
 ]
 
 
+def chain(
+    accounts: list[str], amounts: list[str], *, start: int, step: int = HOUR_MS, prefix: str = "PC"
+) -> list[ClearingTxn]:
+    """``accounts[0]`` pays ``accounts[1]`` ``amounts[0]``, which pays
+    ``accounts[2]`` ``amounts[1]``, ...: one transfer per amount, ``step``
+    apart, txn ids ``{prefix}{n:02d}``."""
+    return [
+        clearing(f"{prefix}{i + 1:02d}", start + i * step, accounts[i], accounts[i + 1], amt)
+        for i, amt in enumerate(amounts)
+    ]
+
+
+#: A peel chain: PC0 pays PC1 100,000, which passes on 90,000 to PC2 (90 %),
+#: which passes on 72,000 to PC3 (80 %), which passes on 64,800 to PC4 (90 %).
+PEEL = (["PC0", "PC1", "PC2", "PC3", "PC4"], ["100000", "90000", "72000", "64800"])
+
+
 def typology_stream() -> list[ClearingTxn]:
     """The :func:`background` on days 0-3, then one instance of each
         typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
         FOH, the loop CA -> CB -> CC -> CA, the hub GSH, SGS's money
         re-converging on SGT, SPP's two 5-yuan payments to SPQ booked at once,
-        OPP's 100 yuan after three payments of 1,000, and BPA1-BPA3 each paying
-    BPB1-BPB3."""
+        OPP's 100 yuan after three payments of 1,000, BPA1-BPA3 each paying
+    BPB1-BPB3, STS's money through two layers (:data:`STACK`) and PC0's
+    down a peel chain (:data:`PEEL`)."""
     recs = [
         *background(),
         *habit("OPP", ["1000", "1000", "1000"], "100", start=at(4, 6)),
@@ -188,6 +206,7 @@ def typology_stream() -> list[ClearingTxn]:
             complete(["BPA1", "BPA2", "BPA3"], ["BPB1", "BPB2", "BPB3"]), "20000", start=at(6, 18)
         ),
         *layered(STACK, start=at(5, 18)),
+        *chain(*PEEL, start=at(6, 2)),
     ]
     return sorted(recs, key=lambda r: (r.ts, r.txn_id))
 
