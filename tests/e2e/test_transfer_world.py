@@ -28,7 +28,9 @@ SEED_1 = {
     "fan_in": (4, 4, 7, 7),
     "fan_out": (4, 3, 6, 6),
     "cycle": (4, 4, 4, 4),
-    "gather_scatter": (4, 2, 2, 2),
+    # Both hubs that pass on 73 % and 79.99 % are found since the pass-through
+    # floor is 70 % (a hub keeping a cut still passes the rest on), not 80 %.
+    "gather_scatter": (4, 4, 4, 4),
     "scatter_gather": (4, 4, 4, 4),
     "split_payments": (4, 4, 4, 4),
     "off_profile": (4, 3, 4, 3),
@@ -77,8 +79,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     assert honest_alerted(truth, alerts) == []
     # Every cycle is found (the 8-hop loop that loses 11 % on the way round
     # keeps at most 3 % at each hop); the fan-out missed pays fewer than 10 counted payees within 72
-    # hours; the gather-scatter hubs missed pass on 73 % and 79.99 % (< 80 %);
-    # the off-profile payment missed is 3 times its habit (factor 4).
+    # hours; the off-profile payment missed is 3 times its habit (factor 4).
     missed = {
         t: sorted(
             len(p["accounts"])
@@ -92,7 +93,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
         "fan_in": [],
         "fan_out": [16],
         "cycle": [],
-        "gather_scatter": [21, 25],
+        "gather_scatter": [],
         "scatter_gather": [],
         "split_payments": [],
         "off_profile": [2],
