@@ -33,7 +33,10 @@ SEED_1 = {
     "gather_scatter": (4, 4, 4, 4),
     "scatter_gather": (4, 4, 4, 4),
     "split_payments": (4, 4, 4, 4),
-    "off_profile": (4, 3, 4, 3),
+    # The payment 3 times its standing order is found since the factor is 3, not 4;
+    # the background payer whose last four payments lay within 2 % of one another
+    # by chance is no longer a habit (the same amount to the fen, not within 2 %).
+    "off_profile": (4, 4, 4, 4),
     # Six subjects: one group of 7 x 7, paid in random order, is found first as
     # 4 x 6 and 5 x 5 groups led by other payers.
     # Seven: two consecutive layers of one stack (3 x 3, paid densely) are a group too.
@@ -79,7 +82,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     assert honest_alerted(truth, alerts) == []
     # Every cycle is found (the 8-hop loop that loses 11 % on the way round
     # keeps at most 3 % at each hop); the fan-out missed pays fewer than 10 counted payees within 72
-    # hours; the off-profile payment missed is 3 times its habit (factor 4).
+    # hours.
     missed = {
         t: sorted(
             len(p["accounts"])
@@ -96,7 +99,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
         "gather_scatter": [],
         "scatter_gather": [],
         "split_payments": [],
-        "off_profile": [2],
+        "off_profile": [],
         "bipartite": [],
         "stack": [],
     }
