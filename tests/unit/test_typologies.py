@@ -115,11 +115,13 @@ def test_fan_in_each_side_of_each_threshold(recs, alerts):
     assert len(run(FanIn(ABSOLUTE), recs, finish=True)) == alerts
 
 
-def test_fan_in_window_is_72_hours_open_at_its_start():
+def test_fan_in_window_is_72_hours_closed_at_its_start():
+    # Booked times a whole window apart are within it (a dump booking one
+    # time a day books 72 real hours on four days, the first and last 72 h apart).
     first = fan_in("H", 9, "30000", start=at(0, 9), prefix="A")
-    late = clearing("Z", at(0, 9) + 72 * HOUR_MS, "ZP", "H", "30000")
+    late = clearing("Z", at(0, 9) + 72 * HOUR_MS + 1, "ZP", "H", "30000")
     assert run(FanIn(ABSOLUTE), [*first, late], finish=True) == []
-    just_in = clearing("Z", at(0, 9) + 72 * HOUR_MS - 1, "ZP", "H", "30000")
+    just_in = clearing("Z", at(0, 9) + 72 * HOUR_MS, "ZP", "H", "30000")
     [a] = run(FanIn(ABSOLUTE), [*first, just_in], finish=True)
     assert a.amount == "300000.00"
 
@@ -206,8 +208,8 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
         (list("ABCDEF"), ["50000"] * 6, HOUR_MS, 1),  # 6 hops
         (list("ABCDEFG"), ["50000"] * 7, HOUR_MS, 0),  # 7 hops
         (["A", "B", "C"], ["9999.99"] * 3, HOUR_MS, 0),  # under the floor
-        (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS, 0),  # first to last: 168 h
-        (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS - SECOND_MS, 1),
+        (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS + SECOND_MS, 0),  # 168 h and 2 s
+        (["A", "B", "C"], ["50000"] * 3, 84 * HOUR_MS, 1),  # first to last: 168 h, within
     ],
     ids=[
         "tol-at",
@@ -219,8 +221,8 @@ def test_a_three_hop_loop_is_a_cycle_with_its_hops_in_evidence():
         "6-hops",
         "7-hops",
         "floor",
+        "168h+2s",
         "168h",
-        "168h-1s",
     ],
 )
 def test_cycle_each_side_of_each_threshold(accounts, amounts, step, alerts):
