@@ -56,7 +56,7 @@ class Bipartite(_Typology):
     def _see(self, f: Flow) -> None:
         cfg = self.config.bipartite
         g = self.graph
-        start = f.ts - self._window + 1
+        start = self._since(f.ts)
         own = g.within(g.outgoing, f.src_id, start, f.ts)
         if len({e[1] for e in own}) < cfg.min_payees:
             return

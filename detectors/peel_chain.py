@@ -62,7 +62,7 @@ class PeelChain(_Ordered):
     def _judge(self, f: Flow) -> None:
         cfg = self.config.peel_chain
         now = f.ts
-        self._start = now - self._window + 1
+        self._start = self._since(now)
         self._budget = cfg.max_search_steps
         last: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
         seen = {f.src_id, f.dst_id}

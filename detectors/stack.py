@@ -52,7 +52,7 @@ class Stack(_Ordered):
     def _judge(self, f: Flow) -> None:
         cfg = self.config.stack
         g = self.graph
-        start = f.ts - self._window + 1
+        start = self._since(f.ts)
         sink = f.dst_id
         budget = cfg.max_search_steps
         layers: list[Layer] = []

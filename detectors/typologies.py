@@ -109,6 +109,17 @@ class _Typology(Detector):
     def _min_payment(self) -> int:
         return getattr(self.config, self.name).min_payment  # type: ignore[no-any-return]
 
+    def _since(self, now: int) -> int:
+        """The earliest booked time in the window that ends at ``now``: the
+        window before it, inclusive. A dump that books one time a tick books
+        a shape that took at most the window on ticks up to a window apart
+        (46 real hours, from a noon to ten in the morning two days on, are
+        booked at three midnights, the first and the last 48 h apart), so,
+        for a window of whole ticks, an inclusive start judges every tick
+        such a shape can book; a start open by a millisecond would lose the
+        first."""
+        return now - self._window
+
     def _min_payment_pct(self) -> int:
         return getattr(self.config, self.name).min_payment_pct  # type: ignore[no-any-return]
 
@@ -407,7 +418,7 @@ class _Fan(_Typology):
         g = self.graph
         hub = f.dst_id if self.inbound else f.src_id
         table = g.incoming if self.inbound else g.outgoing
-        edges = g.within(table, hub, f.ts - self._window + 1, f.ts)
+        edges = g.within(table, hub, self._since(f.ts), f.ts)
         parties = {e[1] for e in edges}
         total = sum(e[2] for e in edges)
         if len(parties) < cfg.min_counterparties or not self._at_least(
@@ -485,7 +496,7 @@ class Cycle(_Ordered):
         origin = f.dst_id
         closing: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
         kept = 100 - cfg.tolerance_pct
-        self._start = f.ts - self._window + 1
+        self._start = self._since(f.ts)
         self._budget = cfg.max_search_steps
 
         def fits(_via: str, e: Edge, passed: Edge) -> bool:
@@ -559,7 +570,7 @@ class GatherScatter(_Typology):
 
     def _check(self, hub: str, now: int) -> None:
         cfg = self.config.gather_scatter
-        ins, outs = self._passed(hub, now - self._window + 1, now)
+        ins, outs = self._passed(hub, self._since(now), now)
         if len(ins) < cfg.min_sources:
             return
         inflow = sum(e[2] for e in ins)
@@ -619,7 +630,7 @@ class ScatterGather(_Typology):
     def _see(self, f: Flow) -> None:
         cfg = self.config.scatter_gather
         g = self.graph
-        start = f.ts - self._window + 1
+        start = self._since(f.ts)
         target, via = f.dst_id, f.src_id
         sources = sorted(
             {

@@ -28,10 +28,15 @@ SEED_1 = {
     "fan_in": (4, 4, 7, 7),
     "fan_out": (4, 3, 6, 6),
     "cycle": (4, 4, 4, 4),
-    "gather_scatter": (4, 2, 2, 2),
+    # Both hubs that pass on 73 % and 79.99 % are found since the pass-through
+    # floor is 70 % (a hub keeping a cut still passes the rest on), not 80 %.
+    "gather_scatter": (4, 4, 4, 4),
     "scatter_gather": (4, 4, 4, 4),
     "split_payments": (4, 4, 4, 4),
-    "off_profile": (4, 3, 4, 3),
+    # The payment 3 times its standing order is found since the factor is 3, not 4;
+    # the background payer whose last four payments lay within 2 % of one another
+    # by chance is no longer a habit (the same amount to the fen, not within 2 %).
+    "off_profile": (4, 4, 4, 4),
     # Six subjects: one group of 7 x 7, paid in random order, is found first as
     # 4 x 6 and 5 x 5 groups led by other payers.
     # Seven: two consecutive layers of one stack (3 x 3, paid densely) are a group too.
@@ -81,8 +86,7 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
     assert honest_alerted(truth, alerts) == []
     # Every cycle is found (the 8-hop loop that loses 11 % on the way round
     # keeps at most 3 % at each hop); the fan-out missed pays fewer than 10 counted payees within 72
-    # hours; the gather-scatter hubs missed pass on 73 % and 79.99 % (< 80 %);
-    # the off-profile payment missed is 3 times its habit (factor 4).
+    # hours.
     missed = {
         t: sorted(
             len(p["accounts"])
@@ -96,10 +100,10 @@ def test_seed_1_finds_and_misses_exactly_the_pinned_patterns(tmp_path: Path) -> 
         "fan_in": [],
         "fan_out": [16],
         "cycle": [],
-        "gather_scatter": [21, 25],
+        "gather_scatter": [],
         "scatter_gather": [],
         "split_payments": [],
-        "off_profile": [2],
+        "off_profile": [],
         "bipartite": [],
         "stack": [],
         "peel_chain": [],

@@ -107,9 +107,9 @@ def test_the_payment_floor_and_the_window():
     under[-1] = clearing("LAST", at(0, 10), "A3", "B3", "9999.99")
     assert alerts(under) == []
     first = many_to_many(complete(A, B)[:-1], "30000", start=at(0, 9))
-    late = clearing("LAST", at(0, 9) + 72 * HOUR_MS, "A3", "B3", "30000")
+    late = clearing("LAST", at(0, 9) + 72 * HOUR_MS + 1, "A3", "B3", "30000")
     assert alerts([*first, late]) == []
-    just_in = clearing("LAST", at(0, 9) + 72 * HOUR_MS - 1, "A3", "B3", "30000")
+    just_in = clearing("LAST", at(0, 9) + 72 * HOUR_MS, "A3", "B3", "30000")  # a window apart: in
     [a] = alerts([*first, just_in])
     assert a.amount == "270000.00"
 

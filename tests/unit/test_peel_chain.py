@@ -182,13 +182,14 @@ def test_the_band_is_a_setting():
 
 
 def test_first_to_last_transfer_within_the_window():
-    # 24 hours a hop: the last 72 h after the first is out, 1 ms later in.
+    # 24 hours a hop: the last exactly 72 h after the first is in (the
+    # window's start is inclusive), 1 ms more is out.
     spread = peel(step=24 * HOUR_MS)
     assert spread[-1].ts - spread[0].ts == 72 * HOUR_MS
-    assert alerts(spread) == []
-    just_in = [msgspec.structs.replace(spread[0], ts=T + 1), *spread[1:]]
-    assert [a.amount for a in alerts(just_in)] == ["100000.00"]
-    assert alerts(just_in, cfg(window_hours=71)) == []
+    assert [a.amount for a in alerts(spread)] == ["100000.00"]
+    just_out = [msgspec.structs.replace(spread[0], ts=T - 1), *spread[1:]]
+    assert alerts(just_out) == []
+    assert alerts(spread, cfg(window_hours=71)) == []
 
 
 def test_an_account_with_a_second_counted_receipt_is_no_relay():
@@ -200,9 +201,12 @@ def test_an_account_with_a_second_counted_receipt_is_no_relay():
 
 
 def test_receipts_before_the_window_or_below_the_floor_do_not_count():
-    before = clearing("X1", T + 3 * HOUR_MS - 72 * HOUR_MS, "X", "PC2", "20000")
+    before = clearing("X1", T + 3 * HOUR_MS - 72 * HOUR_MS - 1, "X", "PC2", "20000")
     small = clearing("X2", T + 90 * MINUTE_MS, "X", "PC2", "9999.99")
     assert len(alerts(sorted([before, *peel(), small], key=lambda r: r.ts))) == 1
+    # 1 ms later it is inside the window: PC2's second receipt, no relay.
+    inside = msgspec.structs.replace(before, ts=before.ts + 1)
+    assert alerts(sorted([inside, *peel(), small], key=lambda r: r.ts)) == []
 
 
 def test_an_account_paying_two_accounts_or_in_two_payments_is_no_relay():

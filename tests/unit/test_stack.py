@@ -139,13 +139,14 @@ def test_three_layers_grow_one_alert_of_the_source():
 def test_the_payment_floor_the_window_and_the_order_of_the_hops():
     small = stages("50000", "24000", "9999.99")
     assert alerts(layered(small, start=at(0, 9))) == []
-    # The whole within 72 hours: STB2 pays STK 72 h after STA1's receipt,
-    # which is out (STA1 passes on what it never received); 1 ms later, in.
+    # The whole within 72 hours: STB2 pays STK 72 h and 1 ms after STA1's
+    # receipt, which is out (STA1 passes on what it never received); 1 ms
+    # later, exactly 72 h, in (the window is closed at its start).
     spread = layered(STACK, start=at(0, 9), step=36 * HOUR_MS - 30 * SECOND_MS)
     assert spread[-1].ts - spread[0].ts == 72 * HOUR_MS
-    assert alerts(spread) == []
-    just_in = [clearing("ST101", at(0, 9) + 1, "STS", "STA1", "50000"), *spread[1:]]
-    assert [a.amount for a in alerts(just_in)] == ["100000.00"]
+    assert [a.amount for a in alerts(spread)] == ["100000.00"]
+    just_out = [clearing("ST101", at(0, 9) - 1, "STS", "STA1", "50000"), *spread[1:]]
+    assert alerts(just_out) == []
     # Paid on before it was received is not passed on.
     backwards = layered(list(reversed(STACK)), start=at(0, 9))
     assert alerts(backwards) == []

@@ -230,18 +230,36 @@ def test_a_payment_far_below_a_steady_habit_is_off_profile_with_the_habit_in_evi
 @pytest.mark.parametrize(
     ("steady", "odd", "alerts"),
     [
-        (["1000", "1000", "1000"], "250.01", 0),  # 3.9996 times below
-        (["1000", "1000", "1000"], "4000", 1),  # 4 times above
-        (["1000", "1000", "1000"], "3999.99", 0),
+        (["1000", "1000", "1000"], "333.34", 0),  # 2.9999 times below
+        (["1000", "1000", "1000"], "333.33", 1),  # 3.0000 times below (factor 3)
+        (["1000", "1000", "1000"], "3000", 1),  # 3 times above
+        (["1000", "1000", "1000"], "2999.99", 0),
         (["1000", "1000"], "100", 0),  # two payments are no habit yet (min_history 3)
-        (["1000", "1000", "1020"], "100", 1),  # quartiles within 2 % of the median
-        (["1000", "1000", "1020.01"], "100", 0),  # not steady: never judged
+        (["990", "1000", "1000", "1000"], "100", 1),  # quartiles the same amount (spread 0)
+        (["1000", "1000", "1000.01"], "100", 0),  # a fen off the median: not steady, never judged
         (["100", "5000", "20000", "700"], "1", 0),  # a varied payer has no habit
     ],
-    ids=["under-below", "above", "under-above", "short", "steady", "unsteady", "varied"],
-)
+    ids=[
+        "under-below", "below", "above", "under-above", "short", "steady", "unsteady", "varied",
+    ],
+)  # fmt: skip
 def test_off_profile_each_side_of_each_threshold(steady, odd, alerts):
     assert len(run(OffProfile(), habit("OPP", steady, odd, start=at(1)), finish=True)) == alerts
+
+
+@pytest.mark.parametrize(
+    ("steady", "alerts"),
+    [
+        (["1000", "1000", "1020"], 1),  # quartiles within 2 % of the median
+        (["1000", "1000", "1020.01"], 0),
+        (["979.99", "1000", "1000"], 0),
+    ],
+    ids=["within", "over", "under"],
+)
+def test_a_habit_band_when_configured(steady, alerts):
+    cfg = load_config(overrides={"off_profile": {"habit_spread_pct": 2}})
+    recs = habit("OPP", steady, "100", start=at(1))
+    assert len(run(OffProfile(cfg), recs, finish=True)) == alerts
 
 
 def test_payments_booked_together_to_one_payee_are_one_payment_of_the_habit():

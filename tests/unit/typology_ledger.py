@@ -189,8 +189,9 @@ def typology_stream() -> list[ClearingTxn]:
     """The :func:`background` on days 0-3, then one instance of each
         typology, in time order, on days 4-6: a fan-in into FIH, a fan-out from
         FOH, the loop CA -> CB -> CC -> CA, the hub GSH, SGS's money
-        re-converging on SGT, SPP's two 5-yuan payments to SPQ booked at once,
-        OPP's 100 yuan after three payments of 1,000, BPA1-BPA3 each paying
+        re-converging on SGT through three intermediaries, SPP's two 5-yuan
+        payments to SPQ booked at once, OPP's 100 yuan after three payments
+        of 1,000, BPA1-BPA3 each paying
     BPB1-BPB3, STS's money through two layers (:data:`STACK`) and PC0's
     down a peel chain (:data:`PEEL`)."""
     recs = [
@@ -201,7 +202,7 @@ def typology_stream() -> list[ClearingTxn]:
         *fan_out("FOH", 10, "20000", start=at(4, 12)),
         *loop(["CA", "CB", "CC"], ["100000", "98000", "95000"], start=at(5, 9)),
         *gather_scatter("GSH", ["30000"] * 5, ["24000"] * 5, start=at(5, 14)),
-        *scatter_gather("SGS", "SGT", ["30000"] * 4, ["27000"] * 4, start=at(6, 9)),
+        *scatter_gather("SGS", "SGT", ["30000"] * 3, ["27000"] * 3, start=at(6, 9)),
         *many_to_many(
             complete(["BPA1", "BPA2", "BPA3"], ["BPB1", "BPB2", "BPB3"]), "20000", start=at(6, 18)
         ),
