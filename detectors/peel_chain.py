@@ -32,7 +32,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from .alerting import iso, make_alert_id, ratio_text, yuan
+from .alerting import make_alert_id, ratio_text, yuan
 from .reference import Flow
 from .transfer_graph import Edge
 from .typologies import _Ordered, passes_on
@@ -131,16 +131,7 @@ class PeelChain(_Ordered):
             "signal": self.name,
             "origin": subject,
             "end": hops[-1][2],
-            "hops": [
-                {
-                    "txn_id": txn,
-                    "ts": iso(ts, self.zone),
-                    "from": payer,
-                    "to": payee,
-                    "amount": yuan(amount),
-                }
-                for ts, payer, payee, amount, txn in hops
-            ],
+            "hops": self._hop_evidence(hops),
             "relays": relays,
             "hop_count": len(hops),
             "sent": yuan(sent),

@@ -109,6 +109,20 @@ class _Typology(Detector):
     def _min_payment(self) -> int:
         return getattr(self.config, self.name).min_payment  # type: ignore[no-any-return]
 
+    def _hop_evidence(self, hops: list[Any]) -> list[dict[str, str]]:
+        """A chain's transfers ``(ts, payer, payee, amount, txn_id)`` as its
+        evidence lists them (``cycle``, ``peel_chain``)."""
+        return [
+            {
+                "txn_id": txn,
+                "ts": iso(ts, self.zone),
+                "from": payer,
+                "to": payee,
+                "amount": yuan(amount),
+            }
+            for ts, payer, payee, amount, txn in hops
+        ]
+
     def _since(self, now: int) -> int:
         """The earliest booked time in the window that ends at ``now``: the
         window before it, inclusive. A dump that books one time a tick books
@@ -533,16 +547,7 @@ class Cycle(_Ordered):
         evidence = {
             "signal": self.name,
             "origin": subject,
-            "hops": [
-                {
-                    "txn_id": txn,
-                    "ts": iso(ts, self.zone),
-                    "from": payer,
-                    "to": payee,
-                    "amount": yuan(amount),
-                }
-                for ts, payer, payee, amount, txn in hops
-            ],
+            "hops": self._hop_evidence(hops),
             "hop_count": len(hops),
             "sent": yuan(hops[0][3]),
             "returned": yuan(hops[-1][3]),
