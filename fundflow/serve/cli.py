@@ -81,6 +81,8 @@ def _store(db: str) -> Iterator[Any]:
               "as a viewer. Off by default: nothing is served without sign-in.")  # fmt: skip
 @click.option("--session-hours", type=click.FloatRange(0.01, 720), default=12.0,
               show_default=True, help="How long a sign-in lasts.")  # fmt: skip
+@click.option("--pool", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="Store connections, opened before listening and shared by the requests.")  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option("--deliver/--no-deliver", default=True, show_default=True,
               help="Deliver the [[webhooks]] of --config from this process (run one "
@@ -88,7 +90,7 @@ def _store(db: str) -> Iterator[Any]:
 def serve_cmd(
     db: str, host: str, port: int, cert: str | None, key: str | None, config_path: str | None,
     data: tuple[str, ...], anonymous_loopback_viewer: bool, session_hours: float,
-    access_log: bool, deliver: bool,
+    pool: int, access_log: bool, deliver: bool,
 ) -> None:  # fmt: skip
     """Serve the triage API (/api/v1, described in docs/openapi.json) and
     the web page over the alert store, until interrupted; with --config
@@ -111,14 +113,17 @@ def serve_cmd(
             check_inputs(list(data))
     except (ValueError, ReplayError) as e:
         raise ServeCliError(str(e)) from None
-    with _store(db):
-        pass  # refuse a missing or unreadable store before listening
     settings = ServeSettings(
         db=db, host=host, port=port, config_path=config_path, data=data,
         anonymous_loopback_viewer=anonymous_loopback_viewer, secure_cookie=cert is not None,
-        session_hours=session_hours, hooks=tuple(h.name for h in hooks),
+        session_hours=session_hours, hooks=tuple(h.name for h in hooks), pool=pool,
     )  # fmt: skip
-    app = create_app(settings, ServeState(settings, config))
+    state = ServeState(settings, config)
+    try:
+        state.open()  # a missing or unreadable store is refused before listening
+    except StoreError as e:
+        raise ServeCliError(str(e)) from None
+    app = create_app(settings, state)
     uv_config = uvicorn.Config(
         app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key,
         log_level="warning", access_log=access_log, server_header=False,
@@ -138,7 +143,7 @@ def serve_cmd(
             sock = server.servers[0].sockets[0].getsockname()
             scheme = "https" if cert else "http"
             shown = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
-            extra = [f"store {_shown_db(db)}"]
+            extra = [f"store {_shown_db(db)}, {pool} connection{'s' if pool > 1 else ''}"]
             if anonymous_loopback_viewer:
                 extra.append("anonymous loopback viewer")
             if delivering is not None:

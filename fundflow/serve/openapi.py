@@ -24,7 +24,7 @@ _REASONS = {
     415: "The body is not application/json.",
     422: "The graph cannot be built from the dumps.",
     429: "Too many failed sign-ins: see Retry-After.",
-    503: "The store cannot be read or written.",
+    503: "The store cannot be read or written, or every store connection stayed busy (Retry-After).",
 }
 
 _OBJ: dict[str, Any] = {"type": "object"}

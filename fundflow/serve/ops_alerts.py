@@ -98,27 +98,17 @@ async def _row_or_404(state: ServeState, alert_id: str) -> Any:
 async def get_alert(state: ServeState, request: Request, _p: Principal | None) -> Response:
     Query(request, ())
     alert_id = path_param(request, "alert_id")
-
-    def read(store: Any) -> dict[str, Any] | None:
-        row = store.row(alert_id)
-        if row is None:
-            return None
-        cases = [store.get_case(c) for c in row.case_ids]
-        return {
-            **row_json(row),
-            "cases": [
-                {"case_id": c.case_id, "title": c.title, "status": c.status}
-                for c in cases
-                if c is not None
-            ],
-            "revisions": [plain(a) for a in store.revisions(alert_id)],
-            "events": [plain(e) for e in store.events(alert_id)],
-        }
-
-    body = await state.run(read)
-    if body is None:
+    view = await state.run(lambda s: s.alert_view(alert_id))
+    if view is None:
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    return json_response(body)
+    return json_response(
+        {
+            **row_json(view.row),
+            "cases": [plain(c) for c in view.cases],
+            "revisions": [plain(a) for a in view.revisions],
+            "events": [plain(e) for e in view.events],
+        }
+    )
 
 
 async def get_alert_graph(state: ServeState, request: Request, _p: Principal | None) -> Response:
@@ -218,13 +208,17 @@ async def export_alerts(state: ServeState, request: Request, _p: Principal | Non
                     yield msgspec.json.encode(r.alert) + b"\n"
             if page.next_cursor is None:
                 return
-            page = state.store().page(filters, order="last_ts", cursor=page.next_cursor, limit=500)
+            page = state.call(_next_page, filters, page.next_cursor)
 
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
     name = f"fundflow-alerts.{fmt}"
     return StreamingResponse(
         rows(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+def _next_page(store: Any, filters: Any, cursor: str) -> Any:
+    return store.page(filters, order="last_ts", cursor=cursor, limit=500)
 
 
 def _csv_line(values: Any) -> bytes:

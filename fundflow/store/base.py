@@ -159,6 +159,25 @@ class AlertRow(msgspec.Struct, frozen=True):
     case_ids: tuple[int, ...]
 
 
+class CaseRef(msgspec.Struct, frozen=True):
+    """A case as an alert's page names it: its id, title and status."""
+
+    case_id: int
+    title: str
+    status: str
+
+
+class AlertView(msgspec.Struct, frozen=True):
+    """What an alert's page shows (:meth:`AlertStore.alert_view`): its queue
+    row, the cases it is in (ascending id), every revision (ascending) and
+    its audit trail (oldest first), read together."""
+
+    row: AlertRow
+    cases: tuple[CaseRef, ...]
+    revisions: tuple[Alert, ...]
+    events: tuple[AlertEvent, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class AlertPage:
     """One page of :meth:`AlertStore.page`; ``next_cursor`` is ``None`` on
@@ -407,6 +426,12 @@ class AlertStore(Protocol):
 
     def row(self, alert_id: str) -> AlertRow | None:
         """The alert's queue row, or ``None``."""
+        ...
+
+    def alert_view(self, alert_id: str) -> AlertView | None:
+        """The alert's row, cases, revisions and trail (``None`` for an
+        unknown id), as of one moment: PostgreSQL reads them in one
+        statement, SQLite in one read transaction."""
         ...
 
     # -- acting on alerts ------------------------------------------------------

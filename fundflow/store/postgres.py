@@ -61,21 +61,25 @@ from fundflow.redact import read_secret_file
 from fundflow.schemas.records import Alert
 
 from .base import (
+    AlertEvent,
     AlertFilter,
     AlertPage,
+    AlertView,
     BufferedSink,
+    CaseRef,
     StoreError,
     StoreUnavailableError,
     alert_instant,
     alert_json,
     amount_fen,
+    decode_alert,
     encode_json,
     haystack,
     latest_per_id,
     severity_rank,
     sorted_keys,
 )
-from .sql import SQLStore, stored_state, write_batch_effects
+from .sql import SQLStore, impossible_key, stored_state, write_batch_effects
 from .urls import mask_url, scrub, url_secrets
 
 Step = str | Callable[[psycopg.Connection[Any]], None]
@@ -269,6 +273,24 @@ _ALERT_COLUMNS = (
 
 #: Columns of a queue row (the alert's, status, assignee, case ids).
 _ROW_WIDTH = 15
+#: What an alert's page adds to its row, in one statement: the revisions'
+#: bodies, the trail's columns and the cases' (id, title, status), each an
+#: array in its order (one index scan each).
+_VIEW_JOINS = (
+    " LEFT JOIN LATERAL (SELECT array_agg(r.body ORDER BY r.revision) FROM alert_revisions r"
+    " WHERE r.alert_id = alerts.alert_id) AS rv (bodies) ON true"
+    " LEFT JOIN LATERAL (SELECT array_agg(e.id ORDER BY e.id), array_agg(e.action ORDER BY e.id),"
+    " array_agg(e.actor ORDER BY e.id), array_agg(e.note ORDER BY e.id),"
+    " array_agg(e.at ORDER BY e.id) FROM alert_events e WHERE e.alert_id = alerts.alert_id)"
+    " AS ev (ids, actions, actors, notes, ats) ON true"
+    " LEFT JOIN LATERAL (SELECT array_agg(c.case_id ORDER BY c.case_id),"
+    " array_agg(c.title ORDER BY c.case_id), array_agg(c.status ORDER BY c.case_id)"
+    " FROM case_alerts ca JOIN cases c ON c.case_id = ca.case_id"
+    " WHERE ca.alert_id = alerts.alert_id) AS cs (ids, titles, statuses) ON true"
+)
+_VIEW_COLUMNS = (
+    "rv.bodies, ev.ids, ev.actions, ev.actors, ev.notes, ev.ats, cs.ids, cs.titles, cs.statuses"
+)
 
 _DEADLOCK_RETRIES = 3
 _cursor_names = (f"fundflow_alerts_{i}" for i in itertools.count(1))
@@ -715,6 +737,34 @@ class PostgresStore(SQLStore):
         counts = counted.counts(next(r[-1] for r in rows if r[0] is None))
         rows = [r for r in rows if r[0] is not None]
         return query.page(rows, self._rows), counts
+
+    def alert_view(self, alert_id: str) -> AlertView | None:
+        """The alert's page in one statement: its row and, by lateral
+        joins, its revisions, trail and cases as arrays."""
+        if impossible_key(alert_id):
+            return None
+        self._current()
+        rows = self._fetch(
+            f"SELECT {self._row_columns()}, {_VIEW_COLUMNS} FROM alerts{_VIEW_JOINS}"
+            " WHERE alerts.alert_id = ?",
+            (alert_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        (row,) = self._rows([r[:_ROW_WIDTH]])
+        bodies, ids, actions, actors, notes, ats, case_ids, titles, statuses = r[_ROW_WIDTH:]
+        events = zip(ids or (), actions or (), actors or (), notes or (), ats or (), strict=True)
+        cases = zip(case_ids or (), titles or (), statuses or (), strict=True)
+        return AlertView(
+            row,
+            tuple(CaseRef(int(i), t, st) for i, t, st in cases),
+            tuple(decode_alert(b) for b in bodies or ()),
+            tuple(
+                AlertEvent(int(i), alert_id, act, who, note, self._read_time(at))
+                for i, act, who, note, at in events
+            ),
+        )
 
     def _bind_time(self, at: datetime) -> Any:
         return at

@@ -31,9 +31,11 @@ from .base import (
     AlertFilter,
     AlertPage,
     AlertRow,
+    AlertView,
     Case,
     CaseEvent,
     CasePage,
+    CaseRef,
     Delivery,
     Notice,
     StoreConflict,
@@ -252,6 +254,11 @@ class StoreReader:
         return [*self.iter(detector, severity, subject, limit, status)]
 
 
+#: The cases an alert is in, as its page names them.
+_VIEW_CASES = (
+    "SELECT c.case_id, c.title, c.status FROM case_alerts ca"
+    " JOIN cases c ON c.case_id = ca.case_id WHERE ca.alert_id = ? ORDER BY c.case_id"
+)
 _CASE_COLS = "case_id, title, status, owner, created_by, created_at, updated_at"
 _DELIVERY_COLS = (
     "d.notice_id, d.hook, d.state, d.attempts, d.next_at, d.last_error, d.delivered_at,"
@@ -339,7 +346,7 @@ class SQLStore(StoreReader):
 
     def get(self, alert_id: str) -> Alert | None:
         """The alert with this id, or ``None``."""
-        if _impossible(alert_id):
+        if impossible_key(alert_id):
             return None
         rows = self._fetch(
             f"SELECT {self.alert_columns} FROM alerts WHERE alert_id = ?", (alert_id,)
@@ -348,7 +355,7 @@ class SQLStore(StoreReader):
 
     def status(self, alert_id: str) -> str | None:
         """The alert's status (``open``, ``acknowledged``, ``closed``), or ``None``."""
-        if _impossible(alert_id):
+        if impossible_key(alert_id):
             return None
         rows = self._fetch("SELECT status FROM alerts WHERE alert_id = ?", (alert_id,))
         return str(rows[0][0]) if rows else None
@@ -367,7 +374,7 @@ class SQLStore(StoreReader):
 
     def events(self, alert_id: str) -> list[AlertEvent]:
         """The alert's audit trail, oldest first (empty for an unknown id)."""
-        if self._version < 2 or _impossible(alert_id):
+        if self._version < 2 or impossible_key(alert_id):
             return []
         rows = self._fetch(
             "SELECT id, alert_id, action, actor, note, at FROM alert_events"
@@ -387,7 +394,7 @@ class SQLStore(StoreReader):
 
     def revisions(self, alert_id: str) -> list[Alert]:
         """Every revision of the alert the store has seen, ascending."""
-        if _impossible(alert_id):
+        if impossible_key(alert_id):
             return []
         self._current()
         rows = self._fetch(
@@ -535,13 +542,36 @@ class SQLStore(StoreReader):
 
     def row(self, alert_id: str) -> AlertRow | None:
         """The alert's queue row, or ``None``."""
-        if _impossible(alert_id):
+        if impossible_key(alert_id):
             return None
         self._current()
         rows = self._fetch(
             f"SELECT {self._row_columns()} FROM alerts WHERE alert_id = ?", (alert_id,)
         )
         return self._rows(rows)[0] if rows else None
+
+    def alert_view(self, alert_id: str) -> AlertView | None:
+        """The alert's page: see :meth:`fundflow.store.base.AlertStore.alert_view`.
+        Here four statements in :meth:`_read_together`; a backend may read
+        them in one."""
+        if impossible_key(alert_id):
+            return None
+        self._current()
+        with self._read_together():
+            row = self.row(alert_id)
+            if row is None:
+                return None
+            cases = self._fetch(_VIEW_CASES, (alert_id,))
+            return AlertView(
+                row,
+                tuple(CaseRef(int(i), t, st) for i, t, st in cases),
+                tuple(self.revisions(alert_id)),
+                tuple(self.events(alert_id)),
+            )
+
+    def _read_together(self) -> contextlib.AbstractContextManager[None]:
+        """Reads made inside see one state of the store."""
+        return contextlib.nullcontext()
 
     def _cursor_key(self) -> bytes:
         key = getattr(self, "_cursor_key_bytes", None)
@@ -601,7 +631,7 @@ class SQLStore(StoreReader):
 
     def _locked_alert(self, tx: Tx, alert_id: str, columns: str) -> Any:
         """The ``columns`` of the alert's row, locked (one value for one column)."""
-        if _impossible(alert_id):
+        if impossible_key(alert_id):
             raise StoreNotFound(f"no alert {alert_id!r} in {self.name}")
         row = tx.execute(
             f"SELECT {columns} FROM alerts WHERE alert_id = ?{self.for_update}", (alert_id,)
@@ -646,7 +676,7 @@ class SQLStore(StoreReader):
         return User(name, role, password_hash, False, at)
 
     def get_user(self, name: str) -> User | None:
-        if _impossible(name):
+        if impossible_key(name):
             return None
         self._current()
         rows = self._fetch(f"SELECT {self._USER_COLS} FROM users WHERE name = ?", (name,))
@@ -719,7 +749,7 @@ class SQLStore(StoreReader):
                 raise StoreConflict("a token with this hash already exists")
 
     def get_token(self, token_hash: str) -> Token | None:
-        if _impossible(token_hash):
+        if impossible_key(token_hash):
             return None
         self._current()
         rows = self._fetch(
@@ -1143,7 +1173,7 @@ class SQLStore(StoreReader):
         )
 
 
-def _impossible(key: object) -> bool:
+def impossible_key(key: object) -> bool:
     """A key no row can have (not text, or holding NUL, which PostgreSQL
     text refuses): looked up, it is simply not there."""
     return not isinstance(key, str) or "\x00" in key

@@ -504,6 +504,20 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read alert store {self.path}: {one_line(exc)}") from None
 
+    @contextlib.contextmanager
+    def _read_together(self) -> Iterator[None]:
+        # One read transaction: its snapshot holds until COMMIT (WAL).
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read alert store {self.path}: {one_line(exc)}") from None
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlite3.Error):  # a read: nothing to keep or lose
+                    self._conn.execute("COMMIT")
+
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         try:
             yield from self._conn.execute(sql, params)

@@ -26,8 +26,10 @@ from fundflow.store import (
     AlertFilter,
     AlertRow,
     AlertSink,
+    AlertView,
     BadCursor,
     CaseEvent,
+    CaseRef,
     StoreConflict,
     StoreError,
     StoreNotFound,
@@ -510,6 +512,38 @@ class StoreContract:
             assert store.revisions("A") == [r1, r2, r3]  # first seen kept
             assert store.revisions("B") == []
             assert store.get("A") == r3
+
+    def test_alert_view_is_the_row_cases_revisions_and_trail(self, db):
+        r2 = make_alert("A", revision=2, amount="200000.00")
+        with open_sink(db) as sink:
+            sink.upsert([A, B])
+            sink.flush()
+            sink.upsert([r2])
+        with open_store(db) as store:
+            assert store.alert_view("B") == AlertView(store.row("B"), (), (B,), ())
+            store.ack("A", by="wang", note="seen")
+            store.comment("A", by="li", text="statement asked for")
+            first = store.create_case("Reserve at PAY1", by="wang", alert_ids=["A", "B"])
+            second = store.create_case("All of P1", by="li", alert_ids=["A"])
+            store.set_case_status(second.case_id, "closed", by="li")
+            view = store.alert_view("A")
+            assert view == AlertView(
+                AlertRow(r2, "acknowledged", None, (first.case_id, second.case_id)),
+                (
+                    CaseRef(first.case_id, "Reserve at PAY1", "open"),
+                    CaseRef(second.case_id, "All of P1", "closed"),
+                ),
+                (A, r2),
+                tuple(store.events("A")),
+            )
+            assert [(e.action, e.actor, e.note) for e in view.events] == [
+                ("acknowledged", "wang", "seen"),
+                ("commented", "li", "statement asked for"),
+            ]
+            assert all(e.at.utcoffset() is not None for e in view.events)
+            for unknown in ("Z", "A\x00", "", "'; DROP TABLE alerts; --"):
+                assert store.alert_view(unknown) is None
+            assert store.count() == 2
 
     # --- the queue: page, counts, row -------------------------------------------
 
