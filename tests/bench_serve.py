@@ -17,7 +17,7 @@ filters, and the alerts' pages). ``--existing`` uses a store already filled
 (a million alerts loaded by ``tests/bench_triage.py --keep --only-load``).
 Prints requests per second, the p50 / p95 / p99 / max latency of each
 kind (``--skip-first``: without each client's first request, which opens
-its connections), and the CPU time the server's processes used per request (user +
+its connection), and the CPU time the server's processes used per request (user +
 system, from the operating system's accounting of the finished server):
 the figure that moves least with the machine's other load; and the
 clients' own (this process's) CPU time per request. The clients run on the
@@ -199,7 +199,7 @@ def main() -> None:
         "--skip-first",
         action="store_true",
         help="leave each client's first request out of the latencies (it opens the "
-        "client's connection and, in the server, a store connection of a worker thread)",
+        "client's connection; the server's store connections are open before it listens)",
     )
     args = ap.parse_args()
     if args.existing and not args.db:
