@@ -807,10 +807,11 @@ class Config:
         return dict(self.raw.get(section, {}))
 
 
-# Sections of the same file that belong to the shells (broker, store,
-# metrics settings, webhooks): the detector loader leaves them to their own
-# readers.
-SHELL_SECTIONS = frozenset({"kafka", "store", "metrics", "worker", "logging", "webhooks"})
+# Sections of the same file that a shell reads (the worker's broker
+# settings, how logs show account ids, the webhooks): the detector loader
+# leaves them to those readers, which refuse what they do not know. Any
+# other section is unknown here.
+SHELL_SECTIONS = frozenset({"kafka", "logging", "webhooks"})
 
 _BUILDERS = {
     "engine": EngineConfig.build,

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 import threading
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -491,14 +492,40 @@ def _simulate_transfers(path: Path, *, seed: int, scale: int, days: int, compres
     "--check", "check_path", metavar="FILE", help="Check a configuration file and print the result."
 )
 def config(defaults: bool, check_path: str | None) -> None:
-    """Show or check the detector configuration (one TOML file)."""
+    """Show or check the configuration (one TOML file): the detectors'
+    sections, and the [kafka], [logging] and [[webhooks]] tables the
+    worker, its log and the deliverer read."""
     if check_path:
         cfg = _config(check_path)
-        click.echo(f"{check_path}: ok ({len(cfg.raw)} sections)")
+        click.echo(
+            f"{check_path}: ok ({len(cfg.raw)} detector sections{_shell_tables(check_path)})"
+        )
         return
     if not defaults:
         raise UserError("say --defaults to print the defaults, or --check FILE to check a file")
     click.echo(default_toml(), nl=False)
+
+
+def _shell_tables(path: str) -> str:
+    """The shells' tables of ``path``, each checked by the reader that
+    uses it (the file alone: no ``FUNDFLOW_*`` variable is read), as the
+    end of ``config --check``'s line; ``UserError`` names a bad one."""
+    from fundflow.streams.settings import load_kafka_settings
+
+    from .notify import load_hooks
+    from .redact import load_redactor
+
+    doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        load_kafka_settings(path, env={})
+        load_redactor(path, env={})
+        hooks = load_hooks(path, required=False)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    shown = [name for name in ("kafka", "logging") if name in doc]
+    if hooks:
+        shown.append(f"{len(hooks)} webhook{'s' if len(hooks) > 1 else ''}")
+    return f"; {', '.join(shown)}" if shown else ""
 
 
 @main.command()

@@ -8,6 +8,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fundflow.cli import main
@@ -67,6 +68,52 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = _run("config", "--check", str(cfg))
     assert result.exit_code == 2
     assert result.output.strip() == f"fundflow: {cfg}: unknown setting fund_pool.min_sourcez"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[store]\nurl = 'x'\n", "{cfg}: unknown section [store]"),
+        ("[metrics]\nport = 9100\n", "{cfg}: unknown section [metrics]"),
+        ("[worker]\nbatch = 5\n", "{cfg}: unknown section [worker]"),
+        ("[fund_pol]\nmin_sources = 5\n", "{cfg}: unknown section [fund_pol]"),
+        ("[kafka]\nbootstrap_servers = 'b:9092'\n", "{cfg}: unknown setting kafka.bootstrap_servers; known: "),
+        ("[kafka]\nbatch_size = 'many'\n", "kafka.batch_size must be int, got 'many'"),
+        ("[logging]\naccount_ids = 'loud'\n", "logging.account_ids must be one of hash, plain, omit, got 'loud'"),
+        ("[logging]\nkeys = 'x'\n", "{cfg}: unknown setting logging.keys; known: account_ids"),
+        (
+            "[[webhooks]]\nname = 'a'\nurl = 'http://127.0.0.1:9/'\nsecret_file = 'missing.key'\n",
+            "cannot read the secret file {dir}/missing.key (webhooks.a.secret_file): No such file or directory",
+        ),
+    ],
+)  # fmt: skip
+def test_config_check_refuses_what_no_reader_knows(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    result = _run("config", "--check", str(cfg))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("fundflow: " + message.format(cfg=cfg, dir=tmp_path))
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_config_check_reads_the_shells_tables_from_the_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hook.key").write_text("k" * 32 + "\n")
+    cfg = tmp_path / "c.toml"
+    hook = "[[webhooks]]\nname = '{}'\nurl = 'http://127.0.0.1:9/'\nsecret_file = 'hook.key'\n"
+    cfg.write_text(
+        "[fund_pool]\nmin_sources = 10\n[kafka]\nbootstrap = 'b:9092'\n"
+        "[logging]\naccount_ids = 'omit'\n" + hook.format("a") + hook.format("b")
+    )
+    monkeypatch.setenv("FUNDFLOW_KAFKA_BATCH_SIZE", "not a number")  # the worker's, not the file's
+    result = _run("config", "--check", str(cfg))
+    assert (result.exit_code, result.output) == (
+        0, f"{cfg}: ok (23 detector sections; kafka, logging, 2 webhooks)\n",
+    )  # fmt: skip
+    cfg.write_text("[fund_pool]\nmin_sources = 10\n")
+    result = _run("config", "--check", str(cfg))
+    assert (result.exit_code, result.output) == (0, f"{cfg}: ok (23 detector sections)\n")
 
 
 def test_config_defaults_print_the_commented_toml() -> None:
