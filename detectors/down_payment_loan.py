@@ -257,7 +257,7 @@ class DownPaymentLoan(Detector):
 
     def restore(self, blob: bytes) -> DownPaymentLoan:
         super().restore(blob)
-        # Checkpoints written before kept deques (and, before them, lists) of lists.
+        # Checkpoints written before hold deques or lists of lists.
         self.lots = restored(self.lots)
         return self
 
@@ -268,8 +268,10 @@ class DownPaymentLoan(Detector):
         """Drop lots that no transaction could still use (the eviction rule
         of :mod:`~fundflow.detectors.lots`), by their platform's own clock
         (or ``now``, a heartbeat for every subject)."""
-        clocks = self.clocks
-        clock = now if now is not None else (lambda lot: clocks.get(lot[0], -1))
-        count = self._fifo.evict(self.lots, clock)
+        if now is not None:
+            count = self._fifo.evict(self.lots, now)
+        else:
+            clocks = self.clocks
+            count = self._fifo.evict(self.lots, lambda lot: clocks.get(lot[0], -1))
         self.lot_count = count
         self.sweep_at = max(1 << 12, 2 * count)
