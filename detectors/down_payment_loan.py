@@ -24,8 +24,9 @@ borrower's own money that came in later are not loan money: a borrower who
 repays and then pays a developer from their own funds is not flagged.
 
 Memory: the loan money still on a trail, a few small lots per account that
-holds some, each dropped once older than the window (swept whenever their
-number has doubled, and at heartbeats), plus one finding per flagged loan.
+holds some (:mod:`~fundflow.detectors.lots`), each dropped once older than
+the window plus the engine's allowed lateness (swept whenever their number
+has doubled, and at heartbeats), plus one finding per flagged loan.
 
 On Kafka a clearing payment goes to its feed's partition (a reserve's owner
 or its initiator), which need not be the platform's; a clearing payment from
@@ -42,14 +43,14 @@ from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
+from .lots import Fifo, Lot, restored
 from .reference import Flow
 
 LENDING_PURPOSES = frozenset({"invest", "disburse"})
 # Custody purposes that take money back to the platform's ledger: the trail ends.
 RETURN_PURPOSES = frozenset({"repay", "fee", "interest"})
 
-# A lot of loan money: [platform, loan_id, lent_ts, remaining fen, hops, trail txn ids]
-Lot = list[Any]
+# A lot of loan money: (platform, loan_id, lent_ts, remaining fen, hops, trail txn ids)
 
 
 class _Finding(SlotState):
@@ -78,6 +79,12 @@ class DownPaymentLoan(Detector):
     version = "1.0"
 
     def _fresh(self) -> dict[str, Any]:
+        self._fifo = Fifo(
+            self.config.down_payment_loan.window_ms,
+            self.config.engine.dedup_window_ms,
+            ts_at=2,
+            fen_at=3,
+        )
         return {
             # platform -> (signal, loan_id) -> finding
             "platforms": {},
@@ -110,38 +117,15 @@ class DownPaymentLoan(Detector):
         held = self.lots.get(f.src_id)
         lending = f.custody and f.purpose in LENDING_PURPOSES and f.loan_id is not None
         if held is not None:
-            taken = self._take(held, f)
-            if not held:
-                del self.lots[f.src_id]
+            n = len(held)
+            taken = self._fifo.take(self.lots, f.src_id, f.amount, f.ts)
+            self.lot_count -= n - len(held)
             if taken and not lending and not (f.custody and f.purpose in RETURN_PURPOSES):
                 self._pass_on(taken, f)
         if lending:
             self._lend(f)
         if self.lot_count > self.sweep_at:
             self._sweep(None)
-
-    def _take(self, held: list[Lot], f: Flow) -> list[Lot]:
-        """Take ``f.amount`` of loan money out of ``held``, oldest first;
-        lots past the window are dropped on the way."""
-        window = self.config.down_payment_loan.window_ms
-        want, taken = f.amount, []
-        used, n = 0, len(held)  # lots used up, from the front
-        while want and used < n:
-            lot = held[used]
-            if f.ts - lot[2] > window:
-                used += 1
-                continue
-            part = min(want, lot[3])
-            taken.append([lot[0], lot[1], lot[2], part, lot[4], lot[5]])
-            want -= part
-            if part == lot[3]:
-                used += 1
-            else:
-                lot[3] -= part
-        if used:
-            del held[:used]
-            self.lot_count -= used
-        return taken
 
     def _lend(self, f: Flow) -> None:
         loan = self.ref.loans.get(f.loan_id)  # type: ignore[arg-type]
@@ -153,7 +137,7 @@ class DownPaymentLoan(Detector):
             fd = self._finding(pid, "declared_purpose", f.loan_id, f.ts)  # type: ignore[arg-type]
             self._grow(fd, f, f.dst_id, f.dst.owner_id if f.dst is not None else None)
             self._offer(pid, "declared_purpose", f.loan_id, fd)  # type: ignore[arg-type]
-        lot = [pid, f.loan_id, f.ts, f.amount, 0, (f.txn_id,)]
+        lot = (pid, f.loan_id, f.ts, f.amount, 0, (f.txn_id,))
         if self._reaches_real_estate(f):
             self._reached([lot], f)
             return
@@ -161,12 +145,11 @@ class DownPaymentLoan(Detector):
 
     def _pass_on(self, taken: list[Lot], f: Flow) -> None:
         max_hops = self.config.down_payment_loan.max_hops
-        onward = []
-        for lot in taken:
-            if lot[4] < max_hops:  # this transfer is one more hop
-                lot[4] += 1
-                lot[5] = (*lot[5], f.txn_id)
-                onward.append(lot)
+        onward = [
+            (pid, loan_id, lent_ts, part, hops + 1, (*trail, f.txn_id))
+            for pid, loan_id, lent_ts, part, hops, trail in taken
+            if hops < max_hops  # this transfer is one more hop
+        ]
         if not onward:
             return
         if self._reaches_real_estate(f):
@@ -176,11 +159,7 @@ class DownPaymentLoan(Detector):
             self._store(f.dst_id, lot)
 
     def _store(self, account: str, lot: Lot) -> None:
-        held = self.lots.get(account)
-        if held is None:
-            self.lots[account] = [lot]
-        else:
-            held.append(lot)
+        self._fifo.add(self.lots, account, lot)
         self.lot_count += 1
 
     def _reaches_real_estate(self, f: Flow) -> bool:
@@ -278,31 +257,21 @@ class DownPaymentLoan(Detector):
 
     def restore(self, blob: bytes) -> DownPaymentLoan:
         super().restore(blob)
-        # An account's lots are a plain list (a deque costs 760 bytes even
-        # when it holds one lot); checkpoints written before kept deques.
-        self.lots = {account: list(held) for account, held in self.lots.items()}
+        # Checkpoints written before hold deques or lists of lists.
+        self.lots = restored(self.lots)
         return self
 
     def _on_tick(self, now: int) -> None:
         self._sweep(now)
 
     def _sweep(self, now: int | None) -> None:
-        """Drop lots that no transaction could still use: older than the
-        window, with the engine's allowed lateness on top, by their
-        platform's own clock (or ``now``, a heartbeat for every subject)."""
-        keep = self.config.down_payment_loan.window_ms + self.config.engine.dedup_window_ms
-        clocks = self.clocks
-        count = 0
-        for account in list(self.lots):
-            kept = [
-                lot
-                for lot in self.lots[account]
-                if lot[2] >= (now if now is not None else clocks.get(lot[0], -1)) - keep
-            ]
-            if kept:
-                self.lots[account] = kept
-                count += len(kept)
-            else:
-                del self.lots[account]
+        """Drop lots that no transaction could still use (the eviction rule
+        of :mod:`~fundflow.detectors.lots`), by their platform's own clock
+        (or ``now``, a heartbeat for every subject)."""
+        if now is not None:
+            count = self._fifo.evict(self.lots, now)
+        else:
+            clocks = self.clocks
+            count = self._fifo.evict(self.lots, lambda lot: clocks.get(lot[0], -1))
         self.lot_count = count
         self.sweep_at = max(1 << 12, 2 * count)

@@ -19,8 +19,9 @@ out from there. Two signals, per platform (the custody transaction's
     window are not pool money; a fee beyond that allowance is.
 ``idle_investor_money``
     ``invest`` money with no ``loan_id`` credited to a ``platform_custody``
-    account that has not left it (first in, first out) a window after it
-    arrived: money waiting for a borrower is a pool too.
+    account that has not left it (first in, first out, as lots of
+    :mod:`~fundflow.detectors.lots`) a window after it arrived: money
+    waiting for a borrower is a pool too.
 
 A lender paying a borrower's sub-account directly for a named loan never
 touches a controlled account and is never counted.
@@ -33,11 +34,15 @@ from typing import Any
 
 from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
+from .lots import Fifo, Lot, restored
 from .reference import Flow
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 SINK_ROLES = frozenset({"borrower_sub", "lender_sub", "personal", "corporate"})
 SINK_PURPOSES = frozenset({"disburse", "repay", "payout", "interest"})
+
+# Idle money is kept until it leaves, however long: no window.
+_FIFO = Fifo()
 
 # Event kinds in a platform's window.
 _IN, _OUT, _INVEST, _FEE = 0, 1, 2, 3
@@ -78,13 +83,17 @@ class _Platform(SlotState):
         self.pool_accounts: dict[str, int] = {}
         # controlled account -> lender money still in it
         self.taint: dict[str, int] = {}
-        # platform_custody account -> FIFO lots [ts, remaining, txn_id] of invest money with no loan
-        self.lots: dict[str, deque[list[Any]]] = {}
+        # platform_custody account -> lots (ts, remaining, txn_id) of invest money with no loan
+        self.lots: dict[str, list[Lot]] = {}
         self.episode = -1
         self.episode_first = -1
         self.last_true = -1
         # platform_custody account -> ts the stranded money was first seen
         self.idle_episode: dict[str, int] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.lots = restored(self.lots)  # checkpoints of 1.0 kept deques of lists
 
 
 def _bump(counts: dict[str, int], key: str) -> None:
@@ -153,7 +162,7 @@ class FundPool(Detector):
             self._gather(st, f)
             self._check(pid, st, f.ts)
         elif src_in:
-            self._consume_lots(pid, st, f.src_id, f.amount)
+            self._consume_lots(pid, st, f)
             if self._scatter(st, f):
                 self._check(pid, st, f.ts)
 
@@ -175,11 +184,11 @@ class FundPool(Detector):
             and f.dst is not None
             and f.dst.role == "platform_custody"
         ):
-            st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.txn_id])
+            _FIFO.add(st.lots, f.dst_id, (f.ts, f.amount, f.txn_id))
 
     def _move_inside(self, st: _Platform, f: Flow) -> None:
         """Money between two controlled accounts: lender money follows it."""
-        self._consume_lots(f.platform_id, st, f.src_id, f.amount)  # type: ignore[arg-type]
+        self._consume_lots(f.platform_id, st, f)  # type: ignore[arg-type]
         have = st.taint.get(f.src_id, 0)
         if have:
             moved = min(have, f.amount)
@@ -212,20 +221,13 @@ class FundPool(Detector):
         _bump(st.pool_accounts, f.src_id)
         return True
 
-    def _consume_lots(self, pid: str, st: _Platform, account: str, amount: int) -> None:
-        lots = st.lots.get(account)
-        if not lots:
+    def _consume_lots(self, pid: str, st: _Platform, f: Flow) -> None:
+        """Money leaving ``f.src_id`` takes its idle lots, oldest first."""
+        account = f.src_id
+        if account not in st.lots:
             return
-        while amount and lots:
-            lot = lots[0]
-            if lot[1] <= amount:
-                amount -= lot[1]
-                lots.popleft()
-            else:
-                lot[1] -= amount
-                amount = 0
-        if not lots:
-            del st.lots[account]
+        _FIFO.take(st.lots, account, f.amount, f.ts)
+        if account not in st.lots:
             episode = st.idle_episode.pop(account, None)
             if episode is not None:
                 # The stranded money has left: its episode is over.

@@ -11,7 +11,7 @@ platform, three signals:
     ``loan_id``; the product is named on the same transaction or, where it is
     not, traced first-in-first-out through the platform's controlled
     accounts back to the ``invest`` transactions that brought the money in
-    with a ``product_id`` (lineage). Repayments (``repay`` with the loan id)
+    with a ``product_id`` (lineage, as lots of :mod:`~fundflow.detectors.lots`). Repayments (``repay`` with the loan id)
     close the book pro rata. An alert when the mismatched part of the open
     book exceeds ``max_exposure``, or ``max_exposure_pct`` of the open book
     once that book holds at least ``min_book``.
@@ -46,9 +46,12 @@ from fundflow.schemas.records import Loan
 from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
+from .lots import Fifo, Lot, restored
 from .reference import Flow
 
 FUNDING_PURPOSES = frozenset({"invest", "disburse"})
+# Lineage is followed until the money is spent, however long: no window.
+_FIFO = Fifo()
 
 
 class _Expiries:
@@ -155,8 +158,8 @@ class _Platform(SlotState):
         self.exposure = 0
         self.exposure_episode = -1
         self.exposure_first = -1
-        # controlled account -> FIFO lots [ts, remaining, product_id] (lineage)
-        self.lots: dict[str, deque[list[Any]]] = {}
+        # controlled account -> lots (ts, remaining, product_id) (lineage)
+        self.lots: dict[str, list[Lot]] = {}
         self.loan_amount = 0
         self.loan_weighted = 0
         self.product_amount = 0
@@ -178,6 +181,7 @@ class _Platform(SlotState):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.retiring = []  # absent from checkpoints of version 1.0
         super().__setstate__(state)
+        self.lots = restored(self.lots)  # checkpoints of 1.0 kept deques of lists
 
 
 class MaturityMismatch(Detector):
@@ -223,7 +227,7 @@ class MaturityMismatch(Detector):
         # Money leaving a controlled account takes its lots with it, first in
         # first out, whatever it is paid for (lots exist on controlled accounts only).
         taken = (
-            self._take_lots(st, f.src_id, f.amount)
+            [(lot[2], lot[1]) for lot in _FIFO.take(st.lots, f.src_id, f.amount, f.ts)]
             if st is not None and f.src_id in st.lots
             else None
         )
@@ -242,31 +246,16 @@ class MaturityMismatch(Detector):
                 self._repay(pid, f)
         elif purpose == "invest" and f.product_id is not None and f.dst_in:
             st = self._platform(pid)
-            st.lots.setdefault(f.dst_id, deque()).append([f.ts, f.amount, f.product_id])
+            _FIFO.add(st.lots, f.dst_id, (f.ts, f.amount, f.product_id))
         elif taken and f.dst_in:
-            lots = st.lots.setdefault(f.dst_id, deque())  # type: ignore[union-attr]
-            lots.extend([f.ts, amount, product] for product, amount in taken)
+            for product, amount in taken:
+                _FIFO.add(st.lots, f.dst_id, (f.ts, amount, product))  # type: ignore[union-attr]
 
     def _product_money(self, st: _Platform, f: Flow, term: int) -> None:
         st.product_amount += f.amount
         st.product_weighted += f.amount * term
         st.ratio_moved = True
         st.expiries.add(f.ts + term * DAY_MS, f.amount, term)
-
-    def _take_lots(self, st: _Platform, account: str, amount: int) -> list[tuple[str, int]]:
-        lots = st.lots.get(account)
-        taken: list[tuple[str, int]] = []
-        while amount and lots:
-            lot = lots[0]
-            part = min(lot[1], amount)
-            taken.append((lot[2], part))
-            amount -= part
-            lot[1] -= part
-            if not lot[1]:
-                lots.popleft()
-        if lots is not None and not lots:
-            del st.lots[account]
-        return taken
 
     def _fund(self, pid: str, st: _Platform, f: Flow, taken: list[tuple[str, int]] | None) -> None:
         loan_id: str = f.loan_id  # type: ignore[assignment]

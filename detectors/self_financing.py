@@ -29,28 +29,28 @@ is emitted once the total reaches ``min_amount``. The evidence holds the
 chain of accounts and transactions the money took, and the ownership chain
 that makes the owner related.
 
-Memory stays bounded: money is followed for ``window_days`` only, and lots
-older than that plus the engine's dedup horizon (the lateness a record may
-still have) are dropped as the platform's clock passes its ticks.
+The money is followed as lots (:mod:`~fundflow.detectors.lots`). Memory
+stays bounded: money is followed for ``window_days`` only, and lots older
+than that plus the engine's dedup horizon (the lateness a record may still
+have) are dropped as the platform's clock passes its ticks.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from fundflow.schemas.records import Entity
 
 from .alerting import band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
+from .lots import Fifo, Lot, restored
 from .ownership import Ownership
 from .reference import Flow
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 FUNDING_PURPOSES = frozenset({"invest", "disburse"})
 
-# A lot of lender money in one account: [origin ts, fen, accounts passed, txn ids].
-Lot = list[Any]
+# A lot of lender money in one account: (origin ts, fen, accounts passed, txn ids).
 
 
 class _Finding(SlotState):
@@ -71,10 +71,14 @@ class _Platform(SlotState):
     __slots__ = ("lots", "findings", "next_tick")
 
     def __init__(self) -> None:
-        self.lots: dict[str, deque[Lot]] = {}
+        self.lots: dict[str, list[Lot]] = {}
         # (signal, account or loan id) -> finding
         self.findings: dict[tuple[str, str], _Finding] = {}
         self.next_tick = -1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.lots = restored(self.lots)  # checkpoints of 1.0 kept deques of lists
 
 
 class SelfFinancing(Detector):
@@ -87,6 +91,7 @@ class SelfFinancing(Detector):
 
     def _fresh(self) -> dict[str, Any]:
         cfg = self.config.self_financing
+        self._fifo = Fifo(cfg.window_ms, self.config.engine.dedup_window_ms)
         graph = Ownership(cfg.control_share, cfg.look_through_depth)
         for entity in self.ref.entities.values():
             graph.update(entity)
@@ -108,7 +113,7 @@ class SelfFinancing(Detector):
         src, dst = f.src, f.dst
         st: _Platform | None = self.platforms.get(pid)
         if st is not None and f.ts >= st.next_tick:
-            self._evict(st, f.ts)
+            self._fifo.evict(st.lots, f.ts)
             st.next_tick = self._next_tick_after(f.ts)
         held = st is not None and f.src_id in st.lots
         custody_out = src is not None and src.role == "platform_custody" and src.platform_id == pid
@@ -124,7 +129,7 @@ class SelfFinancing(Detector):
         if st is None:
             st = self.platforms[pid] = _Platform()
             st.next_tick = self._next_tick_after(f.ts)
-        moved = self._take(st, f.src_id, f.amount, f.ts) if held else []
+        moved = self._fifo.take(st.lots, f.src_id, f.amount, f.ts) if held else []
         if f.purpose == "fee" and not custody_out:
             # A fee paid out of lender money (a borrower's charge to the
             # platform) is the payee's income: the lenders' money ends there.
@@ -134,10 +139,10 @@ class SelfFinancing(Detector):
             # lenders' money too: the lender money starts its way here.
             rest = f.amount - sum(lot[1] for lot in moved)
             if rest > 0:
-                moved.append([f.ts, rest, (f.src_id,), ()])
+                moved.append((f.ts, rest, (f.src_id,), ()))
         if borrower is not None:
             loan_id, owner, chain = borrower
-            lot = moved[0] if moved else [f.ts, f.amount, (f.src_id,), ()]
+            lot = moved[0] if moved else (f.ts, f.amount, (f.src_id,), ())
             path = (lot[2] + (f.dst_id,), lot[3] + (f.txn_id,))
             self._found(pid, st, "related_borrower", loan_id, f, f.amount, owner, chain, path)
             return
@@ -156,27 +161,6 @@ class SelfFinancing(Detector):
         chain = self._related(pid, f.dst.owner_id)
         return None if chain is None else (f.loan_id, f.dst.owner_id, chain)
 
-    def _take(self, st: _Platform, account: str, amount: int, now: int) -> list[Lot]:
-        """Up to ``amount`` of the lender money held in ``account``, oldest first."""
-        lots = st.lots[account]
-        horizon = now - self.config.self_financing.window_ms
-        taken: list[Lot] = []
-        while amount and lots:
-            lot = lots[0]
-            if lot[0] < horizon:
-                lots.popleft()
-                continue
-            part = min(lot[1], amount)
-            taken.append([lot[0], part, lot[2], lot[3]])
-            amount -= part
-            if part == lot[1]:
-                lots.popleft()
-            else:
-                lot[1] -= part
-        if not lots:
-            del st.lots[account]
-        return taken
-
     def _arrive(self, pid: str, st: _Platform, f: Flow, moved: list[Lot]) -> None:
         dst = f.dst
         chain = None if dst is None else self._related(pid, dst.owner_id)
@@ -191,19 +175,7 @@ class SelfFinancing(Detector):
                 owner = dst.owner_id  # type: ignore[union-attr]
                 self._found(pid, st, "related_account", f.dst_id, f, amount, owner, chain, path)
             elif hops < max_hops and onward:
-                st.lots.setdefault(f.dst_id, deque()).append([origin, amount, *path])
-
-    def _evict(self, st: _Platform, now: int) -> None:
-        # A record up to the engine's dedup horizon late is still judged by
-        # its own time, so a lot is kept until no such record could use it.
-        keep = self.config.self_financing.window_ms + self.config.engine.dedup_window_ms
-        horizon = now - keep
-        for account in list(st.lots):
-            lots = st.lots[account]
-            while lots and lots[0][0] < horizon:
-                lots.popleft()
-            if not lots:
-                del st.lots[account]
+                self._fifo.add(st.lots, f.dst_id, (origin, amount, *path))
 
     # -- findings ------------------------------------------------------------
 

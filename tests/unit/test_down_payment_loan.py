@@ -139,6 +139,24 @@ def test_severity(amount, severity):
     assert alert.severity == severity
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["in_order", "two_days_late"])
+def test_a_payment_two_days_late_gives_the_alert_it_gives_in_order(late):
+    # B01 pays on day 31, passing the day-0 loan money over (out of that
+    # payment's window); H1, dated day 29, arrives 48 h late when late,
+    # inside the 72 h allowed lateness, and still takes it.
+    paid = custody("S1", at(31, 10), "B01", "SHOPA", "0.01", "withdraw")
+    h1 = custody("H1", at(29, 10), "B01", "HOUSE", "100000", "withdraw")
+    order = [paid, h1] if late else [h1, paid]
+    (alert,) = run(DownPaymentLoan(), [*SETUP, LEND, *order], finish=True)
+    assert (alert.detector, alert.subject_id, alert.alert_id, alert.amount) == (
+        "down_payment_loan",
+        "P",
+        make_alert_id("down_payment_loan", "P", "loan_to_real_estate", "LN1"),
+        "100000.00",
+    )
+    assert alert.evidence["trail_txn_ids"] == ["I1", "H1"]
+
+
 def test_old_lots_are_swept_from_memory():
     det = DownPaymentLoan()
     run(det, [*SETUP, LEND])

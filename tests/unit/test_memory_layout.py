@@ -1,7 +1,8 @@
 """How state is laid out to stay small: an engine's reference keeps no
 entity names (and keeps everything the detectors read), down_payment_loan
-holds an account's lots in a plain list, and both still checkpoint and
-restore, checkpoints written with the older layout included.
+holds an account's lots in a plain list (as do fund_pool, self_financing
+and maturity_mismatch, each lot a tuple: detectors/lots.py), and all still
+checkpoint and restore, checkpoints written with the older layout included.
 """
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ from __future__ import annotations
 import pickle
 from collections import deque
 
-from ledger import at, clearing, custody, entity, loan, p2p_platform
+import pytest
+from ledger import at, clearing, custody, entity, lenders, loan, p2p_platform, product
 
-from fundflow.detectors import DownPaymentLoan, Engine
+from fundflow.detectors import (
+    DownPaymentLoan,
+    Engine,
+    FundPool,
+    MaturityMismatch,
+    SelfFinancing,
+)
 from fundflow.detectors.reference import Reference
 from fundflow.schemas.records import Entity, Related
 
@@ -100,3 +108,35 @@ def test_a_checkpoint_with_deques_restores_as_lists():
     assert type(back.lots["B01"]) is list
     back.update(custody("W1", at(1, 10), "B01", "XO", "70000", "withdraw"))
     assert [lot[3] for lot in back.lots["B01"]] == [3_000_000]
+
+
+# -- the platforms' lots ---------------------------------------------------------
+
+INVESTED = [
+    *p2p_platform(),
+    *lenders(2),
+    product("PR30", 30),
+    custody("V1", at(0, 10), "L01", "POOL", "600", "invest", product="PR30"),
+    custody("V2", at(0, 11), "L02", "POOL", "400", "invest", product="PR30"),
+]
+SPENT = custody("V3", at(1, 10), "POOL", "OWN", "700", "transfer")
+
+
+@pytest.mark.parametrize("kind", [FundPool, SelfFinancing, MaturityMismatch])
+def test_a_checkpoint_with_deques_of_lists_restores_as_lists_of_tuples(kind):
+    det = kind()
+    for r in INVESTED:
+        det.update(r)
+    st = det.platforms["P"]
+    held = st.lots["POOL"]
+    assert type(held) is list and [type(lot) for lot in held] == [tuple, tuple]
+    st.lots = {account: deque(list(lot) for lot in lots) for account, lots in st.lots.items()}
+    back = kind().restore(det.snapshot())
+    assert back.platforms["P"].lots == {"POOL": held}
+    fresh = kind()
+    for r in INVESTED:
+        fresh.update(r)
+    back.update(SPENT)
+    fresh.update(SPENT)
+    assert back.platforms["P"].lots == fresh.platforms["P"].lots
+    assert [lot[1] for lot in back.platforms["P"].lots["POOL"]] == [30_000]

@@ -155,6 +155,38 @@ def test_a_transaction_two_days_late_still_finds_the_money_it_follows():
     )
 
 
+LATE_OUT_LEG = [
+    custody("D1", at(0, 9), "L01", "OWN", "20000", "transfer"),
+    custody("D3", at(29, 9), "OWN", "EP", "20000", "transfer"),
+]
+
+
+# D2 moves the platform's clock to day 31: paid by another account, or by
+# OWN itself (D2 then passes the day-0 lot over, out of its window).
+@pytest.mark.parametrize(
+    "clock_mover",
+    [
+        custody("D2", at(31, 9), "XO", "B01", "1", "transfer"),
+        custody("D2", at(31, 9), "OWN", "XO", "1", "transfer"),
+    ],
+    ids=["other_account", "same_account"],
+)
+@pytest.mark.parametrize("late", [False, True], ids=["in_order", "two_days_late"])
+def test_an_out_leg_two_days_late_gives_the_alert_it_gives_in_order(clock_mover, late):
+    # D3 (day 29) arrives after D2 (day 31) when late: 48 h behind, inside the
+    # 72 h allowed lateness, while the day-0 lot is still in D3's window.
+    d1, d3 = LATE_OUT_LEG
+    order = [d1, clock_mover, d3] if late else [d1, d3, clock_mover]
+    (a,) = run(SelfFinancing(), [*SETUP, *order], finish=True)
+    assert (a.detector, a.subject_id, a.alert_id, a.amount) == (
+        "self_financing",
+        "P",
+        account_id("EP"),
+        "20000.00",
+    )
+    assert a.evidence["money_path_txn_ids"] == ["D1", "D3"]
+
+
 def test_the_amount_threshold_counts_the_total_reaching_one_account():
     under = [
         *SETUP,
