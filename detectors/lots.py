@@ -19,7 +19,12 @@ dated earlier may still arrive and take it.
 **Eviction rule.** A lot is dropped once no record could still take it: its
 origin is more than the window plus the allowed lateness (the engine's
 deduplication horizon, ``engine.dedup_window_ms``) behind its subject's
-clock. Without a window, lots stay until they are spent.
+clock. Without a window, lots stay until they are spent. :meth:`Fifo.evict`
+checks every lot (a sweep, for a detector that runs it now and then);
+:meth:`Fifo.trim` only the front of each account's lots, until a lot that
+must stay (for a detector that runs it at every tick: a lot behind a
+younger one waits for it, and is passed over by every take meanwhile, so
+trimming bounds the memory without changing what is found).
 
 >>> fifo = Fifo(window_ms=10, lateness_ms=5)
 >>> table = {}
@@ -134,6 +139,27 @@ class Fifo:
             else:
                 del table[account]
         return left
+
+    def trim(self, table: Table, clock: int) -> None:
+        """Drop, from the front of each account's lots, those no record can
+        still take by the subject's event time ``clock``, up to the first
+        that must stay (the lots behind it wait for it: see the module
+        docstring). One look per account when nothing is due."""
+        keep = self.keep_ms
+        if keep is None:
+            return
+        horizon = clock - keep
+        ts_at = self.ts_at
+        for account, held in list(table.items()):
+            if held[0][ts_at] >= horizon:
+                continue
+            i, n = 1, len(held)
+            while i < n and held[i][ts_at] < horizon:
+                i += 1
+            if i == n:
+                del table[account]
+            else:
+                del held[:i]
 
     def _with_fen(self, lot: Lot, fen: int) -> Lot:
         at = self.fen_at

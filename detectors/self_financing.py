@@ -113,7 +113,7 @@ class SelfFinancing(Detector):
         src, dst = f.src, f.dst
         st: _Platform | None = self.platforms.get(pid)
         if st is not None and f.ts >= st.next_tick:
-            self._fifo.evict(st.lots, f.ts)
+            self._fifo.trim(st.lots, f.ts)
             st.next_tick = self._next_tick_after(f.ts)
         held = st is not None and f.src_id in st.lots
         custody_out = src is not None and src.role == "platform_custody" and src.platform_id == pid

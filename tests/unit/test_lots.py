@@ -1,6 +1,6 @@
 """The one FIFO lot module (detectors/lots.py): money taken oldest first
 across lots and in part, an account spent out, amounts of 0 or less, the
-window passing lots over, eviction by age with the allowed lateness, lots of
+window passing lots over, eviction and trimming by age with the allowed lateness, lots of
 any layout, and old checkpoints' tables."""
 
 from __future__ import annotations
@@ -86,6 +86,33 @@ def test_eviction_keeps_a_lot_while_a_record_within_the_lateness_can_take_it():
     assert table == {"A": [(5 * DAY, 200, "YOUNG")]}
     assert fifo.evict(table, clock=30 * DAY) == 0
     assert table == {}
+
+
+def test_trimming_drops_from_the_front_up_to_a_lot_that_must_stay():
+    fifo = Fifo(window_ms=10 * DAY, lateness_ms=3 * DAY)
+    table = filled(
+        fifo, (0, 300, "OLD"), (DAY, 100, "OLD2"), (5 * DAY, 200, "YOUNG"), (0, 50, "BEHIND")
+    )
+    table["B"] = [(DAY, 100, "B1")]
+    table["C"] = [(6 * DAY, 100, "C1")]
+    fifo.trim(table, clock=13 * DAY)  # day 0 is still within the lateness
+    assert [lot[2] for lot in table["A"]] == ["OLD", "OLD2", "YOUNG", "BEHIND"]
+    fifo.trim(table, clock=14 * DAY + 1)
+    assert table == {
+        "A": [(5 * DAY, 200, "YOUNG"), (0, 50, "BEHIND")],  # BEHIND waits for YOUNG
+        "C": [(6 * DAY, 100, "C1")],
+    }
+    # Meanwhile every take passes BEHIND over, as it would if it were gone.
+    assert fifo.take(table, "A", 250, ts=14 * DAY) == [(5 * DAY, 200, "YOUNG")]
+    assert table["A"] == [(0, 50, "BEHIND")]
+    fifo.trim(table, clock=14 * DAY + 1)
+    assert table == {"C": [(6 * DAY, 100, "C1")]}
+    fifo.trim(table, clock=30 * DAY)
+    assert table == {}
+    forever = Fifo()
+    table = filled(forever, (0, 1, "T"))
+    forever.trim(table, clock=10_000 * DAY)
+    assert table == {"A": [(0, 1, "T")]}  # without a window nothing is dropped
 
 
 def test_eviction_by_each_lots_own_subject_clock():
