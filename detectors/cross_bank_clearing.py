@@ -33,6 +33,7 @@ from typing import Any
 from .alerting import band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
 from .reference import Flow
+from .windows import expire_sum
 
 
 class _Institution(SlotState):
@@ -120,9 +121,7 @@ class CrossBankClearing(Detector):
     ) -> None:
         cfg = self.config.cross_bank_clearing
         window = st.window
-        horizon = f.ts - cfg.window_ms
-        while window and window[0][0] <= horizon:
-            st.window_amount -= window.popleft()[1]
+        st.window_amount -= expire_sum(window, f.ts, cfg.window_ms)
         window.append((f.ts, f.amount, f.txn_id, f.src_id, f.dst_id, payer_bank, payee_bank))
         st.window_amount += f.amount
         if st.episode >= 0 and f.ts - st.last_true <= cfg.window_ms:

@@ -39,6 +39,7 @@ from fundflow.schemas.records import Product
 from .alerting import band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .reference import Flow
+from .windows import expire_sum
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 
@@ -296,9 +297,7 @@ class ExcessiveReturn(Detector):
         st = self._state(pid)
         window = cfg.subsidy_window_ms
         st.events.append((f.ts, f.amount, f.txn_id, f.dst_id, f.src_id))
-        st.window_sum += f.amount
-        while st.events and st.events[0][0] <= f.ts - window:
-            st.window_sum -= st.events.popleft()[1]
+        st.window_sum += f.amount - expire_sum(st.events, f.ts, window)
         if st.episode >= 0 and f.ts - st.sub[1] <= window:
             st.sub[0] += f.amount
             st.sub[1] = f.ts

@@ -36,6 +36,7 @@ from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .lots import Fifo, Lot, restored
 from .reference import Flow
+from .windows import expire
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 SINK_ROLES = frozenset({"borrower_sub", "lender_sub", "personal", "corporate"})
@@ -235,10 +236,7 @@ class FundPool(Detector):
                 self.book.close(pid, aid)
 
     def _expire(self, st: _Platform, now: int) -> None:
-        events = st.events
-        horizon = now - self._window
-        while events and events[0][0] <= horizon:
-            ts, kind, amount, party, _txn, account = events.popleft()
+        for _ts, kind, amount, party, _txn, account in expire(st.events, now, self._window):
             if kind == _IN:
                 st.inflow -= amount
                 _drop(st.sources, party)
