@@ -89,6 +89,13 @@ class Detector:
     #: ``True`` for a detector whose findings join many subjects' records
     #: (a graph of transfers): an engine running one orders the whole stream
     #: as one feed (:mod:`~fundflow.detectors.ordering`).
+    one_feed: ClassVar[bool] = False
+    #: ``True`` for a detector that may need any record of the stream,
+    #: whatever its subject: no key brings its records to one partition
+    #: (the typologies' graph; money followed through any account). On
+    #: topics of more than one partition it runs in the whole-stream
+    #: worker, which reads every partition into one engine
+    #: (``fundflow worker --whole-stream``, streams/README.md).
     whole_stream: ClassVar[bool] = False
 
     def subjects_of(self, flow: Flow) -> tuple[str, ...]:

@@ -28,13 +28,13 @@ holds some (:mod:`~fundflow.detectors.lots`), each dropped once older than
 the window plus the engine's allowed lateness (swept whenever their number
 has doubled, and at heartbeats), plus one finding per flagged loan.
 
-On Kafka a clearing payment goes to its feed's partition (a reserve's owner
-or its initiator), which need not be the platform's; a clearing payment from
-an account of a borrower (the owner of a loan's borrower account) is also
-sent to each lending platform's partition (:meth:`DownPaymentLoan.subjects_of`),
-so a borrower who withdraws the loan and pays a developer from a personal
-account is followed there. A trail's later clearing legs, from accounts of
-other owners, are not (streams/README.md, "Copies").
+A trail can pass through any account (the borrower pays a relative, who
+pays the developer): which platform's money a payment moves depends on the
+trail, not on anything the record or the reference data says, so no key
+brings a trail's payments to the platform's partition. On topics of more
+than one partition the detector runs in the whole-stream worker, which reads
+every partition into one engine (``whole_stream``; streams/README.md,
+"Copies").
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class DownPaymentLoan(Detector):
 
     name = "down_payment_loan"
     version = "1.0"
+    whole_stream = True
 
     def _fresh(self) -> dict[str, Any]:
         self._fifo = Fifo(
@@ -95,17 +96,6 @@ class DownPaymentLoan(Detector):
             # platform -> its own event time (its custody feed), for sweeping its lots
             "clocks": {},
         }
-
-    def subjects_of(self, flow: Flow) -> tuple[str, ...]:
-        """The platforms that lent to the owner of a clearing payment's
-        payer account (:meth:`Reference.lenders_to`): loan money a borrower
-        withdrew to an account of their own is followed from it on the
-        platform's partition. A custody transaction is on its platform's
-        feed already."""
-        src = flow.src
-        if flow.custody or src is None:
-            return ()
-        return self.ref.lenders_to(src.owner_id)
 
     def _on_flow(self, f: Flow) -> None:
         if f.currency != "CNY":

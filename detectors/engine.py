@@ -86,15 +86,27 @@ TYPOLOGIES: dict[str, type[Detector]] = {
 
 
 def whole_stream(names: list[str] | tuple[str, ...]) -> list[str]:
-    """Those of the detectors ``names`` (groups expanded) that read the
-    whole stream as one graph (``Detector.whole_stream``): on Kafka they
-    need every record in one partition.
+    """Those of the detectors ``names`` (groups expanded) that may need any
+    record of the stream (``Detector.whole_stream``): on topics of more than
+    one partition they run in the whole-stream worker, the others in the
+    partitioned workers (:func:`partitioned`).
 
     >>> whole_stream(["default"]), whole_stream(["fund_pool", "cycle"])
-    ([], ['cycle'])
+    (['down_payment_loan'], ['cycle'])
     """
     known = {**DETECTORS, **TYPOLOGIES}
     return [n for n in detector_names(names) if known[n].whole_stream]
+
+
+def partitioned(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Those of the detectors ``names`` (groups expanded) whose records a
+    key brings to one partition: what a partitioned worker runs.
+
+    >>> partitioned(["fund_pool", "down_payment_loan", "cycle"])
+    ['fund_pool']
+    """
+    known = {**DETECTORS, **TYPOLOGIES}
+    return [n for n in detector_names(names) if not known[n].whole_stream]
 
 
 def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
@@ -253,7 +265,7 @@ class Engine:
         self.order = EventOrder(self.config.engine.dedup_window_ms)
         # A detector that joins many subjects' records sees them in the
         # order of the whole stream: one feed.
-        self._one_feed = any(det.whole_stream for det in self.detectors)
+        self._one_feed = any(det.one_feed for det in self.detectors)
         #: Set by a shell while records may still lack reference data that
         #: is on its way (the daemon: the reference topic not read to its
         #: end): records wait in arrival order, before their feed is even

@@ -14,7 +14,7 @@ else its initiator; a reserve report's institution; a balance's account
 owner). Detectors keep a clock and state per subject, so how different
 feeds interleave changes nothing they find (``tests/e2e/test_interleaving.py``);
 within a feed, order is everything. A detector that joins many subjects'
-records (the typologies' transfer graph: ``Detector.whole_stream``) needs
+records (the typologies' transfer graph: ``Detector.one_feed``) needs
 the order of the whole stream: an engine running one orders all its records
 as one feed.
 

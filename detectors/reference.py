@@ -150,10 +150,6 @@ class Reference:
         # Counts product records added: what is derived from the products
         # (excessive_return's peer rates) is rebuilt when it moves.
         self.product_version = 0
-        # owner of a loan's borrower account -> the platforms that lent to it;
-        # a borrower account not known yet -> the platforms waiting for it.
-        self._borrows: dict[str, tuple[str, ...]] = {}
-        self._borrows_waiting: dict[str, tuple[str, ...]] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]  # attributes added since the checkpoint
@@ -169,10 +165,10 @@ class Reference:
                 for key, record in held.items():
                     table[key] = record
                 state[name] = table
+        # The borrowers' index of an older version: nothing reads it now.
+        state.pop("_borrows", None)
+        state.pop("_borrows_waiting", None)
         self.__dict__.update(state)
-        if "_borrows" not in state:  # a checkpoint from before the index
-            for loan in self.loans.values():
-                self._index_loan(loan)
 
     # -- updates ------------------------------------------------------------
 
@@ -224,10 +220,6 @@ class Reference:
         t = type(record)
         if t is Account:
             self.accounts[record.account_id] = record  # type: ignore[union-attr]
-            waiting = self._borrows_waiting.pop(record.account_id, None)  # type: ignore[union-attr]
-            if waiting is not None:
-                for platform in waiting:
-                    self._borrower(record.owner_id, platform)  # type: ignore[union-attr]
         elif t is Entity:
             self._add_entity(record)  # type: ignore[arg-type]
         elif t is Product:
@@ -240,22 +232,6 @@ class Reference:
             self.product_version += 1
         elif t is Loan:
             self.loans[record.loan_id] = record  # type: ignore[union-attr]
-            self._index_loan(record)  # type: ignore[arg-type]
-
-    def _index_loan(self, loan: Loan) -> None:
-        platform = self._share(loan.platform_id)
-        acc = self.accounts.get(loan.borrower_account)
-        if acc is not None:
-            self._borrower(acc.owner_id, platform)
-            return
-        waiting = self._borrows_waiting.get(loan.borrower_account, ())
-        if platform not in waiting:
-            self._borrows_waiting[loan.borrower_account] = (*waiting, platform)
-
-    def _borrower(self, owner: str, platform: str) -> None:
-        held = self._borrows.get(owner, ())
-        if platform not in held:
-            self._borrows[owner] = (*held, platform)
 
     def _share(self, value: Any) -> Any:
         return self._shared.setdefault(value, value)
@@ -285,12 +261,6 @@ class Reference:
         self.entities[eid] = entity
 
     # -- questions ----------------------------------------------------------
-
-    def lenders_to(self, owner_id: str) -> tuple[str, ...]:
-        """The platforms with a loan whose borrower account ``owner_id``
-        owns (from the loan and account records, in either order), in the
-        order they were first seen."""
-        return self._borrows.get(owner_id, ())
 
     def related(self, entity_id: str) -> set[str]:
         """Entities directly related to ``entity_id`` (either side listed it)."""

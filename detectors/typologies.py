@@ -95,6 +95,7 @@ class _Typology(Detector):
     version = "1.0"
     # Payments between accounts: a custody ledger's bookings are not read.
     flow_kinds = frozenset({"clearing_txn"})
+    one_feed = True
     whole_stream = True
     keeps_incoming: ClassVar[bool] = True
     keeps_outgoing: ClassVar[bool] = True

@@ -146,6 +146,14 @@ def _open_sink(db: str):  # type: ignore[no-untyped-def]
     "settling the detectors as at the end of a replay (also: SIGUSR1).",
 )
 @click.option(
+    "--whole-stream",
+    is_flag=True,
+    help="Read every partition of the input topics into one engine and run the detectors "
+    "of [engine] detectors that need the whole stream (down_payment_loan, the typologies); "
+    "the other workers leave them to it. For topics of more than one partition; one such "
+    "worker per namespace.",
+)
+@click.option(
     "--checkpoint-records", type=click.IntRange(1), metavar="N", help="Checkpoint every N records."
 )
 @click.option(
@@ -172,6 +180,7 @@ def worker_cmd(
     partitions: int | None,
     health_port: int | None,
     drain_and_exit: bool,
+    whole_stream: bool,
     checkpoint_records: int | None,
     checkpoint_seconds: float | None,
     metrics_port: int | None,
@@ -255,6 +264,7 @@ def worker_cmd(
         metrics=metrics,
         restart=restart,
         checkpoint_key=checkpoint_key,
+        whole_stream=whole_stream,
     )
     health = None
     if health_port is not None:

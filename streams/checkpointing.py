@@ -199,9 +199,7 @@ class Checkpointing:
             for fut in futures:
                 await asyncio.wait_for(asyncio.shield(fut), timeout=60)
             commit = {
-                self._tp(full, st.partition): st_off
-                for full, short in self.inputs.items()
-                if (st_off := cp.offsets.get(short)) is not None
+                tp: st_off for tp, key in st.tps if (st_off := cp.offsets.get(key)) is not None
             }
             if commit and st.partition in self._assigned:
                 try:

@@ -15,10 +15,11 @@ from fundflow.detectors import Config, Engine
 from fundflow.detectors.reference import Reference
 
 
-def new_engine(config: Config, ref: Reference) -> Engine:
+def new_engine(config: Config, ref: Reference, detectors: list[str] | None = None) -> Engine:
     """An engine on the shared ``ref``: its snapshots leave ``ref`` out.
-    It notes which record raised each alert (``Engine.raised_by``)."""
-    engine = Engine(config, reference=ref)
+    It runs ``detectors`` (default: the configuration's) and notes which
+    record raised each alert (``Engine.raised_by``)."""
+    engine = Engine(config, detectors, reference=ref)
     engine.raised_by = []
     return engine
 

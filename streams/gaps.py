@@ -64,15 +64,17 @@ class GapRecovery:
         if not self.app.tables.actives_ready:
             return  # a rebalance is recovering the tables
         tps = [tp for tp in consumer.assignment() if tp.topic in self.inputs]
-        for p in {tp.partition for tp in tps} - set(self.parts):
+        for p in {self._slot(tp.partition) for tp in tps} - set(self.parts):
+            if self.whole and p not in self._assigned:
+                continue  # not every partition held yet
             # Its checkpoint is recovered: know its offsets before any record.
             self._state(p)
         new = [tp for tp in tps if tp not in self._next and tp not in self._start]
         if new:
-            st_of = {tp: self.parts.get(tp.partition) for tp in new}
+            st_of = {tp: self.parts.get(self._slot(tp.partition)) for tp in new}
             unknown = [
                 tp for tp in new
-                if st_of[tp] is None or self.inputs[tp.topic] not in st_of[tp].offsets
+                if st_of[tp] is None or self._key(tp) not in st_of[tp].offsets
             ]  # fmt: skip
             if unknown:
                 self._start.update(await consumer.earliest_offsets(*unknown))
@@ -86,9 +88,8 @@ class GapRecovery:
                 continue
             want = self._next.get(tp)
             if want is None:
-                st = self.parts.get(tp.partition)
-                short = self.inputs[tp.topic]
-                want = st.offsets.get(short) if st is not None else None
+                st = self.parts.get(self._slot(tp.partition))
+                want = st.offsets.get(self._key(tp)) if st is not None else None
                 if want is None:
                     want = self._start.get(tp)
             if want is None or want >= end:

@@ -41,7 +41,7 @@ import threading
 import time
 from typing import Any
 
-from fundflow.detectors.engine import whole_stream
+from fundflow.detectors.engine import partitioned, whole_stream
 from fundflow.schemas.decode import RecordDecoder
 from fundflow.schemas.records import ClearingTxn, CustodyTxn
 
@@ -242,14 +242,7 @@ class Lifecycle:
                     f"has {ref_parts}"
                 )
             n = next(iter(counts.values()))
-            whole = whole_stream(self.config.engine.detectors)
-            if n > 1 and whole:
-                raise WorkerError(
-                    f"{', '.join(whole)} read the whole stream as one graph and need every "
-                    f"record in one partition; the input topics have {n}: create them with "
-                    "`fundflow topics create --partitions 1`, or leave these out of "
-                    "[engine] detectors"
-                )
+            self._choose_detectors(n)
             self.n_partitions = n
             if self.expect_partitions is not None and n != self.expect_partitions:
                 raise WorkerError(
@@ -257,6 +250,44 @@ class Lifecycle:
                 )
         finally:
             consumer.close()
+
+    def _choose_detectors(self, n: int) -> None:
+        """Which of ``[engine] detectors`` this worker runs on input topics
+        of ``n`` partitions: every one on one partition; on more, those a
+        key co-locates (:func:`~fundflow.detectors.engine.partitioned`),
+        and the whole-stream worker the others
+        (:func:`~fundflow.detectors.engine.whole_stream`)."""
+        configured = self.config.engine.detectors
+        whole = whole_stream(configured)
+        if self.whole:
+            if n == 1:
+                raise WorkerError(
+                    "--whole-stream is for input topics of more than one partition; on topics "
+                    "of one partition `fundflow worker` runs every detector itself"
+                )
+            if not whole:
+                raise WorkerError(
+                    "none of [engine] detectors needs the whole stream (down_payment_loan, the "
+                    "typologies): a whole-stream worker would run nothing"
+                )
+            self.detectors = whole
+            log.info(
+                "whole-stream worker: %s, on every partition of topics of %d",
+                ", ".join(whole), n,
+            )  # fmt: skip
+        elif n > 1 and whole:
+            self.detectors = partitioned(configured)
+            if not self.detectors:
+                raise WorkerError(
+                    f"{', '.join(whole)} read the whole stream: on input topics of {n} "
+                    "partitions they run in `fundflow worker --whole-stream`, and this worker "
+                    "would run nothing"
+                )
+            log.info(
+                "%s read the whole stream: on topics of %d partitions they run in "
+                "`fundflow worker --whole-stream`, not here",
+                ", ".join(whole), n,
+            )  # fmt: skip
 
     async def tick(self) -> None:
         """Every ``batch_ms``: release what waited, checkpoints, draining."""
@@ -317,21 +348,23 @@ class Lifecycle:
             # rebalances).
             return bool(self._assigned_at) and time.monotonic() - self._assigned_at > 5.0
         await self.refresh_ends()
+        if self.whole and 0 not in self._assigned:
+            return False  # the whole-stream worker drains once it holds every partition
         for tp in tps:
-            st = self.parts.get(tp.partition)
+            st = self.parts.get(self._slot(tp.partition))
             end = self._end.get(tp)
             if end is None:
                 return False
             consumed = self._next.get(tp)
             if consumed is None:
-                consumed = st.offsets.get(self.inputs[tp.topic], 0) if st is not None else 0
+                consumed = st.offsets.get(self._key(tp), 0) if st is not None else 0
                 if consumed < end and end > 0:
                     earliest = await self.app.consumer.earliest_offsets(tp)
                     if earliest.get(tp, 0) < end:
                         return False
             elif consumed < end:
                 return False
-        for p in {tp.partition for tp in tps}:
+        for p in {self._slot(tp.partition) for tp in tps}:
             self._state(p)
         log.info(
             "consumed to the end: %s",

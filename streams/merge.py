@@ -22,6 +22,10 @@ waits for nothing and the order is the order of arrival.
 Records that could not be decoded (dead letters) have no event time and go
 first: they touch no state.
 
+The whole-stream worker's one engine reads every partition: its merge has
+an input per topic and partition (``custody/0``, ``clearing/0``, ...,
+:func:`whole_inputs`), under the same rule.
+
 >>> m = PartitionMerge()
 >>> for short, key in (("custody", 5), ("custody", 9), ("clearing", 7)):
 ...     m.push(short, key, key)
@@ -42,13 +46,26 @@ from .topics import INPUT_RANK
 SHORTS = tuple(sorted(INPUT_RANK, key=INPUT_RANK.__getitem__))
 
 
+def whole_inputs(partitions: int) -> tuple[str, ...]:
+    """The inputs of the whole-stream worker's merge, in the order that
+    breaks a tie of event times: topic (as for one partition), then
+    partition.
+
+    >>> whole_inputs(2)
+    ('custody/0', 'custody/1', 'clearing/0', 'clearing/1', 'reports/0', 'reports/1')
+    """
+    return tuple(f"{s}/{p}" for s in SHORTS for p in range(partitions))
+
+
 class PartitionMerge:
-    """Three FIFO queues of ``(sort_key, offset, payload, timestamp)``."""
+    """A FIFO queue of ``(sort_key, offset, payload, timestamp)`` per input
+    (the three topics of one partition, or :func:`whole_inputs`)."""
 
-    __slots__ = ("queues",)
+    __slots__ = ("order", "queues")
 
-    def __init__(self) -> None:
-        self.queues: dict[str, deque[tuple[int, int, Any, int]]] = {s: deque() for s in SHORTS}
+    def __init__(self, inputs: tuple[str, ...] = SHORTS) -> None:
+        self.order = inputs
+        self.queues: dict[str, deque[tuple[int, int, Any, int]]] = {s: deque() for s in inputs}
 
     def push(
         self, short: str, sort_key: int, offset: int, payload: Any = None, ts: int = -1
@@ -64,7 +81,7 @@ class PartitionMerge:
         """Yields ``(short, offset, payload, timestamp)`` in merge order while
         the order is certain; stops at the first record that must wait."""
         queues = self.queues
-        live = [(s, queues[s]) for s in SHORTS]
+        live = [(s, queues[s]) for s in self.order]
         while True:
             best = None
             best_key = None

@@ -21,6 +21,14 @@ the store, and bad records as dead letters. The periodic tick releases what
 waits (:meth:`Partitions.release_all`): the merge, records held while the
 reference topic was behind, and, after ``idle_seconds`` of quiet, what the
 ordering stage holds.
+
+The whole-stream worker (``whole``) has one state, slot 0, for every input
+partition: one engine reads them all, through a merge with an input per
+topic and partition (:func:`~fundflow.streams.merge.whole_inputs`), and
+keeps every alert; it holds nothing until every partition is assigned to
+it. Input partition *p*'s slot is :meth:`Partitions._slot`, an input's name
+in a slot's offsets and merge :meth:`Partitions._key` (``custody``, or
+``custody/p`` in the whole-stream worker).
 """
 
 from __future__ import annotations
@@ -40,8 +48,8 @@ from fundflow.schemas.records import Alert, ClearingTxn, CustodyTxn, ReserveRepo
 
 from . import engines
 from .checkpoint import CheckpointError, decode_checkpoint
-from .merge import PartitionMerge
-from .topics import INPUT_KINDS, TopicNames, partition_for
+from .merge import PartitionMerge, whole_inputs
+from .topics import INPUT_KINDS, partition_for
 
 log = logging.getLogger("fundflow.worker")
 
@@ -50,25 +58,24 @@ MAX_BUFFERED = 50_000
 _DEAD_KEY = -(1 << 62)  # dead letters leave the merge first
 
 
-def _where(names: TopicNames, short: str, st: PartitionState, offset: int) -> str:
-    """``topic/partition@offset`` of an input record (for dead letters)."""
-    return f"{names.topic(short)}/{st.partition}@{offset}"
-
-
 @dataclass
 class PartitionState:
-    """One input partition number: its engine, merge queues and progress."""
+    """One input partition number (or the whole-stream worker's slot 0):
+    its engine, merge queues and progress."""
 
     partition: int
     engine: Engine
     merge: PartitionMerge
-    offsets: dict[str, int]  # short input name -> next offset to process
+    offsets: dict[str, int]  # input (Partitions._key) -> next offset to process
     ref_offsets: dict[int, int]  # reference partition -> next offset not seen by the detectors
     generation: int = 0
     finished: bool = False
     since_checkpoint: int = 0
     checkpointed_at: float = field(default_factory=time.monotonic)
     saving: bool = False
+    # input -> (its topic's short name, its "topic/partition")
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tps: list[tuple[Any, str]] = field(default_factory=list)  # (input tp, input)
 
 
 class Partitions:
@@ -76,8 +83,27 @@ class Partitions:
     the "partitions and the record path" part of ``Worker.__init__``
     (``parts``, ``_next``, ``_moved``, ``_assigned``, ...)."""
 
+    def _slot(self, p: int) -> int:
+        """The state that reads input partition ``p``: its own, or the
+        whole-stream worker's one."""
+        return 0 if self.whole else p
+
+    def _key(self, tp: Any) -> str:
+        """Input ``tp``'s name in its slot's offsets and merge."""
+        short = self.inputs[tp.topic]
+        return f"{short}/{tp.partition}" if self.whole else short
+
     def on_assigned(self, assigned: Iterable[Any]) -> None:
         numbers = {tp.partition for tp in assigned if tp.topic in self.inputs}
+        if self.whole:
+            every = set(range(self.n_partitions))
+            if numbers and numbers != every:
+                log.warning(
+                    "whole-stream worker: assigned partitions %s of %d; it reads nothing until "
+                    "it holds all of them (one whole-stream worker per group %s)",
+                    sorted(numbers), self.n_partitions, self.names.group,
+                )  # fmt: skip
+            numbers = {0} if numbers == every else set()
         for p in set(self.parts) - numbers:
             self._drop(p)
         self._assigned = numbers
@@ -87,7 +113,7 @@ class Partitions:
         """A revoked partition is not checkpointed: its new owner may already
         have read the table. It resumes from the last periodic checkpoint and
         repeats what followed: the same records give the same alerts."""
-        for p in {tp.partition for tp in revoked if tp.topic in self.inputs}:
+        for p in {self._slot(tp.partition) for tp in revoked if tp.topic in self.inputs}:
             self._drop(p)
             self._assigned.discard(p)
 
@@ -96,7 +122,7 @@ class Partitions:
         if st is not None:
             st.merge.clear()
         for table in (self._next, self._start, self._seeks, self._seeking, self._moved):
-            for tp in [tp for tp in table if tp.partition == p]:
+            for tp in [tp for tp in table if self._slot(tp.partition) == p]:
                 del table[tp]
 
     def _state(self, p: int) -> PartitionState:
@@ -115,7 +141,7 @@ class Partitions:
             # the partition from the start of its topics rather than refuse to run.
             log.error("%s; rebuilding partition %d from the start of its topics", e, p)
             cp = None
-        engine = engines.new_engine(self.config, self.ref)
+        engine = engines.new_engine(self.config, self.ref, self.detectors)
         if cp is not None:
             try:
                 engine.restore(cp.state)
@@ -128,22 +154,32 @@ class Partitions:
                     p, cp.generation, type(e).__name__, e,
                 )  # fmt: skip
                 cp = None
-                engine = engines.new_engine(self.config, self.ref)
+                engine = engines.new_engine(self.config, self.ref, self.detectors)
+        merge = PartitionMerge(whole_inputs(self.n_partitions)) if self.whole else PartitionMerge()
         if cp is not None:
-            st = PartitionState(p, engine, PartitionMerge(), dict(cp.offsets), {}, cp.generation)
+            st = PartitionState(p, engine, merge, dict(cp.offsets), {}, cp.generation)
             st.finished = cp.finished
             ref_from = dict(cp.ref_offsets)
             how = f"checkpoint generation {cp.generation}, offsets {cp.offsets}"
         else:
-            st = PartitionState(p, engine, PartitionMerge(), {}, {})
+            st = PartitionState(p, engine, merge, {}, {})
             ref_from = {}
             how = "no checkpoint"
+        parts = range(self.n_partitions) if self.whole else (p,)
+        for full, short in self.inputs.items():
+            for q in parts:
+                key = f"{short}/{q}" if self.whole else short
+                st.tps.append((self._tp(full, q), key))
+                st.sources[key] = (short, f"{full}/{q}")
         for rp, off, rec in self.ref_log:
             if off >= ref_from.get(rp, 0):
                 engines.feed_reference(engine, rec)
         st.ref_offsets = dict(self.ref_seen)
         self.parts[p] = st
-        log.info("partition %d assigned (%s)", p, how)
+        if self.whole:
+            log.info("whole stream: every partition assigned (%s)", how)
+        else:
+            log.info("partition %d assigned (%s)", p, how)
         return st
 
     def ingest(self, short: str, tp: Any, records: list[Any]) -> None:
@@ -157,16 +193,21 @@ class Partitions:
         kinds = INPUT_KINDS[short]
         kind = kinds[0] if len(kinds) == 1 else None
         expected = self._next
-        p = tp.partition
-        self._assigned.add(p)
+        p = self._slot(tp.partition)
+        if self.whole:
+            if p not in self._assigned:
+                return  # not every partition is held: read again once they are
+        else:
+            self._assigned.add(p)
         st = self._state(p)
         push = st.merge.push
+        short_key = self._key(tp)
         took = False
         for m in records:
             offset = m.offset
             want = expected.get(tp)
             if want is None:
-                want = st.offsets.get(short)
+                want = st.offsets.get(short_key)
                 if want is None:
                     want = self._start.get(tp, 0)
                 expected[tp] = want
@@ -198,15 +239,15 @@ class Partitions:
             else:
                 key = rec.as_of
             ts = m.timestamp
-            push(short, key, offset, rec, ts if ts is not None and ts > 0 else -1)
+            push(short_key, key, offset, rec, ts if ts is not None and ts > 0 else -1)
         if not took:
             return
         self._moved[tp] = time.monotonic()
-        queued = len(st.merge.queues[short])
+        queued = len(st.merge.queues[short_key])
         if queued > MAX_BUFFERED and tp not in self._warned:
             self._warned.add(tp)
             log.warning(
-                "%s/%d: %d records wait in the merge for another input of the partition",
+                "%s/%d: %d records wait in the merge for another input",
                 tp.topic, p, queued,
             )  # fmt: skip
         self.release(st)
@@ -227,7 +268,7 @@ class Partitions:
         got = self._next.get(tp)
         if got is not None:
             return got
-        got = st.offsets.get(self.inputs[tp.topic])
+        got = st.offsets.get(self._key(tp))
         if got is not None:
             return got
         return self._start.get(tp, -1)
@@ -253,12 +294,8 @@ class Partitions:
         merge = st.merge
         if not len(merge):
             return
-        tp_of = self._tp
-        caught = {
-            short
-            for full, short in self.inputs.items()
-            if not merge.queues[short] and self._caught_up(tp_of(full, st.partition), st)
-        }
+        queues = merge.queues
+        caught = {key for tp, key in st.tps if not queues[key] and self._caught_up(tp, st)}
         if self._process(st, merge.pop_ready(caught)):
             st.finished = False
 
@@ -285,8 +322,7 @@ class Partitions:
         if not engine.held or len(st.merge) or engine.holding:
             return
         idle = self.settings.idle_seconds
-        for full in self.inputs:
-            tp = self._tp(full, st.partition)
+        for tp, _ in st.tps:
             if now - self._moved.get(tp, 0.0) < idle or not self._caught_up(tp, st):
                 return
         self._emit_released(st, engine.release())
@@ -309,23 +345,24 @@ class Partitions:
             engine.holding = True  # released by release_held
         submit = engine.submit
         offsets = st.offsets
-        names = self.names
+        sources = st.sources
         n = 0
         by = self._records_by
         # The wall clock when these records are taken in, for the alerts'
         # ``released_ms`` header only (the engine never sees it).
         taken_ms = int(time.time() * 1000)
-        for short, offset, rec, ts in ready:
+        for key, offset, rec, ts in ready:
             n += 1
-            offsets[short] = offset + 1
+            offsets[key] = offset + 1
+            short, at = sources[key]
+            where = f"{at}@{offset}"
             kind = "invalid" if type(rec) is DeadLetter else rec.TYPE
             by[(short, kind)] = by.get((short, kind), 0) + 1
             if ts > self._last_event_ms:
                 self._last_event_ms = ts
             if type(rec) is DeadLetter:
-                self._dead_letter(rec, _where(names, short, st, offset), names.topic(short))
+                self._dead_letter(rec, where, at.rpartition("/")[0])
                 continue
-            where = _where(names, short, st, offset)
             try:
                 # Into the engine's ordering stage: the alerts are those of
                 # the records it releases (detectors/ordering.py).
@@ -339,7 +376,7 @@ class Partitions:
                         raw=self._encode(rec).decode(),
                     ),
                     where,
-                    names.topic(short),
+                    at.rpartition("/")[0],
                 )
                 continue
             if alerts:
@@ -393,7 +430,7 @@ class Partitions:
         if not alerts:
             return 0
         owned = alerts
-        if self.n_partitions > 1:
+        if self.n_partitions > 1 and not self.whole:
             of, p = self._partition_of, st.partition
             pairs = [(a, s) for a, s in zip(alerts, sources, strict=True) if of(a.subject_id) == p]
             owned, sources = [a for a, _ in pairs], [s for _, s in pairs]

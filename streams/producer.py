@@ -295,7 +295,7 @@ def create_topics(
 ) -> dict[str, str]:
     """Creates every topic of the namespace (idempotent): ``name -> "created"
     | "exists"``. Input topics get ``partitions`` (default: the settings');
-    reference, alerts and checkpoints are compacted. ``timeout_s`` bounds
+    reference, alerts and the two checkpoint tables are compacted. ``timeout_s`` bounds
     the wait for the broker, at bootstrap and for each request (default:
     kafka-python's, 30 s)."""
     from kafka.admin import KafkaAdminClient, NewTopic  # noqa: PLC0415
@@ -320,6 +320,12 @@ def create_topics(
         # compacted; small segments so superseded snapshots are cleaned up
         # within the hour.
         names.checkpoints: (
+            n,
+            {**compacted, "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
+        ),
+        # The whole-stream worker's, alike (its one engine's checkpoint is
+        # on partition 0).
+        names.whole_checkpoints: (
             n,
             {**compacted, "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
         ),

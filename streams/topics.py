@@ -48,9 +48,17 @@ INPUT_RANK = {"custody": 0, "clearing": 1, "reports": 2}
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:
-    """Every topic and group name of one pipeline, under ``namespace``."""
+    """Every topic and group name of one pipeline, under ``namespace``.
+    ``whole``: the names of the whole-stream worker (``fundflow worker
+    --whole-stream``), which has a consumer group and a checkpoint table of
+    its own and shares every other topic.
+
+    >>> TopicNames("t1.", whole=True).group, TopicNames(whole=True).checkpoints
+    ('t1.fundflow.worker-whole', 'fundflow.checkpoints-whole')
+    """
 
     namespace: str = ""
+    whole: bool = False
 
     def topic(self, short: str) -> str:
         return f"{self.namespace}fundflow.{short}"
@@ -82,12 +90,17 @@ class TopicNames:
     @property
     def checkpoints(self) -> str:
         """The worker's checkpoint table (compacted, keyed by partition)."""
-        return self.topic("checkpoints")
+        return self.topic("checkpoints-whole" if self.whole else "checkpoints")
+
+    @property
+    def whole_checkpoints(self) -> str:
+        """The whole-stream worker's checkpoint table."""
+        return self.topic("checkpoints-whole")
 
     @property
     def group(self) -> str:
         """The workers' consumer group (the app id)."""
-        return self.topic("worker")
+        return self.topic("worker-whole" if self.whole else "worker")
 
     def inputs(self) -> dict[str, str]:
         """Full topic name -> short name, for the three co-partitioned inputs."""
@@ -96,8 +109,11 @@ class TopicNames:
     def all(self) -> list[str]:
         return [
             self.topic(s)
-            for s in ("reference", *INPUT_KINDS, "alerts", "deadletter", "checkpoints")
-        ]
+            for s in (
+                "reference", *INPUT_KINDS, "alerts", "deadletter", "checkpoints",
+                "checkpoints-whole",
+            )
+        ]  # fmt: skip
 
 
 def check_namespace(namespace: str) -> str:

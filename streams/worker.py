@@ -63,6 +63,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from fundflow.detectors import Config
+from fundflow.detectors.engine import detector_names
 from fundflow.detectors.metrics import AlertReporter, Metrics, NullMetrics
 from fundflow.detectors.reference import Reference
 from fundflow.schemas.decode import RecordDecoder
@@ -117,10 +118,18 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
         metrics: Metrics | None = None,
         restart: Callable[[int], None] | None = None,
         checkpoint_key: bytes | None = None,
+        whole_stream: bool = False,
     ) -> None:
         self.settings = settings
         self.config = config
-        self.names = TopicNames(settings.namespace)
+        # The whole-stream worker: one engine over every input partition,
+        # running the detectors that need the whole stream (its own group
+        # and checkpoint table; streams/partitions.py).
+        self.whole = whole_stream
+        self.names = TopicNames(settings.namespace, whole=whole_stream)
+        # The detectors its engines run (None: the configuration's), chosen
+        # once the input topics' partition count is known.
+        self.detectors: list[str] | None = None
         self.inputs = self.names.inputs()  # full -> short
         self.decoder = RecordDecoder(config.engine.zone)
         self.zone = ZoneInfo(config.engine.zone)
@@ -239,12 +248,11 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
             m.last_record_timestamp_seconds(self._last_event_ms / 1000)
             m.event_time_lag_seconds(max(0.0, time.time() - self._last_event_ms / 1000))
         if self.app is not None:
-            for p, st in list(self.parts.items()):
-                for full in self.inputs:
-                    tp = self._tp(full, p)
+            for st in list(self.parts.values()):
+                for tp, _ in st.tps:
                     end = self._highwater(tp)
                     if end is not None:
-                        m.consumer_lag(full, p, max(0, end - self._consumed(tp, st)))
+                        m.consumer_lag(tp.topic, tp.partition, max(0, end - self._consumed(tp, st)))
 
     def maybe_log_progress(self) -> None:
         now = time.monotonic()
@@ -306,6 +314,12 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
             "status": "ready" if self.ready else "starting",
             "namespace": self.settings.namespace,
             "assigned_partitions": self._assigned_now(),
+            "whole_stream": self.whole,
+            "detectors": (
+                detector_names(self.config.engine.detectors)
+                if self.detectors is None
+                else self.detectors
+            ),
             "records": self.stats["records"],
             "reference_records": self.stats["reference_records"],
             "alert_revisions": self.stats["alerts"],

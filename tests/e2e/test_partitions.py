@@ -8,10 +8,12 @@ Kafka's default partitioner gives its subject (``partition_for``). Here a
 simulated world is keyed by the producer itself (a recording producer in
 Kafka's place), split the way Kafka splits it into 1, 4 and 7 partitions,
 each partition run by its own engine that sees every reference record, and
-the alerts each engine owns put together: they must be the single engine's,
-byte for byte, final revisions included, when every engine is finished at
-the stream's end (``Engine.finish(end)``, as the draining worker finishes
-the partitions it holds).
+the alerts each engine owns put together with those of the whole-stream
+worker's engine (the detectors no key co-locates, over every partition's
+records): they must be the single engine's, byte for byte, final revisions
+included, when every engine is finished at the stream's end
+(``Engine.finish(end)``, as the draining worker finishes the partitions it
+holds).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from unit.ledger import account, at, clearing, custody, entity, loan, payment_institution
 
 from fundflow.detectors import Engine, load_config
+from fundflow.detectors.engine import partitioned, whole_stream
 from fundflow.detectors.reference import feed_key
 from fundflow.schemas import DeadLetter, RecordDecoder
 from fundflow.schemas.decode import encode_record
@@ -101,26 +104,36 @@ def test_the_producers_key_is_the_engines_feed(keyed: list) -> None:
     assert checked == 67_696  # every transaction of the world
 
 
-def _split(one: list, sent: list, partitions: int) -> tuple[list[bytes], list[bytes]]:
+def _split(
+    one: list, sent: list, partitions: int, whole: bool = True
+) -> tuple[list[bytes], list[bytes]]:
     """The single engine's alerts over ``one`` (each record once) and those
     the partitions' engines own over what was ``sent`` to them, each engine
-    seeing every reference record and finished at the stream's end."""
+    seeing every reference record and finished at the stream's end; with
+    ``whole``, and those of the whole-stream worker's one engine over every
+    record sent (copies included: duplicates to it)."""
     reference = [r for r, _ in one if type(r) in REFERENCE]
     events = [r for r, _ in one if type(r) not in REFERENCE]
     end = max(r.ts for r in events if type(r) in (CustodyTxn, ClearingTxn))
-    whole = Engine(load_config())
-    single = _alerts(whole, reference + events, lambda a: True, end)
-    assert whole.now == end
+    one_engine = Engine(load_config())
+    single = _alerts(one_engine, reference + events, lambda a: True, end)
+    assert one_engine.now == end
     together = []
+    names = list(load_config().engine.detectors)
     for p in range(partitions):
         mine = [
             r for r, k in sent if type(r) not in REFERENCE and partition_for(k, partitions) == p
         ]
         together += _alerts(
-            Engine(load_config()),
+            Engine(load_config(), partitioned(names)),
             reference + mine,
             lambda a, p=p: partition_for(a.subject_id, partitions) == p,
             end,
+        )
+    if whole:
+        every = [r for r, _ in sent if type(r) not in REFERENCE]
+        together += _alerts(
+            Engine(load_config(), whole_stream(names)), reference + every, lambda a: True, end
         )
     return sorted(single), sorted(together)
 
@@ -143,7 +156,9 @@ def _copies_world(path: Path) -> None:
     accounts at BX, a bank with no custody licence; platform PD lends loan
     LN-D1 into borrower WD1's sub-account, WD1 withdraws it to a bank
     account of their own and pays developer DEV from it, a payment that
-    bank BKD initiates."""
+    bank BKD initiates; and lends LN-D2 to WD2, who withdraws it and pays
+    most of it to a relative, WR, who pays DEV (banks BKE and BKR
+    initiate those)."""
     recs = [
         *payment_institution(),
         entity("PK"),
@@ -197,6 +212,34 @@ def _copies_world(path: Path) -> None:
             payer_bank="BKD",
             payee_bank="BKD",
         ),  # fmt: skip
+        entity("WD2", "person"),
+        entity("WR", "person"),
+        account("DB2", "WD2", "borrower_sub", bank="BK1", platform="PD"),
+        account("WD2P", "WD2", "personal", bank="BKE"),
+        account("WRP", "WR", "personal", bank="BKR"),
+        loan("LN-D2", 180, "500000", borrower="DB2", platform="PD", issued_at=at(7, 9)),
+        custody("E1", at(7, 10), "DL1", "DB2", "500000", "invest", platform="PD", loan="LN-D2"),
+        custody("E2", at(8, 9), "DB2", "WD2P", "500000", "withdraw", platform="PD"),
+        clearing(
+            "E3",
+            at(8, 15),
+            "WD2P",
+            "WRP",
+            "450000",
+            initiator="BKE",
+            payer_bank="BKE",
+            payee_bank="BKR",
+        ),  # fmt: skip
+        clearing(
+            "E4",
+            at(9, 11),
+            "WRP",
+            "DEVA",
+            "420000",
+            initiator="BKR",
+            payer_bank="BKR",
+            payee_bank="BKD",
+        ),  # fmt: skip
     ]
     path.write_bytes(b"".join(msgspec.json.encode(encode_record(r)) + b"\n" for r in recs))
 
@@ -210,10 +253,10 @@ def test_a_record_reaches_every_partition_whose_subjects_it_can_change(
     # Each finding's subject is on another partition than the payments' feed.
     on = {
         s: partition_for(s, partitions)
-        for s in ("PI", "PK", "SHADOW", "BK1", "PJ", "PX", "PY", "BX", "PD", "BKD")
+        for s in ("PI", "PK", "SHADOW", "BK1", "PJ", "PX", "PY", "BX", "PD", "BKD", "BKE", "BKR")
     }
     assert on["PK"] != on["PI"] and on["SHADOW"] != on["PI"] and on["PJ"] != on["BK1"]
-    assert on["BX"] not in (on["PX"], on["PY"]) and on["PD"] != on["BKD"]
+    assert on["BX"] not in (on["PX"], on["PY"]) and on["PD"] not in (on["BKD"], on["BKR"])
     sent = _keyed(path, partitions)
     single, together = _split(_keyed(path, 1), sent, partitions)
     findings = sorted(
@@ -221,8 +264,18 @@ def test_a_record_reaches_every_partition_whose_subjects_it_can_change(
         for a in map(msgspec.json.decode, single)
         if a["revision"] == 1
     )
+    trails = sorted(
+        (a["evidence"]["loan_id"], a["amount"], tuple(a["evidence"]["trail_txn_ids"]))
+        for a in map(msgspec.json.decode, single)
+        if a["detector"] == "down_payment_loan"
+    )
+    assert trails == [
+        ("LN-D1", "300000.00", ("D1", "D2", "D3")),
+        ("LN-D2", "420000.00", ("E1", "E2", "E3", "E4")),
+    ]
     assert findings == [
         ("cross_bank_clearing", "PJ", "cross_bank_transfer"),
+        ("down_payment_loan", "PD", "loan_to_real_estate"),
         ("down_payment_loan", "PD", "loan_to_real_estate"),
         ("unlicensed_business", "BX", "unlicensed_custody"),
         ("unlicensed_business", "PK", "unlicensed_payment"),
@@ -238,3 +291,8 @@ def test_a_record_reaches_every_partition_whose_subjects_it_can_change(
             firsts.append((rec, key))
     _, alone = _split(_keyed(path, 1), firsts, partitions)
     assert alone != single
+    # Without the whole-stream worker's engine, the loans' trails are lost.
+    _, partitioned_only = _split(_keyed(path, 1), sent, partitions, whole=False)
+    lost = sorted(set(single) - set(partitioned_only))
+    assert {msgspec.json.decode(a)["detector"] for a in lost} == {"down_payment_loan"}
+    assert len(lost) == 2

@@ -104,7 +104,7 @@ def _scrape_when(port: int, ready: Any) -> dict[tuple[str, tuple], float] | None
 def _topics(broker: Broker, ns: str, partitions: int) -> None:
     out = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns,
                    "--partitions", str(partitions)).stdout  # fmt: skip
-    assert out.count("created") == 7, out
+    assert out.count("created") == 8, out
     again = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns).stdout
     assert again.count("exists") == 7, again  # idempotent
 

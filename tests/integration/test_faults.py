@@ -126,7 +126,7 @@ def _days(path: Path, out: Path) -> list[Path]:
 def _topics(broker: Broker, ns: str) -> None:
     out = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns,
                    "--partitions", "1").stdout  # fmt: skip
-    assert out.count("created") == 7, out
+    assert out.count("created") == 8, out
 
 
 def _send(broker: Broker, ns: str, *paths: Path) -> None:

@@ -121,7 +121,7 @@ def _letters_agree(broker: Broker, ns: str, tmp_path: Path) -> None:
 def _topics(broker: Broker, ns: str, partitions: int) -> None:
     out = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns,
                    "--partitions", str(partitions)).stdout  # fmt: skip
-    assert out.count("created") == 7, out
+    assert out.count("created") == 8, out
 
 
 def _ready(w: WorkerProcess, partitions: int | None = None) -> dict[str, Any]:

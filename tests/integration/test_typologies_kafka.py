@@ -70,7 +70,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _topics(broker: Broker, ns: str, partitions: int) -> None:
     out = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns,
                    "--partitions", str(partitions)).stdout  # fmt: skip
-    assert out.count("created") == 7, out
+    assert out.count("created") == 8, out
 
 
 def test_the_typologies_on_one_partition_give_the_replays_alerts(

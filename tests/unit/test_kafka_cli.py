@@ -179,6 +179,7 @@ def test_topics_create_prints_a_table_of_what_it_did(server) -> None:
             "created  fundflow.reports",
             "created  fundflow.deadletter",
             "created  fundflow.checkpoints",
+            "created  fundflow.checkpoints-whole",
         ],
     )
 

@@ -48,8 +48,17 @@ def test_topic_names_take_the_namespace() -> None:
         "t1.fundflow.alerts",
         "t1.fundflow.deadletter",
         "t1.fundflow.checkpoints",
+        "t1.fundflow.checkpoints-whole",
     ]
     assert n.group == "t1.fundflow.worker"
+    # The whole-stream worker: its own group and checkpoint table, the rest shared.
+    w = TopicNames("t1.", whole=True)
+    assert (w.group, w.checkpoints, w.all(), w.inputs()) == (
+        "t1.fundflow.worker-whole",
+        "t1.fundflow.checkpoints-whole",
+        n.all(),
+        n.inputs(),
+    )
     assert n.inputs() == {
         "t1.fundflow.custody": "custody",
         "t1.fundflow.clearing": "clearing",
