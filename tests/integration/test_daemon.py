@@ -106,7 +106,7 @@ def _topics(broker: Broker, ns: str, partitions: int) -> None:
                    "--partitions", str(partitions)).stdout  # fmt: skip
     assert out.count("created") == 8, out
     again = fundflow("topics", "create", "--broker", broker.address, "--namespace", ns).stdout
-    assert again.count("exists") == 7, again  # idempotent
+    assert again.count("exists") == 8, again  # idempotent
 
 
 def _send(broker: Broker, ns: str, *paths: Path) -> str:
@@ -302,16 +302,27 @@ def test_a_forged_checkpoint_is_refused_and_the_partition_rebuilt(
 
 
 def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
-    """One worker draining 4-partition topics gives `fundflow replay`'s
-    alerts, figure for figure (the final revisions of every partition are
-    stated as of the stream's end); two workers splitting the partitions
-    2 + 2, each draining its own, give together the same."""
+    """One worker draining 4-partition topics, with the whole-stream worker
+    beside it (the detector no key co-locates, ``down_payment_loan``, on
+    every partition), gives `fundflow replay`'s alerts, figure for figure
+    (the final revisions of every partition are stated as of the stream's
+    end); two workers splitting the partitions 2 + 2, each draining its
+    own, give together the same."""
     single_ns, ns = namespace(), namespace()
     for n in (single_ns, ns):
         _topics(broker, n, 4)
         _send(broker, n, world["path"])
     _drain(broker, single_ns, tmp_path / "single.db", tmp_path / "single.log")
+    whole = _drain(broker, single_ns, tmp_path / "whole.db", tmp_path / "whole.log",
+                   "--whole-stream")  # fmt: skip
+    assert "whole-stream worker: down_payment_loan, on every partition of topics of 4" in (
+        whole.output()
+    )
     single = store_alerts(tmp_path / "single.db")
+    trails = store_alerts(tmp_path / "whole.db")
+    assert {row[1] for row in trails.values()} == {"down_payment_loan"}, trails
+    assert single.keys().isdisjoint(trails.keys())
+    single.update(trails)
     assert single == world["expected"], alert_diff(single, world["expected"])
 
     a = WorkerProcess(broker, ns, tmp_path / "a.db", tmp_path / "a.log")
@@ -346,7 +357,7 @@ def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: 
         a.kill()
         if b is not None:
             b.kill()
-    union = store_alerts(tmp_path / "a.db", tmp_path / "b.db")
+    union = store_alerts(tmp_path / "a.db", tmp_path / "b.db", tmp_path / "whole.db")
     assert union == single, alert_diff(union, single)
 
 

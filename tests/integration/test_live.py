@@ -10,6 +10,9 @@ the ordering stage releases what it holds as the inputs move and go quiet.
 Once everything is sent, SIGUSR1 asks each worker to drain and stop: the
 store then holds `fundflow replay`'s alerts, figure for figure and revision
 for revision, and the alerts topic repeats no revision with other figures.
+On topics of several partitions a whole-stream worker (``fundflow worker
+--whole-stream``) runs beside the partitioned ones, reading every
+partition for the detector no key co-locates (``down_payment_loan``).
 
 The world is its own (seed 2, 8 days), not the backlog tests' one, sent
 as a live system publishes: in the file's order with the reference records
@@ -195,19 +198,38 @@ def test_live_one_partition(broker: Broker, world: dict[str, Any], tmp_path: Pat
     _revisions_agree(broker, ns, world["expected"])
 
 
+def _whole(broker: Broker, ns: str, tmp_path: Path, name: str, *extra: str) -> WorkerProcess:
+    """The whole-stream worker of namespace ``ns``, its store and log named ``name``."""
+    return WorkerProcess(broker, ns, tmp_path / f"{name}.db", tmp_path / f"{name}.log",
+                         "--whole-stream", *extra, env=LIVE)  # fmt: skip
+
+
+def _ready_whole(w: WorkerProcess, partitions: int) -> None:
+    h = _ready(w, partitions)
+    assert (h["whole_stream"], h["detectors"]) == (True, ["down_payment_loan"]), h
+
+
 def test_live_four_partitions_two_workers(
     broker: Broker, world: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Two workers splitting four partitions 2 + 2, the records fed while
-    they run in three parts (4,000 records/s, a burst, 2,000/s) with pauses
-    between: together they give the replay's alerts."""
+    """Two workers splitting four partitions 2 + 2 and the whole-stream
+    worker on all four, the records fed while they run in three parts
+    (4,000 records/s, a burst, 2,000/s) with pauses between: together they
+    give the replay's alerts."""
     parts = _sent_live(world, tmp_path, 12, parts=3)
     ns = namespace()
     _topics(broker, ns, 4)
     a = WorkerProcess(broker, ns, tmp_path / "a.db", tmp_path / "a.log", env=LIVE)
+    whole = _whole(broker, ns, tmp_path, "whole")
     b = None
     try:
         _ready(a, 4)
+        assert a.health()["detectors"] == [  # type: ignore[index]
+            "fund_pool", "reserve_misuse", "maturity_mismatch", "self_financing",
+            "guaranteed_return", "excessive_return", "cross_bank_clearing",
+            "unlicensed_business", "private_product_split",
+        ]  # fmt: skip
+        _ready_whole(whole, 4)
         b = WorkerProcess(broker, ns, tmp_path / "b.db", tmp_path / "b.log", env=LIVE)
 
         def split() -> bool:
@@ -222,23 +244,29 @@ def test_live_four_partitions_two_workers(
 
         wait_for("the partitions split 2 + 2", split, timeout=180)
         feed_live(broker, ns, parts, [4000, None, 2000], PAUSE)
-        _drain_all(a, b)
+        _drain_all(a, b, whole)
     finally:
         a.kill()
+        whole.kill()
         if b is not None:
             b.kill()
     _letters_agree(broker, ns, tmp_path)
     got = store_alerts(tmp_path / "a.db", tmp_path / "b.db")
+    trails = store_alerts(tmp_path / "whole.db")
+    assert {row[1] for row in trails.values()} == {"down_payment_loan"}, trails
+    assert trails.keys().isdisjoint(got.keys())
+    got.update(trails)
     assert got == world["expected"], alert_diff(got, world["expected"])
     _revisions_agree(broker, ns, world["expected"])
 
 
 def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: Path) -> None:
     """Four SIGKILLs while the records come (two partitions, four parts at
-    1,500 records/s with pauses between), each once the worker has
-    processed records its last checkpoint does not cover; a new worker
-    starts after each. The store ends with the replay's alerts, none
-    missing or repeated, and no revision said two ways on the topic."""
+    1,500 records/s with pauses between), of the partitioned worker and of
+    the whole-stream worker in turn, each once the worker killed has
+    processed records its last checkpoint does not cover; a new one starts
+    after each. The store ends with the replay's alerts, none missing or
+    repeated, and no revision said two ways on the topic."""
     parts = _sent_live(world, tmp_path, 13, parts=4)
     reference = ('"type":"entity"', '"type":"account"', '"type":"product"', '"type":"loan"')
     total = sum(
@@ -257,36 +285,53 @@ def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: 
     workers: list[WorkerProcess] = []
     try:
         w = WorkerProcess(broker, ns, db, tmp_path / "w0.log", *CHECKPOINTS, env=LIVE)
-        workers.append(w)
+        h = _whole(broker, ns, tmp_path, "h0", *CHECKPOINTS)
+        workers += [w, h]
         _ready(w, 2)
+        _ready_whole(h, 2)
         feed.start()
         for n in range(1, 5):
             # Killed once a further share of the stream is taken in and
-            # some of it is not covered by a checkpoint.
+            # some of it is not covered by a checkpoint: the partitioned
+            # worker, then the whole-stream one, in turn.
             share = total * n // 6
-            w.wait_health(
+            victim = w if n % 2 else h
+            victim.wait_health(
                 f"kill {n}: {share} input records taken in, some not checkpointed",
-                lambda h, share=share: (
-                    h["uncheckpointed_records"] > 0
-                    and sum(sum(o.values()) for o in h["offsets"].values()) >= share
+                lambda hl, share=share: (
+                    hl["uncheckpointed_records"] > 0
+                    and sum(sum(o.values()) for o in hl["offsets"].values()) >= share
                 ),
                 timeout=240,
             )
-            w.signal(signal.SIGKILL)
-            assert w.wait(timeout=30) == -signal.SIGKILL, w.output()
-            w = WorkerProcess(broker, ns, db, tmp_path / f"w{n}.log", *CHECKPOINTS, env=LIVE)
-            workers.append(w)
-            _ready(w, 2)
+            victim.signal(signal.SIGKILL)
+            assert victim.wait(timeout=30) == -signal.SIGKILL, victim.output()
+            if n % 2:
+                w = WorkerProcess(broker, ns, db, tmp_path / f"w{n}.log", *CHECKPOINTS, env=LIVE)
+                workers.append(w)
+                _ready(w, 2)
+            else:
+                h = _whole(broker, ns, tmp_path, f"h{n}", *CHECKPOINTS)
+                workers.append(h)
+                _ready_whole(h, 2)
         feed.join(timeout=300)
         assert sent, "the feed did not finish"
-        _drain_all(w)
+        _drain_all(w, h)
     finally:
         for w in workers:
             w.kill()
     resumed = [
-        n for n in range(1, 5) if "checkpoint generation" in (tmp_path / f"w{n}.log").read_text()
+        n
+        for n in range(1, 5)
+        if "checkpoint generation"
+        in (tmp_path / (f"w{n}.log" if n % 2 else f"h{n}.log")).read_text()
     ]
     assert resumed == [1, 2, 3, 4], "every restarted worker should resume from a checkpoint"
     got = store_alerts(db)
+    # The whole-stream workers' stores, one per process (the highest
+    # revision of each alert over them).
+    trails = store_alerts(*(tmp_path / f"h{n}.db" for n in (0, 2, 4)))
+    assert {row[1] for row in trails.values()} == {"down_payment_loan"}, trails
+    got.update(trails)
     assert got == world["expected"], alert_diff(got, world["expected"])
     _revisions_agree(broker, ns, world["expected"])

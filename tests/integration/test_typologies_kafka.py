@@ -2,9 +2,11 @@
 
 The typologies read the whole stream as one transfer graph
 (``Detector.whole_stream``): a cycle or a scatter-gather joins payments of
-accounts that no key puts in one partition, so on Kafka they run on topics
-of one partition, in one worker, and a worker configured with them refuses
-topics of more (one line, exit 2). A raw transfer dump in a foreign CSV
+accounts that no key puts in one partition. On topics of one partition a
+worker runs them; on topics of more, the whole-stream worker (``fundflow
+worker --whole-stream``) reads every partition into one engine, and a
+partitioned worker configured with the typologies alone refuses to start
+(one line, exit 2: it would run nothing). A raw transfer dump in a foreign CSV
 layout goes in through ``fundflow replay --to-kafka`` with the same
 ``--kind``/``--map``/``--const`` that ``fundflow replay`` reads it with,
 each row sent as the wire JSON line that says the same.
@@ -97,11 +99,15 @@ def test_the_typologies_on_one_partition_give_the_replays_alerts(
     assert got == world["expected"], alert_diff(got, world["expected"])
 
 
-def test_a_worker_with_the_typologies_refuses_topics_of_two_partitions(
+def test_the_whole_stream_worker_on_three_partitions_gives_the_replays_alerts(
     broker: Broker, world: dict[str, Any], tmp_path: Path
 ) -> None:
+    """The dump sent to topics of three partitions (each payment keyed by
+    its initiator's bank), then the whole-stream worker started on the
+    backlog and drained: the replay's alerts, field for field. A
+    partitioned worker with the same configuration refuses to start."""
     ns = namespace()
-    _topics(broker, ns, 2)
+    _topics(broker, ns, 3)
     config = str(world["dir"] / "typologies.toml")
     w = WorkerProcess(broker, ns, tmp_path / "w.db", tmp_path / "w.log", "--config", config)
     try:
@@ -110,7 +116,17 @@ def test_a_worker_with_the_typologies_refuses_topics_of_two_partitions(
         w.kill()
     assert (
         "fan_in, fan_out, cycle, gather_scatter, scatter_gather, split_payments, off_profile, "
-        "bipartite, stack, peel_chain read the whole stream as one graph and need every record in one partition; "
-        "the input topics have 2: create them with `fundflow topics create --partitions 1`, "
-        "or leave these out of [engine] detectors"
+        "bipartite, stack, peel_chain read the whole stream: on input topics of 3 partitions "
+        "they run in `fundflow worker --whole-stream`, and this worker would run nothing"
     ) in w.output()
+    sent = fundflow("replay", "--to-kafka", broker.address, "--namespace", ns,
+                    world["dump"], *world["args"], timeout=600).stderr  # fmt: skip
+    assert sent.startswith("sent 81,718 records (clearing 81,718)"), sent
+    whole = WorkerProcess(broker, ns, tmp_path / "h.db", tmp_path / "h.log", "--config", config,
+                          "--whole-stream", "--drain-and-exit")  # fmt: skip
+    try:
+        assert whole.wait(timeout=600) == 0, whole.output()
+    finally:
+        whole.kill()
+    got = store_alerts(tmp_path / "h.db")
+    assert got == world["expected"], alert_diff(got, world["expected"])
