@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -22,7 +23,17 @@ from zoneinfo import ZoneInfo
 from fundflow.schemas.decode import fen_to_yuan
 from fundflow.schemas.records import SEVERITY_RANK, Alert
 
-from .config import AlertConfig
+from .settings import Int, section, setting
+
+
+@section("alerts")
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """``[alerts]``: when a finding is stated again, and how many txn ids it lists."""
+
+    reemit_growth_pct: int = setting(Int(0, 1000))
+    sample_txns: int = setting(Int(0, 1000))
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -24,12 +24,29 @@ first by id, starts another under that payer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import iso, make_alert_id, ratio_text, yuan
 from .reference import Flow
+from .settings import Fen, Int, section, setting
 from .transfer_graph import Edge
-from .typologies import _Typology
+from .typologies import PERCENTILE, SEARCH_STEPS, WINDOW, _Typology
+
+
+@section("bipartite")
+@dataclass(frozen=True, slots=True)
+class BipartiteConfig:
+    """``[bipartite]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    min_payers: int = setting(Int(2, 1000))
+    min_payees: int = setting(Int(2, 1000))
+    min_density_pct: int = setting(Int(1, 100))
+    min_total: int = setting(Fen())
+    max_search_steps: int = setting(SEARCH_STEPS)
 
 
 def _prune(pays: dict[str, dict[str, list[Edge]]], min_payees: int) -> dict[str, set[str]]:

@@ -28,12 +28,39 @@ institution's own (or not known) are never counted.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
 from .reference import Flow
+from .settings import Custom, Days, Fen, Int, Names, section, setting, severity_rising
 from .windows import expire_sum
+
+#: The clearing systems a payment can name.
+KNOWN_SYSTEMS = frozenset({"CNAPS", "NUCC", "CUP", "direct", "internal"})
+
+
+def _systems(section: str, key: str, value: Any) -> frozenset[str]:
+    systems = Names().parse(section, key, value)
+    if not systems or not systems <= KNOWN_SYSTEMS:
+        raise ValueError(
+            f"{section}.{key} must name clearing systems of {sorted(KNOWN_SYSTEMS)}, got {value!r}"
+        )
+    return systems  # type: ignore[return-value]
+
+
+@section("cross_bank_clearing", checks=(severity_rising,))
+@dataclass(frozen=True, slots=True)
+class CrossBankConfig:
+    """``[cross_bank_clearing]``."""
+
+    systems: frozenset[str] = setting(Custom(_systems))
+    window_ms: int = setting(Days(1, 366), key="window_days")
+    min_transfers: int = setting(Int(1))
+    min_amount: int = setting(Fen())
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
 
 
 class _Institution(SlotState):

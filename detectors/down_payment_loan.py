@@ -39,12 +39,30 @@ every partition into one engine (``whole_stream``; streams/README.md,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
 from .lots import Fifo, Lot, restored
 from .reference import Flow
+from .settings import Days, Fen, Int, Names, section, setting
+
+
+@section("down_payment_loan")
+@dataclass(frozen=True, slots=True)
+class DownPaymentConfig:
+    """``[down_payment_loan]``."""
+
+    window_ms: int = setting(Days(1, 366), key="window_days")
+    max_hops: int = setting(Int(1, 10))
+    min_amount: int = setting(Fen())
+    real_estate_kinds: frozenset[str] = setting(
+        Names(required="must name at least one entity kind")
+    )
+    declared_purposes: frozenset[str] = setting(Names())
+    severity_high: int = setting(Fen())
+
 
 LENDING_PURPOSES = frozenset({"invest", "disburse"})
 # Custody purposes that take money back to the platform's ledger: the trail ends.

@@ -23,8 +23,9 @@ letters, so that read = accepted + duplicates + dead letters.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -58,10 +59,51 @@ from .private_product_split import PrivateProductSplit
 from .reference import Reference, feed_key
 from .reserve_misuse import ReserveMisuse
 from .self_financing import SelfFinancing
+from .settings import MINUTE_MS, Custom, Days, Hours, section, setting, whole
 from .split_payments import SplitPayments
 from .stack import Stack
 from .typologies import TYPOLOGY_DETECTORS
 from .unlicensed_business import UnlicensedBusiness
+
+
+def _zone(section: str, key: str, value: Any) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"{section}.{key} is not a known time zone: {value!r}") from None
+    return value  # type: ignore[no-any-return]
+
+
+def _tick(section: str, key: str, value: Any) -> int:
+    tick = whole(section, key, value, 1, 1440)
+    if 1440 % tick:
+        raise ValueError(f"{section}.{key} must divide a day, got {tick}")
+    return tick * MINUTE_MS
+
+
+def _detectors(section: str, key: str, value: Any) -> tuple[str, ...]:
+    """Detector names and group names (``default``, ``typologies``), checked
+    against the registry."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{section}.{key} must be a non-empty list of names, got {value!r}")
+    try:
+        detector_names(value)
+    except ValueError as e:
+        raise ValueError(f"{section}.{key}: {e}") from None
+    return tuple(value)
+
+
+@section("engine")
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """``[engine]``: time zone, allowed lateness, tick, detectors, loan retention."""
+
+    zone: str = setting(Custom(_zone))
+    dedup_window_ms: int = setting(Hours(1, 24 * 365), key="dedup_window_hours")
+    tick_ms: int = setting(Custom(_tick), key="tick_minutes")
+    detectors: tuple[str, ...] = setting(Custom(_detectors))
+    loan_retention_ms: int = setting(Days(1, 3660), key="loan_retention_days")
+
 
 #: The detectors an engine runs unless told otherwise, in the order their
 #: alerts are emitted for one record.

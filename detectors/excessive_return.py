@@ -30,6 +30,7 @@ All rates are exact fractions (the record's decimal), never floats.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
 from typing import Any
@@ -39,7 +40,45 @@ from fundflow.schemas.records import Product
 from .alerting import band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .reference import Flow
+from .settings import (
+    Custom,
+    Days,
+    Fen,
+    Int,
+    Percent,
+    Ratio,
+    section,
+    setting,
+    severity_rising,
+)
 from .windows import expire_sum
+
+
+def _term_buckets(section: str, key: str, value: Any) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value)
+        or value != sorted(set(value))
+    ):
+        raise ValueError(f"{section}.{key} must be a rising list of whole days > 0, got {value!r}")
+    return tuple(value)
+
+
+@section("excessive_return", checks=(severity_rising,))
+@dataclass(frozen=True, slots=True)
+class ExcessiveReturnConfig:
+    """``[excessive_return]``."""
+
+    term_buckets_days: tuple[int, ...] = setting(Custom(_term_buckets))
+    min_peers: int = setting(Int(1))
+    mad_multiplier: Fraction = setting(Ratio(0, 100))
+    min_margin: Fraction = setting(Percent(), key="min_margin_pct")
+    subsidy_window_ms: int = setting(Days(1, 366), key="subsidy_window_days")
+    subsidy_min_amount: int = setting(Fen())
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
+
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 

@@ -30,13 +30,40 @@ touches a controlled account and is never counted.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .lots import Fifo, Lot, restored
 from .reference import Flow
+from .settings import Days, Fen, Int, rising, section, setting
 from .windows import expire
+
+
+@section(
+    "fund_pool",
+    checks=(
+        rising(
+            "fund_pool severity bands must rise: medium <= high <= critical",
+            "severity_medium", "severity_high", "severity_critical",
+        ),
+    ),
+)  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class FundPoolConfig:
+    """``[fund_pool]``."""
+
+    window_ms: int = setting(Days(1, 366), key="window_days")
+    min_sources: int = setting(Int(1))
+    min_inflow: int = setting(Fen())
+    min_pass_through_pct: int = setting(Int(0, 100))
+    fee_allowance_pct: int = setting(Int(0, 100))
+    idle_min_amount: int = setting(Fen())
+    severity_medium: int = setting(Fen())
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
+
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 SINK_ROLES = frozenset({"borrower_sub", "lender_sub", "personal", "corporate"})

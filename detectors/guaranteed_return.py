@@ -24,6 +24,7 @@ grows. A loan's record is dropped ``loan_grace_days`` after its maturity.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fundflow.schemas.records import Account
@@ -32,6 +33,20 @@ from .alerting import Stated, band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
+from .settings import Days, Fen, section, setting, severity_rising
+
+
+@section("guaranteed_return", checks=(severity_rising,))
+@dataclass(frozen=True, slots=True)
+class GuaranteedReturnConfig:
+    """``[guaranteed_return]``."""
+
+    min_amount: int = setting(Fen())
+    loan_grace_ms: int = setting(Days(0, 3660), key="loan_grace_days")
+    episode_gap_ms: int = setting(Days(1, 366), key="episode_gap_days")
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
+
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 PAYER_ROLES = frozenset({"platform_own", "risk_reserve"})

@@ -39,6 +39,8 @@ import heapq
 from array import array
 from bisect import bisect_right
 from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from fundflow.schemas.records import Loan
@@ -48,6 +50,31 @@ from .base import Detector, SlotState
 from .config import DAY_MS
 from .lots import Fifo, Lot, restored
 from .reference import Flow
+from .settings import Dec, Fen, Int, rising, section, setting
+
+
+@section(
+    "maturity_mismatch",
+    checks=(
+        rising(
+            "maturity_mismatch ratios must rise: max_term_ratio <= ratio_high <= ratio_critical",
+            "max_term_ratio", "ratio_high", "ratio_critical",
+        ),
+    ),
+)  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class MaturityConfig:
+    """``[maturity_mismatch]``."""
+
+    max_exposure: int = setting(Fen())
+    max_exposure_pct: int = setting(Int(0, 100))
+    min_book: int = setting(Fen())
+    max_term_ratio: Decimal = setting(Dec(1, 1000))
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
+    ratio_high: Decimal = setting(Dec(1, 1000))
+    ratio_critical: Decimal = setting(Dec(1, 1000))
+
 
 FUNDING_PURPOSES = frozenset({"invest", "disburse"})
 # Lineage is followed until the money is spent, however long: no window.

@@ -17,12 +17,26 @@ booked time: several odd payments to one payee at once (a split) grow it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import iso, make_alert_id, ratio_text, yuan
 from .reference import Flow
+from .settings import Days, Int, at_most, section, setting
 from .transfer_graph import TransferGraph
 from .typologies import _Typology
+
+
+@section("off_profile", checks=(at_most("min_history", "history_payments"),))
+@dataclass(frozen=True, slots=True)
+class OffProfileConfig:
+    """``[off_profile]``."""
+
+    history_ms: int = setting(Days(1, 3660), key="history_days")
+    history_payments: int = setting(Int(2, 10_000))
+    min_history: int = setting(Int(1, 10_000))
+    habit_spread_pct: int = setting(Int(0, 99))
+    factor: int = setting(Int(2, 10**6))
 
 
 class OffProfile(_Typology):

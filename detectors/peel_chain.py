@@ -29,13 +29,34 @@ account, so that the views from its later transfers grow one alert.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 from .alerting import make_alert_id, ratio_text, yuan
 from .reference import Flow
+from .settings import Fen, Int, at_most, section, setting
 from .transfer_graph import Edge
-from .typologies import _Ordered, passes_on
+from .typologies import PERCENTILE, SEARCH_STEPS, WINDOW, _Ordered, passes_on
+
+
+@section(
+    "peel_chain",
+    checks=(at_most("min_passed_pct", "max_passed_pct"), at_most("min_hops", "max_hops")),
+)
+@dataclass(frozen=True, slots=True)
+class PeelChainConfig:
+    """``[peel_chain]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    min_hops: int = setting(Int(2, 24))
+    max_hops: int = setting(Int(2, 24))
+    min_passed_pct: int = setting(Int(1, 100))
+    max_passed_pct: int = setting(Int(1, 100))
+    max_search_steps: int = setting(SEARCH_STEPS)
+
 
 #: One transfer of a chain: ``(ts, payer, payee, amount, txn_id)``.
 Hop = tuple[int, str, str, int, str]

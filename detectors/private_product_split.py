@@ -27,12 +27,22 @@ private products alive at once: for 200 investors, some tens of kilobytes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import make_alert_id, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
 from .reference import Flow
+from .settings import Int, section, setting
+
+
+@section("private_product_split")
+@dataclass(frozen=True, slots=True)
+class PrivateProductConfig:
+    """``[private_product_split]``."""
+
+    max_investors: int = setting(Int(1))
 
 
 class _Offering(SlotState):

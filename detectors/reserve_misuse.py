@@ -35,6 +35,7 @@ still lands on the right transactions.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from fundflow.schemas.records import Account, Balance, ReserveReport
@@ -42,6 +43,33 @@ from fundflow.schemas.records import Account, Balance, ReserveReport
 from .alerting import Stated, band, day_end_ms, local_day, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .reference import Flow
+from .settings import BasisPoints, Days, Fen, Int, Strings, rising, section, setting
+
+
+@section(
+    "reserve_misuse",
+    checks=(
+        rising(
+            "reserve_misuse shortfall bands must rise: low <= medium <= high",
+            "shortfall_low_max_bp", "shortfall_medium_max_bp", "shortfall_high_max_bp",
+        ),
+    ),
+)  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class ReserveConfig:
+    """``[reserve_misuse]``."""
+
+    tolerance_bp: int = setting(BasisPoints(), key="tolerance_pct")
+    shortfall_low_max_bp: int = setting(BasisPoints(), key="shortfall_low_max_pct")
+    shortfall_medium_max_bp: int = setting(BasisPoints(), key="shortfall_medium_max_pct")
+    shortfall_high_max_bp: int = setting(BasisPoints(), key="shortfall_high_max_pct")
+    misuse_severity_medium: int = setting(Fen())
+    misuse_severity_high: int = setting(Fen())
+    misuse_severity_critical: int = setting(Fen())
+    outside_purposes: frozenset[str] = setting(Strings())
+    episode_gap_ms: int = setting(Days(1, 366), key="episode_gap_days")
+    report_lateness_days: int = setting(Int(0, 366))
+
 
 CLIENT_ROLES = frozenset({"settlement", "client_reserve", "personal", "corporate"})
 

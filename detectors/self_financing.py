@@ -37,6 +37,8 @@ have) are dropped as the platform's clock passes its ticks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from fundflow.schemas.records import Entity
@@ -46,6 +48,22 @@ from .base import Detector, SlotState
 from .lots import Fifo, Lot, restored
 from .ownership import Ownership
 from .reference import Flow
+from .settings import Days, Fen, Int, Percent, section, setting, severity_rising
+
+
+@section("self_financing", checks=(severity_rising,))
+@dataclass(frozen=True, slots=True)
+class SelfFinancingConfig:
+    """``[self_financing]``."""
+
+    control_share: Fraction = setting(Percent(below_100=True), key="control_share_pct")
+    look_through_depth: int = setting(Int(1, 10))
+    max_hops: int = setting(Int(1, 10))
+    window_ms: int = setting(Days(1, 366), key="window_days")
+    min_amount: int = setting(Fen())
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
+
 
 LENDER_ROLES = frozenset({"lender_sub", "personal"})
 FUNDING_PURPOSES = frozenset({"invest", "disburse"})

@@ -19,12 +19,25 @@ same id as more split payments arrive in it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import iso, make_alert_id, yuan
 from .reference import Flow
+from .settings import Fen, Int, Minutes, section, setting
 from .transfer_graph import Edge
 from .typologies import _Typology
+
+
+@section("split_payments")
+@dataclass(frozen=True, slots=True)
+class SplitPaymentsConfig:
+    """``[split_payments]``."""
+
+    window_ms: int = setting(Minutes(0, 24 * 60), key="window_minutes")
+    min_payments: int = setting(Int(2, 1000))
+    below_pct: int = setting(Int(0, 50))
+    max_payment: int = setting(Fen())
 
 
 class SplitPayments(_Typology):

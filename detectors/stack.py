@@ -29,12 +29,31 @@ layer, grow one alert.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .alerting import iso, make_alert_id, ratio_text, yuan
 from .reference import Flow
+from .settings import Fen, Int, at_most, section, setting
 from .transfer_graph import Edge
-from .typologies import _Ordered, passes_on
+from .typologies import PERCENTILE, SEARCH_STEPS, WINDOW, _Ordered, passes_on
+
+
+@section("stack", checks=(at_most("min_passed_pct", "max_passed_pct"),))
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """``[stack]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    min_layers: int = setting(Int(1, 100))
+    min_width: int = setting(Int(1, 1000))
+    min_passed_pct: int = setting(Int(1, 100))
+    max_passed_pct: int = setting(Int(1, 100))
+    min_total: int = setting(Fen())
+    max_search_steps: int = setting(SEARCH_STEPS)
+
 
 #: One layer: account -> (what it received, what it paid on), within the window.
 Layer = dict[str, tuple[list[Edge], list[Edge]]]

@@ -53,14 +53,121 @@ into custody and reserve accounts by design).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar, Self
 
 from .alerting import NO_END, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector
-from .config import FanConfig
 from .data_scale import AmountScale
 from .reference import Flow
+from .settings import Custom, Fen, Hours, Int, at_most, dec, rising, section, setting
 from .transfer_graph import Edge, TransferGraph
+
+
+def _rates(section: str, key: str, value: Any) -> tuple[tuple[str, int, int], ...]:
+    if not isinstance(value, dict):
+        raise ValueError(f'{section}.{key} must be a table of currency = "yuan per unit"')
+    out = []
+    for cur, rate in sorted(value.items()):
+        if not (len(cur) == 3 and cur.isalpha() and cur.isupper()) or cur == "CNY":
+            raise ValueError(f"{section}.{key}: {cur!r} is not a three-letter code other than CNY")
+        d = dec(section, f"{key}.{cur}", rate, Decimal("0.000001"), Decimal("1000000"))
+        num, den = d.as_integer_ratio()
+        out.append((cur, num, den))
+    return tuple(out)
+
+
+@section(
+    "typologies",
+    checks=(
+        rising(
+            "typologies severity bands must rise: medium <= high <= critical",
+            "severity_medium", "severity_high", "severity_critical",
+        ),
+    ),
+)  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class TypologyGraphConfig:
+    """``[typologies]``: bounds and severity shared by the typology detectors."""
+
+    max_edges_per_account: int = setting(Int(2, 100_000))
+    severity_medium: int = setting(Fen())
+    severity_high: int = setting(Fen())
+    severity_critical: int = setting(Fen())
+    min_samples: int = setting(Int(1))
+    #: ``(currency, numerator, denominator)``: one unit of it is worth
+    #: numerator/denominator yuan.
+    rates: tuple[tuple[str, int, int], ...] = setting(Custom(_rates))
+
+    def rate(self, currency: str) -> tuple[int, int] | None:
+        """The rate table's ``(numerator, denominator)`` for ``currency``."""
+        for cur, num, den in self.rates:
+            if cur == currency:
+                return num, den
+        return None
+
+
+#: A typology's window, in the data's hours.
+WINDOW = Hours(1, 24 * 366)
+#: A percentile of the dump's payments that a transfer must reach.
+PERCENTILE = Int(0, 99)
+SEARCH_STEPS = Int(1, 10**7)
+
+
+@section("fan_in")
+@section("fan_out")
+@dataclass(frozen=True, slots=True)
+class FanConfig:
+    """``[fan_in]`` and ``[fan_out]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    min_counterparties: int = setting(Int(2))
+    min_total: int = setting(Fen())
+
+
+@section("cycle", checks=(at_most("min_hops", "max_hops"),))
+@dataclass(frozen=True, slots=True)
+class CycleConfig:
+    """``[cycle]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_hops: int = setting(Int(2, 12))
+    max_hops: int = setting(Int(2, 12))
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    tolerance_pct: int = setting(Int(0, 99))
+    max_search_steps: int = setting(SEARCH_STEPS)
+
+
+@section("gather_scatter")
+@dataclass(frozen=True, slots=True)
+class GatherScatterConfig:
+    """``[gather_scatter]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    min_sources: int = setting(Int(1))
+    min_sinks: int = setting(Int(1))
+    min_inflow: int = setting(Fen())
+    min_pass_through_pct: int = setting(Int(1, 100))
+
+
+@section("scatter_gather")
+@dataclass(frozen=True, slots=True)
+class ScatterGatherConfig:
+    """``[scatter_gather]``."""
+
+    window_ms: int = setting(WINDOW, key="window_hours")
+    min_payment: int = setting(Fen())
+    min_payment_pct: int = setting(PERCENTILE)
+    min_intermediaries: int = setting(Int(2))
+    min_total: int = setting(Fen())
+    tolerance_pct: int = setting(Int(0, 99))
+    max_search_steps: int = setting(SEARCH_STEPS)
 
 
 def passes_on(received: int, paid_on: int, lo_pct: int, hi_pct: int) -> bool:

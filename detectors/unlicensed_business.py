@@ -54,6 +54,7 @@ money moved (re-emitted under the same id as it grows).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -61,8 +62,40 @@ from fundflow.schemas.records import Account, Entity
 
 from .alerting import make_alert_id, yuan
 from .base import Detector
-from .config import UnlicensedConfig
 from .reference import Flow, feed_key
+from .settings import Custom, Name, Names, section, setting
+
+
+def _restricted_words(section: str, key: str, value: Any) -> tuple[tuple[str, frozenset[str]], ...]:
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{section}.{key} must be a table of word = [licences], got {value!r}")
+    words = []
+    for word, licences in value.items():
+        if not word.strip():
+            raise ValueError(f"{section}.{key} has an empty word")
+        allowed = Names(required="must name at least one licence").parse(
+            section, f"{key}.{word}", licences
+        )
+        words.append((word, allowed))
+    words.sort(key=lambda w: (-len(w[0]), w[0]))
+    return tuple(words)  # type: ignore[arg-type]
+
+
+@section("unlicensed_business")
+@dataclass(frozen=True, slots=True)
+class UnlicensedConfig:
+    """``[unlicensed_business]``."""
+
+    restricted_words: tuple[tuple[str, frozenset[str]], ...] = setting(
+        Custom(_restricted_words)
+    )  # longest word first
+    harmless_phrases: tuple[str, ...] = setting(Names(sort=True))
+    unnamed_kinds: frozenset[str] = setting(Names())
+    licensed_kinds: frozenset[str] = setting(Names())
+    payment_licence: str = setting(Name())
+    lending_licence: str = setting(Name())
+    custody_licence: str = setting(Name())
+
 
 CUSTODY_ROLES = frozenset({"lender_sub", "borrower_sub", "platform_custody"})
 LENDING_PURPOSES = frozenset({"invest", "disburse"})
