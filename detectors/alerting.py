@@ -153,6 +153,8 @@ class AlertBook:
     change; it appends an :class:`Alert` to ``out`` only when the finding is
     new or has grown enough, calling ``build`` (accounts, summary, evidence)
     only then, so the per-record cost of an unchanged finding stays small.
+    The book ends every alert's evidence with the thresholds in force
+    (``thresholds``), so no detector writes them.
 
     Settling. An offer the book declines is kept, waiting, as the finding's
     latest figures, with ``ends``: the last event time at which the
@@ -172,11 +174,21 @@ class AlertBook:
     the same finding (or capture what it reads).
     """
 
-    def __init__(self, detector: str, version: str, zone: ZoneInfo, cfg: AlertConfig) -> None:
+    def __init__(
+        self,
+        detector: str,
+        version: str,
+        zone: ZoneInfo,
+        cfg: AlertConfig,
+        thresholds: dict[str, Any] | None = None,
+    ) -> None:
         self.detector = detector
         self.version = version
         self.zone = zone
         self.growth_pct = cfg.reemit_growth_pct
+        #: Every threshold in force, as written in the configuration: each
+        #: alert's evidence ends with them (``thresholds``).
+        self.thresholds = thresholds
         self.said: dict[str, _Said] = {}
         self.out: list[Alert] = []
         # subject -> alert id -> [severity, amount, first_ts, last_ts, build, ends]
@@ -222,6 +234,8 @@ class AlertBook:
         else:
             revision = 1
         accounts, summary, evidence = build()
+        if self.thresholds is not None:
+            evidence["thresholds"] = dict(self.thresholds)
         self.out.append(
             Alert(
                 alert_id=alert_id,

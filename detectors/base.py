@@ -177,7 +177,9 @@ class Detector:
         owns included)."""
         if self._owns_ref:
             self.ref = Reference()
-        self.book = AlertBook(self.name, self.version, self.zone, self.config.alerts)
+        self.book = AlertBook(
+            self.name, self.version, self.zone, self.config.alerts, self._thresholds()
+        )
         #: ``_settle(subject_id, now)``: ``subject_id``'s clock is at ``now``;
         #: its episodes that ended before ``now`` state their final figures
         #: (see the module docstring). Called by ``_on_flow`` before the record
@@ -218,6 +220,11 @@ class Detector:
         return self
 
     # -- for subclasses ------------------------------------------------------
+
+    def _thresholds(self) -> dict[str, Any]:
+        """The thresholds every alert's evidence states: the detector's
+        section as written in the configuration."""
+        return self.config.thresholds(self.name)
 
     def _fresh(self) -> dict[str, Any]:
         return {}

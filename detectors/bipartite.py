@@ -146,7 +146,6 @@ class Bipartite(_Typology):
             "window_start": iso(edges[0][0], self.zone),
             "window_end": iso(args["now"], self.zone),
             "sample_txn_ids": self._samples(edges),
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         summary = (

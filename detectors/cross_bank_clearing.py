@@ -208,7 +208,6 @@ class CrossBankClearing(Detector):
                 "window_start": iso(last - cfg.window_ms, self.zone),
                 "window_end": iso(last, self.zone),
                 "sample_txn_ids": list(st.ep_txns),
-                "thresholds": self.config.thresholds(self.name),
             }
             return accounts, summary, evidence
 

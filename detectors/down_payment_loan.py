@@ -257,7 +257,6 @@ class DownPaymentLoan(Detector):
             "account_owners": list(fd.owners),
             "days_after_lending": days,
             "trail_txn_ids": list(fd.txns),
-            "thresholds": self.config.thresholds(self.name),
         }
         return list(fd.accounts), summary, evidence
 

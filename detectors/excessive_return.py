@@ -261,7 +261,6 @@ class ExcessiveReturn(Detector):
                 "first_seen": iso(first, self.zone),
                 "last_seen": iso(last, self.zone),
                 "sample_txn_ids": [ev["judged_at_txn_id"]],
-                "thresholds": self.config.thresholds(self.name),
             }
             summary = (
                 f"Platform {pid} promises {ev['annual_rate']} a year on product {product_id} "
@@ -310,7 +309,6 @@ class ExcessiveReturn(Detector):
                 "first_seen": iso(first, self.zone),
                 "last_seen": iso(last, self.zone),
                 "sample_txn_ids": list(rec[4]),
-                "thresholds": self.config.thresholds(self.name),
             }
             summary = (
                 f"Platform {pid} promises {rate} a year on product {product_id} but puts "
@@ -370,7 +368,6 @@ class ExcessiveReturn(Detector):
                 "first_seen": iso(episode, self.zone),
                 "last_seen": iso(last, self.zone),
                 "sample_txn_ids": list(txns),
-                "thresholds": self.config.thresholds(self.name),
             }
             summary = (
                 f"Platform {pid} paid {yuan(total)} yuan of its own money to {len(lenders)} "

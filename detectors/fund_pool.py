@@ -350,7 +350,6 @@ class FundPool(Detector):
             "window_start": iso(now - self._window, self.zone),
             "window_end": iso(now, self.zone),
             "sample_txn_ids": samples,
-            "thresholds": self.config.thresholds(self.name),
         }
         summary = (
             f"Platform {pid} gathered {yuan(st.inflow)} yuan from {len(st.sources)} lender accounts "
@@ -402,7 +401,6 @@ class FundPool(Detector):
                         "oldest_since": iso(first_ts, self.zone),
                         "as_of": iso(now, self.zone),
                         "sample_txn_ids": txns[: self.config.alerts.sample_txns],
-                        "thresholds": self.config.thresholds(self.name),
                     },
                 ),
                 # The episode ends when the money leaves (_consume_lots).

@@ -224,7 +224,6 @@ class GuaranteedReturn(Detector):
             "first_seen": iso(st.episode, self.zone),
             "last_seen": iso(st.last_uncovered, self.zone),
             "sample_txn_ids": list(st.samples),
-            "thresholds": self.config.thresholds(self.name),
         }
         summary = (
             f"Platform {pid} paid lenders {yuan(st.amount)} yuan from its own or risk-reserve "

@@ -416,7 +416,6 @@ class MaturityMismatch(Detector):
             "exposure_share": share,
             "loans": rows[:20],
             "sample_txn_ids": list(st.mismatch_txns),
-            "thresholds": self.config.thresholds(self.name),
         }
         return accounts, summary, evidence
 
@@ -482,7 +481,6 @@ class MaturityMismatch(Detector):
                     ],
                     "rolled_over": loan.rolled,
                     "sample_txn_ids": [f.txn_id],
-                    "thresholds": self.config.thresholds(self.name),
                 },
             )
 
@@ -586,7 +584,6 @@ class MaturityMismatch(Detector):
                     "outstanding_loans": yuan(loans),
                     "investor_money": yuan(products),
                     "as_of": iso(now, self.zone),
-                    "thresholds": self.config.thresholds(self.name),
                 },
             )
 

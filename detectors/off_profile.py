@@ -133,7 +133,6 @@ class OffProfile(_Typology):
                 "upper_quartile": yuan(habit["upper_quartile"]),
             },
             "sample_txn_ids": [t for t, _a in offs[: self.config.alerts.sample_txns]],
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         first = offs[0][1]

@@ -164,7 +164,6 @@ class PeelChain(_Ordered):
             "highest_share_account": highest["account"],
             "span_hours": span,
             "sample_txn_ids": [h[4] for h in hops],
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         summary = (

@@ -160,7 +160,6 @@ class PrivateProductSplit(Detector):
                     "distinct_investors": n,
                     "invested": yuan(off.invested),
                     "sample_txn_ids": list(off.txns),
-                    "thresholds": self.config.thresholds(self.name),
                 },
             ),
             # An offering can sell for its whole term: settled by the day.
@@ -189,7 +188,6 @@ class PrivateProductSplit(Detector):
                     "amount": yuan(off.small_amount),
                     "investors": list(off.small_investors),
                     "sample_txn_ids": list(off.small_txns),
-                    "thresholds": self.config.thresholds(self.name),
                 },
             ),
             ends=self._day_ends(off.small_last),

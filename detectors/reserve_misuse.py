@@ -328,7 +328,6 @@ class ReserveMisuse(Detector):
             ),
             "amount": yuan(ep[2]),
             "offending_txn_ids": list(ep[3]),
-            "thresholds": self.config.thresholds(self.name),
         }
         return accounts, summary, evidence
 
@@ -443,7 +442,6 @@ class ReserveMisuse(Detector):
                     "client_liabilities": yuan(liabilities),
                     "coverage_ratio": ratio,
                     "shortfall": yuan(shortfall),
-                    "thresholds": self.config.thresholds(self.name),
                 },
             )
 
@@ -489,7 +487,6 @@ class ReserveMisuse(Detector):
                         "bank_id": bank,
                         "bank_licenses": list(self.ref.entities[bank].licenses),
                         "reserve_balance": yuan(balance),
-                        "thresholds": self.config.thresholds(self.name),
                     },
                 ),
             )

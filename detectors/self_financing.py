@@ -254,7 +254,6 @@ class SelfFinancing(Detector):
             "sample_txn_ids": list(fd.samples),
             "first_seen": iso(fd.first_ts, self.zone),
             "last_seen": iso(fd.last_ts, self.zone),
-            "thresholds": self.config.thresholds(self.name),
         }
         if signal == "related_borrower":
             evidence["loan_id"] = key

@@ -116,7 +116,6 @@ class SplitPayments(_Typology):
                 for ts, _party, amount, txn in edges[:50]
             ],
             "sample_txn_ids": self._samples(edges),
-            "thresholds": self._thresholds(),
             "baseline": base,
         }
         when = "at one booked time" if not minutes else f"within {minutes} minutes"

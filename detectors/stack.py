@@ -164,7 +164,6 @@ class Stack(_Ordered):
             "window_start": iso(entering[0][0], self.zone),
             "window_end": iso(args["now"], self.zone),
             "sample_txn_ids": self._samples([*entering, *reached]),
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         cfg = self.config.stack

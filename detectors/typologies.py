@@ -573,7 +573,6 @@ class _Fan(_Typology):
                 {"account": a, "amount": yuan(amt), "transfers": n} for a, amt, n in parties[:50]
             ],
             "sample_txn_ids": self._samples(edges),
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         summary = (
@@ -661,7 +660,6 @@ class Cycle(_Ordered):
             "returned": yuan(hops[-1][3]),
             "span_hours": ratio_text(hops[-1][0] - hops[0][0], 3_600_000, 2),
             "sample_txn_ids": [h[4] for h in hops],
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         summary = (
@@ -722,7 +720,6 @@ class GatherScatter(_Typology):
             "sources": [{"account": a, "amount": yuan(m), "transfers": n} for a, m, n in sources],
             "sinks": [{"account": a, "amount": yuan(m), "transfers": n} for a, m, n in sinks],
             "sample_txn_ids": [e[3] for e in ins[: k - k // 2]] + [e[3] for e in outs[: k // 2]],
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         summary = (
@@ -817,7 +814,6 @@ class ScatterGather(_Typology):
             "sample_txn_ids": [t for _m, e, o in legs for t in (e[3], o[3])][
                 : self.config.alerts.sample_txns
             ],
-            "thresholds": self._thresholds(),
             "baseline": args["baseline"],
         }
         summary = (

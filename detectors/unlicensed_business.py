@@ -237,7 +237,6 @@ class UnlicensedBusiness(Detector):
                     "licences_needed": needed,
                     "licences_held": licences,
                     "sample_txn_ids": [txn_id],
-                    "thresholds": self.config.thresholds(self.name),
                 },
             ),
         )
@@ -389,6 +388,5 @@ class UnlicensedBusiness(Detector):
             "transactions": fd[3],
             "accounts": list(fd[5]),
             "sample_txn_ids": list(fd[4]),
-            "thresholds": self.config.thresholds(self.name),
         }
         return list(fd[5]), summary, evidence
