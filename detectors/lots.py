@@ -6,9 +6,13 @@ A **lot** is money that came into an account together: a tuple holding its
 origin time (event time, epoch ms) and its amount (integer fen), at the
 positions ``ts_at`` and ``fen_at`` a :class:`Fifo` is built with, plus
 whatever the detector follows with the money (txn ids, a product, a trail).
-A **table** maps an account to its lots, a plain list in the order they came
-in (a deque costs 760 bytes even when it holds one lot); an account with no
-lots is not in the table.
+A **table** maps an account to its lots in the order they came in: a plain
+list (a deque costs 760 bytes even when it holds one lot), until the account
+holds :data:`DEQUE_AT` lots, then a deque, so that money leaving an account
+that holds many takes them from the front in constant time (a list moves
+every lot behind the ones it takes: a custody account holding a million
+lots would cost a million moves a payment). An account with no lots is not
+in the table.
 
 **FIFO rule.** Money leaving an account takes its lots in the order they came
 in, the last one in part (what is left of it stays, first in the list). With
@@ -44,11 +48,15 @@ trimming bounds the memory without changing what is found).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 Lot = tuple[Any, ...]
-Table = dict[str, list[Lot]]
+Table = dict[str, Any]  # account -> list[Lot], or deque[Lot] from DEQUE_AT lots
+
+#: From this many lots an account's lots are a deque (module docstring).
+DEQUE_AT = 64
 
 
 class Fifo:
@@ -86,6 +94,8 @@ class Fifo:
             table[account] = [lot]
         else:
             held.append(lot)
+            if len(held) == DEQUE_AT and type(held) is list:
+                table[account] = deque(held)
 
     def take(self, table: Table, account: str, amount: int, ts: int) -> list[Lot]:
         """Money leaves ``account`` at event time ``ts``: up to ``amount`` fen
@@ -97,6 +107,8 @@ class Fifo:
         if held is None or amount <= 0:
             return []
         since = None if self.window_ms is None else ts - self.window_ms
+        if type(held) is deque:
+            return self._take_front(table, account, held, amount, since)
         ts_at, fen_at = self.ts_at, self.fen_at
         taken: list[Lot] = []
         passed: list[Lot] = []  # out of this record's window, kept for earlier ones
@@ -118,6 +130,30 @@ class Fifo:
             del table[account]
         return taken
 
+    def _take_front(
+        self, table: Table, account: str, held: deque[Lot], amount: int, since: int | None
+    ) -> list[Lot]:
+        """:meth:`take` on a deque: the same lots, taken off its front."""
+        ts_at, fen_at = self.ts_at, self.fen_at
+        taken: list[Lot] = []
+        passed: list[Lot] = []
+        while amount and held:
+            lot = held[0]
+            if since is not None and lot[ts_at] < since:
+                passed.append(held.popleft())
+            elif lot[fen_at] <= amount:
+                taken.append(held.popleft())
+                amount -= lot[fen_at]
+            else:
+                taken.append(self._with_fen(lot, amount))
+                held[0] = self._with_fen(lot, lot[fen_at] - amount)
+                break
+        if passed:
+            held.extendleft(reversed(passed))
+        if not held:
+            del table[account]
+        return taken
+
     def evict(self, table: Table, clock: int | Callable[[Lot], int]) -> int:
         """Drop the lots no record can still take (the eviction rule), by
         ``clock``: the subject's event time, or a function giving it for a
@@ -134,7 +170,7 @@ class Fifo:
             else:
                 kept = [lot for lot in table[account] if lot[ts_at] >= clock - keep]
             if kept:
-                table[account] = kept
+                table[account] = kept if len(kept) < DEQUE_AT else deque(kept)
                 left += len(kept)
             else:
                 del table[account]
@@ -158,6 +194,9 @@ class Fifo:
                 i += 1
             if i == n:
                 del table[account]
+            elif type(held) is deque:
+                for _ in range(i):
+                    held.popleft()
             else:
                 del held[:i]
 
@@ -168,5 +207,10 @@ class Fifo:
 
 def restored(table: dict[str, Iterable[Iterable[Any]]]) -> Table:
     """A table from a checkpoint in the layout used before this module
-    (deques of lists) or in this one: lists of tuples."""
-    return {account: [tuple(lot) for lot in held] for account, held in table.items()}
+    (deques of lists) or in this one: lists of tuples (deques from
+    :data:`DEQUE_AT` lots)."""
+    out: Table = {}
+    for account, held in table.items():
+        lots = [tuple(lot) for lot in held]
+        out[account] = lots if len(lots) < DEQUE_AT else deque(lots)
+    return out

@@ -170,3 +170,65 @@ def test_a_table_from_an_old_checkpoint_is_lists_of_tuples():
     table = restored(old)
     assert table == {"A": [(1, 300, "T1"), (2, 200, "T2")]}
     assert Fifo().take(table, "A", 400, ts=5) == [(1, 300, "T1"), (2, 100, "T2")]
+
+
+def _run(ops: list, window, deque_at: int, monkeypatch) -> tuple[list, dict]:
+    from fundflow.detectors import lots
+
+    monkeypatch.setattr(lots, "DEQUE_AT", deque_at)
+    fifo = Fifo(window_ms=window, lateness_ms=5)
+    table: dict = {}
+    out = []
+    for op in ops:
+        if op[0] == "add":
+            fifo.add(table, op[1], op[2])
+        elif op[0] == "take":
+            out.append(fifo.take(table, op[1], op[2], op[3]))
+        elif op[0] == "trim":
+            fifo.trim(table, op[1])
+        else:
+            out.append(fifo.evict(table, op[1]))
+    return out, {a: list(held) for a, held in table.items()}
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("window", [None, 40])
+def test_an_account_of_many_lots_holds_them_in_a_deque_and_takes_the_same(
+    seed, window, monkeypatch
+):
+    """Random adds, takes (some passing lots over), trims and evictions on
+    accounts that grow past DEQUE_AT lots give what plain lists give."""
+    import random
+
+    rng = random.Random(seed)
+    ops, t = [], 0
+    for _ in range(3000):
+        t += rng.randint(0, 2)
+        account = rng.choice("AB")
+        r = rng.random()
+        if r < 0.6:
+            ops.append(("add", account, (t - rng.randint(0, 30), rng.randint(1, 500), f"T{t}")))
+        elif r < 0.95:
+            ops.append(("take", account, rng.randint(-5, 900), t - rng.randint(0, 10)))
+        elif r < 0.98:
+            ops.append(("trim", t))
+        else:
+            ops.append(("evict", t))
+    as_lists = _run(ops, window, 10**9, monkeypatch)
+    with_deques = _run(ops, window, 8, monkeypatch)
+    assert with_deques == as_lists
+    assert sum(len(v) for v in as_lists[1].values()) > 0
+
+
+def test_a_deque_from_the_threshold_and_back_to_lists_from_a_checkpoint():
+    from fundflow.detectors.lots import DEQUE_AT
+
+    fifo = Fifo()
+    table = filled(fifo, *[(i, 1, f"T{i}") for i in range(DEQUE_AT - 1)])
+    assert type(table["A"]) is list
+    fifo.add(table, "A", (99, 1, "T99"))
+    assert type(table["A"]) is deque and len(table["A"]) == DEQUE_AT
+    assert fifo.take(table, "A", 2, ts=100) == [(0, 1, "T0"), (1, 1, "T1")]
+    again = restored({"A": table["A"], "B": [[1, 2, "x"]]})
+    assert type(again["A"]) is list and again["B"] == [(1, 2, "x")]
+    assert list(again["A"]) == list(table["A"])
