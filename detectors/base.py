@@ -43,6 +43,7 @@ from fundflow.schemas.records import (
     Product,
 )
 
+from . import snapshots
 from .alerting import AlertBook, local_day_end, local_offset_ms
 from .config import Config, load_config
 from .reference import Flow, Reference
@@ -207,7 +208,7 @@ class Detector:
     def restore(self, blob: bytes) -> Self:
         """Replace the state with one from :meth:`snapshot` (trusted input:
         the detector's own checkpoint, never outside data)."""
-        payload = pickle.loads(blob)
+        payload = snapshots.loads(blob)
         for key, value in payload["state"].items():
             setattr(self, key, value)
         self.book.said = payload["said"]

@@ -43,6 +43,7 @@ from fundflow.schemas.records import (
     ReserveReport,
 )
 
+from . import snapshots
 from .base import Detector
 from .bipartite import Bipartite
 from .config import Config, load_config
@@ -678,7 +679,7 @@ class Engine:
         )
 
     def restore(self, blob: bytes) -> Engine:
-        payload = pickle.loads(blob)
+        payload = snapshots.loads(blob)
         if not self._shared_ref:
             self.ref = payload["ref"]
         self.dedup.load(*payload["dedup"])

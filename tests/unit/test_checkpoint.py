@@ -3,8 +3,10 @@ would unpickle is refused unless its HMAC, keyed by the worker's checkpoint
 key, covers the blob and the head as stored. No broker.
 
 "Before unpickling" is shown with a state whose pickle creates a file when
-it is loaded: the engine's restore of a checkpoint signed with the worker's
-key does create it, and every refused one leaves it absent."""
+it is loaded by plain ``pickle.loads``: every refused checkpoint leaves it
+absent. Signed with the worker's key, the same state still runs nothing:
+the engine's loader resolves no global but the detector state's classes
+(detectors/snapshots.py)."""
 
 from __future__ import annotations
 
@@ -74,13 +76,18 @@ def _head(rows: dict[str, bytes], partition: int = 2) -> dict[str, object]:
     return head
 
 
-def test_a_checkpoint_signed_with_the_key_is_unpickled(tmp_path: Path) -> None:
-    # The control for the tests below: this state does create the file once
-    # its checkpoint passes.
+def test_a_checkpoint_signed_with_the_key_that_names_code_runs_nothing(tmp_path: Path) -> None:
+    from fundflow.detectors.snapshots import SnapshotRefused
+
     marker = tmp_path / "ran"
     rows = dict(encode_checkpoint(_evil(marker), KEY))
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the state is no engine's
-        _restore(rows, KEY)
+    cp = decode_checkpoint(2, rows, KEY)  # the HMAC passes
+    with pytest.raises(SnapshotRefused, match=r"^snapshot names (io|_io|builtins)\.open, which"):
+        Engine(load_config()).restore(cp.state)
+    assert not marker.exists()
+    # The control for the tests below: loaded as a plain pickle, this state
+    # does create the file.
+    pickle.loads(cp.state)  # noqa: S301 - the point of the control
     assert marker.exists()
 
 
