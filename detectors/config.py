@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .settings import DAY_MS, HOUR_MS, SECTIONS, build
+from .settings import DAY_MS, HOUR_MS, SECTIONS, build, file_defaults
 
 if TYPE_CHECKING:
     from .alerting import AlertConfig
@@ -84,6 +84,8 @@ class Config:
     unlicensed_business: UnlicensedConfig
     down_payment_loan: DownPaymentConfig
     private_product_split: PrivateProductConfig
+    #: The sections of the operator's own rules (docs/rules.md), by rule name.
+    rules: dict[str, Any] = field(default_factory=dict, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def thresholds(self, section: str) -> dict[str, Any]:
@@ -92,7 +94,7 @@ class Config:
 
 
 #: The sections a :class:`Config` holds, in its order.
-CONFIG_SECTIONS_ORDER = tuple(f.name for f in fields(Config) if f.name != "raw")
+CONFIG_SECTIONS_ORDER = tuple(f.name for f in fields(Config) if f.name not in ("raw", "rules"))
 CONFIG_SECTIONS = frozenset(CONFIG_SECTIONS_ORDER)
 
 # Sections of the same file that a shell reads (the worker's broker
@@ -124,6 +126,13 @@ def load_config(
             raise ValueError(f"config {path} is not valid TOML: {e}") from None
     if overrides:
         layers.append(("overrides", overrides))
+    sections = declared()
+    for origin, layer in layers:
+        # The rules a layer names are imported first: they declare their
+        # sections, whose defaults come from their declarations.
+        for rule in _rules_named(origin, layer.get("engine")):
+            if rule in SECTIONS and rule not in sections:
+                merged.setdefault(rule, file_defaults(SECTIONS[rule]))
     for origin, layer in layers:
         for section, values in layer.items():
             if section in SHELL_SECTIONS:
@@ -134,8 +143,33 @@ def load_config(
                 if key not in merged[section]:
                     raise ValueError(f"{origin}: unknown setting {section}.{key}")
                 merged[section][key] = value
-    built = {name: build(name, merged[name]) for name in declared()}
-    return Config(**built, raw=merged)
+    built = {name: build(name, merged[name]) for name in sections}
+    own = {
+        rule: build(rule, merged[rule])
+        for rule in _rules_named("engine", merged["engine"])
+        if rule in merged and rule not in sections
+    }
+    return Config(**built, rules=own, raw=merged)
+
+
+def _rules_named(origin: str, engine: Any) -> list[str]:
+    """The rules (``module:Class``) an ``[engine]`` table names, loaded."""
+    names = engine.get("detectors") if isinstance(engine, dict) else None
+    out = []
+    for entry in names if isinstance(names, list) else ():
+        if isinstance(entry, str) and ":" in entry:
+            try:
+                out.append(load_rule(entry))
+            except ValueError as e:
+                raise ValueError(f"{origin}: engine.detectors: {e}") from None
+    return out
+
+
+def load_rule(path: str) -> str:
+    """:func:`fundflow.detectors.engine.load_rule` (the engine imports this module)."""
+    from .engine import load_rule as load  # noqa: PLC0415
+
+    return load(path)
 
 
 def declared() -> dict[str, type]:

@@ -22,7 +22,9 @@ letters, so that read = accepted + duplicates + dead letters.
 
 from __future__ import annotations
 
+import importlib
 import pickle
+import re
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -88,6 +90,10 @@ def _detectors(section: str, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{section}.{key} must be a non-empty list of names, got {value!r}")
     try:
+        # A rule is named by its module:Class here, never by its name alone
+        # (which is known only once some configuration has loaded it).
+        plain = [v for v in value if ":" not in v]
+        detector_names(plain, rules=False)
         detector_names(value)
     except ValueError as e:
         raise ValueError(f"{section}.{key}: {e}") from None
@@ -128,6 +134,44 @@ TYPOLOGIES: dict[str, type[Detector]] = {
 }
 
 
+#: Rules of the operator's own (docs/rules.md), named ``module:Class`` in
+#: ``[engine] detectors``: name -> class, registered as they are loaded.
+RULES: dict[str, type[Detector]] = {}
+_RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def load_rule(path: str) -> str:
+    """Imports the rule named ``module:Class`` (a :class:`Detector` subclass
+    on the Python path) and registers it under its ``name``; returns the
+    name. A ``ValueError`` names what is wrong."""
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr.isidentifier():
+        raise ValueError(f"a rule is named module:Class, got {path!r}")
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure of the operator's module is one line
+        raise ValueError(f"rule {path}: cannot import {module}: {type(e).__name__}: {e}") from None
+    cls = getattr(mod, attr, None)
+    if not isinstance(cls, type) or not issubclass(cls, Detector) or cls is Detector:
+        raise ValueError(f"rule {path} is not a Detector subclass")
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not _RULE_NAME.fullmatch(name):
+        raise ValueError(
+            f"rule {path} must set name: lower-case letters, digits and _, got {name!r}"
+        )
+    if name in DETECTORS or name in TYPOLOGIES or name in ("default", "typologies"):
+        raise ValueError(f"rule {path}: {name!r} is a built-in detector's name")
+    held = RULES.get(name)
+    if held is not None and held is not cls:
+        raise ValueError(f"rule {path}: another rule is named {name!r} ({held.__module__})")
+    RULES[name] = cls
+    return name
+
+
+def _known() -> dict[str, type[Detector]]:
+    return {**DETECTORS, **TYPOLOGIES, **RULES}
+
+
 def whole_stream(names: list[str] | tuple[str, ...]) -> list[str]:
     """Those of the detectors ``names`` (groups expanded) that may need any
     record of the stream (``Detector.whole_stream``): on topics of more than
@@ -137,7 +181,7 @@ def whole_stream(names: list[str] | tuple[str, ...]) -> list[str]:
     >>> whole_stream(["default"]), whole_stream(["fund_pool", "cycle"])
     (['down_payment_loan'], ['cycle'])
     """
-    known = {**DETECTORS, **TYPOLOGIES}
+    known = _known()
     return [n for n in detector_names(names) if known[n].whole_stream]
 
 
@@ -148,13 +192,15 @@ def partitioned(names: list[str] | tuple[str, ...]) -> list[str]:
     >>> partitioned(["fund_pool", "down_payment_loan", "cycle"])
     ['fund_pool']
     """
-    known = {**DETECTORS, **TYPOLOGIES}
+    known = _known()
     return [n for n in detector_names(names) if not known[n].whole_stream]
 
 
-def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
+def detector_names(names: list[str] | tuple[str, ...], rules: bool = True) -> list[str]:
     """Detector names with the groups expanded, each once, in order: group
-    ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies.
+    ``default`` is :data:`DEFAULT_DETECTORS`, ``typologies`` the typologies,
+    ``module:Class`` a rule of the operator's own (``rules``: the names of
+    rules loaded so far count too).
 
     >>> detector_names(["fan_in", "typologies"])
     ['fan_in', 'fan_out', 'cycle', 'gather_scatter', 'scatter_gather', 'split_payments', 'off_profile', 'bipartite', 'stack', 'peel_chain']
@@ -162,13 +208,19 @@ def detector_names(names: list[str] | tuple[str, ...]) -> list[str]:
     groups = {"default": list(DETECTORS), "typologies": list(TYPOLOGIES)}
     out: list[str] = []
     for name in names:
-        for n in groups.get(name, [name]):
+        # A rule of the operator's own: ``module:Class`` (docs/rules.md).
+        expanded = [load_rule(name)] if ":" in name else groups.get(name, [name])
+        for n in expanded:
             if n not in out:
                 out.append(n)
-    unknown = [n for n in out if n not in DETECTORS and n not in TYPOLOGIES]
+    own = RULES if rules else {}
+    unknown = [n for n in out if n not in DETECTORS and n not in TYPOLOGIES and n not in own]
     if unknown:
         known = [*groups, *DETECTORS, *TYPOLOGIES]
-        raise ValueError(f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        raise ValueError(
+            f"unknown detector(s): {', '.join(unknown)}; known: {', '.join(known)}, "
+            "or a rule of your own as module:Class"
+        )
     return out
 
 
@@ -291,7 +343,7 @@ class Engine:
         self.ref = reference if reference is not None else Reference(names=False)
         # Names or groups; by default those of the configuration (engine.detectors).
         names = detector_names(self.config.engine.detectors if detectors is None else detectors)
-        known = {**DETECTORS, **TYPOLOGIES}
+        known = _known()
         self.detectors: list[Detector] = [known[n](self.config, self.ref) for n in names]
         self.dedup = Deduplicator(self.config.engine.dedup_window_ms)
         self.counts = {"accepted": 0, "duplicates": 0, "too_late": 0}

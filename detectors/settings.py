@@ -62,9 +62,26 @@ def section(name: str, checks: Iterable[Callable[[str, Any], None]] = ()) -> Cal
     return register
 
 
-def setting(kind: Kind, key: str | None = None) -> Any:
-    """A field read from ``key`` (default: the field's name) as ``kind``."""
-    return dataclasses.field(metadata={"setting": kind, "key": key})
+_NO_DEFAULT = object()
+
+
+def setting(kind: Kind, key: str | None = None, default: Any = _NO_DEFAULT) -> Any:
+    """A field read from ``key`` (default: the field's name) as ``kind``.
+    ``default``: the value as the file would write it, for a section that
+    ``defaults.toml`` does not hold (a rule of the operator's own)."""
+    return dataclasses.field(metadata={"setting": kind, "key": key, "default": default})
+
+
+def file_defaults(cls: type) -> dict[str, Any]:
+    """A section's defaults as its file table would write them, from its
+    declaration; every field must give one."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        key = f.metadata["key"] or f.name
+        if f.metadata["default"] is _NO_DEFAULT:
+            raise ValueError(f"setting {key} of {cls.__name__} declares no default")
+        out[key] = f.metadata["default"]
+    return out
 
 
 def build(name: str, raw: dict[str, Any], cls: type | None = None) -> Any:
