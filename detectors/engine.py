@@ -159,8 +159,11 @@ def load_rule(path: str) -> str:
         raise ValueError(
             f"rule {path} must set name: lower-case letters, digits and _, got {name!r}"
         )
-    if name in DETECTORS or name in TYPOLOGIES or name in ("default", "typologies"):
-        raise ValueError(f"rule {path}: {name!r} is a built-in detector's name")
+    from .config import CONFIG_SECTIONS, SHELL_SECTIONS  # noqa: PLC0415 - config imports engine lazily
+
+    reserved = {*DETECTORS, *TYPOLOGIES, "default", "typologies", *CONFIG_SECTIONS, *SHELL_SECTIONS}
+    if name in reserved:
+        raise ValueError(f"rule {path}: {name!r} is a built-in detector's or section's name")
     held = RULES.get(name)
     if held is not None and held is not cls:
         raise ValueError(f"rule {path}: another rule is named {name!r} ({held.__module__})")
@@ -343,6 +346,14 @@ class Engine:
         self.ref = reference if reference is not None else Reference(names=False)
         # Names or groups; by default those of the configuration (engine.detectors).
         names = detector_names(self.config.engine.detectors if detectors is None else detectors)
+        # A rule runs where its configuration names it (its settings are read there).
+        configured = {load_rule(e) for e in self.config.engine.detectors if ":" in e}
+        stray = [n for n in names if n in RULES and n not in configured]
+        if stray:
+            raise ValueError(
+                f"rule {', '.join(stray)} is not named in [engine] detectors of the "
+                "configuration (as module:Class), where its settings are read"
+            )
         known = _known()
         self.detectors: list[Detector] = [known[n](self.config, self.ref) for n in names]
         self.dedup = Deduplicator(self.config.engine.dedup_window_ms)

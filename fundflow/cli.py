@@ -323,8 +323,14 @@ def _detectors_and_columns(
     as a column map checked against each CSV dump's header."""
     names = None
     if detector_names is not None:
+        entries = [n.strip() for n in detector_names.split(",") if n.strip()]
+        if any(":" in n for n in entries):
+            raise UserError(
+                "--detectors: a rule of your own (module:Class) is named in [engine] detectors "
+                "of the --config file, where its settings are read"
+            )
         try:
-            names = detector_list([n.strip() for n in detector_names.split(",") if n.strip()])
+            names = detector_list(entries, rules=False)
         except ValueError as e:
             raise UserError(f"--detectors: {e}") from None
         if not names:

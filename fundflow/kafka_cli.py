@@ -414,7 +414,7 @@ def _check_topics_exist(settings: Any, names: Any) -> None:
         existing = consumer.topics()
     finally:
         consumer.close()
-    missing = [t for t in names.all() if t not in existing]
+    missing = [t for t in names.needed() if t not in existing]
     if missing:
         raise KafkaUserError(
             f"missing topics {', '.join(missing)}: run `fundflow topics create` with the same --namespace first"

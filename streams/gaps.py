@@ -63,6 +63,8 @@ class GapRecovery:
         consumer = self.app.consumer
         if not self.app.tables.actives_ready:
             return  # a rebalance is recovering the tables
+        if self.whole and 0 not in self._assigned:
+            return  # the whole-stream worker reads nothing until it holds every partition
         tps = [tp for tp in consumer.assignment() if tp.topic in self.inputs]
         for p in {self._slot(tp.partition) for tp in tps} - set(self.parts):
             if self.whole and p not in self._assigned:

@@ -222,7 +222,7 @@ class Lifecycle:
         consumer = KafkaConsumer(enable_auto_commit=False, **self.settings.client_options())
         try:
             existing = consumer.topics()
-            missing = [t for t in self.names.all() if t not in existing]
+            missing = [t for t in self.names.needed() if t not in existing]
             if missing:
                 raise WorkerError(
                     f"missing topics {', '.join(missing)}: run `fundflow topics create` "
@@ -283,7 +283,8 @@ class Lifecycle:
                     "partitions they run in `fundflow worker --whole-stream`, and this worker "
                     "would run nothing"
                 )
-            log.info(
+            self.elsewhere = whole
+            log.warning(
                 "%s read the whole stream: on topics of %d partitions they run in "
                 "`fundflow worker --whole-stream`, not here",
                 ", ".join(whole), n,

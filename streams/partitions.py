@@ -248,7 +248,7 @@ class Partitions:
             self._warned.add(tp)
             log.warning(
                 "%s/%d: %d records wait in the merge for another input",
-                tp.topic, p, queued,
+                tp.topic, tp.partition, queued,
             )  # fmt: skip
         self.release(st)
 

@@ -102,6 +102,13 @@ class TopicNames:
         """The workers' consumer group (the app id)."""
         return self.topic("worker-whole" if self.whole else "worker")
 
+    def needed(self) -> list[str]:
+        """The topics this worker reads or writes: :meth:`all` but the
+        other kind of worker's checkpoint table (a deployment of one
+        partition never runs a whole-stream worker)."""
+        other = self.topic("checkpoints" if self.whole else "checkpoints-whole")
+        return [t for t in self.all() if t != other]
+
     def inputs(self) -> dict[str, str]:
         """Full topic name -> short name, for the three co-partitioned inputs."""
         return {self.topic(s): s for s in INPUT_KINDS}

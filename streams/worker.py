@@ -130,6 +130,9 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
         # The detectors its engines run (None: the configuration's), chosen
         # once the input topics' partition count is known.
         self.detectors: list[str] | None = None
+        # The configured detectors left to the whole-stream worker (topics
+        # of several partitions), for health.
+        self.elsewhere: list[str] = []
         self.inputs = self.names.inputs()  # full -> short
         self.decoder = RecordDecoder(config.engine.zone)
         self.zone = ZoneInfo(config.engine.zone)
@@ -315,6 +318,10 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
             "namespace": self.settings.namespace,
             "assigned_partitions": self._assigned_now(),
             "whole_stream": self.whole,
+            # The whole-stream worker: whether it holds every partition (it
+            # reads nothing until it does).
+            "holds_every_partition": (not self.whole) or 0 in self._assigned,
+            "whole_stream_detectors_elsewhere": list(self.elsewhere),
             "detectors": (
                 detector_names(self.config.engine.detectors)
                 if self.detectors is None

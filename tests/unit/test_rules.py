@@ -139,7 +139,10 @@ def test_the_replay_runs_it_beside_the_built_in_detectors(tmp_path: Path) -> Non
         ("night_transfers:Missing", "is not a Detector subclass"),
         ("night_transfers:NightTransfersConfig", "is not a Detector subclass"),
         ("night_transfers:", "a rule is named module:Class"),
-        ("fundflow.detectors.fund_pool:FundPool", "'fund_pool' is a built-in detector's name"),
+        (
+            "fundflow.detectors.fund_pool:FundPool",
+            "'fund_pool' is a built-in detector's or section's name",
+        ),
     ],
 )
 def test_what_is_wrong_with_a_rule_is_one_line(entry: str, message: str) -> None:
@@ -156,3 +159,28 @@ def test_on_kafka_a_night_payment_is_copied_to_its_payers_partition() -> None:
     # The payment's feed is its initiator, BK1; the owner W gets a copy by night only.
     assert engine.subjects_of(_pay("N1", at(1, 2), "10")) == ("BK1", "W")
     assert engine.subjects_of(_pay("D1", at(1, 12), "10")) == ("BK1",)
+
+
+def test_a_rule_runs_only_where_the_configuration_names_it(tmp_path: Path) -> None:
+    _config()  # loads the rule: its name is known to the process from now on
+    with pytest.raises(ValueError, match=r"^rule night_transfers is not named in \[engine\]"):
+        Engine(load_config(), ["default", "night_transfers"])
+    (tmp_path / "x.jsonl").write_text("")
+    result = CliRunner().invoke(
+        main, ["replay", str(tmp_path / "x.jsonl"), "--no-db", "--detectors", f"default,{RULE}"]
+    )
+    assert result.exit_code == 2
+    assert "--detectors: a rule of your own (module:Class) is named in [engine]" in result.output
+
+
+@pytest.mark.parametrize("name", ["engine", "alerts", "kafka", "webhooks", "typologies"])
+def test_a_rule_may_not_take_a_sections_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    (tmp_path / f"rule_{name}.py").write_text(
+        "from fundflow.detectors import Detector\n\n\n"
+        f"class Rule(Detector):\n    name = {name!r}\n    version = '1'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=rf"'{name}' is a built-in detector's or section's name"):
+        load_config(overrides={"engine": {"detectors": [f"rule_{name}:Rule"]}})

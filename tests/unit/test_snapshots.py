@@ -111,3 +111,45 @@ def test_a_dotted_name_through_an_allowed_class_is_refused() -> None:
     assert b"Engine.__init__" in blob
     with pytest.raises(SnapshotRefused, match=r"fundflow\.detectors\.engine\.Engine\.__init__"):
         loads(blob)
+
+
+def test_no_engine_detector_or_configuration_is_built_from_a_snapshot(tmp_path: Path) -> None:
+    """Building an Engine would load a rule, importing the module it names."""
+    from fundflow.detectors.engine import RULES  # noqa: PLC0415
+
+    module = tmp_path / "side_effect.py"
+    marker = tmp_path / "imported"
+    module.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    for target, args in (
+        (Engine, (None, ["side_effect:Rule"])),
+        (FundPool, ()),
+        (load_config, ()),
+    ):
+        with pytest.raises(SnapshotRefused, match=r"which is not detector state"):
+            loads(pickle.dumps(_Calls(target, *args)))
+    assert not marker.exists() and "side_effect" not in str(RULES)
+
+
+def test_a_snapshot_that_alters_a_state_class_is_refused_and_the_class_put_back() -> None:
+    from fundflow.detectors.ownership import Ownership  # noqa: PLC0415
+
+    before, method = dict(vars(Ownership)), Ownership.update
+    # Names the class itself, then "builds" it: setattr on the class.
+    blob = (
+        b"\x80\x04\x8c\x1cfundflow.detectors.ownership\x94\x8c\tOwnership\x94\x93\x94"
+        b"N}\x94\x8c\x06update\x94K\x00s\x86\x94b."
+    )
+    with pytest.raises(
+        SnapshotRefused, match=r"alters the class fundflow\.detectors\.ownership\.Ownership"
+    ):
+        loads(blob)
+    assert dict(vars(Ownership)) == before and Ownership.update is method
+
+
+def test_a_fraction_too_long_to_read_is_refused() -> None:
+    from fractions import Fraction  # noqa: PLC0415
+
+    assert loads(pickle.dumps(Fraction(3, 7))) == Fraction(3, 7)
+    blob = pickle.dumps(_Calls(Fraction, "1" * 250))
+    with pytest.raises(SnapshotRefused, match=r"a fraction of 250 characters"):
+        loads(blob)

@@ -59,6 +59,11 @@ def test_topic_names_take_the_namespace() -> None:
         n.all(),
         n.inputs(),
     )
+    # Each needs only its own checkpoint table: a deployment made before the
+    # whole-stream worker starts without the other.
+    assert "t1.fundflow.checkpoints-whole" not in n.needed()
+    assert "t1.fundflow.checkpoints" not in w.needed()
+    assert len(n.needed()) == len(w.needed()) == 7
     assert n.inputs() == {
         "t1.fundflow.custody": "custody",
         "t1.fundflow.clearing": "clearing",

@@ -67,7 +67,12 @@ def test_on_several_partitions_the_whole_stream_detectors_move_to_the_whole_stre
     caplog.set_level(logging.INFO, logger="fundflow.worker")
     w = _worker(False, _config('["default", "typologies"]'))
     assert w.detectors == PARTITIONED
-    assert [r.getMessage() for r in caplog.records if r.name == "fundflow.worker"] == [
+    assert w.health()["whole_stream_detectors_elsewhere"] == ["down_payment_loan", *TYPOLOGIES]
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "fundflow.worker" and r.levelno == logging.WARNING
+    ] == [
         f"down_payment_loan, {', '.join(TYPOLOGIES)} read the whole stream: on topics of 4 "
         "partitions they run in `fundflow worker --whole-stream`, not here"
     ]
@@ -120,10 +125,12 @@ def test_one_state_reads_every_partition_under_names_of_its_own() -> None:
         [TP(f"fundflow.{s}", p) for s in ("custody", "clearing", "reports") for p in (0, 1)]
     )
     assert h.parts == {} and h._assigned == set()
+    assert h.health()["holds_every_partition"] is False
     h.on_assigned(
         [TP(f"fundflow.{s}", p) for s in ("custody", "clearing", "reports") for p in range(3)]
     )
     assert h._assigned == {0}
+    assert h.health()["holds_every_partition"] is True
 
 
 def test_it_keeps_every_alert_and_names_each_records_partition() -> None:
