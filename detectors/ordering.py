@@ -71,7 +71,7 @@ idle release.
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -121,13 +121,20 @@ class EventOrder:
     ``ready(feed)`` returns what the feed's mark releases now;
     ``release_until(t)`` what is at or before ``t`` on every feed, in key
     order across feeds (everything with no ``t``).
+
+    Each feed holds its records in a list kept in ``(key, arrival)`` order
+    from a head index: a record that arrives in order (most do) is appended
+    and released from the head without a comparison beyond its neighbour's,
+    a late one is inserted in its place (a binary search); released slots
+    are emptied at once and the list is compacted once half of it is spent.
     """
 
     __slots__ = ("lateness_ms", "_feeds", "_seq", "_held")
 
     def __init__(self, lateness_ms: int) -> None:
         self.lateness_ms = lateness_ms
-        # feed -> [mark, last key released (None before the first), heap of (key, seq, item)]
+        # feed -> [mark, last key released (None before the first),
+        #          entries (key, seq, item) in order from head, head]
         self._feeds: dict[str, list[Any]] = {}
         self._seq = 0
         self._held = 0
@@ -136,11 +143,19 @@ class EventOrder:
         """Items held."""
         return self._held
 
+    def _queue(self, state: list[Any], key: tuple[Any, ...], item: Any) -> None:
+        self._seq += 1
+        buf = state[2]
+        if len(buf) == state[3] or key >= buf[-1][0]:
+            buf.append((key, self._seq, item))
+        else:
+            bisect.insort(buf, (key, self._seq, item), lo=state[3])
+
     def push(self, feed: str, key: tuple[Any, ...], item: Any) -> bool:
         state = self._feeds.get(feed)
         ts = key[0]
         if state is None:
-            state = self._feeds[feed] = [ts, None, []]
+            state = self._feeds[feed] = [ts, None, [], 0]
         else:
             last = state[1]
             if last is not None and key < last:
@@ -149,8 +164,7 @@ class EventOrder:
             if ts > mark:
                 lateness = self.lateness_ms
                 state[0] = mark + lateness if ts - mark > lateness else ts
-        self._seq += 1
-        heapq.heappush(state[2], (key, self._seq, item))
+        self._queue(state, key, item)
         self._held += 1
         return True
 
@@ -161,7 +175,7 @@ class EventOrder:
         ts = key[0]
         lateness = self.lateness_ms
         if state is None:
-            state = self._feeds[feed] = [ts, None, []]
+            state = self._feeds[feed] = [ts, None, [], 0]
         else:
             last = state[1]
             if last is not None and key < last:
@@ -169,54 +183,83 @@ class EventOrder:
             mark = state[0]
             if ts > mark:
                 state[0] = mark + lateness if ts - mark > lateness else ts
-        self._seq += 1
-        heap = state[2]
-        heapq.heappush(heap, (key, self._seq, item))
-        bound = state[0] - lateness
-        if heap[0][0][0] >= bound:
-            self._held += 1
+        self._queue(state, key, item)
+        self._held += 1
+        if state[2][state[3]][0][0] >= state[0] - lateness:
             return _NOTHING
+        return self._release(state, state[0] - lateness, inclusive=False)
+
+    def _release(self, state: list[Any], bound: int, inclusive: bool) -> list[Any]:
+        """The feed's entries before ``bound`` (at it too, ``inclusive``), in
+        order, as items; the feed's last release moves to the last of them."""
+        buf, head = state[2], state[3]
+        n = len(buf)
         out = []
-        pop = heapq.heappop
-        while heap and heap[0][0][0] < bound:
-            entry = pop(heap)
-            state[1] = entry[0]
+        while head < n:
+            entry = buf[head]
+            t = entry[0][0]
+            if t > bound or (t == bound and not inclusive):
+                break
             out.append(entry[2])
-        self._held += 1 - len(out)
+            state[1] = entry[0]
+            buf[head] = None  # released: the record is not held here any more
+            head += 1
+        if head == n:
+            buf.clear()
+            head = 0
+        elif head > 64 and 2 * head > n:
+            del buf[:head]
+            head = 0
+        state[3] = head
+        self._held -= len(out)
         return out
 
     def ready(self, feed: str) -> list[Any]:
         """What ``feed``'s mark releases now, in order (often nothing)."""
         state = self._feeds[feed]
-        heap = state[2]
-        bound = state[0] - self.lateness_ms
-        if not heap or heap[0][0][0] >= bound:
+        if len(state[2]) == state[3]:
             return []
-        out = []
-        pop = heapq.heappop
-        while heap and heap[0][0][0] < bound:
-            key, _, item = pop(heap)
-            state[1] = key
-            out.append(item)
-        self._held -= len(out)
-        return out
+        return self._release(state, state[0] - self.lateness_ms, inclusive=False)
+
+    def _taken(self, bound: int, inclusive: bool) -> list[Any]:
+        """What every feed holds before ``bound``, in key order (feeds
+        merged; arrival order among equal keys)."""
+        taken: list[tuple[Any, int, Any]] = []
+        for state in self._feeds.values():
+            buf, head = state[2], state[3]
+            start = head
+            n = len(buf)
+            while head < n:
+                t = buf[head][0][0]
+                if t > bound or (t == bound and not inclusive):
+                    break
+                head += 1
+            if head == start:
+                continue
+            taken.extend(buf[start:head])
+            state[1] = buf[head - 1][0]
+            del buf[:head]
+            state[3] = 0
+        taken.sort(key=_entry_order)
+        self._held -= len(taken)
+        return [entry[2] for entry in taken]
 
     def ready_all(self) -> list[Any]:
         """What every feed's mark releases now, in key order (feeds merged):
         :meth:`ready` for all, after a shell held releases back."""
         taken: list[tuple[Any, int, Any]] = []
-        pop = heapq.heappop
         lateness = self.lateness_ms
         for state in self._feeds.values():
-            heap = state[2]
-            bound = state[0] - lateness
-            last = None
-            while heap and heap[0][0][0] < bound:
-                entry = pop(heap)
-                last = entry[0]
-                taken.append(entry)
-            if last is not None:
-                state[1] = last
+            buf, head = state[2], state[3]
+            start, n, bound = head, len(buf), state[0] - lateness
+            while head < n and buf[head][0][0] < bound:
+                head += 1
+            if head == start:
+                continue
+            taken.extend(buf[start:head])
+            state[1] = buf[head - 1][0]
+            del buf[:head]
+            state[3] = 0
         taken.sort(key=_entry_order)
         self._held -= len(taken)
         return [entry[2] for entry in taken]
@@ -224,20 +267,7 @@ class EventOrder:
     def release_until(self, t: int = NO_BOUND) -> list[Any]:
         """Everything at or before event time ``t`` on every feed, in key
         order (feeds merged), whatever the marks."""
-        taken: list[tuple[Any, int, Any]] = []
-        pop = heapq.heappop
-        for state in self._feeds.values():
-            heap = state[2]
-            last = None
-            while heap and heap[0][0][0] <= t:
-                entry = pop(heap)
-                last = entry[0]
-                taken.append(entry)
-            if last is not None:
-                state[1] = last
-        taken.sort(key=_entry_order)
-        self._held -= len(taken)
-        return [entry[2] for entry in taken]
+        return self._taken(t, inclusive=True)
 
     def take(self, feed: str) -> list[tuple[tuple[Any, ...], Any]]:
         """Removes and returns what ``feed`` holds, as ``(key, item)`` in
@@ -245,28 +275,34 @@ class EventOrder:
         and its last release. For a record queued under a feed that was not
         its own (the reference data its feed is read from came after it)."""
         state = self._feeds.get(feed)
-        if state is None or not state[2]:
+        if state is None or len(state[2]) == state[3]:
             return []
-        heap, state[2] = state[2], []
-        heap.sort(key=_entry_order)
-        self._held -= len(heap)
-        return [(entry[0], entry[2]) for entry in heap]
+        held = state[2][state[3] :]
+        state[2], state[3] = [], 0
+        self._held -= len(held)
+        return [(entry[0], entry[2]) for entry in held]
 
     def oldest(self) -> int | None:
         """The earliest event time held, or ``None``."""
-        heads = [s[2][0][0][0] for s in self._feeds.values() if s[2]]
+        heads = [s[2][s[3]][0][0] for s in self._feeds.values() if len(s[2]) > s[3]]
         return min(heads) if heads else None
 
     # -- checkpoints -------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"lateness_ms": self.lateness_ms, "feeds": self._feeds, "seq": self._seq}
+        feeds = {f: [s[0], s[1], s[2][s[3] :], 0] for f, s in self._feeds.items()}
+        return {"lateness_ms": self.lateness_ms, "feeds": feeds, "seq": self._seq}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.lateness_ms = state["lateness_ms"]
-        self._feeds = state["feeds"]
+        feeds = state["feeds"]
+        for s in feeds.values():
+            if len(s) == 3:  # a checkpoint of a version that kept each feed as a heap
+                s[2] = sorted(s[2], key=_entry_order)
+                s.append(0)
+        self._feeds = feeds
         self._seq = state["seq"]
-        self._held = sum(len(s[2]) for s in self._feeds.values())
+        self._held = sum(len(s[2]) - s[3] for s in feeds.values())
 
 
 def _entry_order(entry: tuple[Any, int, Any]) -> tuple[Any, int]:
