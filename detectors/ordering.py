@@ -221,17 +221,19 @@ class EventOrder:
             return []
         return self._release(state, state[0] - self.lateness_ms, inclusive=False)
 
-    def _taken(self, bound: int, inclusive: bool) -> list[Any]:
-        """What every feed holds before ``bound``, in key order (feeds
-        merged; arrival order among equal keys)."""
+    def _taken(self, bound: int | None, inclusive: bool) -> list[Any]:
+        """What every feed holds before ``bound`` (``None``: before each
+        feed's own mark less the lateness), in key order (feeds merged;
+        arrival order among equal keys)."""
         taken: list[tuple[Any, int, Any]] = []
+        lateness = self.lateness_ms
         for state in self._feeds.values():
             buf, head = state[2], state[3]
-            start = head
-            n = len(buf)
+            start, n = head, len(buf)
+            cut = state[0] - lateness if bound is None else bound
             while head < n:
                 t = buf[head][0][0]
-                if t > bound or (t == bound and not inclusive):
+                if t > cut or (t == cut and not inclusive):
                     break
                 head += 1
             if head == start:
@@ -247,22 +249,7 @@ class EventOrder:
     def ready_all(self) -> list[Any]:
         """What every feed's mark releases now, in key order (feeds merged):
         :meth:`ready` for all, after a shell held releases back."""
-        taken: list[tuple[Any, int, Any]] = []
-        lateness = self.lateness_ms
-        for state in self._feeds.values():
-            buf, head = state[2], state[3]
-            start, n, bound = head, len(buf), state[0] - lateness
-            while head < n and buf[head][0][0] < bound:
-                head += 1
-            if head == start:
-                continue
-            taken.extend(buf[start:head])
-            state[1] = buf[head - 1][0]
-            del buf[:head]
-            state[3] = 0
-        taken.sort(key=_entry_order)
-        self._held -= len(taken)
-        return [entry[2] for entry in taken]
+        return self._taken(None, inclusive=False)
 
     def release_until(self, t: int = NO_BOUND) -> list[Any]:
         """Everything at or before event time ``t`` on every feed, in key

@@ -34,6 +34,7 @@ ValueError: demo bands must rise: low <= high
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -107,11 +108,12 @@ def keys(cls: type) -> list[str]:
 # -- kinds of value ---------------------------------------------------------------
 
 
-class Kind:
+class Kind(ABC):
     """How one value is read; :meth:`parse` raises ``ValueError`` naming it."""
 
+    @abstractmethod
     def parse(self, section: str, key: str, value: Any) -> Any:
-        raise NotImplementedError
+        """The value as the section holds it."""
 
 
 class Int(Kind):
