@@ -98,6 +98,16 @@ def ratio_text(num: int, den: int, places: int = 4) -> str:
     return str(q.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
 
 
+def ordinal(n: int) -> str:
+    """``n`` as an English ordinal, for a percentile in a summary.
+
+    >>> [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 92, 99)]
+    ['1st', '2nd', '3rd', '4th', '11th', '12th', '13th', '21st', '92nd', '99th']
+    """
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def yuan(fen: int) -> str:
     return fen_to_yuan(fen)
 

@@ -20,7 +20,13 @@ next transfer of the chain, ``min_passed_pct``-``max_passed_pct`` % of
 the receipt (the cycle's band: a cut kept, no money added). The chain is
 the longest so traced, through distinct accounts; a finding has
 ``min_hops`` to ``max_hops`` transfers, at most ``max_search_steps``
-transfers examined. A chain traced back further than ``max_hops`` was
+transfers examined. A shorter chain, from ``min_short_hops`` transfers, is
+a finding when every payment of it is at least the dump's
+``short_payment_pct``-th percentile in its currency (once ``min_samples``
+payments are seen there): a chain arising by chance among honest payments
+grows rarer the longer it is and the larger its payments, and three
+transfers from the top 1 % of a dump are rarer than four from its top
+10 %. A chain traced back further than ``max_hops`` was
 seen from an earlier transfer and is not offered again. In a dump that
 books many transfers at one time, a transfer that ``v`` relays at that
 very time is judged as the chain's end instead. Subject: the chain's first
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from .alerting import make_alert_id, ratio_text, yuan
+from .alerting import make_alert_id, ordinal, ratio_text, yuan
 from .reference import Flow
 from .settings import Fen, Int, at_most, section, setting
 from .transfer_graph import Edge
@@ -42,7 +48,11 @@ from .typologies import PERCENTILE, SEARCH_STEPS, WINDOW, _Ordered, passes_on
 
 @section(
     "peel_chain",
-    checks=(at_most("min_passed_pct", "max_passed_pct"), at_most("min_hops", "max_hops")),
+    checks=(
+        at_most("min_passed_pct", "max_passed_pct"),
+        at_most("min_short_hops", "min_hops"),
+        at_most("min_hops", "max_hops"),
+    ),
 )
 @dataclass(frozen=True, slots=True)
 class PeelChainConfig:
@@ -53,6 +63,8 @@ class PeelChainConfig:
     min_payment_pct: int = setting(PERCENTILE)
     min_hops: int = setting(Int(2, 24))
     max_hops: int = setting(Int(2, 24))
+    min_short_hops: int = setting(Int(2, 24))
+    short_payment_pct: int = setting(PERCENTILE)
     min_passed_pct: int = setting(Int(1, 100))
     max_passed_pct: int = setting(Int(1, 100))
     max_search_steps: int = setting(SEARCH_STEPS)
@@ -87,13 +99,22 @@ class PeelChain(_Ordered):
         self._budget = cfg.max_search_steps
         last: Edge = (f.ts, f.src_id, f.amount, f.txn_id)
         seen = {f.src_id, f.dst_id}
+        short_floor = self._short_floor()
 
         def fits(via: str, e: Edge, paid: Edge) -> bool:
             return self._relays(via, e, paid, now)
 
         def ends(payer: str, path: list[Edge]) -> bool:
             # ``seen`` holds the chain's accounts after the payer: none repeats
-            return payer not in seen and len(path) >= cfg.min_hops
+            if payer in seen:
+                return False
+            if len(path) >= cfg.min_hops:
+                return True
+            return (
+                short_floor is not None
+                and len(path) >= cfg.min_short_hops
+                and min(e[2] for e in path) >= short_floor
+            )
 
         # One deeper than the chains offered, to tell a longer chain.
         path = self._trace(f.src_id, now, [last], seen, fits, ends, cfg.max_hops + 1, longest=True)
@@ -111,7 +132,22 @@ class PeelChain(_Ordered):
         subject = hops[0][1]
         ep = self._episode((subject,), now)
         aid = make_alert_id(self.name, subject, ep)
-        self._offer((subject,), aid, subject, hops[0][3], hops[0][0], now, {"hops": hops})
+        args: dict[str, Any] = {"hops": hops}
+        if len(hops) < cfg.min_hops:
+            args["short_floor"] = short_floor
+        self._offer((subject,), aid, subject, hops[0][3], hops[0][0], now, args)
+
+    def _short_floor(self) -> int | None:
+        """The smallest payment of a chain shorter than ``min_hops``: the
+        dump's ``short_payment_pct``-th percentile in the payment's currency
+        (``None``: no short chain, when it is off, ``min_short_hops`` is
+        ``min_hops`` or fewer than ``min_samples`` payments are seen)."""
+        cfg = self.config.peel_chain
+        if not cfg.short_payment_pct or cfg.min_short_hops >= cfg.min_hops:
+            return None
+        if self.scale.count(self._currency) < self.config.typologies.min_samples:
+            return None
+        return self.scale.percentile(self._currency, cfg.short_payment_pct, upper=True)
 
     def _relayed_at_once(self, f: Flow, chain: set[str], now: int) -> bool:
         """Whether ``f``'s payee relays it, at ``f``'s own booked time, to an
@@ -166,12 +202,28 @@ class PeelChain(_Ordered):
             "sample_txn_ids": [h[4] for h in hops],
             "baseline": args["baseline"],
         }
+        counted_from = args["baseline"]["counted_from"]
+        short = "short_floor" in args
+        if short:
+            # what made a chain this short a finding: payments this large for the dump
+            counted_from = yuan(args["short_floor"])
+            evidence["short_chain"] = {
+                "shorter_than": cfg.min_hops,
+                "percentile": cfg.short_payment_pct,
+                "counted_from": counted_from,
+            }
         summary = (
             f"{yuan(sent)} {unit} left account {subject} and {yuan(arrived)} {unit} reached "
             f"account {hops[-1][2]} through {len(relays)} account(s) in {len(hops)} transfers "
             f"within {span} hours, each passing on {cfg.min_passed_pct}-{cfg.max_passed_pct} % "
             f"of its one receipt as one payment (lowest {lowest['share']}, account "
-            f"{lowest['account']}), in transfers of at least {args['baseline']['counted_from']} {unit}."
+            f"{lowest['account']}), in transfers of at least {counted_from} {unit}"
+            + (
+                f" (the dump's {ordinal(cfg.short_payment_pct)} percentile: fewer than "
+                f"{cfg.min_hops} transfers)."
+                if short
+                else "."
+            )
         )
         accounts = [*(h[1] for h in hops), hops[-1][2]][:20]
         return accounts, summary, evidence

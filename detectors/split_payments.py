@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .alerting import iso, make_alert_id, yuan
+from .alerting import iso, make_alert_id, ordinal, yuan
 from .reference import Flow
 from .settings import Fen, Int, Minutes, section, setting
 from .transfer_graph import Edge
@@ -122,7 +122,7 @@ class SplitPayments(_Typology):
         why = f"each below {base['each_below']} {unit}"
         if "percentile" in base:
             why += (
-                f" (the {base['percentile']}th percentile of the {base['payments_seen']} {unit} "
+                f" (the {ordinal(base['percentile'])} percentile of the {base['payments_seen']} {unit} "
                 "payments seen)"
             )
         summary = (

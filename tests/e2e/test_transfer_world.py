@@ -42,10 +42,12 @@ SEED_1 = {
     # Seven: two consecutive layers of one stack (3 x 3, paid densely) are a group too.
     "bipartite": (4, 4, 7, 7),
     "stack": (4, 4, 4, 4),
-    # Eight: the four chains (3-10 relays each), and four-transfer stretches of
-    # two planted cycles (8 and 7 accounts, each hop keeping 1-2.5 %, a stretch
-    # within 72 hours): laundering, on a pattern's accounts, so on patterns.
-    "peel_chain": (4, 4, 8, 8),
+    # Nine: the four chains (5-10 relays each), four-transfer stretches of two
+    # planted cycles (8 and 7 accounts, each hop keeping 1-2.5 %, a stretch
+    # within 72 hours) and a three-transfer stretch of a third, its payments
+    # from the dump's top 1 %: laundering, on a pattern's accounts, so on
+    # patterns.
+    "peel_chain": (4, 4, 9, 9),
 }
 
 

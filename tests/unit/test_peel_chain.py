@@ -5,7 +5,8 @@ over.
 
 With absolute floors (:data:`ABSOLUTE`: payments from 10,000 yuan, the
 relative floor off) at the defaults otherwise: 4 to 12 transfers, each
-account passing on 70-99 % of what it received, 72 hours.
+account passing on 70-99 % of what it received, 72 hours; 3 transfers when
+each is from the dump's 99th percentile (once 200 payments are seen).
 """
 
 from __future__ import annotations
@@ -307,7 +308,11 @@ def test_a_late_transfer_within_the_lateness_gives_the_same_alert():
 
     recs = [*background(), *peel(start=at(4, 9))]
     want = through_the_engine(recs)
-    assert shape(want) == [("PC0", 1, 4, ["PC01", "PC02", "PC03", "PC04"])]
+    # seen from its third transfer (the dump's top 1 %), grown by its fourth
+    assert shape(want) == [
+        ("PC0", 1, 3, ["PC01", "PC02", "PC03"]),
+        ("PC0", 2, 4, ["PC01", "PC02", "PC03", "PC04"]),
+    ]
     late = [*recs[:-3], recs[-2], recs[-3], recs[-1]]  # PC02 after PC03
     shuffled, tail = recs[:-40], recs[-40:]
     random.Random(7).shuffle(tail)
@@ -330,7 +335,8 @@ def test_the_search_budget_bounds_it():
 
 def test_against_the_dump_a_payment_counts_from_its_90th_percentile():
     bg = background()
-    [a] = run(PeelChain(), [*bg, *peel(start=at(4, 9))], finish=True)
+    *_, a = run(PeelChain(), [*bg, *peel(start=at(4, 9))], finish=True)
+    assert a.evidence["hop_count"] == 4
     assert a.evidence["baseline"] == {
         "currency": "CNY",
         "counted_from": "4587.52",
@@ -339,6 +345,66 @@ def test_against_the_dump_a_payment_counts_from_its_90th_percentile():
     }
     # Before 200 payments are seen nothing counts.
     assert run(PeelChain(), [*bg[:150], *peel(start=at(4, 9))], finish=True) == []
+
+
+def short(*amounts: str, config=None, samples: int = 400):
+    """``samples`` everyday payments, then a chain S0 -> S1 -> ... of
+    ``amounts`` an hour apart, through the defaults (or ``config``)."""
+    accounts = [f"S{i}" for i in range(len(amounts) + 1)]
+    recs = [*background(samples), *chain(accounts, list(amounts), start=at(4, 9), prefix="S")]
+    return run(PeelChain(config), recs, finish=True)
+
+
+def test_three_transfers_from_the_dumps_top_percent_are_a_chain():
+    # background(): the 99th percentile 5,079.04 yuan, the 90th 4,587.52
+    [a] = short("6000", "5600", "5079.04")
+    ev = a.evidence
+    assert (a.subject_id, ev["hop_count"], ev["sample_txn_ids"]) == ("S0", 3, ["S01", "S02", "S03"])
+    assert ev["short_chain"] == {"shorter_than": 4, "percentile": 99, "counted_from": "5079.04"}
+    assert ev["baseline"] == {
+        "currency": "CNY",
+        "counted_from": "4587.52",
+        "percentile": 90,
+        "payments_seen": 402,
+    }
+    assert (ev["thresholds"]["min_short_hops"], ev["thresholds"]["short_payment_pct"]) == (3, 99)
+    assert a.summary == (
+        "6000.00 yuan left account S0 and 5079.04 yuan reached account S3 through 2 account(s) "
+        "in 3 transfers within 2.00 hours, each passing on 70-99 % of its one receipt as one "
+        "payment (lowest 0.9070, account S2), in transfers of at least 5079.04 yuan (the dump's "
+        "99th percentile: fewer than 4 transfers)."
+    )
+    # one fen under the percentile: too few transfers for payments this size
+    assert short("6000", "5600", "5079.03") == []
+    # a fourth transfer makes it a chain at the 90th percentile, with no short-chain figure
+    [a] = short("6000", "5600", "5079.03", "4700")
+    assert (a.evidence["hop_count"], "short_chain" in a.evidence) == (4, False)
+    assert a.summary.endswith("in transfers of at least 4587.52 yuan.")
+
+
+def test_three_transfers_under_the_top_percent_are_too_few():
+    assert short("5500", "5200", "4900") == []  # 4,900 yuan: over the 90th, under the 99th
+    assert [a.evidence["hop_count"] for a in short("5500", "5200", "4900", "4700")] == [4]
+
+
+def test_the_short_chain_is_a_setting():
+    def peel_cfg(**settings):
+        return load_config(overrides={"peel_chain": settings})
+
+    big = ("6000", "5600", "5100")
+    assert len(short(*big)) == 1
+    assert short(*big, config=peel_cfg(short_payment_pct=0)) == []
+    assert short(*big, config=peel_cfg(min_short_hops=4)) == []
+    # two transfers: off by default, on from min_short_hops 2
+    assert short("6000", "5600") == []
+    [a] = short("6000", "5600", config=peel_cfg(min_short_hops=2))
+    assert (a.evidence["hop_count"], a.evidence["short_chain"]["shorter_than"]) == (2, 4)
+    # The 99th percentile is the dump's, with absolute floors too (10,000 yuan here): before
+    # 200 payments are seen no short chain counts, the absolute floor alone counting payments.
+    large = ("60000", "56000", "51000")
+    assert [a.evidence["hop_count"] for a in short(*large, config=ABSOLUTE)] == [3]
+    assert short(*large, config=ABSOLUTE, samples=150) == []
+    assert short(*big, samples=150) == []
 
 
 def test_a_chain_in_another_currency_is_judged_in_its_own():
@@ -408,6 +474,12 @@ def test_bad_settings_are_refused_by_name():
         ({"window_hours": 0}, "peel_chain.window_hours must be >= 1, got 0"),
         ({"min_payment": "-1"}, "peel_chain.min_payment must be a non-negative amount"),
         ({"min_payment_pct": 100}, "peel_chain.min_payment_pct must be <= 99, got 100"),
+        (
+            {"min_short_hops": 5},
+            "peel_chain.min_short_hops must be <= peel_chain.min_hops, got 5 > 4",
+        ),
+        ({"min_short_hops": 1}, "peel_chain.min_short_hops must be >= 2, got 1"),
+        ({"short_payment_pct": 100}, "peel_chain.short_payment_pct must be <= 99, got 100"),
     ]
     for settings, message in refused:
         with pytest.raises(ValueError, match=message):

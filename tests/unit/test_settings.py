@@ -58,7 +58,7 @@ BOUNDED = _bounded()
 
 
 def test_the_bounded_numbers_are_many() -> None:
-    assert len(BOUNDED) == 75
+    assert len(BOUNDED) == 77
 
 
 @pytest.mark.parametrize(
