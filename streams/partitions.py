@@ -94,16 +94,23 @@ class Partitions:
         return f"{short}/{tp.partition}" if self.whole else short
 
     def on_assigned(self, assigned: Iterable[Any]) -> None:
-        numbers = {tp.partition for tp in assigned if tp.topic in self.inputs}
+        held = {(tp.topic, tp.partition) for tp in assigned if tp.topic in self.inputs}
+        numbers = {p for _, p in held}
         if self.whole:
-            every = set(range(self.n_partitions))
-            if numbers and numbers != every:
+            # Every partition of every input topic: an assignor that splits the
+            # topics differently can give a second member clearing/1 while this
+            # one holds custody/1.
+            every = {(t, p) for t in self.inputs for p in range(self.n_partitions)}
+            if held and held != every:
                 log.warning(
-                    "whole-stream worker: assigned partitions %s of %d; it reads nothing until "
-                    "it holds all of them (one whole-stream worker per group %s)",
-                    sorted(numbers), self.n_partitions, self.names.group,
+                    "whole-stream worker: assigned %d of the %d input partitions (missing %s); "
+                    "it reads nothing until it holds all of them (one whole-stream worker per "
+                    "group %s)",
+                    len(held), len(every),
+                    ", ".join(f"{t}/{p}" for t, p in sorted(every - held)[:6]),
+                    self.names.group,
                 )  # fmt: skip
-            numbers = {0} if numbers == every else set()
+            numbers = {0} if held == every else set()
         for p in set(self.parts) - numbers:
             self._drop(p)
         self._assigned = numbers

@@ -126,6 +126,17 @@ def test_one_state_reads_every_partition_under_names_of_its_own() -> None:
     )
     assert h.parts == {} and h._assigned == set()
     assert h.health()["holds_every_partition"] is False
+    # Every partition number, but not of every topic: clearing/1 is another member's.
+    h.on_assigned(
+        [
+            TP(f"fundflow.{s}", p)
+            for s in ("custody", "clearing", "reports")
+            for p in range(3)
+            if (s, p) != ("clearing", 1)
+        ]
+    )
+    assert h._assigned == set()
+    assert h.health()["holds_every_partition"] is False
     h.on_assigned(
         [TP(f"fundflow.{s}", p) for s in ("custody", "clearing", "reports") for p in range(3)]
     )
