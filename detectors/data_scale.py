@@ -17,6 +17,17 @@ when a currency's count reaches ``HALVE_AT`` every count is halved (older
 payments weigh half as much; the answer depends only on the records and
 their order). Event time plays no part.
 
+Every typology asks for its percentile at every payment, so the answer is
+kept, not searched for: per currency the buckets in use in order, and per
+percentile asked a *cursor*, the position of the bucket holding it and the
+count of the payments below that bucket. A payment moves a cursor's count
+when it falls below its bucket, and the cursor steps to the next or the
+previous bucket only when the percentile's rank has left its own: a step or
+none a payment, where a search would sort every bucket. The cursors are
+rebuilt after a halving and after a restore (a snapshot holds the
+histogram and the counts only), and give the answers a search would
+(``tests/unit/test_typology_baselines.py`` checks them against one).
+
 >>> s = AmountScale()
 >>> for fen in range(100, 100_100, 100):
 ...     s.add("CNY", fen)
@@ -30,6 +41,7 @@ True
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 #: When a currency has counted this many payments, every count is halved.
@@ -55,22 +67,32 @@ def bucket_floor(index: int) -> int:
 class AmountScale:
     """Running payment sizes per currency; see the module docstring."""
 
-    __slots__ = ("hist", "counts")
+    __slots__ = ("hist", "counts", "_keys", "_cursors")
 
     def __init__(self) -> None:
         self.hist: dict[str, dict[int, int]] = {}
         self.counts: dict[str, int] = {}
+        # currency -> its buckets in use, ascending
+        self._keys: dict[str, list[int]] = {}
+        # currency -> {pct: [position in _keys of the bucket holding it, payments below it]}
+        self._cursors: dict[str, dict[int, list[int]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"hist": self.hist, "counts": self.counts}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.hist, self.counts = state["hist"], state["counts"]
+        self._keys = {cur: sorted(h) for cur, h in self.hist.items()}
+        self._cursors = {}
 
     def add(self, currency: str, amount: int) -> None:
-        h = self.hist.setdefault(currency, {})
+        h = self.hist.get(currency)
+        if h is None:
+            h = self.hist[currency] = {}
+            self._keys[currency] = []
         b = bucket(amount)
-        h[b] = h.get(b, 0) + 1
+        had = h.get(b)
+        h[b] = 1 if had is None else had + 1
         n = self.counts[currency] = self.counts.get(currency, 0) + 1
         if n >= HALVE_AT:
             for k in list(h):
@@ -78,6 +100,23 @@ class AmountScale:
                 if not h[k]:
                     del h[k]
             self.counts[currency] = sum(h.values())
+            self._keys[currency] = sorted(h)
+            self._cursors.pop(currency, None)
+            return
+        cursors = self._cursors.get(currency)
+        keys = self._keys[currency]
+        if had is None:
+            at = bisect_left(keys, b)
+            keys.insert(at, b)
+            if cursors:
+                for cur in cursors.values():
+                    if at <= cur[0]:  # a new bucket below the cursor's: it moves up one
+                        cur[0] += 1
+                        cur[1] += 1
+        elif cursors:
+            for cur in cursors.values():
+                if b < keys[cur[0]]:
+                    cur[1] += 1
 
     def count(self, currency: str) -> int:
         """Payments counted in ``currency`` (halvings included)."""
@@ -90,14 +129,24 @@ class AmountScale:
         h = self.hist.get(currency)
         if not h:
             return None
-        rank = self.counts[currency] * pct // 100
-        seen = 0
-        found = max(h)
-        for b in sorted(h):
-            seen += h[b]
-            if seen > rank:
-                found = b
-                break
+        keys = self._keys[currency]
+        # the payment of this rank, counting from 0 in ascending order (the last at 100)
+        rank = min(self.counts[currency] * pct // 100, self.counts[currency] - 1)
+        cursors = self._cursors.get(currency)
+        if cursors is None:
+            cursors = self._cursors[currency] = {}
+        cur = cursors.get(pct)
+        if cur is None:
+            cur = cursors[pct] = [0, 0]
+        at, below = cur
+        while below > rank:
+            at -= 1
+            below -= h[keys[at]]
+        while below + h[keys[at]] <= rank:
+            below += h[keys[at]]
+            at += 1
+        cur[0], cur[1] = at, below
+        found = keys[at]
         return bucket_floor(found + 1) if upper else bucket_floor(found)
 
 

@@ -10,6 +10,9 @@ payment is judged against the payments before it, then joins them.
 
 from __future__ import annotations
 
+import pickle
+import random
+
 import pytest
 from ledger import MINUTE_MS, at, clearing, run
 from typology_ledger import background, fan_in, habit, split
@@ -65,6 +68,45 @@ def test_counts_are_halved_at_the_bound_so_memory_and_weight_stay_bounded(monkey
         s.add("CNY", 100)
     s.add("CNY", 5000)
     assert s.count("CNY") == 4 and s.hist["CNY"] == {bucket(100): 4}
+
+
+def _searched(h: dict[int, int], count: int, pct: int, upper: bool) -> int:
+    """The percentile as a search over the sorted buckets finds it."""
+    rank, seen = count * pct // 100, 0
+    found = max(h)
+    for b in sorted(h):
+        seen += h[b]
+        if seen > rank:
+            found = b
+            break
+    return bucket_floor(found + 1) if upper else bucket_floor(found)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_kept_percentiles_are_the_searched_ones(monkeypatch, seed):
+    """After every payment, every percentile asked equals a search over the
+    sorted buckets: amounts rising, falling and at random, buckets new and
+    old, halvings, and a snapshot restored halfway."""
+    monkeypatch.setattr(data_scale, "HALVE_AT", 97)
+    rng = random.Random(seed)
+    s = AmountScale()
+    asked = (0, 5, 50, 90, 93, 99, 100)
+    for i in range(600):
+        shape = (i // 100) % 3
+        if shape == 0:
+            amount = rng.randint(1, 10**9)
+        elif shape == 1:
+            amount = 10**8 - i * 1000 + rng.randint(0, 999)
+        else:
+            amount = int(rng.lognormvariate(10, 3)) + 1
+        s.add("CNY", amount)
+        if i == 300:
+            s = pickle.loads(pickle.dumps(s))
+        for pct in rng.sample(asked, 3):
+            upper = rng.random() < 0.5
+            want = _searched(s.hist["CNY"], s.count("CNY"), pct, upper)
+            assert s.percentile("CNY", pct, upper=upper) == want, (i, pct, upper)
+    assert s.count("CNY") < 97
 
 
 # -- relative floors and currencies ---------------------------------------------------
