@@ -1,0 +1,20 @@
+//! fundflow's compiled per-record core: the JSON-lines wire decoder of
+//! `schemas/decode.py`, ported rule for rule so that the two give the same
+//! records and the same dead letters for the same bytes.
+//!
+//! ```
+//! use fundflow_core::decode::{Decoded, Decoder};
+//! let dec = Decoder::new("Asia/Shanghai", 1 << 20, None).unwrap();
+//! let line = br#"{"type":"balance","account_id":"A1","as_of":"2026-03-01T00:00:00+08:00","balance":"12.30"}"#;
+//! let Decoded::Record(rec) = dec.decode(line) else { panic!() };
+//! assert_eq!(rec.fields[2].0, "balance");
+//! ```
+
+pub mod decode;
+pub mod isotime;
+pub mod json;
+pub mod pytext;
+pub mod wire;
+
+#[cfg(feature = "python")]
+mod python;
