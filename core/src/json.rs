@@ -78,16 +78,23 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// `null`, `true` or `false`: the first byte already seen.
-    pub fn ident(&mut self, rest: &[u8]) -> Result<(), Fail> {
+    /// `null`, `true` or `false`: the first byte already seen. A mismatch
+    /// is reported after the word when the value is read, after its first
+    /// byte when it is skipped (msgspec's two paths).
+    pub fn ident(&mut self, rest: &[u8], skipping: bool) -> Result<(), Fail> {
         self.pos += 1;
         if self.buf.len() - self.pos < rest.len() {
             return Err(truncated());
         }
         let got = &self.buf[self.pos..self.pos + rest.len()];
-        self.pos += rest.len();
+        if !skipping {
+            self.pos += rest.len();
+        }
         if got != rest {
             return Err(self.err("invalid character"));
+        }
+        if skipping {
+            self.pos += rest.len();
         }
         Ok(())
     }
@@ -222,9 +229,9 @@ impl<'a> Reader<'a> {
     /// Skips one value of a field the record kind does not have.
     pub fn skip(&mut self) -> Result<(), Fail> {
         match self.peek()? {
-            b'n' => self.ident(b"ull"),
-            b't' => self.ident(b"rue"),
-            b'f' => self.ident(b"alse"),
+            b'n' => self.ident(b"ull", true),
+            b't' => self.ident(b"rue", true),
+            b'f' => self.ident(b"alse", true),
             b'"' => self.skip_string(),
             b'[' => self.skip_array(),
             b'{' => self.skip_object(),

@@ -659,7 +659,7 @@ fn read_struct(
 fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
     match r.peek()? {
         b'n' => {
-            r.ident(b"ull")?;
+            r.ident(b"ull", false)?;
             if ty.mask & NULL != 0 {
                 Ok(Val::Null)
             } else {
@@ -667,7 +667,7 @@ fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
             }
         }
         b't' => {
-            r.ident(b"rue")?;
+            r.ident(b"rue", false)?;
             if ty.mask & BOOL != 0 {
                 Ok(Val::Bool(true))
             } else {
@@ -675,7 +675,7 @@ fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
             }
         }
         b'f' => {
-            r.ident(b"alse")?;
+            r.ident(b"alse", false)?;
             if ty.mask & BOOL != 0 {
                 Ok(Val::Bool(false))
             } else {
