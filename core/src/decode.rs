@@ -3,6 +3,8 @@
 //! times to epoch ms in the configured zone, every refusal a dead letter
 //! with the Python decoder's reason and detail).
 
+use std::borrow::Cow;
+
 use chrono_tz::Tz;
 
 use crate::isotime;
@@ -58,24 +60,24 @@ fn is_id_field(name: &str) -> bool {
 
 /// A field of a record, as `msgspec.to_builtins` gives it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Out {
+pub enum Out<'a> {
     None,
     Bool(bool),
     Int(i64),
-    Str(String),
+    Str(Cow<'a, str>),
     /// A `Decimal`, as its `str()`.
     Decimal(String),
-    Strs(Vec<String>),
+    Strs(Vec<Cow<'a, str>>),
     /// `related`: entity id, relation, share.
-    Related(Vec<(String, String, Option<String>)>),
+    Related(Vec<(Cow<'a, str>, Cow<'a, str>, Option<String>)>),
 }
 
 /// A record: its kind (index into [`KIND_NAMES`]) and its fields in the
 /// order of its class in `schemas/records.py`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Record<'a> {
     pub kind: usize,
-    pub fields: Vec<(&'static str, Out)>,
+    pub fields: Vec<(&'static str, Out<'a>)>,
 }
 
 /// A refused line: the reason (one of [`REASONS`]), the detail (at most 300
@@ -89,8 +91,8 @@ pub struct DeadLetter {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    Record(Record),
+pub enum Decoded<'a> {
+    Record(Record<'a>),
     Dead(DeadLetter),
 }
 
@@ -200,14 +202,14 @@ impl Decoder {
     }
 
     /// One line (without its newline) into a record or a dead letter.
-    pub fn decode(&self, raw: &[u8]) -> Decoded {
+    pub fn decode<'a>(&self, raw: &'a [u8]) -> Decoded<'a> {
         match self.decode_inner(raw) {
             Ok(r) => Decoded::Record(r),
             Err(d) => Decoded::Dead(d),
         }
     }
 
-    fn decode_inner(&self, raw: &[u8]) -> Result<Record, DeadLetter> {
+    fn decode_inner<'a>(&self, raw: &'a [u8]) -> Result<Record<'a>, DeadLetter> {
         if raw.len() > self.max_line_bytes {
             let detail = format!("{} bytes, limit {}", raw.len(), self.max_line_bytes);
             return Err(dead("too_large", &detail, raw));
@@ -243,9 +245,9 @@ impl Decoder {
             .map_err(|Refused(reason, detail)| dead(reason, &detail, raw))
     }
 
-    fn convert(&self, kind: usize, vals: Vec<Option<Val>>) -> Result<Record, Refused> {
+    fn convert<'a>(&self, kind: usize, vals: Vec<Option<Val<'a>>>) -> Result<Record<'a>, Refused> {
         let shape = KINDS[kind];
-        let get = |name: &str| -> &Val {
+        let get = |name: &str| -> &Val<'a> {
             let i = shape
                 .fields
                 .iter()
@@ -253,13 +255,13 @@ impl Decoder {
                 .expect("a field of the kind");
             vals[i].as_ref().expect("every field filled")
         };
-        let text = |name: &str| -> Out {
+        let text = |name: &str| -> Out<'a> {
             match get(name) {
                 Val::Str(s) => Out::Str(s.clone()),
                 _ => Out::None,
             }
         };
-        let fields: Vec<(&'static str, Out)> = match KIND_NAMES[kind] {
+        let fields: Vec<(&'static str, Out<'a>)> = match KIND_NAMES[kind] {
             "custody_txn" | "clearing_txn" => {
                 let (a, b) = if kind == 6 {
                     ("debit_account", "credit_account")
@@ -302,7 +304,7 @@ impl Decoder {
                             Val::Object(r) => {
                                 let s = |i: usize| match r[i].as_ref() {
                                     Some(Val::Str(s)) => s.clone(),
-                                    _ => String::new(),
+                                    _ => Cow::Borrowed(""),
                                 };
                                 let share = match r[2].as_ref() {
                                     Some(Val::Float(x)) => decimal_str(&float_repr(*x)),
@@ -376,7 +378,7 @@ impl Decoder {
                     money_to_fen(get("client_liabilities"), "client_liabilities", false)?;
                 vec![
                     ("institution_id", text("institution_id")),
-                    ("as_of", Out::Str(as_of)),
+                    ("as_of", Out::Str(Cow::Owned(as_of))),
                     ("client_liabilities", Out::Int(liabilities)),
                 ]
             }
@@ -473,7 +475,7 @@ fn minute_and_seconds(s: &str) -> Option<(String, i64)> {
     None
 }
 
-fn int_of(v: &Val) -> Out {
+fn int_of<'a>(v: &Val) -> Out<'a> {
     match v {
         Val::Int(i) => Out::Int(*i as i64),
         _ => Out::None,
@@ -553,7 +555,7 @@ fn str_to_fen(s: &str, field: &str, positive: bool) -> Result<i64, Refused> {
 /// `_rate`: the text of `Decimal(value)`, in 0..10.
 fn rate(v: &Val, field: &str) -> Result<String, Refused> {
     let text = match v {
-        Val::Str(s) => s.clone(),
+        Val::Str(s) => s.to_string(),
         Val::Int(i) => i.to_string(),
         Val::Float(x) => float_repr(*x),
         _ => String::new(),
@@ -604,7 +606,7 @@ fn check_date(v: &Val, field: &str) -> Result<String, Refused> {
     if !("1970"..="2099").contains(&&s[..4]) {
         return Err(Refused("bad_time", format!("{field}: outside 1970..2099")));
     }
-    Ok(s.clone())
+    Ok(s.to_string())
 }
 
 /// The lines of a chunk as a JSON-lines reader sees them: split at `\n`,
@@ -614,4 +616,239 @@ pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
         !ln.iter()
             .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TXN: &[u8] = br#"{"type":"custody_txn","txn_id":"T1","ts":"2026-03-01T10:00:00+08:00","bank_id":"B","platform_id":"P","debit_account":"A","credit_account":"C","amount":"10.00","purpose":"invest"}"#;
+
+    fn dec() -> Decoder {
+        Decoder::new("Asia/Shanghai", 1 << 20, None).unwrap()
+    }
+
+    fn dead(line: &[u8]) -> (&'static str, String) {
+        match dec().decode(line) {
+            Decoded::Dead(d) => (d.reason, d.detail),
+            Decoded::Record(r) => panic!("decoded: {r:?}"),
+        }
+    }
+
+    fn with(field: &str, value: &str) -> Vec<u8> {
+        let text = std::str::from_utf8(TXN).unwrap();
+        let key = format!("\"{field}\":");
+        let start = text.find(&key).unwrap() + key.len();
+        let end = start + text[start..].find([',', '}']).unwrap();
+        format!("{}{}{}", &text[..start], value, &text[end..]).into_bytes()
+    }
+
+    #[test]
+    fn a_transaction_becomes_fen_and_epoch_ms() {
+        let Decoded::Record(r) = dec().decode(TXN) else {
+            panic!()
+        };
+        assert_eq!(KIND_NAMES[r.kind], "custody_txn");
+        let get = |n: &str| r.fields.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        assert_eq!(get("amount"), Out::Int(1000));
+        assert_eq!(get("ts"), Out::Int(1772330400000));
+        assert_eq!(get("currency"), Out::Str(Cow::Borrowed("CNY")));
+        assert_eq!(get("loan_id"), Out::None);
+    }
+
+    #[test]
+    fn refusals_carry_the_python_reason_and_detail() {
+        let money = r"'^([0-9]{1,15}(\\.[0-9]{1,2})?|1000000000000000(\\.0{1,2})?)$'";
+        let cases: Vec<(Vec<u8>, &str, String)> = vec![
+            (
+                with("amount", "\"12.345\""),
+                "bad_amount",
+                format!("Expected `str` matching regex {money} - at `$.amount`"),
+            ),
+            (
+                with("amount", "0"),
+                "bad_amount",
+                "amount: must be greater than 0".into(),
+            ),
+            (
+                with("amount", "1e-5"),
+                "bad_amount",
+                "amount: 1e-05 is not a plain decimal".into(),
+            ),
+            (
+                with("amount", "10.001"),
+                "bad_amount",
+                "amount: 10.001 has more than 2 decimals".into(),
+            ),
+            (
+                with("amount", "1e400"),
+                "bad_amount",
+                "Number out of range - at `$.amount`".into(),
+            ),
+            (
+                with("ts", "-1"),
+                "bad_time",
+                "ts: outside 1970-01-01..2099-12-31".into(),
+            ),
+            (
+                with("ts", "1.5"),
+                "bad_time",
+                "Expected `int | str`, got `float` - at `$.ts`".into(),
+            ),
+            (
+                with("ts", "\"2026-02-30T00:00:00\""),
+                "bad_time",
+                "ts: '2026-02-30T00:00:00' is not ISO-8601".into(),
+            ),
+            (
+                with("txn_id", "\"\""),
+                "bad_id",
+                "Expected `str` of length >= 1 - at `$.txn_id`".into(),
+            ),
+            (
+                with("purpose", "\"steal\""),
+                "bad_enum",
+                "Invalid enum value 'steal' - at `$.purpose`".into(),
+            ),
+            (
+                with("credit_account", "\"A\""),
+                "bad_field",
+                "debit_account equals credit_account".into(),
+            ),
+            (
+                with("type", "\"steal\""),
+                "unknown_type",
+                "Invalid value 'steal' - at `$.type`".into(),
+            ),
+            (
+                br#"{"type":"balance"}"#.to_vec(),
+                "missing_field",
+                "Object missing required field `account_id`".into(),
+            ),
+            (
+                br#"{"a":1}"#.to_vec(),
+                "unknown_type",
+                "Object missing required field `type`".into(),
+            ),
+            (
+                b"[1]".to_vec(),
+                "not_object",
+                "Expected `object`, got `array`".into(),
+            ),
+            (
+                TXN[..TXN.len() - 1].to_vec(),
+                "not_json",
+                "Input data was truncated".into(),
+            ),
+            (
+                [TXN, b"x"].concat(),
+                "not_json",
+                format!(
+                    "JSON is malformed: trailing characters (byte {})",
+                    TXN.len() + 1
+                ),
+            ),
+            (
+                b"\xff".to_vec(),
+                "not_json",
+                "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte".into(),
+            ),
+        ];
+        for (line, reason, detail) in cases {
+            assert_eq!(
+                dead(&line),
+                (reason, detail),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_quoting_input_is_classified_as_python_reads_it() {
+        // The regular expressions of _classify find the path inside the quoted value.
+        let line = with("type", "\"x - at `$.amount`\"");
+        assert_eq!(dead(&line).0, "bad_amount");
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_too_large() {
+        let nested = |n: usize| {
+            let mut v = TXN[..TXN.len() - 1].to_vec();
+            v.extend_from_slice(b",\"x\":");
+            v.extend(std::iter::repeat_n(b'[', n));
+            v.extend(std::iter::repeat_n(b']', n));
+            v.push(b'}');
+            v
+        };
+        assert!(matches!(
+            dec().decode(&nested(MAX_DEPTH_ARRAYS)),
+            Decoded::Record(_)
+        ));
+        assert_eq!(
+            dead(&nested(MAX_DEPTH_ARRAYS + 1)),
+            ("too_large", "JSON nested too deep to decode".into())
+        );
+        assert_eq!(dead(&nested(200_000)).0, "too_large");
+    }
+    const MAX_DEPTH_ARRAYS: usize = crate::json::MAX_DEPTH - 1;
+
+    #[test]
+    fn a_line_over_the_limit_is_too_large() {
+        let d = Decoder::new("UTC", 10, None).unwrap();
+        let Decoded::Dead(dl) = d.decode(TXN) else {
+            panic!()
+        };
+        assert_eq!(
+            (dl.reason, dl.detail.as_str()),
+            (
+                "too_large",
+                format!("{} bytes, limit 10", TXN.len()).as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A fixed linear congruential sequence: mutations of a good line and
+        // plain noise, every one a record or a dead letter.
+        let mut x: u64 = 0x2026_1207;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as usize
+        };
+        let alphabet = b"{}[]\":,.-+eE0123456789 \\u\x00\x7f\xc3\xa9\xffnultrZT";
+        let d = dec();
+        for _ in 0..20_000 {
+            let mut line = TXN.to_vec();
+            for _ in 0..(1 + next() % 4) {
+                let i = next() % (line.len() + 1);
+                let b = alphabet[next() % alphabet.len()];
+                match next() % 3 {
+                    0 if i < line.len() => {
+                        line.remove(i);
+                    }
+                    1 => line.insert(i, b),
+                    _ if i < line.len() => line[i] = b,
+                    _ => {}
+                }
+            }
+            let _ = d.decode(&line);
+            let noise: Vec<u8> = (0..next() % 64)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            let _ = d.decode(&noise);
+        }
+    }
+
+    #[test]
+    fn blank_lines_are_not_lines() {
+        let chunk = b"a\n\n \r\n\tb\r\n";
+        assert_eq!(
+            lines(chunk).collect::<Vec<_>>(),
+            vec![&b"a"[..], &b"\tb\r"[..]]
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! one pass over the bytes, values skipped or read as the schema asks
 //! (`crate::wire`), errors naming the byte offset msgspec names.
 
+use std::borrow::Cow;
+
 /// Why a line could not be read as its wire shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fail {
@@ -147,8 +149,25 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, its opening quote already seen; the line is known UTF-8.
-    pub fn string(&mut self) -> Result<String, Fail> {
+    /// Borrowed from the line unless it holds escapes.
+    pub fn string(&mut self) -> Result<Cow<'a, str>, Fail> {
         self.pos += 1;
+        let start = self.pos;
+        let buf = self.buf;
+        let mut end = start;
+        while end < buf.len() && buf[end] != b'"' && buf[end] != b'\\' && buf[end] >= 0x20 {
+            end += 1;
+        }
+        if end < buf.len() && buf[end] == b'"' {
+            self.pos = end + 1;
+            return std::str::from_utf8(&buf[start..end])
+                .map(Cow::Borrowed)
+                .map_err(|_| self.err("invalid character"));
+        }
+        self.string_escaped()
+    }
+
+    fn string_escaped(&mut self) -> Result<Cow<'a, str>, Fail> {
         let mut out: Vec<u8> = Vec::new();
         let mut start = self.pos;
         loop {
@@ -192,7 +211,9 @@ impl<'a> Reader<'a> {
             }
         }
         // The line was checked as UTF-8 and escapes write whole characters.
-        String::from_utf8(out).map_err(|_| self.err("invalid character"))
+        String::from_utf8(out)
+            .map(Cow::Owned)
+            .map_err(|_| self.err("invalid character"))
     }
 
     fn skip_string(&mut self) -> Result<(), Fail> {

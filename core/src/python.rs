@@ -12,7 +12,7 @@ use crate::decode::{self, DeadLetter, Decoded, Out, KIND_NAMES, REASONS};
 
 /// Decodes one line; a fault in the decoder itself (a bug, never expected)
 /// becomes a dead letter naming it rather than an exception mid-chunk.
-fn decode_one(dec: &decode::Decoder, line: &[u8]) -> Decoded {
+fn decode_one<'a>(dec: &decode::Decoder, line: &'a [u8]) -> Decoded<'a> {
     catch_unwind(AssertUnwindSafe(|| dec.decode(line))).unwrap_or_else(|_| {
         Decoded::Dead(DeadLetter {
             reason: "bad_field",
@@ -35,14 +35,15 @@ fn out_to_py<'py>(py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
         Out::None => py.None().into_bound(py),
         Out::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
         Out::Int(i) => i.into_pyobject(py)?.into_any(),
-        Out::Str(s) | Out::Decimal(s) => s.into_pyobject(py)?.into_any(),
-        Out::Strs(items) => PyList::new(py, items)?.into_any(),
+        Out::Str(s) => s.as_ref().into_pyobject(py)?.into_any(),
+        Out::Decimal(s) => s.into_pyobject(py)?.into_any(),
+        Out::Strs(items) => PyList::new(py, items.iter().map(|s| s.as_ref()))?.into_any(),
         Out::Related(items) => {
             let list = PyList::empty(py);
             for (id, relation, share) in items {
                 let d = PyDict::new(py);
-                d.set_item("entity_id", id)?;
-                d.set_item("relation", relation)?;
+                d.set_item("entity_id", id.as_ref())?;
+                d.set_item("relation", relation.as_ref())?;
                 d.set_item("share", share)?;
                 list.append(d)?;
             }

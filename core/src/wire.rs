@@ -2,6 +2,8 @@
 //! fields in declaration order with the type msgspec checks, and the decode
 //! of a JSON object into them with msgspec's checks, order and messages.
 
+use std::borrow::Cow;
+
 use crate::json::{Fail, Number, Reader};
 
 pub const BOOL: u16 = 1;
@@ -415,25 +417,73 @@ pub fn kind_index(name: &str) -> Option<usize> {
     KINDS.iter().position(|s| s.tag == Some(name))
 }
 
-/// A decoded field value, before conversion into a record.
+/// A decoded field value, before conversion into a record; strings are
+/// borrowed from the line where they hold no escape.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val {
+pub enum Val<'a> {
     Null,
     Bool(bool),
     /// An integer: those over 64 bits keep only their sign (a time that big
     /// is out of range whatever it is; money and term fields bound them).
     Int(i128),
     Float(f64),
-    Str(String),
-    List(Vec<Val>),
-    Object(Vec<Option<Val>>),
+    Str(Cow<'a, str>),
+    List(Vec<Val<'a>>),
+    Object(Vec<Option<Val<'a>>>),
 }
 
-/// A path into the record, for the ` - at `$.x`` suffix of a message.
-#[derive(Clone, Copy)]
+/// A step of the path into the record that a message names
+/// (`` - at `$.related[0].entity_id` ``).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Step {
     Field(&'static str),
     Index(usize),
+}
+
+/// A validation failure on its way out: the message without its path, and
+/// the path, innermost step last. Steps are added as the failure leaves
+/// each array and object, so a line that decodes pays nothing for them.
+struct Invalid(String, Vec<Step>);
+
+type Res<T> = Result<T, Failure>;
+
+enum Failure {
+    Json(Fail),
+    Invalid(Invalid),
+}
+
+impl From<Fail> for Failure {
+    fn from(f: Fail) -> Self {
+        Failure::Json(f)
+    }
+}
+
+impl Failure {
+    fn within(self, step: Step) -> Self {
+        match self {
+            Failure::Invalid(Invalid(m, mut path)) => {
+                path.insert(0, step);
+                Failure::Invalid(Invalid(m, path))
+            }
+            other => other,
+        }
+    }
+
+    fn finish(self) -> Fail {
+        match self {
+            Failure::Json(f) => f,
+            Failure::Invalid(Invalid(m, path)) => {
+                let names = path
+                    .iter()
+                    .filter_map(|s| match s {
+                        Step::Field(f) => Some(*f),
+                        Step::Index(_) => None,
+                    })
+                    .collect();
+                Fail::Invalid(format!("{}{}", m, suffix(&path)), names)
+            }
+        }
+    }
 }
 
 fn suffix(path: &[Step]) -> String {
@@ -454,17 +504,8 @@ fn suffix(path: &[Step]) -> String {
     s
 }
 
-fn names(path: &[Step]) -> Vec<&'static str> {
-    path.iter()
-        .filter_map(|s| match s {
-            Step::Field(f) => Some(*f),
-            Step::Index(_) => None,
-        })
-        .collect()
-}
-
-fn invalid(msg: impl Into<String>, path: &[Step]) -> Fail {
-    Fail::Invalid(format!("{}{}", msg.into(), suffix(path)), names(path))
+fn invalid(msg: impl Into<String>) -> Failure {
+    Failure::Invalid(Invalid(msg.into(), Vec::new()))
 }
 
 fn type_repr(mask: u16) -> String {
@@ -493,11 +534,8 @@ fn type_repr(mask: u16) -> String {
     parts.join(" | ")
 }
 
-fn wrong(got: &str, ty: &Ty, path: &[Step]) -> Fail {
-    invalid(
-        format!("Expected `{}`, got `{}`", type_repr(ty.mask), got),
-        path,
-    )
+fn wrong(got: &str, ty: &Ty) -> Failure {
+    invalid(format!("Expected `{}`, got `{}`", type_repr(ty.mask), got))
 }
 
 /// The top-level type of a line: one kind, or any kind told by `type`.
@@ -506,37 +544,38 @@ pub enum Top {
     Kind(usize),
 }
 
+/// The fields of one record, in the order of its shape.
+pub type Fields<'a> = Vec<Option<Val<'a>>>;
+
 /// Reads one JSON value of the line's top-level type: the record kind and
 /// its fields, or msgspec's failure.
-pub fn read_top(r: &mut Reader, top: &Top) -> Result<(usize, Vec<Option<Val>>), Fail> {
-    let c = r.peek()?;
-    let mask = OBJECT;
-    let ty = ty(mask);
-    let out = match c {
-        b'{' => match top {
-            Top::Kind(k) => {
-                r.pos += 1;
-                let fields = read_struct(r, KINDS[*k], &[], true)?;
-                (*k, fields)
-            }
-            Top::Any => read_union(r)?,
-        },
-        _ => {
+pub fn read_top<'a>(r: &mut Reader<'a>, top: &Top) -> Result<(usize, Fields<'a>), Fail> {
+    let got = (|| -> Res<(usize, Fields<'a>)> {
+        let out = match r.peek()? {
+            b'{' => match top {
+                Top::Kind(k) => {
+                    r.pos += 1;
+                    (*k, read_struct(r, KINDS[*k], true)?)
+                }
+                Top::Any => read_union(r)?,
+            },
             // Anything else is the wrong type, once it is known to be JSON.
-            read_value(r, &ty, &[])?;
-            unreachable!("an object type takes only objects")
-        }
-    };
-    r.trailing()?;
-    Ok(out)
+            _ => {
+                read_value(r, &ty(OBJECT))?;
+                return Err(invalid("Expected `object`"));
+            }
+        };
+        r.trailing()?;
+        Ok(out)
+    })();
+    got.map_err(Failure::finish)
 }
 
 /// A tagged union: find `type` first (skipping what comes before it), then
 /// read the whole object as that kind.
-fn read_union(r: &mut Reader) -> Result<(usize, Vec<Option<Val>>), Fail> {
+fn read_union<'a>(r: &mut Reader<'a>) -> Res<(usize, Fields<'a>)> {
     r.pos += 1;
     let orig = r.pos;
-    let tag_path = [Step::Field("type")];
     let mut i = 0usize;
     loop {
         let mut c = r.peek()?;
@@ -547,57 +586,50 @@ fn read_union(r: &mut Reader) -> Result<(usize, Vec<Option<Val>>), Fail> {
             r.pos += 1;
             c = r.peek()?;
         } else if i != 0 {
-            return Err(r.err("expected ',' or '}'"));
+            return Err(r.err("expected ',' or '}'").into());
         }
         let key = if c == b'"' {
             r.string()?
         } else if c == b'}' {
-            return Err(r.err("trailing comma in object"));
+            return Err(r.err("trailing comma in object").into());
         } else {
-            return Err(r.err("object keys must be strings"));
+            return Err(r.err("object keys must be strings").into());
         };
         if r.peek()? != b':' {
-            return Err(r.err("expected ':'"));
+            return Err(r.err("expected ':'").into());
         }
         r.pos += 1;
         if key == "type" {
-            let tag = read_tag(r, &tag_path)?;
+            let tag = read_tag(r).map_err(|e| e.within(Step::Field("type")))?;
             let Some(k) = kind_index(&tag) else {
-                return Err(invalid(format!("Invalid value '{tag}'"), &tag_path));
+                return Err(invalid(format!("Invalid value '{tag}'")).within(Step::Field("type")));
             };
             if i != 0 {
                 r.pos = orig;
             }
-            let fields = read_struct(r, KINDS[k], &[], i != 0)?;
+            let fields = read_struct(r, KINDS[k], i != 0)?;
             return Ok((k, fields));
         }
         r.skip()?;
         i += 1;
     }
-    Err(invalid("Object missing required field `type`", &[]))
+    Err(invalid("Object missing required field `type`"))
 }
 
-fn read_tag(r: &mut Reader, path: &[Step]) -> Result<String, Fail> {
+fn read_tag<'a>(r: &mut Reader<'a>) -> Res<Cow<'a, str>> {
     if r.peek()? != b'"' {
         r.skip()?;
-        return Err(invalid("Expected `str`", path));
+        return Err(invalid("Expected `str`"));
     }
-    r.string()
+    Ok(r.string()?)
 }
 
 /// The fields of one struct, its `{` consumed; `first` when no member has
 /// been read yet. Repeated keys: each is checked, the last one kept.
-fn read_struct(
-    r: &mut Reader,
-    shape: &'static Shape,
-    path: &[Step],
-    first: bool,
-) -> Result<Vec<Option<Val>>, Fail> {
+fn read_struct<'a>(r: &mut Reader<'a>, shape: &'static Shape, first: bool) -> Res<Fields<'a>> {
     r.enter()?;
-    let mut vals: Vec<Option<Val>> = vec![None; shape.fields.len()];
+    let mut vals: Fields<'a> = vec![None; shape.fields.len()];
     let mut first = first;
-    let mut fpath: Vec<Step> = path.to_vec();
-    fpath.push(Step::Field(""));
     loop {
         let mut c = r.peek()?;
         if c == b'}' {
@@ -609,28 +641,27 @@ fn read_struct(
         } else if first {
             first = false;
         } else {
-            return Err(r.err("expected ',' or '}'"));
+            return Err(r.err("expected ',' or '}'").into());
         }
         let key = if c == b'"' {
             r.string()?
         } else if c == b'}' {
-            return Err(r.err("trailing comma in object"));
+            return Err(r.err("trailing comma in object").into());
         } else {
-            return Err(r.err("object keys must be strings"));
+            return Err(r.err("object keys must be strings").into());
         };
         if r.peek()? != b':' {
-            return Err(r.err("expected ':'"));
+            return Err(r.err("expected ':'").into());
         }
         r.pos += 1;
         if let Some(i) = shape.fields.iter().position(|f| f.name == key) {
             let field = &shape.fields[i];
-            *fpath.last_mut().expect("pushed above") = Step::Field(field.name);
-            vals[i] = Some(read_value(r, field.ty, &fpath)?);
+            let v = read_value(r, field.ty).map_err(|e| e.within(Step::Field(field.name)))?;
+            vals[i] = Some(v);
         } else if shape.tag.is_some() && key == "type" {
-            let tag_path = [path, &[Step::Field("type")]].concat();
-            let tag = read_tag(r, &tag_path)?;
-            if Some(tag.as_str()) != shape.tag {
-                return Err(invalid(format!("Invalid value '{tag}'"), &tag_path));
+            let tag = read_tag(r).map_err(|e| e.within(Step::Field("type")))?;
+            if Some(tag.as_ref()) != shape.tag {
+                return Err(invalid(format!("Invalid value '{tag}'")).within(Step::Field("type")));
             }
         } else {
             r.skip()?;
@@ -640,13 +671,13 @@ fn read_struct(
         if vals[i].is_none() {
             vals[i] = Some(match field.default {
                 Default::Required => {
-                    return Err(invalid(
-                        format!("Object missing required field `{}`", field.name),
-                        path,
-                    ))
+                    return Err(invalid(format!(
+                        "Object missing required field `{}`",
+                        field.name
+                    )))
                 }
                 Default::Null => Val::Null,
-                Default::Str(s) => Val::Str(s.to_string()),
+                Default::Str(s) => Val::Str(Cow::Borrowed(s)),
                 Default::False => Val::Bool(false),
                 Default::EmptyList => Val::List(Vec::new()),
             });
@@ -656,14 +687,14 @@ fn read_struct(
     Ok(vals)
 }
 
-fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
+fn read_value<'a>(r: &mut Reader<'a>, ty: &Ty) -> Res<Val<'a>> {
     match r.peek()? {
         b'n' => {
             r.ident(b"ull", false)?;
             if ty.mask & NULL != 0 {
                 Ok(Val::Null)
             } else {
-                Err(wrong("null", ty, path))
+                Err(wrong("null", ty))
             }
         }
         b't' => {
@@ -671,7 +702,7 @@ fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
             if ty.mask & BOOL != 0 {
                 Ok(Val::Bool(true))
             } else {
-                Err(wrong("bool", ty, path))
+                Err(wrong("bool", ty))
             }
         }
         b'f' => {
@@ -679,19 +710,17 @@ fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
             if ty.mask & BOOL != 0 {
                 Ok(Val::Bool(false))
             } else {
-                Err(wrong("bool", ty, path))
+                Err(wrong("bool", ty))
             }
         }
         b'[' => {
             let Some(items) = ty.items.filter(|_| ty.mask & ARRAY != 0) else {
-                return Err(wrong("array", ty, path));
+                return Err(wrong("array", ty));
             };
             r.pos += 1;
             r.enter()?;
             let mut out = Vec::new();
             let mut first = true;
-            let mut ipath = path.to_vec();
-            ipath.push(Step::Index(0));
             loop {
                 let mut c = r.peek()?;
                 if c == b']' {
@@ -703,135 +732,134 @@ fn read_value(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
                 } else if first {
                     first = false;
                 } else {
-                    return Err(r.err("expected ',' or ']'"));
+                    return Err(r.err("expected ',' or ']'").into());
                 }
                 if c == b']' {
-                    return Err(r.err("trailing comma in array"));
+                    return Err(r.err("trailing comma in array").into());
                 }
-                *ipath.last_mut().expect("pushed above") = Step::Index(out.len());
-                out.push(read_value(r, items, &ipath)?);
+                let i = out.len();
+                out.push(read_value(r, items).map_err(|e| e.within(Step::Index(i)))?);
             }
             r.leave();
             Ok(Val::List(out))
         }
         b'{' => {
             let Some(shape) = ty.object.filter(|_| ty.mask & OBJECT != 0) else {
-                return Err(wrong("object", ty, path));
+                return Err(wrong("object", ty));
             };
             r.pos += 1;
-            Ok(Val::Object(read_struct(r, shape, path, true)?))
+            Ok(Val::Object(read_struct(r, shape, true)?))
         }
         b'"' => {
             let s = r.string()?;
             if ty.mask & STR != 0 {
-                check_str(&s, ty, path)?;
+                check_str(&s, ty)?;
                 Ok(Val::Str(s))
             } else if ty.mask & ENUM != 0 {
-                if ty.values.contains(&s.as_str()) {
+                if ty.values.contains(&s.as_ref()) {
                     Ok(Val::Str(s))
                 } else {
-                    Err(invalid(
-                        format!("Invalid enum value {}", crate::pytext::str_repr(&s)),
-                        path,
-                    ))
+                    Err(invalid(format!(
+                        "Invalid enum value {}",
+                        crate::pytext::str_repr(&s)
+                    )))
                 }
             } else {
-                Err(wrong("str", ty, path))
+                Err(wrong("str", ty))
             }
         }
-        _ => number(r, ty, path),
+        _ => number(r, ty),
     }
 }
 
-fn check_str(s: &str, ty: &Ty, path: &[Step]) -> Result<(), Fail> {
+fn check_str(s: &str, ty: &Ty) -> Res<()> {
     if ty.str_min.is_some() || ty.str_max.is_some() {
-        let n = s.chars().count();
+        // Characters, not bytes; an ASCII text has as many of each.
+        let n = if s.is_ascii() {
+            s.len()
+        } else {
+            s.chars().count()
+        };
         if let Some(m) = ty.str_min.filter(|&m| n < m) {
-            return Err(invalid(format!("Expected `str` of length >= {m}"), path));
+            return Err(invalid(format!("Expected `str` of length >= {m}")));
         }
         if let Some(m) = ty.str_max.filter(|&m| n > m) {
-            return Err(invalid(format!("Expected `str` of length <= {m}"), path));
+            return Err(invalid(format!("Expected `str` of length <= {m}")));
         }
     }
     if let Some(p) = ty.pattern {
         if !p.matches(s) {
-            return Err(invalid(
-                format!("Expected `str` matching regex {}", p.repr()),
-                path,
-            ));
+            return Err(invalid(format!(
+                "Expected `str` matching regex {}",
+                p.repr()
+            )));
         }
     }
     Ok(())
 }
 
-fn int_checked(x: i128, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
+fn int_checked<'a>(x: i128, ty: &Ty) -> Res<Val<'a>> {
     if let Some(m) = ty.int_min.filter(|&m| x < m as i128) {
-        return Err(invalid(format!("Expected `int` >= {m}"), path));
+        return Err(invalid(format!("Expected `int` >= {m}")));
     }
     if let Some(m) = ty.int_max.filter(|&m| x > m as i128) {
-        return Err(invalid(format!("Expected `int` <= {m}"), path));
+        return Err(invalid(format!("Expected `int` <= {m}")));
     }
     Ok(Val::Int(x))
 }
 
-fn float_checked(x: f64, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
+fn float_checked<'a>(x: f64, ty: &Ty) -> Res<Val<'a>> {
     use crate::pytext::float_repr;
     if let Some(c) = ty.float_ge.filter(|&c| x < c) {
-        return Err(invalid(
-            format!("Expected `float` >= {}", float_repr(c)),
-            path,
-        ));
+        return Err(invalid(format!("Expected `float` >= {}", float_repr(c))));
     }
     if let Some(c) = ty.float_le.filter(|&c| x > c) {
-        return Err(invalid(
-            format!("Expected `float` <= {}", float_repr(c)),
-            path,
-        ));
+        return Err(invalid(format!("Expected `float` <= {}", float_repr(c))));
     }
     Ok(Val::Float(x))
 }
 
-fn number(r: &mut Reader, ty: &Ty, path: &[Step]) -> Result<Val, Fail> {
+fn number<'a>(r: &mut Reader<'a>, ty: &Ty) -> Res<Val<'a>> {
     let n = r.number()?;
-    let float_path = |x: f64| -> Result<Val, Fail> {
+    let float_path = |x: f64| -> Res<Val<'a>> {
         if x.is_infinite() {
-            return Err(invalid("Number out of range", path));
+            return Err(invalid("Number out of range"));
         }
         if ty.mask & FLOAT != 0 {
-            float_checked(x, ty, path)
+            float_checked(x, ty)
         } else {
-            Err(wrong("float", ty, path))
+            Err(wrong("float", ty))
         }
     };
     match n {
         Number::UInt(u) => {
             if ty.mask & INT != 0 {
-                int_checked(u as i128, ty, path)
+                int_checked(u as i128, ty)
             } else if ty.mask & FLOAT != 0 {
-                float_checked(u as f64, ty, path)
+                float_checked(u as f64, ty)
             } else {
-                Err(wrong("int", ty, path))
+                Err(wrong("int", ty))
             }
         }
         Number::Int(i) => {
             if ty.mask & INT != 0 {
-                int_checked(i as i128, ty, path)
+                int_checked(i as i128, ty)
             } else if ty.mask & FLOAT != 0 {
-                float_checked(i as f64, ty, path)
+                float_checked(i as f64, ty)
             } else {
-                Err(wrong("int", ty, path))
+                Err(wrong("int", ty))
             }
         }
         Number::Big { neg, digits, float } => {
             if ty.mask & INT != 0 {
                 if digits > 4300 {
-                    return Err(invalid("Integer value out of range", path));
+                    return Err(invalid("Integer value out of range"));
                 }
                 if let Some(m) = ty.int_min.filter(|_| neg) {
-                    return Err(invalid(format!("Expected `int` >= {m}"), path));
+                    return Err(invalid(format!("Expected `int` >= {m}")));
                 }
                 if let Some(m) = ty.int_max.filter(|_| !neg) {
-                    return Err(invalid(format!("Expected `int` <= {m}"), path));
+                    return Err(invalid(format!("Expected `int` <= {m}")));
                 }
                 Ok(Val::Int(if neg { i128::MIN } else { i128::MAX }))
             } else {
