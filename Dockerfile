@@ -4,7 +4,9 @@
 # Two stages. `build` has the compiler: it installs the locked dependency tree
 # (requirements/runtime.txt, every file checked against its hash) into a venv
 # at /opt/fundflow, builds the package's wheel with the lock's setuptools
-# (the wheel holds the compiled fundflow.detectors._table), and installs that
+# and setuptools-rust (the wheel holds the compiled fundflow.detectors._table,
+# from C, and fundflow._core, from the Rust crate core/ built with Debian's
+# cargo, which fetches the crates of core/Cargo.lock), and installs that
 # wheel into the same venv without resolving anything more. The runtime stage
 # is a slim Python with no compiler that receives the finished venv. The lock
 # is installed where the compiler is because not every locked package has a
@@ -18,7 +20,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
+    && apt-get install -y --no-install-recommends build-essential cargo \
     && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -31,6 +33,7 @@ COPY fundflow fundflow
 COPY schemas schemas
 COPY detectors detectors
 COPY streams streams
+COPY core core
 RUN /opt/fundflow/bin/pip wheel --no-deps --no-build-isolation -w /wheels . \
     && /opt/fundflow/bin/pip install --no-deps /wheels/fundflow-*.whl
 
@@ -39,7 +42,7 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/fundflow --create-home fund
 COPY --from=build /opt/fundflow /opt/fundflow
 ENV PATH=/opt/fundflow/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # An image whose commands cannot start is not tagged.
-RUN python -c "import fundflow.detectors._table" \
+RUN python -c "import fundflow.detectors._table, fundflow._core" \
     && fundflow --help > /dev/null \
     && fundflow worker --help > /dev/null
 USER fundflow

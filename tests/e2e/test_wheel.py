@@ -80,6 +80,8 @@ def build_inputs(dest: Path) -> Path:
     skip = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.so")
     for folder in sorted(set(PACKAGE_DIRS.values())):
         shutil.copytree(REPO / folder, src / folder, ignore=skip)
+    # The Rust crate that setup.py builds into fundflow._core, without cargo's output.
+    shutil.copytree(REPO / "core", src / "core", ignore=shutil.ignore_patterns("target"))
     return src
 
 
@@ -152,7 +154,9 @@ def test_the_wheel_holds_the_package_the_extension_and_its_data(installed):
     ext = importlib.machinery.EXTENSION_SUFFIXES[0]  # this Python's, the one that built it
     expected = {"fundflow/detectors/_table" + ext, "fundflow/detectors/defaults.toml",
                 # setuptools ships the extension's source too; it is never imported
-                "fundflow/detectors/_table.c"}  # fmt: skip
+                "fundflow/detectors/_table.c",
+                # the Rust crate core/, built by setuptools-rust (its sources stay out)
+                "fundflow/_core" + ext}  # fmt: skip
     for package in PACKAGES:
         prefix, folder = package.replace(".", "/"), REPO / _folder(package)
         expected |= {f"{prefix}/{p.name}" for p in folder.glob("*.py")}
