@@ -7,12 +7,9 @@
 /// quote and no double quote; backslash escapes for the quote, backslash,
 /// tab, newline, carriage return and every character Python does not print.
 ///
-/// Python decides "printable" from its Unicode database; this port knows the
-/// control, format, separator, private-use and noncharacter code points of
-/// that database (the ones input can plausibly hold), and prints every other
-/// character as it is. A code point that is unassigned in Python's Unicode
-/// version is escaped by Python and printed here: the one place the text can
-/// differ.
+/// Python decides "printable" from its Unicode database; the port carries
+/// that database's answer as a table (`crate::unprintable`, Python 3.11's
+/// Unicode 14.0.0).
 pub fn str_repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
@@ -52,42 +49,8 @@ pub fn str_repr(s: &str) -> String {
     out
 }
 
-/// Non-ASCII code points Python's `str.isprintable()` refuses: categories
-/// Cc, Cf, Zs, Zl, Zp, Co and the noncharacters.
 fn printable(n: u32) -> bool {
-    const NOT: &[(u32, u32)] = &[
-        (0x80, 0xa0),
-        (0xad, 0xad),
-        (0x600, 0x605),
-        (0x61c, 0x61c),
-        (0x6dd, 0x6dd),
-        (0x70f, 0x70f),
-        (0x890, 0x891),
-        (0x8e2, 0x8e2),
-        (0x1680, 0x1680),
-        (0x180e, 0x180e),
-        (0x2000, 0x200f),
-        (0x2028, 0x202f),
-        (0x205f, 0x2064),
-        (0x2066, 0x206f),
-        (0x3000, 0x3000),
-        (0xd800, 0xf8ff),
-        (0xfdd0, 0xfdef),
-        (0xfeff, 0xfeff),
-        (0xfff9, 0xfffb),
-        (0x110bd, 0x110bd),
-        (0x110cd, 0x110cd),
-        (0x13430, 0x1343f),
-        (0x1bca0, 0x1bca3),
-        (0x1d173, 0x1d17a),
-        (0xe0001, 0xe0001),
-        (0xe0020, 0xe007f),
-        (0xf0000, 0x10ffff),
-    ];
-    if n & 0xfffe == 0xfffe {
-        return false; // U+xFFFE and U+xFFFF of every plane
-    }
-    !NOT.iter().any(|&(lo, hi)| lo <= n && n <= hi)
+    crate::unprintable::printable(n)
 }
 
 /// `repr(x)` of a Python float: the shortest text that reads back as `x`,

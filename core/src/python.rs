@@ -142,5 +142,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REASONS", PyTuple::new(m.py(), REASONS)?)?;
     m.add("KINDS", PyTuple::new(m.py(), KIND_NAMES)?)?;
     m.add("MAX_DEPTH", crate::json::MAX_DEPTH)?;
+    m.add("UNICODE_VERSION", crate::unprintable::UNICODE_VERSION)?;
+    let ranges: Vec<(u32, u32)> = crate::unprintable::UNPRINTABLE.to_vec();
+    m.add("UNPRINTABLE", ranges)?;
     Ok(())
 }

@@ -13,13 +13,14 @@ the stack the decoder is called from, against a fixed 1000 levels).
 from __future__ import annotations
 
 import random
+import unicodedata
 from typing import Any
 
 import msgspec
 import pytest
 from test_fuzz_decoders import HOSTILE
 
-from fundflow._core import KINDS, MAX_DEPTH, REASONS, Decoder
+from fundflow._core import KINDS, MAX_DEPTH, REASONS, UNICODE_VERSION, UNPRINTABLE, Decoder
 from fundflow.schemas import REASONS as PY_REASONS
 from fundflow.schemas import DeadLetter, RecordDecoder
 from fundflow.schemas.records import KINDS as PY_KINDS
@@ -747,3 +748,26 @@ def test_nesting_depth_is_the_one_known_difference():
 def test_an_unknown_zone_is_refused():
     with pytest.raises(ValueError, match="No time zone found with key Mars/Olympus"):
         Decoder("Mars/Olympus")
+
+
+def test_the_unprintable_table_is_this_pythons():
+    """``repr()`` escapes what ``str.isprintable()`` refuses; the crate
+    carries Python 3.11's answer (core/gen_unprintable.py writes it)."""
+    assert unicodedata.unidata_version == UNICODE_VERSION
+    refused = [cp for cp in range(0x80, 0x110000) if not chr(cp).isprintable()]
+    table = [cp for lo, hi in UNPRINTABLE for cp in range(lo, hi + 1)]
+    assert table == refused
+
+
+def test_quoted_text_escapes_what_python_escapes():
+    # Both ends of every range and their neighbours, in an enum value that
+    # the dead letter quotes with repr() (surrogates cannot be in UTF-8).
+    points = sorted(
+        {cp for lo, hi in UNPRINTABLE for cp in (lo - 1, lo, hi, hi + 1)}
+        - set(range(0xD800, 0xE000))
+        - {0x110000}
+    )
+    # The JSON text "k<cp>'\"": the value holds a single and a double quote.
+    lines = [field(ENTITY, "kind", b'"k' + chr(cp).encode() + b'\'\\""') for cp in points]
+    rows = assert_same(lines)
+    assert {v["reason"] for _, v in rows} == {"bad_enum"}
