@@ -236,7 +236,7 @@ impl Decoder {
         let (kind, vals) = match wire::read_top(&mut reader, &top) {
             Ok(x) => x,
             Err(Fail::Malformed(m)) => return Err(dead("not_json", &m, raw)),
-            Err(Fail::Invalid(m, _)) => return Err(dead(classify(&m), &m, raw)),
+            Err(Fail::Invalid(m)) => return Err(dead(classify(&m), &m, raw)),
             Err(Fail::TooDeep) => {
                 return Err(dead("too_large", "JSON nested too deep to decode", raw))
             }

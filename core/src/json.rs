@@ -9,9 +9,9 @@ use std::borrow::Cow;
 pub enum Fail {
     /// msgspec's `DecodeError`: the bytes are not JSON (`not_json`).
     Malformed(String),
-    /// msgspec's `ValidationError`: JSON of the wrong shape; the message and
-    /// the field path it names (`["related", "entity_id"]`, empty at the top).
-    Invalid(String, Vec<&'static str>),
+    /// msgspec's `ValidationError`: JSON of the wrong shape, with its
+    /// message (the path it names at the end: `` - at `$.related[0].share` ``).
+    Invalid(String),
     /// Nested deeper than the reader follows (`too_large`).
     TooDeep,
 }

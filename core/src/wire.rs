@@ -36,22 +36,20 @@ impl Pattern {
     pub fn matches(self, s: &str) -> bool {
         let t = s.strip_suffix('\n').unwrap_or(s).as_bytes();
         let digits = |b: &[u8]| b.iter().all(u8::is_ascii_digit);
-        let split = |b: &'_ [u8]| -> (Vec<u8>, Option<Vec<u8>>) {
+        fn split(b: &[u8]) -> (&[u8], Option<&[u8]>) {
             match b.iter().position(|&c| c == b'.') {
-                Some(i) => (b[..i].to_vec(), Some(b[i + 1..].to_vec())),
-                None => (b.to_vec(), None),
+                Some(i) => (&b[..i], Some(&b[i + 1..])),
+                None => (b, None),
             }
-        };
+        }
         match self {
             Pattern::Money => {
                 let (i, f) = split(t);
                 let plain = (1..=15).contains(&i.len())
-                    && digits(&i)
-                    && f.as_ref()
-                        .is_none_or(|f| (1..=2).contains(&f.len()) && digits(f));
+                    && digits(i)
+                    && f.is_none_or(|f| (1..=2).contains(&f.len()) && digits(f));
                 let max = i == b"1000000000000000"
-                    && f.as_ref()
-                        .is_none_or(|f| (1..=2).contains(&f.len()) && f.iter().all(|&c| c == b'0'));
+                    && f.is_none_or(|f| (1..=2).contains(&f.len()) && f.iter().all(|&c| c == b'0'));
                 plain || max
             }
             Pattern::Date => {
@@ -65,9 +63,8 @@ impl Pattern {
             Pattern::Rate => {
                 let (i, f) = split(t);
                 (1..=2).contains(&i.len())
-                    && digits(&i)
-                    && f.as_ref()
-                        .is_none_or(|f| (1..=12).contains(&f.len()) && digits(f))
+                    && digits(i)
+                    && f.is_none_or(|f| (1..=12).contains(&f.len()) && digits(f))
             }
         }
     }
@@ -472,16 +469,7 @@ impl Failure {
     fn finish(self) -> Fail {
         match self {
             Failure::Json(f) => f,
-            Failure::Invalid(Invalid(m, path)) => {
-                let names = path
-                    .iter()
-                    .filter_map(|s| match s {
-                        Step::Field(f) => Some(*f),
-                        Step::Index(_) => None,
-                    })
-                    .collect();
-                Fail::Invalid(format!("{}{}", m, suffix(&path)), names)
-            }
+            Failure::Invalid(Invalid(m, path)) => Fail::Invalid(format!("{}{}", m, suffix(&path))),
         }
     }
 }
