@@ -174,6 +174,11 @@ REFERENCE_KINDS = ("entity", "account", "product", "loan")
 REPORT_KINDS = ("reserve_report", "balance")
 TXN_KINDS = ("custody_txn", "clearing_txn")
 KINDS = REFERENCE_KINDS + REPORT_KINDS + TXN_KINDS
+#: Each kind's record class.
+RECORD_TYPES: dict[str, type] = {
+    c.TYPE: c
+    for c in (Entity, Account, Product, Loan, ReserveReport, Balance, CustodyTxn, ClearingTxn)
+}
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):

@@ -612,10 +612,14 @@ fn check_date(v: &Val, field: &str) -> Result<String, Refused> {
 /// The lines of a chunk as a JSON-lines reader sees them: split at `\n`,
 /// blank lines (nothing but ASCII whitespace) left out.
 pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
-    chunk.split(|&b| b == b'\n').filter(|ln| {
-        !ln.iter()
-            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c'))
-    })
+    chunk.split(|&b| b == b'\n').filter(|ln| !is_blank(ln))
+}
+
+/// A line of nothing but ASCII whitespace (as Python's `bytes.strip()`
+/// sees it): not a record.
+pub fn is_blank(line: &[u8]) -> bool {
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c'))
 }
 
 #[cfg(test)]

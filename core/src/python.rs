@@ -5,8 +5,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::decode::{self, DeadLetter, Decoded, Out, KIND_NAMES, REASONS};
 
@@ -28,6 +30,103 @@ fn decode_one<'a>(dec: &decode::Decoder, line: &'a [u8]) -> Decoded<'a> {
 #[pyclass(frozen, module = "fundflow._core")]
 struct Decoder {
     inner: decode::Decoder,
+    classes: Classes,
+}
+
+/// What a record is built from: the record class of each kind (in the order
+/// of `KIND_NAMES`), `Related`, `DeadLetter` and `decimal.Decimal`, looked
+/// up once a decoder.
+struct Classes {
+    kinds: Vec<Py<PyAny>>,
+    /// Each kind's field names in class order (`__struct_fields__`), as
+    /// the names of a keyword call.
+    fields: Vec<(Vec<String>, Py<PyTuple>)>,
+    related: Py<PyAny>,
+    dead_letter: Py<PyAny>,
+    decimal: Py<PyAny>,
+}
+
+impl Classes {
+    fn load(py: Python<'_>) -> PyResult<Self> {
+        let records = py.import("fundflow.schemas.records")?;
+        let by_kind = records.getattr("RECORD_TYPES")?;
+        let kinds = KIND_NAMES
+            .iter()
+            .map(|k| by_kind.get_item(*k).map(Bound::unbind))
+            .collect::<PyResult<Vec<_>>>()?;
+        let fields = kinds
+            .iter()
+            .map(|class| {
+                let names: Vec<String> = class.bind(py).getattr("__struct_fields__")?.extract()?;
+                let tuple = PyTuple::new(py, names.iter().map(|n| PyString::intern(py, n)))?;
+                Ok((names, tuple.unbind()))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Classes {
+            kinds,
+            fields,
+            related: records.getattr("Related")?.unbind(),
+            dead_letter: py
+                .import("fundflow.schemas.decode")?
+                .getattr("DeadLetter")?
+                .unbind(),
+            decimal: py.import("decimal")?.getattr("Decimal")?.unbind(),
+        })
+    }
+
+    /// The record of `r`'s kind, built by one keyword call of its class.
+    fn record<'py>(&self, py: Python<'py>, r: &decode::Record) -> PyResult<Bound<'py, PyAny>> {
+        let class = self.kinds[r.kind].bind(py);
+        let (names, kwnames) = &self.fields[r.kind];
+        let in_order = names.len() == r.fields.len()
+            && names.iter().zip(&r.fields).all(|(a, (b, _))| a == b);
+        if !in_order {
+            let kw = PyDict::new(py);
+            for (name, v) in &r.fields {
+                kw.set_item(PyString::intern(py, name), self.value(py, v)?)?;
+            }
+            return class.call((), Some(&kw));
+        }
+        let values = r
+            .fields
+            .iter()
+            .map(|(_, v)| self.value(py, v))
+            .collect::<PyResult<Vec<_>>>()?;
+        let args: Vec<*mut ffi::PyObject> = values.iter().map(Bound::as_ptr).collect();
+        // SAFETY: `args` holds one borrowed reference per keyword name, kept
+        // alive by `values` for the call; the call returns a new reference
+        // or NULL with the exception set.
+        unsafe {
+            let got = ffi::PyObject_Vectorcall(class.as_ptr(), args.as_ptr(), 0, kwnames.as_ptr());
+            Bound::from_owned_ptr_or_err(py, got)
+        }
+    }
+
+    /// A field's value as the record class holds it: tuples for lists,
+    /// `Decimal` for decimals, `Related` for related entities.
+    fn value<'py>(&self, py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match v {
+            Out::Decimal(s) => self.decimal.bind(py).call1((s.as_str(),))?,
+            Out::Strs(items) => PyTuple::new(py, items.iter().map(|s| s.as_ref()))?.into_any(),
+            Out::Related(items) => {
+                let related = self.related.bind(py);
+                let mut out = Vec::with_capacity(items.len());
+                for (id, relation, share) in items {
+                    let kw = PyDict::new(py);
+                    kw.set_item(intern!(py, "entity_id"), id.as_ref())?;
+                    kw.set_item(intern!(py, "relation"), relation.as_ref())?;
+                    let share = match share {
+                        Some(s) => self.decimal.bind(py).call1((s.as_str(),))?,
+                        None => py.None().into_bound(py),
+                    };
+                    kw.set_item(intern!(py, "share"), share)?;
+                    out.push(related.call((), Some(&kw))?);
+                }
+                PyTuple::new(py, out)?.into_any()
+            }
+            other => out_to_py(py, other)?,
+        })
+    }
 }
 
 fn out_to_py<'py>(py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
@@ -56,46 +155,67 @@ fn out_to_py<'py>(py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
 impl Decoder {
     #[new]
     #[pyo3(signature = (zone = "Asia/Shanghai", max_line_bytes = 1 << 20, kind = None))]
-    fn new(zone: &str, max_line_bytes: usize, kind: Option<&str>) -> PyResult<Self> {
+    fn new(py: Python<'_>, zone: &str, max_line_bytes: usize, kind: Option<&str>) -> PyResult<Self> {
         let inner =
             decode::Decoder::new(zone, max_line_bytes, kind).map_err(PyValueError::new_err)?;
-        Ok(Decoder { inner })
+        Ok(Decoder {
+            inner,
+            classes: Classes::load(py)?,
+        })
     }
 
-    /// Every line of `chunk` (split at `\n`, blank lines left out) as a
-    /// `(kind, fields)` pair: a record's kind and its fields as
-    /// `msgspec.to_builtins` gives them, or `("dead_letter", {"reason",
-    /// "detail", "raw"})`. For comparing with the Python decoder; the hot
-    /// path is `count_lines`.
-    fn decode_lines<'py>(&self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let decoded: Vec<Decoded> = py.detach(|| {
-            decode::lines(chunk)
-                .map(|ln| decode_one(&self.inner, ln))
+    /// Every line of `chunk` (split at `\n`) as the record it holds, an
+    /// instance of its class in `fundflow.schemas.records`, or a
+    /// `DeadLetter` with the reason `RecordDecoder` gives; blank lines are
+    /// counted but give nothing. With `source`, a dead letter's source is
+    /// `"<source>:<line>"`, lines numbered from `first_line`. Returns the
+    /// records and dead letters in line order and the number of records of
+    /// each kind (kinds with none left out).
+    #[pyo3(signature = (chunk, source = None, first_line = 1))]
+    fn records<'py>(
+        &self,
+        py: Python<'py>,
+        chunk: &[u8],
+        source: Option<&str>,
+        first_line: u64,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
+        let decoded: Vec<(u64, Decoded)> = py.detach(|| {
+            chunk
+                .split(|&b| b == b'\n')
+                .zip(first_line..)
+                .filter(|(ln, _)| !decode::is_blank(ln))
+                .map(|(ln, n)| (n, decode_one(&self.inner, ln)))
                 .collect()
         });
+        let c = &self.classes;
         let out = PyList::empty(py);
-        for d in &decoded {
-            let fields = PyDict::new(py);
-            let kind = match d {
+        let mut kinds = [0u64; KIND_NAMES.len()];
+        for (n, d) in &decoded {
+            let item = match d {
                 Decoded::Record(r) => {
-                    for (name, v) in &r.fields {
-                        fields.set_item(*name, out_to_py(py, v)?)?;
-                    }
-                    KIND_NAMES[r.kind]
+                    kinds[r.kind] += 1;
+                    c.record(py, r)?
                 }
                 Decoded::Dead(dl) => {
-                    fields.set_item("reason", dl.reason)?;
-                    fields.set_item("detail", &dl.detail)?;
-                    fields.set_item("raw", &dl.raw)?;
-                    "dead_letter"
+                    let kw = PyDict::new(py);
+                    kw.set_item(intern!(py, "reason"), dl.reason)?;
+                    kw.set_item(intern!(py, "detail"), &dl.detail)?;
+                    kw.set_item(intern!(py, "raw"), &dl.raw)?;
+                    if let Some(src) = source {
+                        kw.set_item(intern!(py, "source"), format!("{src}:{n}"))?;
+                    }
+                    c.dead_letter.bind(py).call((), Some(&kw))?
                 }
             };
-            out.append(PyTuple::new(
-                py,
-                [kind.into_pyobject(py)?.into_any(), fields.into_any()],
-            )?)?;
+            out.append(item)?;
         }
-        Ok(out)
+        let by_kind = PyDict::new(py);
+        for (name, n) in KIND_NAMES.iter().zip(kinds) {
+            if n > 0 {
+                by_kind.set_item(*name, n)?;
+            }
+        }
+        Ok((out, by_kind))
     }
 
     /// Decodes every line of `chunk` and returns only the counts: records

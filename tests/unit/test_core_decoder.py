@@ -25,6 +25,7 @@ from fundflow._core import KINDS, MAX_DEPTH, REASONS, UNICODE_VERSION, UNPRINTAB
 from fundflow.schemas import REASONS as PY_REASONS
 from fundflow.schemas import DeadLetter, RecordDecoder
 from fundflow.schemas.records import KINDS as PY_KINDS
+from fundflow.schemas.records import RECORD_TYPES
 from fundflow.schemas.wire import WIRE_TYPES
 from fundflow.simulate import write_world
 
@@ -32,16 +33,24 @@ Row = tuple[str, dict[str, Any]]
 
 
 def python_side(dec: RecordDecoder, line: bytes, kind: str | None) -> Row:
-    got = dec.decode(line, kind)
-    if type(got) is DeadLetter:
-        return ("dead_letter", {"reason": got.reason, "detail": got.detail, "raw": got.raw})
-    # to_builtins keeps tuples; through JSON both sides are lists.
-    return (got.TYPE, msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(got))))
+    return row(dec.decode(line, kind))
 
 
 def rust_side(lines: list[bytes], zone: str, kind: str | None, limit: int) -> list[Row]:
-    got = Decoder(zone, limit, kind).decode_lines(b"\n".join(lines))
-    return [(k, v) for k, v in got]
+    records, _ = Decoder(zone, limit, kind).records(b"\n".join(lines))
+    return [row(got) for got in records]
+
+
+def row(got: Any) -> Row:
+    """A record or dead letter as the comparison sees it: the dead letter's
+    reason, detail and raw text, or the record's kind and fields (its class
+    checked to be the one of its kind)."""
+    if type(got) is DeadLetter:
+        assert got.source == ""
+        return ("dead_letter", {"reason": got.reason, "detail": got.detail, "raw": got.raw})
+    assert type(got) is RECORD_TYPES[got.TYPE]
+    # to_builtins keeps tuples; through JSON both sides are lists.
+    return (got.TYPE, msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(got))))
 
 
 def assert_same(
@@ -802,10 +811,10 @@ def test_nesting_depth_is_the_one_known_difference():
 
     rust = Decoder()
     # The object is one level, each array one more.
-    assert rust.decode_lines(line(MAX_DEPTH - 1))[0][0] == "balance"
-    deep = rust.decode_lines(line(MAX_DEPTH))[0]
-    assert deep[1]["reason"] == "too_large"
-    assert deep[1]["detail"] == "JSON nested too deep to decode"
+    assert rust.records(line(MAX_DEPTH - 1))[0][0].TYPE == "balance"
+    deep = rust.records(line(MAX_DEPTH))[0][0]
+    assert deep.reason == "too_large"
+    assert deep.detail == "JSON nested too deep to decode"
     py = RecordDecoder()
     assert py.decode(line(MAX_DEPTH - 1)).reason == "too_large"
     assert py.decode(line(MAX_DEPTH - 200)).TYPE == "balance"
