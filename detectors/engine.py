@@ -31,7 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from fundflow.schemas.decode import DeadLetter, encode_record
+from fundflow._core import Decoder as LineDecoder
+from fundflow.schemas.decode import MAX_LINE_BYTES, DeadLetter, encode_record
 from fundflow.schemas.records import (
     Account,
     Alert,
@@ -230,6 +231,21 @@ def detector_names(names: list[str] | tuple[str, ...], rules: bool = True) -> li
 _NO_ALERTS: list[Alert] = []
 
 
+@dataclass(slots=True)
+class Batch:
+    """What :meth:`Engine.process_batch` made of a chunk of lines."""
+
+    #: The alerts the chunk's records raised, in order.
+    alerts: list[Alert]
+    #: The lines refused by the decoder and the records refused by the
+    #: engine, in the order met.
+    dead_letters: list[DeadLetter]
+    #: Records read: the chunk's lines that are not blank.
+    read: int
+    #: Records decoded, by kind (kinds with none left out).
+    kinds: dict[str, int]
+
+
 class Deduplicator:
     """Remembers ``txn_id``s for ``horizon_ms`` of event time, per feed.
 
@@ -381,6 +397,8 @@ class Engine:
         # Records queued before an account they name was known (see _feed).
         self._unplaced: dict[str, list[Any]] = {}  # account -> [feeds, latest event time]
         self._unplaced_sweep = 1024
+        # The compiled decoders of process_batch, by (kind, line limit).
+        self._decoders: dict[tuple[str | None, int], LineDecoder] = {}
         self._link()
 
     def _link(self) -> None:
@@ -467,6 +485,45 @@ class Engine:
         if self.raised_by is not None:
             self.raised_by.extend([source] * len(alerts))
         return alerts
+
+    def process_batch(
+        self,
+        chunk: bytes,
+        *,
+        source: str | None = None,
+        first_line: int = 1,
+        kind: str | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> Batch:
+        """Every line of ``chunk`` (wire-format JSON lines split at ``\\n``),
+        decoded by the compiled decoder (``fundflow._core``: the records and
+        dead letters of :class:`~fundflow.schemas.decode.RecordDecoder`) in
+        one call, and each record submitted in line order as by
+        :meth:`submit`. ``kind`` is the kind of every line (a topic's),
+        ``max_line_bytes`` the line limit; with ``source``, a dead letter of
+        the decoder names ``"<source>:<line>"``, lines numbered from
+        ``first_line`` (blank lines count). The engine's own dead letters are
+        taken from :attr:`dead_letters` into the batch's."""
+        dec = self._decoders.get((kind, max_line_bytes))
+        if dec is None:
+            dec = LineDecoder(self.config.engine.zone, max_line_bytes, kind)
+            self._decoders[(kind, max_line_bytes)] = dec
+        items, kinds = dec.records(chunk, source, first_line)
+        alerts: list[Alert] = []
+        letters: list[DeadLetter] = []
+        refused = self.dead_letters
+        submit = self.submit
+        for rec in items:
+            if type(rec) is DeadLetter:
+                letters.append(rec)
+                continue
+            got = submit(rec)
+            if got:
+                alerts.extend(got)
+            if refused:
+                letters.extend(refused)
+                refused.clear()
+        return Batch(alerts, letters, len(items), kinds)
 
     def referenced(self, record: Entity | Account | Product | Loan) -> None:
         """A reference record already added to the engine's reference (by
@@ -762,6 +819,7 @@ class Engine:
 
 
 __all__ = [
+    "Batch",
     "Engine",
     "Deduplicator",
     "DETECTORS",

@@ -34,18 +34,13 @@ import msgspec
 from fundflow.detectors import Config, Engine
 from fundflow.detectors.metrics import DEFAULT_SUBJECT_LIMIT, AlertReporter, Metrics, NullMetrics
 from fundflow.schemas import DeadLetter, RecordDecoder
-from fundflow.schemas.decode import ColumnMap
+from fundflow.schemas.decode import MAX_LINE_BYTES, ColumnMap
 from fundflow.schemas.records import (
     KINDS,
-    Account,
+    RECORD_TYPES,
     Alert,
-    Balance,
     ClearingTxn,
     CustodyTxn,
-    Entity,
-    Loan,
-    Product,
-    ReserveReport,
 )
 
 from .sniff import sniff
@@ -226,11 +221,13 @@ _CHUNK = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 
 
-def _lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _Overlong]:
-    """The lines of ``stream`` without their newline, read in chunks. A line
-    longer than ``limit`` bytes comes as an :class:`_Overlong` holding its
-    first 64 KiB: the rest is read past, never held, so memory stays within
-    about ``limit`` plus a chunk whatever the input."""
+def _chunks(stream: BinaryIO, limit: int) -> Iterator[tuple[bytes | _Overlong, int]]:
+    """The lines of ``stream`` in runs, read in chunks: ``(run, lines)``, a
+    run being whole lines joined by ``\\n`` (none longer than ``limit``
+    bytes, blank ones kept: they count as lines) or an :class:`_Overlong`,
+    a line over the limit holding its first 64 KiB, and ``lines`` how many
+    lines it is. The rest of an overlong line is read past, never held, so
+    memory stays within about ``limit`` plus a chunk whatever the input."""
     # read1: what is there, up to a chunk (a pipe fed slowly is not waited on).
     read = getattr(stream, "read1", stream.read)
     carry = b""
@@ -239,9 +236,9 @@ def _lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _Overlong]:
         block = read(_CHUNK)
         if not block:
             if skipping is not None:
-                yield skipping
+                yield skipping, 1
             elif carry:
-                yield carry
+                yield carry, 1
             return
         if skipping is not None:
             cut = block.find(b"\n")
@@ -249,21 +246,50 @@ def _lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _Overlong]:
                 skipping.size += len(block)
                 continue
             skipping.size += cut
-            yield skipping
+            yield skipping, 1
             skipping = None
             block = block[cut + 1 :]
         elif carry:
             block = carry + block
-        parts = block.split(b"\n")
-        carry = parts.pop()
-        for part in parts:
-            if len(part) > limit:
-                yield _Overlong(part[:_CHUNK], len(part))
-            else:
-                yield part
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            carry = block
+        else:
+            carry = block[cut + 1 :]
+            yield from _runs(block[:cut], limit)
         if len(carry) > limit:
             skipping = _Overlong(carry[:_CHUNK], len(carry))
             carry = b""
+
+
+def _runs(body: bytes, limit: int) -> Iterator[tuple[bytes | _Overlong, int]]:
+    """``body`` (whole lines) as :func:`_chunks` gives it: one run when no
+    line can be over ``limit``, else the runs between the lines that are."""
+    if len(body) <= limit:
+        yield body, body.count(b"\n") + 1
+        return
+    run: list[bytes] = []
+    for part in body.split(b"\n"):
+        if len(part) <= limit:
+            run.append(part)
+            continue
+        if run:
+            yield b"\n".join(run), len(run)
+            run = []
+        yield _Overlong(part[:_CHUNK], len(part)), 1
+    if run:
+        yield b"\n".join(run), len(run)
+
+
+def _lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _Overlong]:
+    """The lines of ``stream`` without their newline (:func:`_chunks`, one
+    by one): a line longer than ``limit`` bytes comes as an
+    :class:`_Overlong`."""
+    for run, _ in _chunks(stream, limit):
+        if type(run) is bytes:
+            yield from run.split(b"\n")
+        else:
+            yield run
 
 
 def _csv_lines(
@@ -339,13 +365,26 @@ def csv_lines(path: str, decoder: RecordDecoder, kind: str | None) -> Iterator[b
             raw.close()
 
 
-def iter_records(
-    paths: list[str], decoder: RecordDecoder, kind: str | None = None
+class _Run:
+    """A run of whole lines of a JSON-lines dump (:func:`_chunks`), the
+    dump's name and the number of its first line."""
+
+    __slots__ = ("data", "first", "source")
+
+    def __init__(self, data: bytes, source: str, first: int) -> None:
+        self.data = data
+        self.source = source
+        self.first = first
+
+
+def _units(
+    paths: list[str], decoder: RecordDecoder, kind: str | None
 ) -> Iterator[tuple[Any, BinaryIO | None]]:
-    """Yields (record or DeadLetter, raw file) for every line of every dump;
-    blank lines are not records and are skipped. A line longer than the
-    decoder's ``max_line_bytes`` is read past, never held whole, and is one
-    ``too_large`` dead letter."""
+    """Yields (unit, raw file) for every dump in order: a CSV dump's records
+    and dead letters one by one, a JSON-lines dump's lines in runs
+    (:class:`_Run`), and for a line longer than the decoder's
+    ``max_line_bytes``, read past and never held whole, its ``too_large``
+    dead letter."""
     limit = decoder.max_line_bytes
     for path in paths:
         stream, raw = _open_binary(path)
@@ -355,18 +394,14 @@ def iter_records(
                 for rec in _iter_csv(stream, decoder, kind, name):
                     yield rec, raw
             else:
-                dec = decoder.decode
-                for n, line in enumerate(_lines(stream, limit), start=1):
-                    if type(line) is not bytes:
-                        too_long: _Overlong = line  # type: ignore[assignment]
+                n = 1
+                for run, lines in _chunks(stream, limit):
+                    if type(run) is bytes:
+                        yield _Run(run, name, n), raw
+                    else:
+                        too_long: _Overlong = run  # type: ignore[assignment]
                         yield decoder.too_large(too_long.head, too_long.size, f"{name}:{n}"), raw
-                        continue
-                    if not line.strip():
-                        continue
-                    rec = dec(line, kind)
-                    if type(rec) is DeadLetter:
-                        rec = msgspec.structs.replace(rec, source=f"{name}:{n}")
-                    yield rec, raw
+                    n += lines
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise ReplayError(f"cannot read {name}: {e}") from None
         finally:
@@ -374,6 +409,28 @@ def iter_records(
                 stream.close()
                 if raw is not None and raw is not stream:
                     raw.close()
+
+
+def iter_records(
+    paths: list[str], decoder: RecordDecoder, kind: str | None = None
+) -> Iterator[tuple[Any, BinaryIO | None]]:
+    """Yields (record or DeadLetter, raw file) for every line of every dump
+    (:func:`_units`, each line decoded by ``decoder``); blank lines are not
+    records and are skipped. A line longer than the decoder's
+    ``max_line_bytes`` is read past, never held whole, and is one
+    ``too_large`` dead letter."""
+    dec = decoder.decode
+    for unit, raw in _units(paths, decoder, kind):
+        if type(unit) is not _Run:
+            yield unit, raw
+            continue
+        for n, line in enumerate(unit.data.split(b"\n"), start=unit.first):
+            if not line.strip():
+                continue
+            rec = dec(line, kind)
+            if type(rec) is DeadLetter:
+                rec = msgspec.structs.replace(rec, source=f"{unit.source}:{n}")
+            yield rec, raw
 
 
 def _header(path: str, read: bool = True) -> list[str]:
@@ -574,15 +631,14 @@ class _Progress:
 
 
 #: The replay hands its counters to the metrics once per this many records,
-#: and times one record in each such batch for ``fundflow_processing_seconds``.
+#: with one time a record took for ``fundflow_processing_seconds``: that of
+#: the record that ends the batch, or of a run of lines (Engine.process_batch)
+#: that does, the run's time over its records.
 METRICS_BATCH = 4096
-#: Longest line a replay decodes (1 MiB); a record is a few hundred bytes.
-MAX_LINE_BYTES = 1 << 20
 #: ``topic`` label of the records a replay reads (they come from files).
 REPLAY_TOPIC = "replay"
 #: ``kind`` label of lines that could not be decoded into any record kind.
 INVALID_KIND = "invalid"
-_RECORD_TYPES = (Entity, Account, Product, Loan, ReserveReport, Balance, CustodyTxn, ClearingTxn)
 
 
 def replay(
@@ -647,8 +703,11 @@ def replay(
 
     n = 0
     # Records go to the ordering stage, which hands them to the detectors
-    # in event-time order per feed (detectors/ordering.py).
+    # in event-time order per feed (detectors/ordering.py); a JSON-lines
+    # dump's runs of lines are decoded and submitted by the engine in one
+    # call each (Engine.process_batch).
     process = engine.submit
+    process_batch = engine.process_batch
     clock = time.perf_counter
     kinds = report.kinds
     n_custody = n_clearing = 0
@@ -657,39 +716,67 @@ def replay(
     # once per record.
     batch_end = METRICS_BATCH
     last_raw: BinaryIO | None = None
-    for rec, raw in iter_records(paths, decoder, kind):
-        n += 1
-        t = type(rec)
-        if t is DeadLetter:
-            refuse(rec)
-            continue
-        if live:
-            # The one count metrics add per record (records_in by kind); the
-            # two transaction kinds, most of any stream, by identity: hashing a
-            # record class costs more than the comparisons.
-            if t is CustodyTxn:
-                n_custody += 1
-            elif t is ClearingTxn:
-                n_clearing += 1
-            else:
-                kinds[t] += 1
-        if n < batch_end:
-            alerts = process(rec)
+    for unit, raw in _units(paths, decoder, kind):
+        t = type(unit)
+        if t is _Run:
+            t0 = clock()
+            batch = process_batch(
+                unit.data,
+                source=unit.source,
+                first_line=unit.first,
+                kind=kind,
+                max_line_bytes=max_line_bytes,
+            )
+            # The mean time a record of the run took.
+            sample = (clock() - t0) / (batch.read or 1)
+            n += batch.read
+            if batch.alerts:
+                carry(batch.alerts)
+            for letter in batch.dead_letters:
+                refuse(letter)
+            if live:
+                for name, count in batch.kinds.items():
+                    if name == "custody_txn":
+                        n_custody += count
+                    elif name == "clearing_txn":
+                        n_clearing += count
+                    else:
+                        kinds[RECORD_TYPES[name]] += count
+            if n < batch_end:
+                continue
+        else:
+            n += 1
+            if t is DeadLetter:
+                refuse(unit)
+                continue
+            if live:
+                # The one count metrics add per record (records_in by kind); the
+                # two transaction kinds, most of any stream, by identity: hashing a
+                # record class costs more than the comparisons.
+                if t is CustodyTxn:
+                    n_custody += 1
+                elif t is ClearingTxn:
+                    n_clearing += 1
+                else:
+                    kinds[t] += 1
+            if n < batch_end:
+                alerts = process(unit)
+                if alerts:
+                    carry(alerts)
+                if engine.dead_letters:
+                    refuse_all(engine.dead_letters)
+                continue
+            # The first decodable record at or past a batch's end: time it.
+            t0 = clock()
+            alerts = process(unit)
+            sample = clock() - t0
             if alerts:
                 carry(alerts)
             if engine.dead_letters:
                 refuse_all(engine.dead_letters)
-            continue
-        # The first decodable record at or past a batch's end: time it,
-        # settle it, then hand the counters over and refresh the progress.
+        # At or past a batch's end: hand the counters over and refresh the
+        # progress.
         batch_end = n + METRICS_BATCH
-        t0 = clock()
-        alerts = process(rec)
-        sample = clock() - t0
-        if alerts:
-            carry(alerts)
-        if engine.dead_letters:
-            refuse_all(engine.dead_letters)
         if live:
             report.metrics.processing_seconds(sample)
             report.flush(n, n_custody, n_clearing, state=False)
@@ -724,8 +811,8 @@ class _Reporter:
         self.engine = engine
         self.metrics = metrics
         self.dead = dead
-        self.kinds: dict[type, int] = dict.fromkeys(_RECORD_TYPES, 0)
-        self._sent_kinds: dict[type, int] = dict.fromkeys(_RECORD_TYPES, 0)
+        self.kinds: dict[type, int] = dict.fromkeys(RECORD_TYPES.values(), 0)
+        self._sent_kinds: dict[type, int] = dict.fromkeys(RECORD_TYPES.values(), 0)
         self._sent_invalid = 0
         self._sent_dead: dict[str, int] = {}
         self._sent_accepted = 0

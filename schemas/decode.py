@@ -76,6 +76,11 @@ MAX_MS = 4102444800000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+#: The longest line read by default, in bytes (the record limit of
+#: ``docs/wire-format.md``); a longer one is ``too_large``.
+MAX_LINE_BYTES = 1 << 20
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """A refused record: why, where it came from, and the input itself."""
 
@@ -263,7 +268,7 @@ class RecordDecoder:
     #: ``from_row`` reads a row (``None``: the header uses the wire names).
     columns: ColumnMap | None = None
 
-    def __init__(self, zone: str = "Asia/Shanghai", max_line_bytes: int = 1 << 20) -> None:
+    def __init__(self, zone: str = "Asia/Shanghai", max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.times = TimeParser(zone)
         self.max_line_bytes = max_line_bytes
         self._any = msgspec.json.Decoder(WireRecord)
