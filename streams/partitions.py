@@ -196,7 +196,6 @@ class Partitions:
             # Fetched before a rebalance took the partition away, or queued
             # while one recovers the tables: read again after it.
             return
-        decode = self.decoder.decode
         kinds = INPUT_KINDS[short]
         kind = kinds[0] if len(kinds) == 1 else None
         expected = self._next
@@ -209,7 +208,7 @@ class Partitions:
         st = self._state(p)
         push = st.merge.push
         short_key = self._key(tp)
-        took = False
+        taken: list[Any] = []
         for m in records:
             offset = m.offset
             want = expected.get(tp)
@@ -228,14 +227,12 @@ class Partitions:
                     self._seeks[tp] = want
                 continue
             expected[tp] = offset + 1
-            took = True
-            value = m.value
-            if value is None:
-                rec: Any = DeadLetter(
-                    reason="not_json", detail="empty message (null value)", raw=""
-                )
-            else:
-                rec = decode(value, kind)
+            taken.append(m)
+        if not taken:
+            return
+        # The run's values decoded in one call (a null value is a dead letter).
+        decoded = self.decode_values([m.value for m in taken], kind)
+        for m, rec in zip(taken, decoded, strict=True):
             t = type(rec)
             if t is CustodyTxn or t is ClearingTxn:
                 key = rec.ts
@@ -246,9 +243,7 @@ class Partitions:
             else:
                 key = rec.as_of
             ts = m.timestamp
-            push(short_key, key, offset, rec, ts if ts is not None and ts > 0 else -1)
-        if not took:
-            return
+            push(short_key, key, m.offset, rec, ts if ts is not None and ts > 0 else -1)
         self._moved[tp] = time.monotonic()
         queued = len(st.merge.queues[short_key])
         if queued > MAX_BUFFERED and tp not in self._warned:

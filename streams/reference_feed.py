@@ -55,7 +55,7 @@ class ReferenceFeed:
         self.ref_seen[partition] = offset + 1
         if value is None:  # a tombstone: reference records are never deleted
             return
-        rec = self.decoder.decode(value)
+        rec = self.decode_values([bytes(value)], None)[0]
         if type(rec) is DeadLetter or type(rec).TYPE not in REFERENCE_KINDS:
             if type(rec) is not DeadLetter:
                 rec = DeadLetter(

@@ -62,11 +62,12 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from fundflow._core import Decoder
 from fundflow.detectors import Config
 from fundflow.detectors.engine import detector_names
 from fundflow.detectors.metrics import AlertReporter, Metrics, NullMetrics
 from fundflow.detectors.reference import Reference
-from fundflow.schemas.decode import RecordDecoder
+from fundflow.schemas.decode import MAX_LINE_BYTES
 
 from .checkpointing import Checkpointing
 from .faust_app import _build_app
@@ -134,7 +135,9 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
         # of several partitions), for health.
         self.elsewhere: list[str] = []
         self.inputs = self.names.inputs()  # full -> short
-        self.decoder = RecordDecoder(config.engine.zone)
+        # The compiled decoders of the messages' values, by the kind their
+        # topic gives (decode_values).
+        self._decoders: dict[str | None, Decoder] = {}
         self.zone = ZoneInfo(config.engine.zone)
         self._encode = msgspec.json.encode
         # What every job counts; reported by health() and the metrics.
@@ -224,6 +227,16 @@ class Worker(Lifecycle, ReferenceFeed, Partitions, Checkpointing, GapRecovery, S
         self._records_by: dict[tuple[str, str], int] = {}
         self._last_event_ms = -1
         self._progress_at = 0.0
+
+    def decode_values(self, values: list[bytes | None], kind: str | None) -> list[Any]:
+        """The records (or dead letters, with no source) that messages'
+        ``values`` hold, in one call of the compiled decoder (the decoder of
+        ``fundflow replay``, :mod:`fundflow.detectors.engine`'s
+        ``process_batch``); ``kind`` is the topic's kind, when it has one."""
+        dec = self._decoders.get(kind)
+        if dec is None:
+            dec = self._decoders[kind] = Decoder(self.config.engine.zone, MAX_LINE_BYTES, kind)
+        return dec.values(values)[0]
 
     # -- metrics ---------------------------------------------------------------------------
 

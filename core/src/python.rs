@@ -8,7 +8,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::decode::{self, DeadLetter, Decoded, Out, KIND_NAMES, REASONS};
 
@@ -74,12 +74,51 @@ impl Classes {
         })
     }
 
+    /// The decoded lines as records and dead letters (a dead letter's
+    /// source `"<source>:<line>"` when `source` is given), and the records
+    /// per kind.
+    fn build<'py>(
+        &self,
+        py: Python<'py>,
+        decoded: &[(u64, Decoded)],
+        source: Option<&str>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
+        let out = PyList::empty(py);
+        let mut kinds = [0u64; KIND_NAMES.len()];
+        for (n, d) in decoded {
+            let item = match d {
+                Decoded::Record(r) => {
+                    kinds[r.kind] += 1;
+                    self.record(py, r)?
+                }
+                Decoded::Dead(dl) => {
+                    let kw = PyDict::new(py);
+                    kw.set_item(intern!(py, "reason"), dl.reason)?;
+                    kw.set_item(intern!(py, "detail"), &dl.detail)?;
+                    kw.set_item(intern!(py, "raw"), &dl.raw)?;
+                    if let Some(src) = source {
+                        kw.set_item(intern!(py, "source"), format!("{src}:{n}"))?;
+                    }
+                    self.dead_letter.bind(py).call((), Some(&kw))?
+                }
+            };
+            out.append(item)?;
+        }
+        let by_kind = PyDict::new(py);
+        for (name, n) in KIND_NAMES.iter().zip(kinds) {
+            if n > 0 {
+                by_kind.set_item(*name, n)?;
+            }
+        }
+        Ok((out, by_kind))
+    }
+
     /// The record of `r`'s kind, built by one keyword call of its class.
     fn record<'py>(&self, py: Python<'py>, r: &decode::Record) -> PyResult<Bound<'py, PyAny>> {
         let class = self.kinds[r.kind].bind(py);
         let (names, kwnames) = &self.fields[r.kind];
-        let in_order = names.len() == r.fields.len()
-            && names.iter().zip(&r.fields).all(|(a, (b, _))| a == b);
+        let in_order =
+            names.len() == r.fields.len() && names.iter().zip(&r.fields).all(|(a, (b, _))| a == b);
         if !in_order {
             let kw = PyDict::new(py);
             for (name, v) in &r.fields {
@@ -155,7 +194,12 @@ fn out_to_py<'py>(py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
 impl Decoder {
     #[new]
     #[pyo3(signature = (zone = "Asia/Shanghai", max_line_bytes = 1 << 20, kind = None))]
-    fn new(py: Python<'_>, zone: &str, max_line_bytes: usize, kind: Option<&str>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        zone: &str,
+        max_line_bytes: usize,
+        kind: Option<&str>,
+    ) -> PyResult<Self> {
         let inner =
             decode::Decoder::new(zone, max_line_bytes, kind).map_err(PyValueError::new_err)?;
         Ok(Decoder {
@@ -187,35 +231,38 @@ impl Decoder {
                 .map(|(ln, n)| (n, decode_one(&self.inner, ln)))
                 .collect()
         });
-        let c = &self.classes;
-        let out = PyList::empty(py);
-        let mut kinds = [0u64; KIND_NAMES.len()];
-        for (n, d) in &decoded {
-            let item = match d {
-                Decoded::Record(r) => {
-                    kinds[r.kind] += 1;
-                    c.record(py, r)?
-                }
-                Decoded::Dead(dl) => {
-                    let kw = PyDict::new(py);
-                    kw.set_item(intern!(py, "reason"), dl.reason)?;
-                    kw.set_item(intern!(py, "detail"), &dl.detail)?;
-                    kw.set_item(intern!(py, "raw"), &dl.raw)?;
-                    if let Some(src) = source {
-                        kw.set_item(intern!(py, "source"), format!("{src}:{n}"))?;
-                    }
-                    c.dead_letter.bind(py).call((), Some(&kw))?
-                }
-            };
-            out.append(item)?;
-        }
-        let by_kind = PyDict::new(py);
-        for (name, n) in KIND_NAMES.iter().zip(kinds) {
-            if n > 0 {
-                by_kind.set_item(*name, n)?;
-            }
-        }
-        Ok((out, by_kind))
+        self.classes.build(py, &decoded, source)
+    }
+
+    /// Each of `values` (the values of Kafka messages: each one record,
+    /// newlines and all; `None` for a message without one) as the record it
+    /// holds or its `DeadLetter`, with no source; and the number of records
+    /// of each kind, as `records` gives them.
+    fn values<'py>(
+        &self,
+        py: Python<'py>,
+        values: Vec<Option<Bound<'py, PyBytes>>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
+        let raw: Vec<Option<&[u8]>> = values
+            .iter()
+            .map(|v| v.as_ref().map(|b| b.as_bytes()))
+            .collect();
+        let decoded: Vec<(u64, Decoded)> = py.detach(|| {
+            raw.iter()
+                .map(|v| match v {
+                    Some(value) => (0, decode_one(&self.inner, value)),
+                    None => (
+                        0,
+                        Decoded::Dead(DeadLetter {
+                            reason: "not_json",
+                            detail: "empty message (null value)".into(),
+                            raw: String::new(),
+                        }),
+                    ),
+                })
+                .collect()
+        });
+        self.classes.build(py, &decoded, None)
     }
 
     /// Decodes every line of `chunk` and returns only the counts: records

@@ -141,6 +141,49 @@ def test_random_mutations_of_world_lines_decode_the_same(worlds: dict[str, list[
     assert sum(k != "dead_letter" for k, _ in rows) > 1000
 
 
+def test_kafka_values_decode_the_same(worlds: dict[str, list[bytes]]):
+    """``values``: each message value whole, as the worker hands them over.
+    A value may hold what a line cannot: newlines (JSON whitespace inside
+    one record, or two records in one value), nothing but whitespace, no
+    bytes at all, or no value (``None``)."""
+    rng = random.Random(20261208)
+    lines = worlds["seed 7, noisy"]
+    values: list[bytes | None] = []
+    for line in rng.sample(lines, 3000):
+        cut = rng.randrange(len(line) + 1)
+        values += [
+            line,
+            line + b"\n",
+            line + b"\r\n",
+            b"\n" + line,
+            line.replace(b",", b",\n", 1),
+            line[:cut] + b"\n" + line[cut:],
+            line + b"\n" + line,
+        ]
+    values += [b"", b" ", b"\n", b"\r\n \t", None, b"\xef\xbb\xbf" + lines[0], b"null"]
+    got, kinds = Decoder().values(values)
+    dec = RecordDecoder()
+    want = []
+    for v in values:
+        if v is None:
+            want.append(
+                (
+                    "dead_letter",
+                    {"reason": "not_json", "detail": "empty message (null value)", "raw": ""},
+                )
+            )
+        else:
+            want.append(row(dec.decode(v)))
+    assert len(got) == len(values)
+    for v, g, w in zip(values, got, want, strict=True):
+        assert row(g) == w, f"value {v!r:.300}"
+    decoded = [k for k, _ in want if k != "dead_letter"]
+    assert kinds == {k: decoded.count(k) for k in set(decoded)}
+    # Newlines inside a record are whitespace; two records in one value are not JSON.
+    assert sum(k != "dead_letter" for k, _ in want) > 10_000
+    assert row(got[6])[1]["detail"].startswith("JSON is malformed: trailing characters")
+
+
 # Values a generated field may hold: every JSON kind, the edges of the
 # constraints, good values of each field.
 VALUES = [
