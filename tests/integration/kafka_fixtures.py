@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -545,13 +546,20 @@ def _cut_in_order(
 
 
 def feed_live(
-    broker: Broker, ns: str, parts: list[Path], rates: list[float | None], pause: float
+    broker: Broker,
+    ns: str,
+    parts: list[Path],
+    rates: list[float | None],
+    pause: float,
+    gates: list[threading.Event] | None = None,
 ) -> dict[str, int]:
     """Sends ``parts`` into the topics of ``ns`` in file order (reference
     records where they stand), part *i* at ``rates[i]`` records/s (``None``:
     as fast as it goes), with ``pause`` seconds of silence between parts;
-    one producer, so each record is keyed by every reference record sent
-    before it. Returns the records sent by topic."""
+    with ``gates``, part *i* > 0 waits for ``gates[i - 1]`` as well (a test
+    that must act while a part is flowing holds the next one back until it
+    has). One producer, so each record is keyed by every reference record
+    sent before it. Returns the records sent by topic."""
     from fundflow.detectors import load_config
     from fundflow.streams.producer import DumpProducer
     from fundflow.streams.settings import KafkaSettings
@@ -562,6 +570,8 @@ def feed_live(
         for n, (part, rate) in enumerate(zip(parts, rates, strict=True)):
             if n:
                 time.sleep(pause)
+                if gates is not None:
+                    assert gates[n - 1].wait(timeout=600), f"part {n} was never let through"
             producer.rate = rate
             producer.send_dumps([str(part)])
     finally:

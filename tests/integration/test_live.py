@@ -279,8 +279,12 @@ def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: 
     _topics(broker, ns, 2)
     db = tmp_path / "w.db"
     sent: list[Any] = []
+    # Part n + 1 is sent once kill n is done and its worker replaced: each
+    # kill finds records flowing however long a restart takes.
+    gates = [threading.Event() for _ in range(3)]
     feed = threading.Thread(
-        target=lambda: sent.append(feed_live(broker, ns, parts, [1500] * 4, PAUSE)), daemon=True
+        target=lambda: sent.append(feed_live(broker, ns, parts, [1500] * 4, PAUSE, gates)),
+        daemon=True,
     )
     workers: list[WorkerProcess] = []
     try:
@@ -314,10 +318,14 @@ def test_live_sigkill_restarts(broker: Broker, world: dict[str, Any], tmp_path: 
                 h = _whole(broker, ns, tmp_path, f"h{n}", *CHECKPOINTS)
                 workers.append(h)
                 _ready_whole(h, 2)
+            if n <= len(gates):
+                gates[n - 1].set()
         feed.join(timeout=300)
         assert sent, "the feed did not finish"
         _drain_all(w, h)
     finally:
+        for gate in gates:
+            gate.set()
         for w in workers:
             w.kill()
     resumed = [
