@@ -133,3 +133,53 @@ def test_a_keyed_episode_ends_and_leaves_its_table():
     assert rule.end_key(table, "acc") == 20
     assert table == {}
     assert rule.end_key(table, "acc") == NONE
+
+
+def _old(cls, **fields):
+    """A state object of ``cls`` as a checkpoint of 1.0 holds it: its slots
+    of now, with ``fields`` in place of the episode's (set through
+    ``__setstate__``, as unpickling does)."""
+    state = cls().__getstate__()
+    for name in fields.get("drop", ()):
+        del state[name]
+    state.update({k: v for k, v in fields.items() if k != "drop"})
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
+
+
+def test_checkpoints_of_1_0_read_their_episodes_as_numbers():
+    from fundflow.detectors import (  # noqa: PLC0415
+        cross_bank_clearing,
+        excessive_return,
+        fund_pool,
+        guaranteed_return,
+        maturity_mismatch,
+        reserve_misuse,
+    )
+
+    def pair(ep):
+        return (ep.start, ep.last)
+
+    st = _old(fund_pool._Platform, episode=10, last_true=40, idle_episode={"C": 5})
+    assert (pair(st.gathering), {a: pair(e) for a, e in st.idle_episode.items()}) == (
+        (10, 40),
+        {"C": (5, 5)},
+    )
+    st = _old(cross_bank_clearing._Institution, episode=7, last_true=9)
+    assert pair(st.episode) == (7, 9)
+    st = _old(excessive_return._Platform, episode=3, sub=[500, 8, {"P"}, {"L"}, ["T1"]])
+    assert (pair(st.episode), st.sub) == ((3, 8), [500, {"P"}, {"L"}, ["T1"]])
+    st = _old(guaranteed_return._Platform, episode=2, last_uncovered=6)
+    assert pair(st.episode) == (2, 6)
+    st = _old(maturity_mismatch._Platform, exposure_episode=4, exposure_first=4, ratio_episode=-1)
+    assert (pair(st.exposure_episode), pair(st.ratio_episode)) == ((4, 4), (NONE, NONE))
+    st = _old(
+        reserve_misuse._Institution,
+        drop=("misuse_figures",),
+        shortfall_episode="2026-03-01",
+        misuse={("reserve_outflow", "OPS"): [1, 9, 300, ["T1"]]},
+    )
+    assert pair(st.shortfall_episode) == ("2026-03-01", -1)
+    assert {k: pair(e) for k, e in st.misuse.items()} == {("reserve_outflow", "OPS"): (1, 9)}
+    assert st.misuse_figures == {("reserve_outflow", "OPS"): [300, ["T1"]]}
