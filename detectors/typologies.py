@@ -60,7 +60,7 @@ from typing import Any, ClassVar, Self
 from .alerting import NO_END, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector
 from .data_scale import AmountScale
-from .episodes import Episodes
+from .episodes import Episode, Episodes
 from .reference import Flow
 from .settings import Custom, Fen, Hours, Int, at_most, dec, rising, section, setting
 from .transfer_graph import Edge, TransferGraph
@@ -400,6 +400,10 @@ class _Typology(Detector):
             self.__dict__.pop("graph", None)
             for key, value in self._fresh().items():
                 setattr(self, key, value)
+        # A checkpoint of 1.0 kept each episode as a [start, last] list.
+        self.episodes = {
+            k: Episode(*ep) if type(ep) is list else ep for k, ep in self.episodes.items()
+        }
         return self
 
     def _samples(self, edges: list[Edge]) -> list[str]:

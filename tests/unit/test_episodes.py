@@ -183,3 +183,23 @@ def test_checkpoints_of_1_0_read_their_episodes_as_numbers():
     assert pair(st.shortfall_episode) == ("2026-03-01", -1)
     assert {k: pair(e) for k, e in st.misuse.items()} == {("reserve_outflow", "OPS"): (1, 9)}
     assert st.misuse_figures == {("reserve_outflow", "OPS"): [300, ["T1"]]}
+
+
+def test_typology_checkpoints_of_1_0_read_their_episodes() -> None:
+    """A typology's episodes were ``[start, last]`` lists in 1.0; restored,
+    each is an :class:`Episode` and extends as one."""
+    from fundflow.detectors import load_config  # noqa: PLC0415
+    from fundflow.detectors.reference import Reference  # noqa: PLC0415
+    from fundflow.detectors.typologies import FanIn  # noqa: PLC0415
+
+    old = FanIn(load_config(), Reference())
+    old.episodes = {("A1",): [5, 9], ("A2",): [1, 2]}
+    new = FanIn(load_config(), Reference()).restore(old.snapshot())
+    assert {k: (e.start, e.last) for k, e in new.episodes.items()} == {
+        ("A1",): (5, 9),
+        ("A2",): (1, 2),
+    }
+    assert all(type(e) is Episode for e in new.episodes.values())
+    # Within the window of its last holding, the episode goes on.
+    assert new._episode(("A1",), 10) == 5
+    assert new.episodes[("A1",)].last == 10
