@@ -12,8 +12,10 @@ a partitioned daemon give the same alerts as a replay. ``advance`` moves
 every subject's clock at once (a heartbeat, the end of a stream).
 A detector never raises on odd data: a missing reference is an unknown party.
 
-Episodes settle on the same clocks. Each offer of a finding tells the alert
-book when its episode ends in event time (``ends``, see
+Episodes (:mod:`~fundflow.detectors.episodes`: a finding's start, the gap
+within which its rule must hold again, its end) settle on the same clocks.
+Each offer of a finding tells the alert book when its episode ends in event
+time (``ends``, see
 :class:`~fundflow.detectors.alerting.AlertBook`); a detector calls
 ``Detector._settle`` with a subject and its event time as that subject's
 records arrive, before they change its state, and the book states once more,

@@ -18,8 +18,9 @@ owner of both accounts):
     clearing, a business of repeated transfers, not moving one's own
     liquidity once.
 
-An episode lasts while the rule keeps holding at transfers no more than a
-window apart; its alert grows with every transfer in it (amount, count),
+An episode (:mod:`~fundflow.detectors.episodes`, the window as its gap)
+lasts while the rule keeps holding at transfers no more than a window
+apart, named by the oldest transfer of the window where it first held; its alert grows with every transfer in it (amount, count),
 and a new episode gets a new alert id. Transfers through CNAPS, NUCC or CUP,
 between accounts at one bank, or with an account that is not the
 institution's own (or not known) are never counted.
@@ -33,6 +34,7 @@ from typing import Any
 
 from .alerting import band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
+from .episodes import Episode, Episodes
 from .reference import Flow
 from .settings import Custom, Days, Fen, Int, Names, section, setting, severity_rising
 from .windows import expire_sum
@@ -70,7 +72,6 @@ class _Institution(SlotState):
         "window",
         "window_amount",
         "episode",
-        "last_true",
         "ep_count",
         "ep_amount",
         "ep_txns",
@@ -83,14 +84,19 @@ class _Institution(SlotState):
         # (ts, amount, txn_id, payer account, payee account, payer bank, payee bank)
         self.window: deque[tuple[int, int, str, str, str, str, str]] = deque()
         self.window_amount = 0
-        self.episode = -1
-        self.last_true = -1
+        self.episode = Episode()
         self.ep_count = 0
         self.ep_amount = 0
         self.ep_txns: list[str] = []
         self.ep_accounts: set[str] = set()
         self.ep_banks: set[str] = set()
         self.ep_last = -1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "last_true" in state:  # checkpoints of 1.0 kept the episode as numbers
+            state = dict(state)
+            state["episode"] = Episode(state["episode"], state.pop("last_true"))
+        super().__setstate__(state)
 
 
 class CrossBankClearing(Detector):
@@ -110,6 +116,7 @@ class CrossBankClearing(Detector):
     flow_kinds = frozenset({"clearing_txn"})
 
     def _fresh(self) -> dict[str, Any]:
+        self._episodes = Episodes(self.config.cross_bank_clearing.window_ms)
         return {"institutions": {}}
 
     def _on_flow(self, f: Flow) -> None:
@@ -151,14 +158,15 @@ class CrossBankClearing(Detector):
         st.window_amount -= expire_sum(window, f.ts, cfg.window_ms)
         window.append((f.ts, f.amount, f.txn_id, f.src_id, f.dst_id, payer_bank, payee_bank))
         st.window_amount += f.amount
-        if st.episode >= 0 and f.ts - st.last_true <= cfg.window_ms:
+        holds = len(window) >= cfg.min_transfers and st.window_amount >= cfg.min_amount
+        if self._episodes.is_open(st.episode, f.ts):
             # The episode is open: every transfer while it lasts belongs to it.
             self._add(st, window[-1])
-            if len(window) >= cfg.min_transfers and st.window_amount >= cfg.min_amount:
-                st.last_true = f.ts
-        elif len(window) >= cfg.min_transfers and st.window_amount >= cfg.min_amount:
-            st.episode = window[0][0]
-            st.last_true = f.ts
+            if holds:
+                self._episodes.hold(st.episode, f.ts)
+        elif holds:
+            # A new episode, named by the oldest transfer of its window.
+            self._episodes.hold(st.episode, f.ts, start=window[0][0])
             st.ep_count = st.ep_amount = 0
             st.ep_txns, st.ep_accounts, st.ep_banks = [], set(), set()
             for entry in window:
@@ -184,7 +192,7 @@ class CrossBankClearing(Detector):
             ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")),
             "medium",
         )
-        aid = make_alert_id(self.name, owner, "cross_bank_transfer", st.episode)
+        aid = make_alert_id(self.name, owner, "cross_bank_transfer", st.episode.start)
         window_count, window_amount = len(st.window), st.window_amount
         last = st.ep_last
 
@@ -213,5 +221,6 @@ class CrossBankClearing(Detector):
 
         # The episode goes on while the rule holds again within a window; its
         # figures change only with the transfers it takes in (settled first).
-        ends = st.last_true + cfg.window_ms
-        self.book.offer(aid, owner, severity, st.ep_amount, st.episode, last, build, ends=ends)
+        ends = self._episodes.ends(st.episode)
+        start = st.episode.start
+        self.book.offer(aid, owner, severity, st.ep_amount, start, last, build, ends=ends)

@@ -22,7 +22,8 @@ Per platform (the custody transaction's ``platform_id``), three signals:
     ``subsidy``, or ``interest`` naming no loan, paid from the platform's
     ``platform_own`` account to lenders (``lender_sub``/``personal``): at
     least ``subsidy_min_amount`` within ``subsidy_window_days``. Later
-    payments while the episode lasts (within a window of the last) add to it.
+    payments while the episode lasts (within a window of the last: the
+    window is its gap, :mod:`~fundflow.detectors.episodes`) add to it.
 
 All rates are exact fractions (the record's decimal), never floats.
 """
@@ -39,6 +40,7 @@ from fundflow.schemas.records import Product
 
 from .alerting import band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
+from .episodes import Episode, Episodes
 from .reference import Flow
 from .settings import (
     Custom,
@@ -112,9 +114,19 @@ class _Platform(SlotState):
         # subsidies: (ts, fen, txn id, lender account, payer account)
         self.events: deque[tuple[int, int, str, str, str]] = deque()
         self.window_sum = 0
-        self.episode = -1
-        # episode: [total, last ts, {payer account}, {lender account}, txn ids]
+        # The own_money_subsidy episode, named by the oldest payment of the
+        # window where it first held, and its figures:
+        # [total, {payer account}, {lender account}, txn ids]
+        self.episode = Episode()
         self.sub: list[Any] = []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if not isinstance(state.get("episode", 0), Episode):  # checkpoints of 1.0
+            state = dict(state)
+            sub = state["sub"]
+            state["episode"] = Episode(state["episode"], sub[1] if sub else -1)
+            state["sub"] = [sub[0], *sub[2:]] if sub else []
+        super().__setstate__(state)
 
 
 class ExcessiveReturn(Detector):
@@ -129,6 +141,7 @@ class ExcessiveReturn(Detector):
         # Derived from the reference's products, not state: (reference,
         # its product_version, term bucket -> sorted peer rates).
         self._peer_rates: tuple[Any, int, dict[int, list[tuple[int, str]]], int] | None = None
+        self._subsidies = Episodes(self.config.excessive_return.subsidy_window_ms)
         return {"platforms": {}}
 
     def _state(self, pid: str) -> _Platform:
@@ -335,26 +348,27 @@ class ExcessiveReturn(Detector):
         window = cfg.subsidy_window_ms
         st.events.append((f.ts, f.amount, f.txn_id, f.dst_id, f.src_id))
         st.window_sum += f.amount - expire_sum(st.events, f.ts, window)
-        if st.episode >= 0 and f.ts - st.sub[1] <= window:
+        episodes = self._subsidies
+        if episodes.is_open(st.episode, f.ts):
+            # Every payment while the episode lasts extends it and adds to it.
+            episodes.hold(st.episode, f.ts)
             st.sub[0] += f.amount
-            st.sub[1] = f.ts
-            st.sub[2].add(f.src_id)
-            st.sub[3].add(f.dst_id)
-            if len(st.sub[4]) < self.config.alerts.sample_txns:
-                st.sub[4].append(f.txn_id)
+            st.sub[1].add(f.src_id)
+            st.sub[2].add(f.dst_id)
+            if len(st.sub[3]) < self.config.alerts.sample_txns:
+                st.sub[3].append(f.txn_id)
         elif st.window_sum >= max(cfg.subsidy_min_amount, 1):
-            st.episode = st.events[0][0]
+            episodes.hold(st.episode, f.ts, start=st.events[0][0])
             st.sub = [
                 st.window_sum,
-                f.ts,
                 {e[4] for e in st.events},
                 {e[3] for e in st.events},
                 [e[2] for e in st.events][: self.config.alerts.sample_txns],
             ]
         else:
             return
-        total, last, payers, lenders, txns = st.sub
-        episode = st.episode
+        total, payers, lenders, txns = st.sub
+        episode, last = st.episode.start, st.episode.last
         severity = band(
             total, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium"
         )
@@ -384,5 +398,5 @@ class ExcessiveReturn(Detector):
             last,
             build,
             # The episode goes on while payments come within a window of the last.
-            ends=last + window,
+            ends=episodes.ends(st.episode),
         )

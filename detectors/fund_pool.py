@@ -25,6 +25,12 @@ out from there. Two signals, per platform (the custody transaction's
 
 A lender paying a borrower's sub-account directly for a named loan never
 touches a controlled account and is never counted.
+
+Each signal's finding is an episode (:mod:`~fundflow.detectors.episodes`):
+``gather_scatter`` lasts while the rule holds again within a window, and is
+named by the time it first held; ``idle_investor_money`` lasts, per
+account, until the stranded money has left it, and is named by when it was
+first seen.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 
 from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
+from .episodes import NONE, Episode, Episodes
 from .lots import Fifo, Lot, restored
 from .reference import Flow
 from .settings import Days, Fen, Int, rising, section, setting
@@ -90,9 +97,8 @@ class _Platform(SlotState):
         "pool_accounts",
         "taint",
         "lots",
-        "episode",
+        "gathering",
         "episode_first",
-        "last_true",
         "idle_episode",
         "next_tick",
     )
@@ -113,15 +119,25 @@ class _Platform(SlotState):
         self.taint: dict[str, int] = {}
         # platform_custody account -> lots (ts, remaining, txn_id) of invest money with no loan
         self.lots: dict[str, list[Lot]] = {}
-        self.episode = -1
+        # The gather_scatter episode, and the first receipt in its window.
+        self.gathering = Episode()
         self.episode_first = -1
-        self.last_true = -1
-        # platform_custody account -> ts the stranded money was first seen
-        self.idle_episode: dict[str, int] = {}
+        # platform_custody account -> its idle_investor_money episode, named
+        # by when the stranded money was first seen
+        self.idle_episode: dict[str, Episode] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "last_true" in state:  # checkpoints of 1.0 kept the episodes as numbers
+            state = dict(state)
+            start, last = state.pop("episode"), state.pop("last_true")
+            state["gathering"] = Episode(start, last if start != NONE else NONE)
+            state["idle_episode"] = {a: Episode(t, t) for a, t in state["idle_episode"].items()}
         super().__setstate__(state)
         self.lots = restored(self.lots)  # checkpoints of 1.0 kept deques of lists
+
+
+#: An idle_investor_money episode lasts until the money leaves.
+_IDLE = Episodes(gap_ms=None)
 
 
 def _bump(counts: dict[str, int], key: str) -> None:
@@ -155,6 +171,7 @@ class FundPool(Detector):
     def _fresh(self) -> dict[str, Any]:
         cfg = self.config.fund_pool
         self._window = cfg.window_ms
+        self._gathering = Episodes(self._window)
         return {"platforms": {}}
 
     # -- flows ---------------------------------------------------------------
@@ -256,8 +273,8 @@ class FundPool(Detector):
             return
         _FIFO.take(st.lots, account, f.amount, f.ts)
         if account not in st.lots:
-            episode = st.idle_episode.pop(account, None)
-            if episode is not None:
+            episode = _IDLE.end_key(st.idle_episode, account)
+            if episode != NONE:
                 # The stranded money has left: its episode is over.
                 aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
                 self.book.close(pid, aid)
@@ -301,12 +318,10 @@ class FundPool(Detector):
             or st.outflow * 100 < inflow * cfg.min_pass_through_pct
         ):
             return
-        if st.episode < 0 or now - st.last_true > self._window:
-            st.episode = now
+        if self._gathering.hold(st.gathering, now):
             st.episode_first = next(ts for ts, kind, *_ in st.events if kind == _IN)
-        st.last_true = now
         severity = self._severity(inflow)
-        aid = make_alert_id(self.name, pid, "gather_scatter", st.episode)
+        aid = make_alert_id(self.name, pid, "gather_scatter", st.gathering.start)
         # The window moves on with every record: the evidence is taken now.
         self.book.offer(
             aid,
@@ -317,7 +332,7 @@ class FundPool(Detector):
             now,
             Stated(self._evidence(pid, st, now)),
             # The episode lasts while the rule holds again within a window.
-            ends=now + self._window,
+            ends=self._gathering.ends(st.gathering),
         )
 
     def _evidence(self, pid: str, st: _Platform, now: int) -> tuple[list[str], str, dict[str, Any]]:
@@ -380,7 +395,7 @@ class FundPool(Detector):
                 txns.append(txn_id)
             if stranded < max(cfg.idle_min_amount, 1):
                 continue
-            episode = st.idle_episode.setdefault(account, first_ts)
+            episode = _IDLE.hold_key(st.idle_episode, account, now, start=first_ts)[0].start
             severity = self._severity(stranded)
             aid = make_alert_id(self.name, pid, "idle_investor_money", account, episode)
             self.book.offer(

@@ -18,7 +18,7 @@ Paying first and collecting later (垫付) is a guarantee too: what was
 uncovered when paid stays counted.
 
 Uncovered payments within ``episode_gap_days`` of each other make one
-episode, one alert, emitted once it reaches ``min_amount`` and again as it
+episode (:mod:`~fundflow.detectors.episodes`, that gap), one alert, emitted once it reaches ``min_amount`` and again as it
 grows. A loan's record is dropped ``loan_grace_days`` after its maturity.
 """
 
@@ -32,6 +32,7 @@ from fundflow.schemas.records import Account
 from .alerting import Stated, band, iso, make_alert_id, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
+from .episodes import Episode, Episodes
 from .reference import Flow
 from .settings import Days, Fen, section, setting, severity_rising
 
@@ -58,7 +59,6 @@ class _Platform(SlotState):
     __slots__ = (
         "loans",
         "episode",
-        "last_uncovered",
         "amount",
         "by_loan",
         "payers",
@@ -69,13 +69,20 @@ class _Platform(SlotState):
     def __init__(self) -> None:
         # loan id -> [borrower money in, paid on to lenders, uncovered, last ts]
         self.loans: dict[str, list[int]] = {}
-        self.episode = -1
-        self.last_uncovered = -1
+        # The platform_paid_lenders episode: started and last extended at an
+        # uncovered payment.
+        self.episode = Episode()
         self.amount = 0
         self.by_loan: dict[str, int] = {}  # uncovered per loan in the episode
         self.payers: dict[str, int] = {}
         self.samples: list[str] = []
         self.next_tick = -1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "last_uncovered" in state:  # checkpoints of 1.0 kept the episode as numbers
+            state = dict(state)
+            state["episode"] = Episode(state["episode"], state.pop("last_uncovered"))
+        super().__setstate__(state)
 
 
 class GuaranteedReturn(Detector):
@@ -87,6 +94,7 @@ class GuaranteedReturn(Detector):
     flow_kinds = frozenset({"custody_txn"})
 
     def _fresh(self) -> dict[str, Any]:
+        self._episodes = Episodes(self.config.guaranteed_return.episode_gap_ms)
         return {"platforms": {}}
 
     @staticmethod
@@ -165,14 +173,11 @@ class GuaranteedReturn(Detector):
         if uncovered == 0:
             return
         rec[2] += uncovered
-        gap = self.config.guaranteed_return.episode_gap_ms
-        if st.episode < 0 or f.ts - st.last_uncovered > gap:
-            st.episode = f.ts
+        if self._episodes.hold(st.episode, f.ts):
             st.amount = 0
             st.by_loan = {}
             st.payers = {}
             st.samples = []
-        st.last_uncovered = f.ts
         st.amount += uncovered
         st.by_loan[loan_id] = st.by_loan.get(loan_id, 0) + uncovered
         st.payers[f.src_id] = st.payers.get(f.src_id, 0) + uncovered
@@ -188,16 +193,16 @@ class GuaranteedReturn(Detector):
             st.amount, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium"
         )
         self.book.offer(
-            make_alert_id(self.name, pid, "platform_paid_lenders", st.episode),
+            make_alert_id(self.name, pid, "platform_paid_lenders", st.episode.start),
             pid,
             severity,
             st.amount,
-            st.episode,
-            st.last_uncovered,
+            st.episode.start,
+            st.episode.last,
             # Borrowers' repayments move the loans' figures without a new
             # offer: the evidence is taken now.
             Stated(self._evidence(pid, st)),
-            ends=st.last_uncovered + cfg.episode_gap_ms,
+            ends=self._episodes.ends(st.episode),
         )
 
     def _evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
@@ -221,8 +226,8 @@ class GuaranteedReturn(Detector):
             "uncovered": yuan(st.amount),
             "loans": loans,
             "loan_count": len(st.by_loan),
-            "first_seen": iso(st.episode, self.zone),
-            "last_seen": iso(st.last_uncovered, self.zone),
+            "first_seen": iso(st.episode.start, self.zone),
+            "last_seen": iso(st.episode.last, self.zone),
             "sample_txn_ids": list(st.samples),
         }
         summary = (

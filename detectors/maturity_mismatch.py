@@ -25,6 +25,11 @@ platform, three signals:
     One loan funded by two or more products each shorter than the loan, or
     by one shorter product again after its term ran out (rolled over).
 
+``mismatch_exposure`` and ``term_ratio`` are episodes with no gap
+(:mod:`~fundflow.detectors.episodes`), named by when they first held: an
+exposure lasts until no mismatched money is left open, a ratio until the
+loans are no longer than the money funding them or run out.
+
 Memory: a loan's book entry is kept while it can still move a figure. Once
 a loan is past its maturity by ``engine.loan_retention_days`` on its
 platform's clock and repaid in full (nothing open, nothing outstanding), it
@@ -45,9 +50,10 @@ from typing import Any
 
 from fundflow.schemas.records import Loan
 
-from .alerting import NO_END, Stated, band, iso, make_alert_id, ratio_text, yuan
+from .alerting import Stated, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
 from .config import DAY_MS
+from .episodes import NONE, Episode, Episodes
 from .lots import Fifo, Lot, restored
 from .reference import Flow
 from .settings import Dec, Fen, Int, rising, section, setting
@@ -157,13 +163,16 @@ class _Loan(SlotState):
         return open_funded, self.mismatched * open_funded // self.funded
 
 
+#: The exposure and ratio episodes last until the detector ends them.
+_UNTIL_CLOSED = Episodes(gap_ms=None)
+
+
 class _Platform(SlotState):
     __slots__ = (
         "loans",
         "book",
         "exposure",
         "exposure_episode",
-        "exposure_first",
         "lots",
         "loan_amount",
         "loan_weighted",
@@ -183,8 +192,9 @@ class _Platform(SlotState):
         self.loans: dict[str, _Loan] = {}
         self.book = 0
         self.exposure = 0
-        self.exposure_episode = -1
-        self.exposure_first = -1
+        # The mismatch_exposure and term_ratio episodes: no gap, they last
+        # until the detector ends them (_check_exposure, _check_ratio).
+        self.exposure_episode = Episode()
         # controlled account -> lots (ts, remaining, product_id) (lineage)
         self.lots: dict[str, list[Lot]] = {}
         self.loan_amount = 0
@@ -195,7 +205,7 @@ class _Platform(SlotState):
         self.expiries = _Expiries()
         # (issued_at, loan_id) of loans not yet issued
         self.pending_loans: list[tuple[int, str]] = []
-        self.ratio_episode = -1
+        self.ratio_episode = Episode()
         # the term ratio's figures changed since the last tick looked at them
         self.ratio_moved = False
         self.last_ts = -1
@@ -207,6 +217,12 @@ class _Platform(SlotState):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.retiring = []  # absent from checkpoints of version 1.0
+        if "exposure_first" in state:  # checkpoints of 1.0 kept the episodes as numbers
+            state = dict(state)
+            del state["exposure_first"]
+            for name in ("exposure_episode", "ratio_episode"):
+                start = state[name]
+                state[name] = Episode(start, start)
         super().__setstate__(state)
         self.lots = restored(self.lots)  # checkpoints of 1.0 kept deques of lists
 
@@ -356,27 +372,25 @@ class MaturityMismatch(Detector):
             # left open, so a book hovering at the threshold keeps one alert.
             if exposure <= 0:
                 self._close(pid, "mismatch_exposure", st.exposure_episode)
-                st.exposure_episode = -1
             return
-        if st.exposure_episode < 0:
-            st.exposure_episode = now
-            st.exposure_first = now
+        _UNTIL_CLOSED.hold(st.exposure_episode, now)
+        first = st.exposure_episode.start
         severity = band(
             exposure, ((cfg.severity_high, "high"), (cfg.severity_critical, "critical")), "medium"
         )
-        aid = make_alert_id(self.name, pid, "mismatch_exposure", st.exposure_episode)
+        aid = make_alert_id(self.name, pid, "mismatch_exposure", first)
         self.book.offer(
             aid,
             pid,
             severity,
             exposure,
-            st.exposure_first,
+            first,
             now,
             # The book can move below the line and back without a new offer:
             # the evidence is taken now.
             Stated(self._exposure_evidence(pid, st)),
             # The episode ends when its exposure closes (above).
-            ends=NO_END,
+            ends=_UNTIL_CLOSED.ends(st.exposure_episode),
         )
 
     def _exposure_evidence(self, pid: str, st: _Platform) -> tuple[list[str], str, dict[str, Any]]:
@@ -535,7 +549,7 @@ class MaturityMismatch(Detector):
             changed = True
         # Investor money and repayments move the ratio between ticks, however
         # long ago the last record was: look whenever a figure moved.
-        if changed or st.ratio_moved or st.ratio_episode >= 0:
+        if changed or st.ratio_moved or st.ratio_episode.start != NONE:
             st.ratio_moved = False
             self._check_ratio(pid, st, now)
 
@@ -545,7 +559,6 @@ class MaturityMismatch(Detector):
         if loans < cfg.min_book or products < cfg.min_book or st.product_weighted <= 0:
             if loans <= 0:
                 self._close(pid, "term_ratio", st.ratio_episode)
-                st.ratio_episode = -1
             return
         # ratio = (loan_weighted / loans) / (product_weighted / products), in integers
         num = st.loan_weighted * products
@@ -556,20 +569,18 @@ class MaturityMismatch(Detector):
             # the money funding them (ratio 1), not at every dip below the line.
             if num <= den:
                 self._close(pid, "term_ratio", st.ratio_episode)
-                st.ratio_episode = -1
             return
-        if st.ratio_episode < 0:
-            st.ratio_episode = now
+        _UNTIL_CLOSED.hold(st.ratio_episode, now)
+        episode = st.ratio_episode.start
         hn, hd = cfg.ratio_high.as_integer_ratio()
         cn, cd = cfg.ratio_critical.as_integer_ratio()
         severity = (
             "critical" if num * cd >= cn * den else "high" if num * hd >= hn * den else "medium"
         )
-        aid = make_alert_id(self.name, pid, "term_ratio", st.ratio_episode)
+        aid = make_alert_id(self.name, pid, "term_ratio", episode)
         ratio = ratio_text(num, den, 2)
         loan_term = ratio_text(st.loan_weighted, loans, 1)
         product_term = ratio_text(st.product_weighted, products, 1)
-        episode = st.ratio_episode
 
         def build() -> tuple[list[str], str, dict[str, Any]]:
             return (
@@ -588,12 +599,14 @@ class MaturityMismatch(Detector):
             )
 
         # The episode ends when the ratio falls to 1 or the loans run out (above).
-        self.book.offer(aid, pid, severity, loans, episode, now, build, ends=NO_END)
+        ends = _UNTIL_CLOSED.ends(st.ratio_episode)
+        self.book.offer(aid, pid, severity, loans, episode, now, build, ends=ends)
 
-    def _close(self, pid: str, signal: str, episode: int) -> None:
-        """An exposure or ratio episode (started at ``episode``, -1 for none) has ended."""
-        if episode >= 0:
-            self.book.close(pid, make_alert_id(self.name, pid, signal, episode))
+    def _close(self, pid: str, signal: str, episode: Episode) -> None:
+        """An exposure or ratio episode (none open: nothing) has ended."""
+        start = _UNTIL_CLOSED.end(episode)
+        if start != NONE:
+            self.book.close(pid, make_alert_id(self.name, pid, signal, start))
 
     def _on_finish(self) -> None:
         # The end of a stream: loans issued, money run out and the term ratio

@@ -27,6 +27,13 @@ account), four signals:
 ``reserve_interest``
     ``interest`` credited to a reserve account ("吃利差").
 
+Each of these findings but the bank's licence is an episode
+(:mod:`~fundflow.detectors.episodes`): a misuse episode per signal and
+counterparty account lasts while offending transactions come within
+``episode_gap_days`` of each other; a shortfall episode is named by its
+first short day and lasts, with no gap, until a day's reserves cover the
+liabilities again.
+
 Balances are kept per reserve account as a settled base plus a short tail of
 recent movements, so a bank snapshot (``balance``) that arrives a little late
 still lands on the right transactions.
@@ -42,6 +49,7 @@ from fundflow.schemas.records import Account, Balance, ReserveReport
 
 from .alerting import Stated, band, day_end_ms, local_day, make_alert_id, ratio_text, yuan
 from .base import Detector, SlotState
+from .episodes import Episode, Episodes
 from .reference import Flow
 from .settings import BasisPoints, Days, Fen, Int, Strings, rising, section, setting
 
@@ -96,6 +104,10 @@ class _Reserve:
         self.base, self.base_ms, self.tail, self.tail_sum = s
 
 
+#: A coverage_shortfall episode lasts until a day is covered again.
+_SHORTFALL = Episodes(gap_ms=None)
+
+
 class _Institution(SlotState):
     __slots__ = (
         "accounts",
@@ -103,6 +115,7 @@ class _Institution(SlotState):
         "pending",
         "shortfall_episode",
         "misuse",
+        "misuse_figures",
         "unchecked",
         "closed_through",
         "day_end",
@@ -119,11 +132,23 @@ class _Institution(SlotState):
         self.closes: dict[str, int] = {}
         # local day -> liabilities reported for a day not yet closed
         self.pending: dict[str, int] = {}
-        self.shortfall_episode: str | None = None
-        # (signal, account) -> [episode_start, last_ts, amount, txn_ids]
-        self.misuse: dict[tuple[str, str], list[Any]] = {}
+        # The coverage_shortfall episode, named by the first short day.
+        self.shortfall_episode = Episode()
+        # (signal, account) -> its misuse episode, and its figures [amount, txn_ids]
+        self.misuse: dict[tuple[str, str], Episode] = {}
+        self.misuse_figures: dict[tuple[str, str], list[Any]] = {}
         # reserve accounts whose bank's licence has not been seen yet
         self.unchecked: set[str] = set()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "misuse_figures" not in state:  # checkpoints of 1.0 kept the episodes as lists
+            state = dict(state)
+            day = state["shortfall_episode"]
+            state["shortfall_episode"] = Episode() if day is None else Episode(day, -1)
+            misuse = state["misuse"]
+            state["misuse"] = {k: Episode(ep[0], ep[1]) for k, ep in misuse.items()}
+            state["misuse_figures"] = {k: [ep[2], ep[3]] for k, ep in misuse.items()}
+        super().__setstate__(state)
 
 
 class ReserveMisuse(Detector):
@@ -134,6 +159,7 @@ class ReserveMisuse(Detector):
 
     def _fresh(self) -> dict[str, Any]:
         self._lateness_ms = self.config.engine.dedup_window_ms
+        self._misuse = Episodes(self.config.reserve_misuse.episode_gap_ms, self._lateness_ms)
         return {"reserves": {}, "institutions": {}, "unmatched_reports": 0}
 
     # -- records -------------------------------------------------------------
@@ -271,15 +297,15 @@ class ReserveMisuse(Detector):
         cfg = self.config.reserve_misuse
         inst = self._institution(owner)
         key = (signal, account)
-        ep = inst.misuse.get(key)
-        if ep is None or f.ts - ep[1] > cfg.episode_gap_ms:
-            ep = inst.misuse[key] = [f.ts, f.ts, 0, []]
-        ep[1] = max(ep[1], f.ts)
-        ep[2] += f.amount
-        if len(ep[3]) < self.config.alerts.sample_txns:
-            ep[3].append(f.txn_id)
+        ep, started = self._misuse.hold_key(inst.misuse, key, f.ts)
+        if started:
+            inst.misuse_figures[key] = [0, []]
+        figures = inst.misuse_figures[key]
+        figures[0] += f.amount
+        if len(figures[1]) < self.config.alerts.sample_txns:
+            figures[1].append(f.txn_id)
         severity = band(
-            ep[2],
+            figures[0],
             (
                 (cfg.misuse_severity_medium, "medium"),
                 (cfg.misuse_severity_high, "high"),
@@ -287,32 +313,33 @@ class ReserveMisuse(Detector):
             ),
             "low",
         )
-        aid = make_alert_id(self.name, owner, signal, account, ep[0])
+        aid = make_alert_id(self.name, owner, signal, account, ep.start)
         self.book.offer(
             aid,
             owner,
             severity,
-            ep[2],
-            ep[0],
-            ep[1],
+            figures[0],
+            ep.start,
+            ep.last,
             # The reserve balances move without a new offer: taken now.
-            Stated(self._misuse_evidence(owner, signal, account, f, ep)),
-            ends=ep[1] + cfg.episode_gap_ms,
+            Stated(self._misuse_evidence(owner, signal, account, f, figures)),
+            ends=self._misuse.ends(ep),
         )
 
     def _misuse_evidence(
-        self, owner: str, signal: str, account: str, f: Flow, ep: list[Any]
+        self, owner: str, signal: str, account: str, f: Flow, figures: list[Any]
     ) -> tuple[list[str], str, dict[str, Any]]:
+        amount, txn_ids = figures
         inst = self.institutions[owner]
         reserve_accounts = sorted(inst.accounts)
         if signal == "reserve_interest":
-            summary = f"Interest of {yuan(ep[2])} yuan was credited to client reserve account {account} of {owner}."
+            summary = f"Interest of {yuan(amount)} yuan was credited to client reserve account {account} of {owner}."
             accounts = [account]
         else:
             dst = f.dst
             who = "unknown party" if dst is None else f"{dst.role} account owned by {dst.owner_id}"
             summary = (
-                f"{owner} moved {yuan(ep[2])} yuan of client reserves to {account} ({who}), "
+                f"{owner} moved {yuan(amount)} yuan of client reserves to {account} ({who}), "
                 f"which is not a client or an outside party paid for normal business."
             )
             accounts = [f.src_id, account]
@@ -326,8 +353,8 @@ class ReserveMisuse(Detector):
             "reserve_balance": yuan(
                 sum(self.reserves[a].balance for a in reserve_accounts if a in self.reserves)
             ),
-            "amount": yuan(ep[2]),
-            "offending_txn_ids": list(ep[3]),
+            "amount": yuan(amount),
+            "offending_txn_ids": list(txn_ids),
         }
         return accounts, summary, evidence
 
@@ -363,9 +390,9 @@ class ReserveMisuse(Detector):
         transaction is more than the episode gap behind ``now``, and more
         than the lateness horizon besides, so no transaction still accepted
         could extend them (a new one starts a new episode either way)."""
-        limit = now - self.config.reserve_misuse.episode_gap_ms - self.config.engine.dedup_window_ms
-        for key in [k for k, ep in inst.misuse.items() if ep[1] < limit]:
-            del inst.misuse[key]
+        if self._misuse.forget(inst.misuse, now) < len(inst.misuse_figures):
+            for key in [k for k in inst.misuse_figures if k not in inst.misuse]:
+                del inst.misuse_figures[key]
 
     def _on_tick(self, now: int) -> None:
         for owner in sorted(self.institutions):
@@ -408,11 +435,11 @@ class ReserveMisuse(Detector):
             return
         shortfall = liabilities - total
         if shortfall * 10000 <= liabilities * cfg.tolerance_bp:
-            inst.shortfall_episode = None
+            _SHORTFALL.end(inst.shortfall_episode)
             return
-        if inst.shortfall_episode is None:
-            inst.shortfall_episode = day
-        episode = inst.shortfall_episode
+        end = day_end_ms(day, self.zone)
+        _SHORTFALL.hold(inst.shortfall_episode, end, start=day)
+        episode = inst.shortfall_episode.start
         short_bp = shortfall * 10000 // liabilities
         if short_bp < cfg.shortfall_low_max_bp:
             severity = "low"
@@ -422,7 +449,6 @@ class ReserveMisuse(Detector):
             severity = "high"
         else:
             severity = "critical"
-        end = day_end_ms(day, self.zone)
         first = day_end_ms(episode, self.zone)
         aid = make_alert_id(self.name, owner, "coverage_shortfall", episode)
         accounts = sorted(inst.accounts)
@@ -504,10 +530,11 @@ class ReserveMisuse(Detector):
             if not inst.pending:
                 continue
             total = self._total(inst)
-            episode = inst.shortfall_episode
+            ep = inst.shortfall_episode
+            episode = ep.start, ep.last
             for day in sorted(inst.pending):
                 self._compare(owner, inst, day, total, inst.pending[day])
-            inst.shortfall_episode = episode
+            ep.start, ep.last = episode
 
 
 def _next_day(day: str) -> str:

@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Self
 from .alerting import NO_END, band, iso, make_alert_id, ratio_text, yuan
 from .base import Detector
 from .data_scale import AmountScale
+from .episodes import Episode, Episodes
 from .reference import Flow
 from .settings import Custom, Fen, Hours, Int, at_most, dec, rising, section, setting
 from .transfer_graph import Edge, TransferGraph
@@ -247,12 +248,13 @@ class _Typology(Detector):
 
     def _fresh(self) -> dict[str, Any]:
         self._window = self._window_ms()
+        self._episodes = Episodes(self._window)
         self._abs_floor = max(self._min_payment(), 1)
         self._pct = self._min_payment_pct()
         self._unit = "yuan"
         # graphs: currency -> its transfer graph (amounts are never added across
         # currencies); scale: the dump's payment sizes per currency.
-        # episodes: key -> [start, last ts the rule held]
+        # episodes: key -> its Episode
         return {
             "graphs": {},
             "scale": AmountScale(),
@@ -320,7 +322,8 @@ class _Typology(Detector):
         self.book.settle_due(g.watermark)
         if g.swept_at != self.last_sweep.get(currency):
             self.last_sweep[currency] = g.swept_at
-            self._forget(g.watermark - self._window)
+            # Ended episodes settled as the clock passed their end: let them go.
+            self._episodes.forget(self.episodes, g.watermark)
         self._see(f if amount == f.amount else _converted(f, amount))
 
     # -- findings ------------------------------------------------------------
@@ -340,13 +343,9 @@ class _Typology(Detector):
         )
 
     def _episode(self, key: tuple[str, ...], now: int) -> int:
-        """The start of the episode the rule holding at ``now`` belongs to."""
-        ep = self.episodes.get(key)
-        if ep is None or now - ep[1] > self._window:
-            ep = self.episodes[key] = [now, now]
-        elif now > ep[1]:
-            ep[1] = now
-        return ep[0]  # type: ignore[no-any-return]
+        """The start of the episode the rule holding at ``now`` belongs to
+        (:mod:`~fundflow.detectors.episodes`, the window as its gap)."""
+        return self._episodes.hold_key(self.episodes, key, now)[0].start  # type: ignore[no-any-return]
 
     def _offer(
         self,
@@ -373,7 +372,7 @@ class _Typology(Detector):
             first_ts,
             last_ts,
             lambda: self._describe(subject, args),
-            ends=NO_END if ep is None else ep[1] + self._window,
+            ends=NO_END if ep is None else self._episodes.ends(ep),
         )
 
     def _thresholds(self) -> dict[str, Any]:
@@ -391,12 +390,6 @@ class _Typology(Detector):
             out["absolute_floor"] = yuan(self._abs_floor)
         return out
 
-    def _forget(self, horizon: int) -> None:
-        """Episodes whose rule last held before ``horizon`` are over (their
-        final figures were settled as the clock passed their end): let them go."""
-        for key in [k for k, ep in self.episodes.items() if ep[1] < horizon]:
-            del self.episodes[key]
-
     def restore(self, blob: bytes) -> Self:
         super().restore(blob)
         # A checkpoint of the layout before graphs per currency (one graph,
@@ -407,6 +400,10 @@ class _Typology(Detector):
             self.__dict__.pop("graph", None)
             for key, value in self._fresh().items():
                 setattr(self, key, value)
+        # A checkpoint of 1.0 kept each episode as a [start, last] list.
+        self.episodes = {
+            k: Episode(*ep) if type(ep) is list else ep for k, ep in self.episodes.items()
+        }
         return self
 
     def _samples(self, edges: list[Edge]) -> list[str]:
