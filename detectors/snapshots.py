@@ -197,7 +197,7 @@ def _tree(v: Any) -> Any:
     make = _TREES.get(t)
     if make is not None:
         return make(v)
-    if isinstance(v, msgspec.Struct) and t.__module__ != "msgspec":
+    if isinstance(v, msgspec.Struct) and _name(t) in state_classes():
         return _Ext(
             Tag.RECORD,
             _encode([_name(t), [_tree(getattr(v, f)) for f in t.__struct_fields__]]),

@@ -91,7 +91,7 @@ class Checkpointing:
         """The engine's snapshot as it is now, compressed, and its HMAC as the
         state of ``cp`` (:func:`seal`).
 
-        Pickling and compressing a large engine takes seconds, and the
+        Snapshotting and compressing a large engine takes seconds, and the
         event loop would stand still meanwhile (every record waits: that was
         the p99 latency). So a forked child does it on its copy-on-write
         image of the engine, writes the result to a file and exits, while

@@ -151,6 +151,12 @@ def test_a_value_of_another_type_is_not_written() -> None:
         dumps({"rate": 0.1})
     with pytest.raises(TypeError, match="a snapshot holds no builtins.object"):
         dumps([object()])
+    with pytest.raises(TypeError, match="a snapshot holds no .*_Stranger"):
+        dumps(_Stranger())
+
+
+class _Stranger(msgspec.Struct):
+    """A record type outside the registry."""
 
 
 class _Calls:
