@@ -11,7 +11,9 @@ tuple, a set a set and a record its class:
 * the containers and numbers the detectors keep: ``tuple``, ``set``,
   ``frozenset``, ``deque`` (with its ``maxlen``), ``OrderedDict``,
   ``array.array``, ``Fraction`` and ``Decimal`` (as text of at most
-  :data:`MAX_NUMBER_TEXT` characters) and integers beyond 64 bits;
+  :data:`MAX_NUMBER_TEXT` characters) and integers beyond 64 bits (no
+  ``float``: money is integer fen and rates are ``Fraction`` or
+  ``Decimal``, and a float is refused when written);
 * an object of a class of the fixed registry (:func:`state_classes`): every
   :class:`~fundflow.detectors.base.SlotState`, the records (msgspec structs
   of ``fundflow.schemas.records``, and ``Flow``), the compiled ``Table`` and
@@ -258,7 +260,10 @@ _TREES = _LazyTrees()
 def loads(blob: bytes) -> Any:
     """The state of a snapshot :func:`dumps` wrote (see the module
     docstring); :class:`SnapshotRefused` for anything else."""
-    if not isinstance(blob, bytes | bytearray | memoryview) or bytes(blob[:7]) != _HEADER:
+    if (
+        not isinstance(blob, bytes | bytearray | memoryview)
+        or bytes(blob[: len(_HEADER)]) != _HEADER
+    ):
         raise SnapshotRefused(
             f"snapshot refused: not a fundflow snapshot of format {FORMAT} "
             "(a pickle, or another version)"
