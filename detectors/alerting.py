@@ -139,7 +139,7 @@ NO_END = -1
 
 class Stated:
     """A builder that returns what another builder built: what a snapshot
-    keeps of a waiting offer (plain data, so it pickles)."""
+    keeps of a waiting offer (plain data, so it goes into a snapshot)."""
 
     __slots__ = ("built",)
 

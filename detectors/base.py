@@ -31,7 +31,6 @@ hands them resolved :class:`~fundflow.detectors.reference.Flow` objects.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, ClassVar, Self
 from zoneinfo import ZoneInfo
 
@@ -56,7 +55,7 @@ _TXN_TYPES = (CustodyTxn, ClearingTxn)
 
 class SlotState:
     """Detector state kept in ``__slots__`` (no per-object dict) that
-    pickles as a dict of its slots, so a checkpoint names every field. A
+    snapshots as a dict of its slots, so a checkpoint names every field. A
     subclass with a field added since a version sets its default in
     ``__setstate__`` before calling this one."""
 
@@ -196,7 +195,8 @@ class Detector:
             setattr(self, key, value)
 
     def snapshot(self) -> bytes:
-        """The detector's state as bytes (pickle of its own plain data)."""
+        """The detector's state as bytes: its own plain data in the snapshot
+        format (:mod:`~fundflow.detectors.snapshots`, data only)."""
         state = {k: getattr(self, k) for k in self._state_names}
         payload = {
             "state": state,
@@ -205,12 +205,18 @@ class Detector:
             "now": self.now,
             "ref": self.ref if self._owns_ref else None,
         }
-        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshots.dumps(payload)
 
     def restore(self, blob: bytes) -> Self:
-        """Replace the state with one from :meth:`snapshot` (trusted input:
-        the detector's own checkpoint, never outside data)."""
+        """Replace the state with one from :meth:`snapshot`; raises
+        :class:`~fundflow.detectors.snapshots.SnapshotRefused` for a blob
+        that is not one (another format, or not detector state)."""
         payload = snapshots.loads(blob)
+        stray = set(payload["state"]) - set(self._state_names)
+        if stray:
+            raise snapshots.SnapshotRefused(
+                f"snapshot refused: {self.name} keeps no state {min(stray)!r}"
+            )
         for key, value in payload["state"].items():
             setattr(self, key, value)
         self.book.said = payload["said"]

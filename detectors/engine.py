@@ -23,7 +23,6 @@ letters, so that read = accepted + duplicates + dead letters.
 from __future__ import annotations
 
 import importlib
-import pickle
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -784,7 +783,7 @@ class Engine:
 
     def snapshot(self) -> bytes:
         self._sync()
-        return pickle.dumps(
+        return snapshots.dumps(
             {
                 "ref": None if self._shared_ref else self.ref,
                 "dedup": (self.dedup.watermarks, self.dedup.seen, self.dedup._size),
@@ -794,8 +793,7 @@ class Engine:
                 "waiting": self._waiting,
                 "unplaced": self._unplaced,
                 "detectors": {d.name: d.snapshot() for d in self.detectors},
-            },
-            protocol=pickle.HIGHEST_PROTOCOL,
+            }
         )
 
     def restore(self, blob: bytes) -> Engine:

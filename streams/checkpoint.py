@@ -2,17 +2,19 @@
 
 A checkpoint is saved in a compacted topic (the worker's state table, one
 row per input partition number). Its state is the engine's snapshot
-(pickle), zlib-compressed and cut into chunks of at most ``CHUNK_BYTES`` so
+(data only, in the format of :mod:`fundflow.detectors.snapshots`), zlib-compressed and cut into chunks of at most ``CHUNK_BYTES`` so
 every message stays under the broker's default 1 MB limit. Chunks are
 written to one of two slots, alternating, and the row's *head* is written
 last: a worker that dies in the middle of a save leaves the previous
 checkpoint whole (its head still points at the other slot).
 
-A pickle runs code when it is loaded, so a checkpoint is authenticated: the
-head carries an HMAC-SHA256, keyed by the worker's checkpoint key, over the
+A checkpoint is read back from a topic others could write to, so it is
+authenticated: a snapshot runs no code when it is read, but a forged one
+would still put state of someone else's choosing into the detectors (an
+account's history, an alert already said). The head carries an HMAC-SHA256, keyed by the worker's checkpoint key, over the
 format version, the partition, the head's fields and the whole compressed
 blob. :func:`decode_checkpoint` checks it (``hmac.compare_digest``) before
-anything is decompressed or unpickled and raises :class:`CheckpointError`
+anything is decompressed or decoded and raises :class:`CheckpointError`
 for a checkpoint that fails, as for one of another format version. The key
 comes from ``FUNDFLOW_CHECKPOINT_KEY`` or the file named by
 ``FUNDFLOW_CHECKPOINT_KEY_FILE`` (:func:`load_checkpoint_key`).
@@ -64,9 +66,12 @@ class Checkpoint:
     finished: bool = False
 
 
-#: The head's layout and what its HMAC covers. 1: an unkeyed SHA-256 (no
-#: ``version`` field); 2: an HMAC-SHA256 keyed by the checkpoint key.
-FORMAT_VERSION = 2
+#: The head's layout, what its HMAC covers and the state's format. 1: an
+#: unkeyed SHA-256 (no ``version`` field); 2: an HMAC-SHA256 keyed by the
+#: checkpoint key, over a pickle; 3: the same HMAC, over a data-only snapshot
+#: (:mod:`fundflow.detectors.snapshots`). A checkpoint of another version is
+#: refused and the partition rebuilt from its topics.
+FORMAT_VERSION = 3
 
 ENV_KEY = "FUNDFLOW_CHECKPOINT_KEY"
 ENV_KEY_FILE = "FUNDFLOW_CHECKPOINT_KEY_FILE"
@@ -188,8 +193,8 @@ def decode_checkpoint(partition: int, rows: Mapping[str, bytes], key: bytes) -> 
     (``None`` when it has none). Raises :class:`CheckpointError` when the
     head is of another format version, names chunks that are missing or of
     another size, or its HMAC under ``key`` does not match; all of this is
-    checked before the blob is decompressed (and so before the engine could
-    unpickle it)."""
+    checked before the blob is decompressed (and so before the engine
+    decodes it)."""
     head_raw = rows.get(str(partition))
     if head_raw is None:
         return None

@@ -17,7 +17,7 @@ the guarantee:
 3. Read the offsets (inputs and reference), ``finished`` and the next
    generation, and take the engine's snapshot at once, with no record
    processed in between (:meth:`Checkpointing._snapshot`: a forked child
-   pickles, compresses and signs its copy-on-write image of the engine
+   snapshots, compresses and signs its copy-on-write image of the engine
    while this process goes on; where ``fork`` is missing or the child fails
    it is done here).
 4. Flush the producer: the alerts and dead letters of the records the
@@ -91,7 +91,7 @@ class Checkpointing:
         """The engine's snapshot as it is now, compressed, and its HMAC as the
         state of ``cp`` (:func:`seal`).
 
-        Pickling and compressing a large engine takes seconds, and the
+        Snapshotting and compressing a large engine takes seconds, and the
         event loop would stand still meanwhile (every record waits: that was
         the p99 latency). So a forked child does it on its copy-on-write
         image of the engine, writes the result to a file and exits, while
@@ -113,7 +113,7 @@ class Checkpointing:
             return out
         path = os.path.join(self.datadir, f"snapshot-{st.partition}-{st.generation}")
         pid = os.fork()
-        if pid == 0:  # the child: pickle, compress, write, leave without any cleanup
+        if pid == 0:  # the child: snapshot, compress, write, leave without any cleanup
             code = 1
             try:
                 # Signals are the parent's business (asyncio's wakeup fd is shared).

@@ -126,7 +126,7 @@ class Lifecycle:
     def run(self) -> int:
         if self.checkpoint_key is None:
             # An unkeyed worker could neither trust the checkpoints it reads
-            # (pickles: code) nor sign those it writes.
+            # (state of anyone's choosing) nor sign those it writes.
             raise WorkerError(NO_KEY)
         faust = _faust()
         self._check_topics()

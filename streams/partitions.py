@@ -144,7 +144,7 @@ class Partitions:
             cp = decode_checkpoint(p, rows, self.checkpoint_key)
         except CheckpointError as e:
             # Incomplete, of an older format, or failing its HMAC (another key,
-            # or written by someone else): nothing of it was unpickled. Rebuild
+            # or written by someone else): nothing of it was decoded. Rebuild
             # the partition from the start of its topics rather than refuse to run.
             log.error("%s; rebuilding partition %d from the start of its topics", e, p)
             cp = None

@@ -1,12 +1,12 @@
 """Checkpoints are authenticated (streams/checkpoint.py): what the worker
-would unpickle is refused unless its HMAC, keyed by the worker's checkpoint
+would decode is refused unless its HMAC, keyed by the worker's checkpoint
 key, covers the blob and the head as stored. No broker.
 
-"Before unpickling" is shown with a state whose pickle creates a file when
-it is loaded by plain ``pickle.loads``: every refused checkpoint leaves it
-absent. Signed with the worker's key, the same state still runs nothing:
-the engine's loader resolves no global but the detector state's classes
-(detectors/snapshots.py)."""
+"Before decoding" is shown with a state that is a pickle creating a file
+when it is loaded by plain ``pickle.loads``: every refused checkpoint
+leaves it absent. Signed with the worker's key, the same state still runs
+nothing: a snapshot is data (detectors/snapshots.py), and a pickle is
+refused as a snapshot of another format."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_a_checkpoint_signed_with_the_key_that_names_code_runs_nothing(tmp_path:
     marker = tmp_path / "ran"
     rows = dict(encode_checkpoint(_evil(marker), KEY))
     cp = decode_checkpoint(2, rows, KEY)  # the HMAC passes
-    with pytest.raises(SnapshotRefused, match=r"^snapshot names (io|_io|builtins)\.open, which"):
+    with pytest.raises(SnapshotRefused, match=r"^snapshot refused: not a fundflow snapshot of"):
         Engine(load_config()).restore(cp.state)
     assert not marker.exists()
     # The control for the tests below: loaded as a plain pickle, this state
@@ -96,7 +96,7 @@ def test_round_trip_carries_the_version_and_an_hmac() -> None:
     rows = dict(encode_checkpoint(cp, KEY))
     assert decode_checkpoint(2, rows, KEY) == cp
     head = _head(rows)
-    assert head["version"] == FORMAT_VERSION == 2
+    assert head["version"] == FORMAT_VERSION == 3
     assert isinstance(head["hmac"], str) and len(head["hmac"]) == 64
     assert "sha256" not in head
 
@@ -175,7 +175,7 @@ def test_a_checkpoint_of_the_old_unkeyed_format_is_refused(tmp_path: Path) -> No
         "ref_offsets": {"0": 99}, "finished": False,
     }  # fmt: skip
     rows = {"2/1/0": (3).to_bytes(8, "big") + blob, "2": msgspec.json.encode(head)}
-    _refused(rows, marker, "format version 1, this worker reads 2")
+    _refused(rows, marker, "format version 1, this worker reads 3")
 
 
 def test_a_head_that_is_not_json_is_refused(tmp_path: Path) -> None:

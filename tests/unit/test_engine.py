@@ -4,8 +4,6 @@ byte-identical alerts across runs and across a checkpoint."""
 
 from __future__ import annotations
 
-import pickle
-
 import msgspec
 import pytest
 from ledger import (
@@ -21,7 +19,7 @@ from ledger import (
     report,
 )
 
-from fundflow.detectors import Engine, load_config
+from fundflow.detectors import Engine, load_config, snapshots
 from fundflow.detectors.engine import DETECTORS
 from fundflow.schemas.decode import RecordDecoder, encode_record
 from fundflow.schemas.records import Alert
@@ -251,7 +249,7 @@ def test_engines_sharing_one_reference_leave_it_out_of_their_snapshots():
     blob = a.snapshot()
     fresh = Engine(reference=shared).restore(blob)
     assert fresh.ref is shared
-    assert pickle.loads(blob)["ref"] is None
+    assert snapshots.loads(blob)["ref"] is None
 
 
 def test_shell_sections_of_the_config_file_are_left_to_the_shells(tmp_path):

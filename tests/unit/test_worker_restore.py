@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from ledger import mixed_stream
 
 from fundflow.cli import main
-from fundflow.detectors import load_config
+from fundflow.detectors import load_config, snapshots
 from fundflow.detectors.reference import Reference
 from fundflow.schemas.decode import encode_record
-from fundflow.streams import engines
+from fundflow.streams import checkpoint, engines
 from fundflow.streams.checkpoint import Checkpoint, encode_checkpoint, encode_compressed
 from fundflow.streams.settings import KafkaSettings
 from fundflow.streams.topics import REFERENCE_KINDS
@@ -141,13 +141,13 @@ def test_a_partition_snapshot_holds_no_reference_data_and_restores_to_the_same_a
     assert (st.engine.counts["accepted"], st.engine.held) == (3, 32)
     cp = Checkpoint(0, 1, {"custody": cut}, dict(st.ref_offsets), b"", finished=False)
 
-    def no_reference(self: Reference, protocol: int) -> object:
-        raise AssertionError("the shared reference was pickled into a partition's snapshot")
+    def no_reference(self: Reference) -> object:
+        raise AssertionError("the shared reference was written into a partition's snapshot")
 
     with monkeypatch.context() as m:
-        m.setattr(Reference, "__reduce_ex__", no_reference)
+        m.setattr(Reference, "__getstate__", no_reference)
         blob, mac = asyncio.run(worker._snapshot(st, cp))  # no datadir: taken in-process
-    assert pickle.loads(zlib.decompress(blob))["ref"] is None
+    assert snapshots.loads(zlib.decompress(blob))["ref"] is None
 
     # Another worker, the same reference topic read, restores the partition.
     other = _worker(encode_compressed(cp, blob, mac))
@@ -185,3 +185,47 @@ def test_a_partition_snapshot_holds_no_reference_data_and_restores_to_the_same_a
         ("self_financing", 1),
         ("unlicensed_business", 1),
     ]
+
+
+def test_a_checkpoint_of_the_pickle_format_is_refused_and_the_partition_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Format 2 as it was written: signed with the worker's own key, its state
+    # a pickle (here one that would create a file when unpickled).
+    marker = tmp_path / "unpickled"
+    old = Checkpoint(0, 9, {"custody": 10**6}, {}, pickle.dumps(_CreatesFile(marker)), True)
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 2)
+    rows = encode_checkpoint(old, KEY)
+    monkeypatch.undo()
+    worker = _worker(rows)
+    caplog.set_level(logging.INFO, logger="fundflow.worker")
+    st = worker._state(0)
+    assert not marker.exists()
+    (line,) = _lines(caplog, logging.WARNING)
+    assert line.getMessage() == (
+        "partition 0: checkpoint refused: format version 2, this worker reads 3; "
+        "rebuilding partition 0 from the start of its topics"
+    )
+    assert (st.offsets, st.generation, st.finished) == ({}, 0, False)
+    assert st.engine.snapshot() == engines.new_engine(worker.config, worker.ref).snapshot()
+
+
+def test_a_signed_checkpoint_whose_state_is_not_a_snapshot_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The head of this version, signed with the key, over a pickle: the
+    # engine refuses the state, and the partition is rebuilt.
+    marker = tmp_path / "unpickled"
+    cp = Checkpoint(0, 4, {"custody": 10**6}, {}, pickle.dumps(_CreatesFile(marker)), True)
+    worker = _worker(encode_checkpoint(cp, KEY))
+    caplog.set_level(logging.INFO, logger="fundflow.worker")
+    st = worker._state(0)
+    assert not marker.exists()
+    (line,) = _lines(caplog, logging.WARNING)
+    assert line.getMessage() == (
+        "partition 0: checkpoint generation 4 cannot be restored (SnapshotRefused: "
+        "snapshot refused: not a fundflow snapshot of format 1 (a pickle, or another "
+        "version)); rebuilding from the start of its topics"
+    )
+    assert (st.offsets, st.generation, st.finished) == ({}, 0, False)
+    assert "partition 0 assigned (no checkpoint)" in caplog.text
