@@ -6,7 +6,6 @@ record could extend it, and survives a snapshot round trip."""
 from __future__ import annotations
 
 import doctest
-import pickle
 
 import pytest
 
@@ -106,7 +105,7 @@ def test_a_snapshot_round_trip_keeps_every_episode():
     table: dict = {}
     rule.hold_key(table, ("A", "B"), 7)
     rule.hold_key(table, ("A", "B"), 12)
-    blob = pickle.dumps({"episodes": table, "one": Episode("2026-03-01", 40)})
+    blob = snapshots.dumps({"episodes": table, "one": Episode("2026-03-01", 40)})
     back = snapshots.loads(blob)
     assert {k: (v.start, v.last) for k, v in back["episodes"].items()} == {("A", "B"): (7, 12)}
     assert (back["one"].start, back["one"].last) == ("2026-03-01", 40)
