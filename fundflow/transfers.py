@@ -107,7 +107,7 @@ def _log_fen(rng: random.Random, lo_yuan: float, hi_yuan: float) -> int:
 
 
 class _World:
-    def __init__(self, rng: random.Random, scale: int, days: int, start_ms: int) -> None:
+    def __init__(self, rng: random.Random, scale: int, days: int, start_ms: int, seed: int) -> None:
         self.rng = rng
         self.days = days
         self.start = start_ms
@@ -118,11 +118,21 @@ class _World:
         self.firms = ids[n_people : n_people + n_firms]
         self.spare = ids[n_people + n_firms :]
         self.banks = {a: f"B{rng.randint(1, 8):02d}" for a in ids}
+        # Accounts for the planted patterns past the first 4,000 (about 800
+        # are used per unit of scale) come from a stream of their own, so the
+        # worlds of smaller scales stay as they were drawn.
+        self._more = random.Random(f"transfers-{seed}-spare")
         self.rows: list[tuple[int, str, str, int, str]] = []
         self.patterns: list[dict[str, Any]] = []
         self.honest: list[dict[str, Any]] = []
 
     def fresh(self, n: int) -> list[str]:
+        """``n`` accounts no pattern or background payment has used."""
+        while len(self.spare) < n:
+            a = f"62{self._more.randrange(10**9, 10**10):014d}"
+            if a not in self.banks:
+                self.banks[a] = f"B{self._more.randint(1, 8):02d}"
+                self.spare.append(a)
         out, self.spare = self.spare[:n], self.spare[n:]
         return out
 
@@ -471,7 +481,7 @@ def build(seed: int, scale: int = 1, days: int = 30) -> _World:
         raise ValueError(f"scale must be >= 1 and days >= 8, got scale={scale}, days={days}")
     rng = random.Random(seed)
     start = int(datetime(2026, 3, 2, tzinfo=ZONE).timestamp() * 1000)
-    w = _World(rng, scale, days, start)
+    w = _World(rng, scale, days, start, seed)
     _background(w, scale)
     for _ in range(scale):
         for _ in range(4):
