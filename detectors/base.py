@@ -99,6 +99,17 @@ class Detector:
     #: worker, which reads every partition into one engine
     #: (``fundflow worker --whole-stream``, streams/README.md).
     whole_stream: ClassVar[bool] = False
+    #: Detectors of one engine with the same ``shares`` keep one running
+    #: figure of the stream between them (the typologies: the dump's payment
+    #: sizes), computed once a record: the engine hands the first one's to
+    #: the others (:meth:`share`). ``None``: nothing shared.
+    shares: ClassVar[str | None] = None
+
+    def share(self, first: Detector) -> None:
+        """Take ``first``'s shared figure (``first.shares == self.shares``,
+        ``first`` earlier in the engine's detectors) in place of this
+        detector's own; the figure then moves once a record for both."""
+        raise NotImplementedError(f"{self.name} shares nothing")
 
     def subjects_of(self, flow: Flow) -> tuple[str, ...]:
         """The subjects other than the flow's feed

@@ -28,6 +28,11 @@ rebuilt after a halving and after a restore (a snapshot holds the
 histogram and the counts only), and give the answers a search would
 (``tests/unit/test_typology_baselines.py`` checks them against one).
 
+The typologies of one engine share one scale (``Detector.shares``): each
+hands in every payment, which :meth:`AmountScale.take` adds once, for the
+first, answering each the questions asked (:meth:`AmountScale.ask`) as
+the scale stood before it, the figures a scale of its own would give.
+
 >>> s = AmountScale()
 >>> for fen in range(100, 100_100, 100):
 ...     s.add("CNY", fen)
@@ -67,7 +72,7 @@ def bucket_floor(index: int) -> int:
 class AmountScale:
     """Running payment sizes per currency; see the module docstring."""
 
-    __slots__ = ("hist", "counts", "_keys", "_cursors")
+    __slots__ = ("hist", "counts", "_keys", "_cursors", "_asks", "_token", "_before")
 
     def __init__(self) -> None:
         self.hist: dict[str, dict[int, int]] = {}
@@ -76,6 +81,14 @@ class AmountScale:
         self._keys: dict[str, list[int]] = {}
         # currency -> {pct: [position in _keys of the bucket holding it, payments below it]}
         self._cursors: dict[str, dict[int, list[int]]] = {}
+        self._unshared()
+
+    def _unshared(self) -> None:
+        # What take() answers (ask), and the last payment it took with the
+        # figures from before it: not state, so never in a snapshot.
+        self._asks: list[tuple[int, bool]] = []
+        self._token: object = None
+        self._before: tuple[int, dict[tuple[int, bool], int | None]] = (0, {})
 
     def __getstate__(self) -> dict[str, Any]:
         return {"hist": self.hist, "counts": self.counts}
@@ -84,6 +97,36 @@ class AmountScale:
         self.hist, self.counts = state["hist"], state["counts"]
         self._keys = {cur: sorted(h) for cur, h in self.hist.items()}
         self._cursors = {}
+        self._unshared()
+
+    def ask(self, pct: int, upper: bool) -> None:
+        """Have :meth:`take` answer ``percentile(currency, pct, upper=upper)``
+        as it stood before each payment."""
+        if (pct, upper) not in self._asks:
+            self._asks.append((pct, upper))
+
+    def take(
+        self, token: object, currency: str, amount: int, min_samples: int
+    ) -> tuple[int, dict[tuple[int, bool], int | None]]:
+        """Add a payment of ``amount`` in ``currency`` and say what the scale
+        said before it: the payments counted in ``currency`` and, from
+        ``min_samples`` of them on, the answer to each question asked
+        (:meth:`ask`), keyed ``(pct, upper)``. Several typologies share one
+        scale (an engine's, :meth:`~fundflow.detectors.base.Detector.share`)
+        and each hands in the same payment: it is added once, for the first
+        ``token`` (the flow they are given, compared by identity), and the
+        others get the same answers."""
+        if token is self._token:
+            return self._before
+        n = self.counts.get(currency, 0)
+        answers: dict[tuple[int, bool], int | None] = {}
+        if n and n >= min_samples:
+            for pct, upper in self._asks:
+                answers[pct, upper] = self.percentile(currency, pct, upper=upper)
+        self.add(currency, amount)
+        self._token = token
+        self._before = (n, answers)
+        return self._before
 
     def add(self, currency: str, amount: int) -> None:
         h = self.hist.get(currency)

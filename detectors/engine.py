@@ -408,8 +408,13 @@ class Engine:
         define ``_on_reference`` or ``_on_report``. Skipping the others
         changes nothing they would find: their hooks do nothing with it."""
         self._out: list[Alert] = []
+        first: dict[str, Detector] = {}
         for det in self.detectors:
             det.book.out = self._out
+            if det.shares is not None:
+                lead = first.setdefault(det.shares, det)
+                if lead is not det:
+                    det.share(lead)
         self._routes = {
             kind: [det._on_flow for det in self.detectors if kind in det.flow_kinds]
             for kind in (CustodyTxn.TYPE, ClearingTxn.TYPE)

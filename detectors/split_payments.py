@@ -56,16 +56,21 @@ class SplitPayments(_Typology):
     def _min_payment_pct(self) -> int:
         return 0
 
-    def _counts(self, currency: str, amount: int) -> int | None:
+    def _questions(self) -> list[tuple[int, bool]]:
+        pct = self.config.split_payments.below_pct
+        return [(pct, False)] if pct else []
+
+    def _counts(self, f: Flow, currency: str, amount: int) -> int | None:
         """The ceiling a counted payment stayed below, or ``None``."""
         cfg = self.config.split_payments
+        min_samples = self.config.typologies.min_samples
+        seen, before = self.scale.take(f, currency, amount, min_samples)
         ceiling = 0
-        if cfg.below_pct and self.scale.count(currency) >= self.config.typologies.min_samples:
-            ceiling = self.scale.percentile(currency, cfg.below_pct) or 0
-            self._seen = self.scale.count(currency)
+        if cfg.below_pct and seen >= min_samples:
+            ceiling = before.get((cfg.below_pct, False)) or 0
+            self._seen = seen
         if currency == "CNY" and cfg.max_payment:
             ceiling = max(ceiling, cfg.max_payment)
-        self.scale.add(currency, amount)
         return ceiling if amount < ceiling else None
 
     def _baseline(self) -> dict[str, Any]:

@@ -41,7 +41,8 @@ They read ``clearing_txn`` records, payments between accounts; a custody
 ledger's bookings (``custody_txn``) are the business detectors' to judge,
 with the roles they carry. Amounts are never added across currencies: a
 currency named in ``[typologies] rates`` is converted to CNY, any other is
-judged in a graph and against a scale of its own.
+judged in a graph and against the payments of its own currency (one scale
+for an engine's typologies, each payment added once: ``Detector.shares``).
 A finding lasts while its shape does: an episode ends when the rule has not
 held for a window, and a growing finding is re-emitted under the same id.
 These detectors judge one transfer graph, so they need every transfer of
@@ -207,6 +208,8 @@ class _Typology(Detector):
     whole_stream = True
     keeps_incoming: ClassVar[bool] = True
     keeps_outgoing: ClassVar[bool] = True
+    # One scale of the dump's payments for an engine's typologies.
+    shares: ClassVar[str | None] = "typologies.scale"
     # Each typology defines both: what a new transfer shows, and an alert's
     # accounts, summary and evidence from the plain data kept for it.
     _see: Callable[[Flow], None]
@@ -257,10 +260,23 @@ class _Typology(Detector):
         # episodes: key -> its Episode
         return {
             "graphs": {},
-            "scale": AmountScale(),
+            "scale": self._asking(AmountScale()),
             "episodes": {},
             "last_sweep": {},
         }
+
+    def _questions(self) -> list[tuple[int, bool]]:
+        """What this typology asks the scale before each payment
+        (:meth:`AmountScale.ask`): its ``min_payment_pct``, at least."""
+        return [(self._pct, True)] if self._pct else []
+
+    def _asking(self, scale: AmountScale) -> AmountScale:
+        for pct, upper in self._questions():
+            scale.ask(pct, upper)
+        return scale
+
+    def share(self, first: Detector) -> None:
+        self.scale = self._asking(first.scale)  # type: ignore[attr-defined]
 
     def _new_graph(self) -> TransferGraph:
         return TransferGraph(
@@ -280,35 +296,31 @@ class _Typology(Detector):
             return f.currency, f.amount
         return "CNY", f.amount * rate[0] // rate[1]
 
-    def _floor(self, currency: str) -> int | None:
-        """The smallest payment that counts in ``currency``: the dump's
-        ``min_payment_pct``-th percentile there (``None`` until
-        ``min_samples`` payments are seen: nothing counts yet), raised to the
-        absolute floor for CNY."""
-        floor = self._abs_floor if currency == "CNY" else 1
-        self._seen = self.scale.count(currency)
-        if self._pct:
-            if self._seen < self.config.typologies.min_samples:
-                return None
-            floor = max(floor, self.scale.percentile(currency, self._pct, upper=True) or 1)
-        return floor
-
     def _at_least(self, currency: str, amount: int, floor: int) -> bool:
         """``amount`` reaches the absolute ``floor`` (yuan: CNY only)."""
         return currency != "CNY" or amount >= floor
 
-    def _counts(self, currency: str, amount: int) -> int | None:
-        """Whether a payment counts: the floor it reached, or ``None``. The
-        floor is the dump's before this payment; then it joins the scale."""
-        floor = self._floor(currency)
-        self.scale.add(currency, amount)
-        return None if floor is None or amount < floor else floor
+    def _counts(self, f: Flow, currency: str, amount: int) -> int | None:
+        """Whether payment ``f`` counts: the floor it reached, or ``None``.
+        The floor is the smallest payment that counts in ``currency``: the
+        dump's ``min_payment_pct``-th percentile there before this payment
+        (none until ``min_samples`` payments are seen: nothing counts yet),
+        raised to the absolute floor for CNY; then the payment joins the
+        scale."""
+        min_samples = self.config.typologies.min_samples
+        self._seen, before = self.scale.take(f, currency, amount, min_samples)
+        floor = self._abs_floor if currency == "CNY" else 1
+        if self._pct:
+            if self._seen < min_samples:
+                return None
+            floor = max(floor, before.get((self._pct, True)) or 1)
+        return None if amount < floor else floor
 
     def _on_flow(self, f: Flow) -> None:
         if f.custody or f.src_id == f.dst_id:
             return
         currency, amount = self._own_terms(f)
-        counted = self._counts(currency, amount)
+        counted = self._counts(f, currency, amount)
         if counted is None:
             return
         self._currency, self._counted_from = currency, counted
@@ -404,6 +416,7 @@ class _Typology(Detector):
         self.episodes = {
             k: Episode(*ep) if type(ep) is list else ep for k, ep in self.episodes.items()
         }
+        self._asking(self.scale)
         return self
 
     def _samples(self, edges: list[Edge]) -> list[str]:

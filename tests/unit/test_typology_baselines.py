@@ -15,7 +15,7 @@ import random
 
 import pytest
 from ledger import MINUTE_MS, at, clearing, run
-from typology_ledger import background, fan_in, habit, split
+from typology_ledger import background, fan_in, habit, split, typology_stream
 
 from fundflow.detectors import FanIn, OffProfile, SplitPayments, data_scale, load_config
 from fundflow.detectors.alerting import make_alert_id
@@ -107,6 +107,73 @@ def test_the_kept_percentiles_are_the_searched_ones(monkeypatch, seed):
             want = _searched(s.hist["CNY"], s.count("CNY"), pct, upper)
             assert s.percentile("CNY", pct, upper=upper) == want, (i, pct, upper)
     assert s.count("CNY") < 97
+
+
+def test_take_adds_a_payment_once_and_answers_from_before_it():
+    s = AmountScale()
+    s.ask(93, True)
+    s.ask(5, False)
+    s.ask(93, True)  # asked twice, answered once
+    for r in BASE:
+        s.add("CNY", r.amount)
+    flow, other = object(), object()
+    before = {(93, True): 475136, (5, False): 26624}
+    assert s.take(flow, "CNY", 10**9, 200) == (400, before)
+    assert s.count("CNY") == 401
+    # the same payment handed in again (the next typology): not added again,
+    # the answers from before it
+    assert s.take(flow, "CNY", 10**9, 200) == (400, before)
+    assert s.count("CNY") == 401
+    # a scale that only adds, beside it: the answers are its own before each payment
+    ref = AmountScale()
+    for r in BASE:
+        ref.add("CNY", r.amount)
+    ref.add("CNY", 10**9)
+    for amount in (10**9, 10**9, 1, 10**9):
+        want = {
+            (93, True): ref.percentile("CNY", 93, upper=True),
+            (5, False): ref.percentile("CNY", 5),
+        }
+        assert s.take(other, "CNY", amount, 200) == (ref.count("CNY"), want)
+        ref.add("CNY", amount)
+        other = object()
+    assert s.count("CNY") == ref.count("CNY") == 405
+    assert s.take(other, "CNY", 1, 200)[1] != before  # four payments of 10 million yuan later
+    # under min_samples: the count only
+    assert s.take(object(), "USD", 500, 200) == (0, {})
+    assert s.take(object(), "USD", 500, 1) == (1, {(93, True): 512, (5, False): 496})
+
+
+def test_an_engines_typologies_share_one_scale_and_find_what_each_finds_alone():
+    from fundflow.detectors import Engine
+    from fundflow.detectors.engine import TYPOLOGIES
+
+    recs = typology_stream()
+    eng = Engine(detectors=["typologies"])
+    alerts = [a for r in recs for a in eng.submit(r)] + eng.finish()
+    [scale] = {id(d.scale) for d in eng.detectors}
+    # every payment counted once, not once a typology
+    assert eng.detectors[0].scale.count("CNY") == len(recs) == 466
+    alone = [a for cls in TYPOLOGIES.values() for a in run(cls(), recs, finish=True)]
+    key = lambda a: (a.detector, a.alert_id, a.revision)  # noqa: E731
+    assert sorted(alerts, key=key) == sorted(alone, key=key)
+    assert {a.detector for a in alerts} == set(TYPOLOGIES)
+
+
+def test_a_restored_engines_typologies_share_one_scale_again():
+    from fundflow.detectors import Engine
+
+    recs = typology_stream()
+    half = len(recs) // 2
+    whole = Engine(detectors=["typologies"])
+    want = [a for r in recs for a in whole.submit(r)] + whole.finish()
+    first = Engine(detectors=["typologies"])
+    got = [a for r in recs[:half] for a in first.submit(r)]
+    eng = Engine(detectors=["typologies"]).restore(first.snapshot())
+    [scale] = {id(d.scale) for d in eng.detectors}
+    got += [a for r in recs[half:] for a in eng.submit(r)] + eng.finish()
+    assert got == want
+    assert eng.detectors[-1].scale.count("CNY") == len(recs)
 
 
 # -- relative floors and currencies ---------------------------------------------------
