@@ -14,6 +14,7 @@ pub mod decode;
 pub mod isotime;
 pub mod json;
 pub mod pytext;
+pub mod strcache;
 pub mod unprintable;
 pub mod wire;
 

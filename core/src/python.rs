@@ -3,6 +3,7 @@
 //! record.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -11,6 +12,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::decode::{self, DeadLetter, Decoded, Out, KIND_NAMES, REASONS};
+use crate::strcache::{Key, StrCache};
+
+/// Slots of a decoder's string cache: at most this many strings kept alive.
+const STRING_SLOTS: usize = 16_384;
+
+/// The strings a decoder has made (see [`crate::strcache`]).
+type Strings = StrCache<Py<PyString>>;
 
 /// Decodes one line; a fault in the decoder itself (a bug, never expected)
 /// becomes a dead letter naming it rather than an exception mid-chunk.
@@ -31,6 +39,8 @@ fn decode_one<'a>(dec: &decode::Decoder, line: &'a [u8]) -> Decoded<'a> {
 struct Decoder {
     inner: decode::Decoder,
     classes: Classes,
+    /// Taken once a call; the GIL is held whenever it is.
+    strings: Mutex<Strings>,
 }
 
 /// What a record is built from: the record class of each kind (in the order
@@ -82,6 +92,7 @@ impl Classes {
         py: Python<'py>,
         decoded: &[(u64, Decoded)],
         source: Option<&str>,
+        strings: &mut Strings,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>)> {
         let out = PyList::empty(py);
         let mut kinds = [0u64; KIND_NAMES.len()];
@@ -89,7 +100,7 @@ impl Classes {
             let item = match d {
                 Decoded::Record(r) => {
                     kinds[r.kind] += 1;
-                    self.record(py, r)?
+                    self.record(py, r, strings)?
                 }
                 Decoded::Dead(dl) => {
                     let kw = PyDict::new(py);
@@ -114,7 +125,12 @@ impl Classes {
     }
 
     /// The record of `r`'s kind, built by one keyword call of its class.
-    fn record<'py>(&self, py: Python<'py>, r: &decode::Record) -> PyResult<Bound<'py, PyAny>> {
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        r: &decode::Record,
+        strings: &mut Strings,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let class = self.kinds[r.kind].bind(py);
         let (names, kwnames) = &self.fields[r.kind];
         let in_order =
@@ -122,14 +138,17 @@ impl Classes {
         if !in_order {
             let kw = PyDict::new(py);
             for (name, v) in &r.fields {
-                kw.set_item(PyString::intern(py, name), self.value(py, v)?)?;
+                kw.set_item(
+                    PyString::intern(py, name),
+                    self.value(py, name, v, strings)?,
+                )?;
             }
             return class.call((), Some(&kw));
         }
         let values = r
             .fields
             .iter()
-            .map(|(_, v)| self.value(py, v))
+            .map(|(name, v)| self.value(py, name, v, strings))
             .collect::<PyResult<Vec<_>>>()?;
         let args: Vec<*mut ffi::PyObject> = values.iter().map(Bound::as_ptr).collect();
         // SAFETY: `args` holds one borrowed reference per keyword name, kept
@@ -142,9 +161,27 @@ impl Classes {
     }
 
     /// A field's value as the record class holds it: tuples for lists,
-    /// `Decimal` for decimals, `Related` for related entities.
-    fn value<'py>(&self, py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
+    /// `Decimal` for decimals, `Related` for related entities; a text the
+    /// decoder has made before (a transaction id excepted: it never
+    /// recurs) is the same object again.
+    fn value<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        v: &Out,
+        strings: &mut Strings,
+    ) -> PyResult<Bound<'py, PyAny>> {
         Ok(match v {
+            Out::Str(s) if name != "txn_id" => {
+                let key = Key::of(s);
+                let same = |v: &Py<PyString>, s: &str| v.bind(py).to_str().is_ok_and(|t| t == s);
+                if let Some(hit) = strings.get(key, s, same) {
+                    return Ok(hit.bind(py).clone().into_any());
+                }
+                let made = PyString::new(py, s);
+                strings.put(key, made.clone().unbind());
+                made.into_any()
+            }
             Out::Decimal(s) => self.decimal.bind(py).call1((s.as_str(),))?,
             Out::Strs(items) => PyTuple::new(py, items.iter().map(|s| s.as_ref()))?.into_any(),
             Out::Related(items) => {
@@ -190,6 +227,14 @@ fn out_to_py<'py>(py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
+impl Decoder {
+    /// The string cache (a panic while it was held leaves it usable: it
+    /// holds whole entries only).
+    fn strings(&self) -> std::sync::MutexGuard<'_, Strings> {
+        self.strings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[pymethods]
 impl Decoder {
     #[new]
@@ -205,6 +250,7 @@ impl Decoder {
         Ok(Decoder {
             inner,
             classes: Classes::load(py)?,
+            strings: Mutex::new(StrCache::new(STRING_SLOTS)),
         })
     }
 
@@ -231,7 +277,8 @@ impl Decoder {
                 .map(|(ln, n)| (n, decode_one(&self.inner, ln)))
                 .collect()
         });
-        self.classes.build(py, &decoded, source)
+        self.classes
+            .build(py, &decoded, source, &mut self.strings())
     }
 
     /// Each of `values` (the values of Kafka messages: each one record,
@@ -262,7 +309,7 @@ impl Decoder {
                 })
                 .collect()
         });
-        self.classes.build(py, &decoded, None)
+        self.classes.build(py, &decoded, None, &mut self.strings())
     }
 
     /// Decodes every line of `chunk` and returns only the counts: records

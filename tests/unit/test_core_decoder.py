@@ -141,6 +141,29 @@ def test_random_mutations_of_world_lines_decode_the_same(worlds: dict[str, list[
     assert sum(k != "dead_letter" for k, _ in rows) > 1000
 
 
+def test_a_recurring_text_is_one_object_and_a_txn_id_never_is():
+    """A decoder hands out a text it has made before (a currency, a system,
+    a bank, an account) as the same object, across calls too: records held
+    in windows share them. A transaction id is made anew each time."""
+    line = (
+        b'{"type":"clearing_txn","txn_id":"T1","ts":"2026-03-01T10:00:00+08:00",'
+        b'"system":"CNAPS","initiator_id":"I1","payer_bank":"B1","payer_account":"A1",'
+        b'"payee_bank":"B2","payee_account":"A2","amount":"12.00","currency":"CNY"}'
+    )
+    dec = Decoder()
+    [a, b], _ = dec.records(line + b"\n" + line.replace(b'"A2"', b'"A3"'))
+    [c], _ = dec.values([line])
+    for field in ("system", "initiator_id", "payer_bank", "payer_account", "currency"):
+        assert getattr(a, field) is getattr(b, field) is getattr(c, field), field
+    assert (a.payee_account, b.payee_account) == ("A2", "A3")
+    assert a.payee_account is c.payee_account
+    assert a.txn_id == b.txn_id == c.txn_id == "T1"
+    assert a.txn_id is not b.txn_id and b.txn_id is not c.txn_id
+    # another decoder has its own
+    [d], _ = Decoder().records(line)
+    assert d == a and d.currency == a.currency
+
+
 def test_kafka_values_decode_the_same(worlds: dict[str, list[bytes]]):
     """``values``: each message value whole, as the worker hands them over.
     A value may hold what a line cannot: newlines (JSON whitespace inside
