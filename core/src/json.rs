@@ -261,38 +261,38 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_array(&mut self) -> Result<(), Fail> {
-        self.pos += 1;
-        self.enter()?;
-        let mut first = true;
-        loop {
-            let mut c = self.peek()?;
-            if c == b']' {
-                self.pos += 1;
-                break;
-            } else if c == b',' && !first {
-                self.pos += 1;
-                c = self.peek()?;
-            } else if first {
-                first = false;
-            } else {
-                return Err(self.err("expected ',' or ']'"));
-            }
-            if c == b']' {
-                return Err(self.err("trailing comma in array"));
-            }
-            self.skip()?;
-        }
-        self.leave();
-        Ok(())
+        self.skip_items(b']', "array", Self::skip)
     }
 
     fn skip_object(&mut self) -> Result<(), Fail> {
+        self.skip_items(b'}', "object", |p| {
+            if p.peek()? != b'"' {
+                return Err(p.err("expected '\"'"));
+            }
+            p.skip_string()?;
+            if p.peek()? != b':' {
+                return Err(p.err("expected ':'"));
+            }
+            p.pos += 1;
+            p.skip()
+        })
+    }
+
+    /// The items of an array or object up to `close`, each read past by
+    /// `item` (at its first byte), with msgspec's messages for a missing
+    /// or trailing comma.
+    fn skip_items(
+        &mut self,
+        close: u8,
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> Result<(), Fail>,
+    ) -> Result<(), Fail> {
         self.pos += 1;
         self.enter()?;
         let mut first = true;
         loop {
             let mut c = self.peek()?;
-            if c == b'}' {
+            if c == close {
                 self.pos += 1;
                 break;
             } else if c == b',' && !first {
@@ -301,20 +301,12 @@ impl<'a> Reader<'a> {
             } else if first {
                 first = false;
             } else {
-                return Err(self.err("expected ',' or '}'"));
+                return Err(self.err(&format!("expected ',' or '{}'", close as char)));
             }
-            if c == b'"' {
-                self.skip_string()?;
-            } else if c == b'}' {
-                return Err(self.err("trailing comma in object"));
-            } else {
-                return Err(self.err("expected '\"'"));
+            if c == close {
+                return Err(self.err(&format!("trailing comma in {what}")));
             }
-            if self.peek()? != b':' {
-                return Err(self.err("expected ':'"));
-            }
-            self.pos += 1;
-            self.skip()?;
+            item(self)?;
         }
         self.leave();
         Ok(())
