@@ -3,7 +3,7 @@
 //! record.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -39,7 +39,7 @@ fn decode_one<'a>(dec: &decode::Decoder, line: &'a [u8]) -> Decoded<'a> {
 struct Decoder {
     inner: decode::Decoder,
     classes: Classes,
-    /// Taken once a call; the GIL is held whenever it is.
+    /// Taken once a call, never waited for (see `with_strings`).
     strings: Mutex<Strings>,
 }
 
@@ -228,10 +228,17 @@ fn out_to_py<'py>(py: Python<'py>, v: &Out) -> PyResult<Bound<'py, PyAny>> {
 }
 
 impl Decoder {
-    /// The string cache (a panic while it was held leaves it usable: it
-    /// holds whole entries only).
-    fn strings(&self) -> std::sync::MutexGuard<'_, Strings> {
-        self.strings.lock().unwrap_or_else(|e| e.into_inner())
+    /// Builds with the string cache when no other call holds it (a panic
+    /// while it was held leaves it usable: it holds whole entries only). A
+    /// call made while another thread's is building never waits for it,
+    /// since that call may be waiting for the GIL this one holds: it builds
+    /// with a small cache of its own.
+    fn with_strings<T>(&self, build: impl FnOnce(&mut Strings) -> T) -> T {
+        match self.strings.try_lock() {
+            Ok(mut held) => build(&mut held),
+            Err(TryLockError::Poisoned(e)) => build(&mut e.into_inner()),
+            Err(TryLockError::WouldBlock) => build(&mut StrCache::new(64)),
+        }
     }
 }
 
@@ -277,8 +284,7 @@ impl Decoder {
                 .map(|(ln, n)| (n, decode_one(&self.inner, ln)))
                 .collect()
         });
-        self.classes
-            .build(py, &decoded, source, &mut self.strings())
+        self.with_strings(|strings| self.classes.build(py, &decoded, source, strings))
     }
 
     /// Each of `values` (the values of Kafka messages: each one record,
@@ -309,7 +315,7 @@ impl Decoder {
                 })
                 .collect()
         });
-        self.classes.build(py, &decoded, None, &mut self.strings())
+        self.with_strings(|strings| self.classes.build(py, &decoded, None, strings))
     }
 
     /// Decodes every line of `chunk` and returns only the counts: records

@@ -164,6 +164,33 @@ def test_a_recurring_text_is_one_object_and_a_txn_id_never_is():
     assert d == a and d.currency == a.currency
 
 
+def test_one_decoder_used_from_several_threads_at_once(worlds: dict[str, list[bytes]]):
+    """Each call decodes with the GIL released and builds with it held; a
+    call never waits for another's string cache (it would wait holding the
+    GIL the other may need), so threads sharing a decoder all finish, with
+    the records a decoder of their own gives."""
+    import threading
+
+    chunk = b"\n".join(worlds["seed 7, noisy"][:20_000])
+    want, want_kinds = Decoder().records(chunk)
+    shared = Decoder()
+    got: list[tuple[list, dict]] = []
+
+    def work() -> None:
+        for _ in range(3):
+            got.append(shared.records(chunk))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert len(got) == 12
+    for items, kinds in got:
+        assert kinds == want_kinds and items == want
+
+
 def test_kafka_values_decode_the_same(worlds: dict[str, list[bytes]]):
     """``values``: each message value whole, as the worker hands them over.
     A value may hold what a line cannot: newlines (JSON whitespace inside
