@@ -6,10 +6,11 @@
 ``accounts``: what holding N accounts costs. A synthetic custody world is
 streamed through the engine as JSON lines, never held in memory, in the
 replay's runs of about 64 KiB (``Engine.process_batch``: the Rust decoder,
-the ordering stage, the detectors): 19-digit account numbers, 12-character entity ids, one person
-entity for every two accounts (an outside ``personal`` account and a
-custody sub-account), 90 % lenders and 10 % borrowers, one loan per
-borrower, about three transactions per account spread over 30 days
+the ordering stage, the detectors): 19-digit account numbers,
+12-character entity ids, one person entity for every two accounts (an
+outside ``personal`` account and a custody sub-account), 90 % lenders and
+10 % borrowers, one loan per borrower, about three transactions per
+account spread over 30 days
 (recharge, invest for a named loan and product, fee, repay, withdraw; a
 tenth of the people pay through a payment institution's reserve account).
 It prints the process's resident memory (RSS) before and after, and a
@@ -20,8 +21,9 @@ in the order listed) per account held.
 (``fundflow simulate``'s generator, ``--scale`` times over, as many days as
 the record count needs) is written by a child process into a pipe and
 replayed from it by this one, in the replay's runs of lines
-(``Engine.process_batch``), so neither side holds the stream; the generator's own memory is the child's. Peak RSS of the
-replaying process is printed at every million records.
+(``Engine.process_batch``), so neither side holds the stream; the
+generator's own memory is the child's. Peak RSS of the replaying process
+is printed at every million records.
 
 Each mode runs in a fresh process of its own, pinned to one core.
 """
