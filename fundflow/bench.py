@@ -30,6 +30,7 @@ import platform
 import resource
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +63,19 @@ def _timed(fn: Any, *args: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _chunks(lines: list[bytes], size: int) -> list[bytes]:
-    """``lines`` joined by newlines into chunks of about ``size`` bytes."""
-    out: list[bytes] = []
+def _chunks(lines: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """``lines`` joined by newlines into chunks of about ``size`` bytes, as
+    they come (``lines`` may be a stream never held whole)."""
     group: list[bytes] = []
     held = 0
     for line in lines:
         group.append(line)
         held += len(line) + 1
         if held >= size:
-            out.append(b"\n".join(group))
+            yield b"\n".join(group)
             group, held = [], 0
     if group:
-        out.append(b"\n".join(group))
-    return out
+        yield b"\n".join(group)
 
 
 def detector_costs(path: Path, config: Config, runs: int = 5) -> dict[str, float]:
@@ -156,7 +156,7 @@ def _run(folder: Path, records: int, seed: int, as_json: bool) -> dict[str, Any]
 
     # The lines as a reader hands them over: chunks of about 1 MiB of whole
     # lines (joined before the timing, freed after it).
-    chunks = _chunks(lines, 1 << 20)
+    chunks = list(_chunks(lines, 1 << 20))
     rust_counts: list[tuple[dict[str, int], dict[str, int]]] = []
 
     def rust() -> None:

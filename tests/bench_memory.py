@@ -42,7 +42,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fundflow.bench import _chunks
 from fundflow.detectors import Engine, load_config
+from fundflow.replay import _chunks as read_runs
+from fundflow.schemas.decode import MAX_LINE_BYTES
 
 DAY_MS = 86_400_000
 START_MS = 1_772_294_400_000  # 2026-03-01T00:00+08:00
@@ -205,21 +208,6 @@ def accounts_world(accounts: int, platforms: int = 200, institutions: int = 20) 
             )
 
 
-def _chunks(lines: Iterator[bytes], size: int = 1 << 16) -> Iterator[bytes]:
-    """The lines in runs of about ``size`` bytes, as the replay hands them
-    to ``Engine.process_batch`` (the Rust decoder, then the ordering stage)."""
-    run: list[bytes] = []
-    held = 0
-    for line in lines:
-        run.append(line)
-        held += len(line) + 1
-        if held >= size:
-            yield b"\n".join(run)
-            run, held = [], 0
-    if run:
-        yield b"\n".join(run)
-
-
 def deep_size(root: object, seen: set[int]) -> int:
     """Bytes reachable from ``root`` not yet in ``seen`` (types, modules and
     functions excluded), per ``sys.getsizeof``."""
@@ -266,7 +254,8 @@ def bench_accounts(accounts: int, detectors: list[str] | None = None) -> dict[st
     eng = Engine(config, detectors)
     n = 0
     t0 = time.perf_counter()
-    for chunk in _chunks(line.encode() for line in accounts_world(accounts)):
+    # The replay's runs of about 64 KiB (its reads), from lines made as they go.
+    for chunk in _chunks((line.encode() for line in accounts_world(accounts)), 1 << 16):
         batch = eng.process_batch(chunk)
         n += batch.read
         if batch.dead_letters:
@@ -348,8 +337,10 @@ def bench_replay(records: int, scale: int, seed: int, step: int) -> list[tuple[i
         )
         with open(fifo, "rb", buffering=1 << 20) as f:
             due = step
-            for chunk in _chunks(ln.rstrip(b"\n") for ln in f):
-                n += eng.process_batch(chunk).read
+            # The replay's own reader of a JSON-lines dump: runs of whole lines.
+            for run, _lines in read_runs(f, MAX_LINE_BYTES):
+                assert type(run) is bytes, "the simulated world has no overlong line"
+                n += eng.process_batch(run).read
                 if n >= due:
                     due += step
                     row = (n, round(peak_rss_mb(), 1), round(rss_mb(), 1))

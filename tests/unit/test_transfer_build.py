@@ -13,20 +13,7 @@ from collections import Counter
 
 import pytest
 
-from fundflow.transfers import build
-
-TYPOLOGIES = {
-    "fan_in",
-    "fan_out",
-    "cycle",
-    "gather_scatter",
-    "scatter_gather",
-    "split_payments",
-    "off_profile",
-    "bipartite",
-    "stack",
-    "peel_chain",
-}
+from fundflow.transfers import TYPOLOGIES, build
 
 
 @pytest.mark.parametrize(("seed", "scale"), [(1, 5), (2, 8), (3, 12)])
