@@ -71,16 +71,15 @@ idle release.
 
 from __future__ import annotations
 
-import bisect
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fundflow import _core
 from fundflow.schemas.records import Balance, ClearingTxn, CustodyTxn, ReserveReport
 
 from .alerting import day_end_ms
 
-_NOTHING: list[Any] = []
 #: Above every event time: the bound of a release with no bound.
 NO_BOUND = 1 << 62
 #: Kinds at the same instant, in the order they are released.
@@ -112,188 +111,33 @@ def _report_time(day: str, zone: ZoneInfo) -> int:
     return day_end_ms(day, zone) - 1
 
 
-class EventOrder:
-    """Per-feed queues released in event-time order (see the module).
+class EventOrder(_core.EventOrder):
+    """Per-feed queues released in event-time order (see the module): the
+    stage of the compiled core (``core/src/order.rs``).
 
-    ``push(feed, key, item)`` queues ``item`` under ``key`` (a tuple whose
-    first element is the event time, as :func:`sort_key` gives) and
-    returns ``False`` when the feed has already released a later key;
-    ``ready(feed)`` returns what the feed's mark releases now;
+    ``push(feed, key, item)`` queues ``item`` under ``key`` (a tuple
+    ``(event time, kind rank, id)``, as :func:`sort_key` gives, the id a
+    string) and returns ``False`` when the feed has already released a
+    later key; ``offer(feed, key, item)`` is ``push`` then ``ready`` in one
+    call (``None`` when refused); ``ready(feed)`` returns what the feed's
+    mark releases now; ``ready_all()`` what every feed's mark releases;
     ``release_until(t)`` what is at or before ``t`` on every feed, in key
-    order across feeds (everything with no ``t``).
+    order across feeds (everything with no ``t``); ``take(feed)`` removes
+    what a feed holds, as ``(key, item)`` pairs; ``oldest()`` is the
+    earliest event time held; ``feeds()`` the feeds seen; ``len()`` the
+    items held.
 
-    Each feed holds its records in a list kept in ``(key, arrival)`` order
-    from a head index: a record that arrives in order (most do) is appended
-    and released from the head without a comparison beyond its neighbour's,
-    a late one is inserted in its place (a binary search); released slots
-    are emptied at once and the list is compacted once half of it is spent.
+    Each feed holds its records in a queue kept in ``(key, arrival)``
+    order: a record that arrives in order (most do) is appended after one
+    comparison, a late one is inserted in its place (a binary search). A
+    held record costs its 40-byte entry besides the item itself.
+    Checkpoints hold ``{"lateness_ms", "feeds": {feed: [mark, last key,
+    [(key, arrival, item), ...], 0]}, "seq"}`` (``__getstate__``), the
+    layout of the stage written in Python, and a feed of the older layout
+    that kept it as a heap is read too.
     """
 
-    __slots__ = ("lateness_ms", "_feeds", "_seq", "_held")
-
-    def __init__(self, lateness_ms: int) -> None:
-        self.lateness_ms = lateness_ms
-        # feed -> [mark, last key released (None before the first),
-        #          entries (key, seq, item) in order from head, head]
-        self._feeds: dict[str, list[Any]] = {}
-        self._seq = 0
-        self._held = 0
-
-    def __len__(self) -> int:
-        """Items held."""
-        return self._held
-
-    def _queue(self, state: list[Any], key: tuple[Any, ...], item: Any) -> None:
-        self._seq += 1
-        buf = state[2]
-        if len(buf) == state[3] or key >= buf[-1][0]:
-            buf.append((key, self._seq, item))
-        else:
-            bisect.insort(buf, (key, self._seq, item), lo=state[3])
-
-    def push(self, feed: str, key: tuple[Any, ...], item: Any) -> bool:
-        state = self._feeds.get(feed)
-        ts = key[0]
-        if state is None:
-            state = self._feeds[feed] = [ts, None, [], 0]
-        else:
-            last = state[1]
-            if last is not None and key < last:
-                return False
-            mark = state[0]
-            if ts > mark:
-                lateness = self.lateness_ms
-                state[0] = mark + lateness if ts - mark > lateness else ts
-        self._queue(state, key, item)
-        self._held += 1
-        return True
-
-    def offer(self, feed: str, key: tuple[Any, ...], item: Any) -> list[Any] | None:
-        """:meth:`push` then :meth:`ready` in one call (the per-record path):
-        ``None`` when refused, else what the feed releases now."""
-        state = self._feeds.get(feed)
-        ts = key[0]
-        lateness = self.lateness_ms
-        if state is None:
-            state = self._feeds[feed] = [ts, None, [], 0]
-        else:
-            last = state[1]
-            if last is not None and key < last:
-                return None
-            mark = state[0]
-            if ts > mark:
-                state[0] = mark + lateness if ts - mark > lateness else ts
-        self._queue(state, key, item)
-        self._held += 1
-        if state[2][state[3]][0][0] >= state[0] - lateness:
-            return _NOTHING
-        return self._release(state, state[0] - lateness, inclusive=False)
-
-    def _release(self, state: list[Any], bound: int, inclusive: bool) -> list[Any]:
-        """The feed's entries before ``bound`` (at it too, ``inclusive``), in
-        order, as items; the feed's last release moves to the last of them."""
-        buf, head = state[2], state[3]
-        n = len(buf)
-        out = []
-        while head < n:
-            entry = buf[head]
-            t = entry[0][0]
-            if t > bound or (t == bound and not inclusive):
-                break
-            out.append(entry[2])
-            state[1] = entry[0]
-            buf[head] = None  # released: the record is not held here any more
-            head += 1
-        if head == n:
-            buf.clear()
-            head = 0
-        elif head > 64 and 2 * head > n:
-            del buf[:head]
-            head = 0
-        state[3] = head
-        self._held -= len(out)
-        return out
-
-    def ready(self, feed: str) -> list[Any]:
-        """What ``feed``'s mark releases now, in order (often nothing)."""
-        state = self._feeds[feed]
-        if len(state[2]) == state[3]:
-            return []
-        return self._release(state, state[0] - self.lateness_ms, inclusive=False)
-
-    def _taken(self, bound: int | None, inclusive: bool) -> list[Any]:
-        """What every feed holds before ``bound`` (``None``: before each
-        feed's own mark less the lateness), in key order (feeds merged;
-        arrival order among equal keys)."""
-        taken: list[tuple[Any, int, Any]] = []
-        lateness = self.lateness_ms
-        for state in self._feeds.values():
-            buf, head = state[2], state[3]
-            start, n = head, len(buf)
-            cut = state[0] - lateness if bound is None else bound
-            while head < n:
-                t = buf[head][0][0]
-                if t > cut or (t == cut and not inclusive):
-                    break
-                head += 1
-            if head == start:
-                continue
-            taken.extend(buf[start:head])
-            state[1] = buf[head - 1][0]
-            del buf[:head]
-            state[3] = 0
-        taken.sort(key=_entry_order)
-        self._held -= len(taken)
-        return [entry[2] for entry in taken]
-
-    def ready_all(self) -> list[Any]:
-        """What every feed's mark releases now, in key order (feeds merged):
-        :meth:`ready` for all, after a shell held releases back."""
-        return self._taken(None, inclusive=False)
-
-    def release_until(self, t: int = NO_BOUND) -> list[Any]:
-        """Everything at or before event time ``t`` on every feed, in key
-        order (feeds merged), whatever the marks."""
-        return self._taken(t, inclusive=True)
-
-    def take(self, feed: str) -> list[tuple[tuple[Any, ...], Any]]:
-        """Removes and returns what ``feed`` holds, as ``(key, item)`` in
-        key order (arrival order among equal keys); the feed keeps its mark
-        and its last release. For a record queued under a feed that was not
-        its own (the reference data its feed is read from came after it)."""
-        state = self._feeds.get(feed)
-        if state is None or len(state[2]) == state[3]:
-            return []
-        held = state[2][state[3] :]
-        state[2], state[3] = [], 0
-        self._held -= len(held)
-        return [(entry[0], entry[2]) for entry in held]
-
-    def oldest(self) -> int | None:
-        """The earliest event time held, or ``None``."""
-        heads = [s[2][s[3]][0][0] for s in self._feeds.values() if len(s[2]) > s[3]]
-        return min(heads) if heads else None
-
-    # -- checkpoints -------------------------------------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        feeds = {f: [s[0], s[1], s[2][s[3] :], 0] for f, s in self._feeds.items()}
-        return {"lateness_ms": self.lateness_ms, "feeds": feeds, "seq": self._seq}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.lateness_ms = state["lateness_ms"]
-        feeds = state["feeds"]
-        for s in feeds.values():
-            if len(s) == 3:  # a checkpoint of a version that kept each feed as a heap
-                s[2] = sorted(s[2], key=_entry_order)
-                s.append(0)
-        self._feeds = feeds
-        self._seq = state["seq"]
-        self._held = sum(len(s[2]) - s[3] for s in feeds.values())
-
-
-def _entry_order(entry: tuple[Any, int, Any]) -> tuple[Any, int]:
-    return entry[0], entry[1]
+    __slots__ = ()
 
 
 __all__ = ["EventOrder", "sort_key", "KIND_RANK", "NO_BOUND"]

@@ -1,6 +1,8 @@
 //! fundflow's compiled per-record core: the JSON-lines wire decoder of
 //! `schemas/decode.py`, ported rule for rule so that the two give the same
-//! records and the same dead letters for the same bytes.
+//! records and the same dead letters for the same bytes; and the
+//! event-time ordering stage of `detectors/ordering.py` ([`order`]), which
+//! holds the records of each feed until their place is settled.
 //!
 //! ```
 //! use fundflow_core::decode::{Decoded, Decoder};
@@ -13,6 +15,7 @@
 pub mod decode;
 pub mod isotime;
 pub mod json;
+pub mod order;
 pub mod pytext;
 pub mod strcache;
 pub mod unprintable;
@@ -20,3 +23,5 @@ pub mod wire;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_order;

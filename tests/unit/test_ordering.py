@@ -7,6 +7,8 @@ from __future__ import annotations
 import pickle
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from ledger import (
     HOUR_MS,
     account,
@@ -23,7 +25,7 @@ from ledger import (
     report,
 )
 
-from fundflow.detectors import Engine, load_config
+from fundflow.detectors import Engine, load_config, snapshots
 from fundflow.detectors.alerting import make_alert_id
 from fundflow.detectors.ordering import EventOrder, sort_key
 from fundflow.detectors.reference import Reference
@@ -121,7 +123,7 @@ def test_while_holding_records_wait_before_their_feed_is_known():
     eng.submit(account("R1", "I1", "client_reserve"))  # reference: applied at once
     eng.holding = False
     assert eng.release_ready() == []
-    assert set(eng.order._feeds) == {"I1"}
+    assert eng.order.feeds() == ["I1"]
     assert eng.held == 1
     eng.finish()
     assert eng.held == 0 and eng.counts["accepted"] == 2
@@ -459,3 +461,64 @@ def test_a_checkpoint_of_the_stage_as_heaps_is_read() -> None:
     assert len(old) == 3 and old.oldest() == 5
     assert old.offer("F", (30, 0, "z"), "x30") == ["x5", "x7"]  # the mark moves to 19
     assert old.release_until() == ["x9", "x30"]
+
+
+def test_ids_break_ties_in_the_order_python_compares_strings() -> None:
+    """Records of one instant and kind leave by id, compared by code point
+    as Python compares them: non-ASCII ids, ids beyond the BMP, and ids
+    with no UTF-8 form (a lone surrogate)."""
+    ids = ["b", "é", "\ud800", "a", "\U0001f600", "\uffff", "\ue000", "ab", ""]
+    o = EventOrder(L)
+    for i in ids:
+        assert o.push("P", (5, 1, i), i)
+    assert o.release_until() == sorted(ids)
+    for i in ids:
+        assert o.push("P", (5, 1, i), i) == (i >= max(ids))
+
+
+def test_a_key_that_is_not_time_rank_and_id_is_refused_with_its_reason() -> None:
+    o = EventOrder(L)
+    for bad in [(5, 0), [5, 0, "a"], (5, 0, 7), ("5", 0, "a"), (5.0, 0, "a")]:
+        with pytest.raises(TypeError, match="an ordering key is a tuple"):
+            o.push("P", bad, "x")
+    assert len(o) == 0 and o.feeds() == []
+
+
+def test_a_checkpoint_keeps_the_layout_of_the_stage_written_in_python() -> None:
+    """The state a checkpoint holds, pinned: the layout the stage kept when
+    it was written in Python, so checkpoints of either are read by both;
+    through the snapshot format and back, the stage goes on as before."""
+    o = filled(("P", 3), ("Q", 2), ("P", 1), ("P", 30))
+    assert o.ready("P") == ["P1"]  # the mark is 13: one lateness from 3
+    state = o.__getstate__()
+    assert state == {
+        "lateness_ms": L,
+        "feeds": {
+            "P": [13, (1, 0, "P1"), [((3, 0, "P3"), 1, "P3"), ((30, 0, "P30"), 4, "P30")], 0],
+            "Q": [2, None, [((2, 0, "Q2"), 2, "Q2")], 0],
+        },
+        "seq": 4,
+    }
+    back = snapshots.loads(snapshots.dumps(o))
+    assert type(back) is EventOrder and back.__getstate__() == state
+    assert back.push("P", (0, 0, "P0"), "P0") is False
+    assert back.push("P", (2, 0, "P2"), "P2") is True
+    assert back.offer("P", (24, 0, "P24"), "P24") == ["P2", "P3"]  # the mark is 23
+    assert back.release_until() == ["Q2", "P24", "P30"]
+    assert len(back) == 0 and back.__getstate__()["seq"] == 6
+
+
+def test_a_checkpoint_with_released_slots_before_its_head_is_read() -> None:
+    """A feed checkpointed as ``[mark, last, entries, head]`` with emptied
+    slots before ``head``: what is at or after the head is held."""
+    old = EventOrder.__new__(EventOrder)
+    old.__setstate__(
+        {
+            "lateness_ms": 10,
+            "feeds": {"F": [9, (4, 0, "a"), [None, None, ((7, 1, "c"), 3, "x7")], 2]},
+            "seq": 3,
+        }
+    )
+    assert len(old) == 1 and old.oldest() == 7 and old.feeds() == ["F"]
+    assert old.push("F", (3, 0, "z"), "x3") is False
+    assert old.release_until() == ["x7"]
