@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from fundflow import _core
 from fundflow._core import Decoder as LineDecoder
 from fundflow.schemas.decode import MAX_LINE_BYTES, DeadLetter, encode_record
 from fundflow.schemas.records import (
@@ -245,7 +246,7 @@ class Batch:
     kinds: dict[str, int]
 
 
-class Deduplicator:
+class Deduplicator(_core.Deduplicator):
     """Remembers ``txn_id``s for ``horizon_ms`` of event time, per feed.
 
     A feed is one subject's ordered stream of transactions (see
@@ -262,72 +263,15 @@ class Deduplicator:
     or keying error: 2099 for 2026) is accepted but pulls the watermark only
     one horizon ahead, so the honest transactions after it are not refused;
     a feed that resumes after a long silence catches up within a few records.
+
+    The table is the compiled core's (``core/src/dedup.rs``): an id of up
+    to 22 bytes is held inline in its 24-byte slot with its time, a longer
+    one on the heap. ``admit(kind, feed, txn_id, ts)`` gives the verdict;
+    ``watermarks`` and ``seen`` (each feed's ids in the order of their
+    times) are the state a checkpoint keeps, ``load`` takes it back.
     """
 
-    def __init__(self, horizon_ms: int) -> None:
-        self.horizon_ms = horizon_ms
-        # (kind, feed) -> [watermark (-1 before the first), {txn_id: ts}]:
-        # one look-up a transaction.
-        self._feeds: dict[tuple[str, str], list[Any]] = {}
-        self._size = 0
-        self._sweep_at = 1 << 16
-
-    @property
-    def watermarks(self) -> dict[tuple[str, str], int]:
-        """(kind, feed) -> the feed's watermark, for the feeds that have one."""
-        return {key: feed[0] for key, feed in self._feeds.items() if feed[0] >= 0}
-
-    @property
-    def seen(self) -> dict[tuple[str, str], dict[str, int]]:
-        """(kind, feed) -> {txn_id: ts} of the ids remembered."""
-        return {key: feed[1] for key, feed in self._feeds.items()}
-
-    def load(
-        self,
-        watermarks: dict[tuple[str, str], int],
-        seen: dict[tuple[str, str], dict[str, int]],
-        size: int,
-    ) -> None:
-        """Take the state :attr:`watermarks`, :attr:`seen` and ``len`` gave."""
-        self._feeds = {key: [watermarks.get(key, -1), ids] for key, ids in seen.items()}
-        for key, mark in watermarks.items():
-            self._feeds.setdefault(key, [mark, {}])
-        self._size = size
-
-    def admit(self, kind: str, feed: str, txn_id: str, ts: int) -> str:
-        """``"new"``, ``"duplicate"`` or ``"too_late"``."""
-        state = self._feeds.get((kind, feed))
-        mark = -1 if state is None else state[0]
-        horizon = self.horizon_ms
-        if ts < mark - horizon:
-            return "too_late"
-        if state is None:
-            state = self._feeds[(kind, feed)] = [-1, {}]
-        seen = state[1]
-        if txn_id in seen:
-            # Before the watermark moves: a redelivered far-future record
-            # must not pull it forward again.
-            return "duplicate"
-        seen[txn_id] = ts
-        if ts > mark:
-            state[0] = mark + horizon if mark >= 0 and ts - mark > horizon else ts
-        self._size += 1
-        if self._size > self._sweep_at:
-            self._sweep()
-        return "new"
-
-    def _sweep(self) -> None:
-        size = 0
-        for state in self._feeds.values():
-            horizon = state[0] - self.horizon_ms
-            kept = {k: t for k, t in state[1].items() if t >= horizon}
-            state[1] = kept
-            size += len(kept)
-        self._size = size
-        self._sweep_at = max(1 << 16, 2 * size)
-
-    def __len__(self) -> int:
-        return self._size
+    __slots__ = ()
 
 
 class Engine:
@@ -791,7 +735,7 @@ class Engine:
         return snapshots.dumps(
             {
                 "ref": None if self._shared_ref else self.ref,
-                "dedup": (self.dedup.watermarks, self.dedup.seen, self.dedup._size),
+                "dedup": (self.dedup.watermarks, self.dedup.seen, len(self.dedup)),
                 "counts": dict(self.counts),
                 "clock": self.now,
                 "order": self.order,

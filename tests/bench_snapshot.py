@@ -45,7 +45,7 @@ def _pickle_snapshot(engine: Engine) -> bytes:
     return pickle.dumps(
         {
             "ref": None if engine._shared_ref else engine.ref,
-            "dedup": (engine.dedup.watermarks, engine.dedup.seen, engine.dedup._size),
+            "dedup": (engine.dedup.watermarks, engine.dedup.seen, len(engine.dedup)),
             "counts": dict(engine.counts),
             "clock": engine.now,
             "order": engine.order,

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod decode;
+pub mod dedup;
 pub mod isotime;
 pub mod json;
 pub mod order;
@@ -24,4 +25,8 @@ pub mod wire;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]
+mod python_dedup;
+#[cfg(feature = "python")]
 mod python_order;
+#[cfg(feature = "python")]
+mod python_text;

@@ -15,9 +15,9 @@
 //! use fundflow_core::order::{Key, Order, Plain};
 //! let mut o: Order<String, i64> = Order::new(10);
 //! for ts in [5, 3, 9, 17] {
-//!     o.push("P", Key { ts, rank: 0, id: ts.to_string() }, ts, &Plain);
+//!     o.push(b"P", Key { ts, rank: 0, id: ts.to_string() }, ts, &Plain);
 //! }
-//! assert_eq!(o.ready("P"), Some(vec![3, 5]));
+//! assert_eq!(o.ready(b"P"), Some(vec![3, 5]));
 //! ```
 
 use std::cmp::Ordering;
@@ -77,12 +77,15 @@ pub fn cmp_keys<I>(a: &Key<I>, b: &Key<I>, by: &impl Ids<I>) -> Ordering {
         .then_with(|| by.cmp(&a.id, &b.id))
 }
 
+/// A feed's name (its UTF-8) and its queue.
+type Named<I, V> = (Box<[u8]>, Feed<I, V>);
+
 /// The stage: feeds in the order they first appeared.
 #[derive(Debug)]
 pub struct Order<I, V> {
     pub lateness_ms: i64,
-    names: HashMap<Box<str>, usize>,
-    feeds: Vec<(Box<str>, Feed<I, V>)>,
+    names: HashMap<Box<[u8]>, usize>,
+    feeds: Vec<Named<I, V>>,
     pub seq: u64,
     held: usize,
 }
@@ -107,19 +110,19 @@ impl<I, V> Order<I, V> {
         self.held == 0
     }
 
-    /// The feeds, in the order they first appeared.
-    pub fn feeds(&self) -> impl Iterator<Item = (&str, &Feed<I, V>)> {
+    /// The feeds (their names' UTF-8), in the order they first appeared.
+    pub fn feeds(&self) -> impl Iterator<Item = (&[u8], &Feed<I, V>)> {
         self.feeds.iter().map(|(n, f)| (&**n, f))
     }
 
-    fn index(&self, feed: &str) -> Option<usize> {
+    fn index(&self, feed: &[u8]) -> Option<usize> {
         self.names.get(feed).copied()
     }
 
     /// Adds a feed as a checkpoint kept it (its entries in any order).
     pub fn restore_feed(
         &mut self,
-        name: &str,
+        name: &[u8],
         mark: i64,
         last: Option<Key<I>>,
         mut entries: Vec<Entry<I, V>>,
@@ -149,7 +152,7 @@ impl<I, V> Order<I, V> {
     /// index.
     fn queue(
         &mut self,
-        feed: &str,
+        feed: &[u8],
         key: Key<I>,
         item: V,
         by: &impl Ids<I>,
@@ -211,18 +214,18 @@ impl<I, V> Order<I, V> {
 
     /// Queues `item`; `false` (the item dropped) when the feed has already
     /// released a later key.
-    pub fn push(&mut self, feed: &str, key: Key<I>, item: V, by: &impl Ids<I>) -> bool {
+    pub fn push(&mut self, feed: &[u8], key: Key<I>, item: V, by: &impl Ids<I>) -> bool {
         self.queue(feed, key, item, by).is_ok()
     }
 
     /// [`Order::push`] then what the feed releases now; `None` when refused.
-    pub fn offer(&mut self, feed: &str, key: Key<I>, item: V, by: &impl Ids<I>) -> Option<Vec<V>> {
+    pub fn offer(&mut self, feed: &[u8], key: Key<I>, item: V, by: &impl Ids<I>) -> Option<Vec<V>> {
         let i = self.queue(feed, key, item, by).ok()?;
         Some(self.release(i, None, false))
     }
 
     /// What `feed`'s mark releases now, in order; `None` for a feed never seen.
-    pub fn ready(&mut self, feed: &str) -> Option<Vec<V>> {
+    pub fn ready(&mut self, feed: &[u8]) -> Option<Vec<V>> {
         let i = self.index(feed)?;
         Some(self.release(i, None, false))
     }
@@ -288,7 +291,7 @@ impl<I, V> Order<I, V> {
 
     /// Removes what `feed` holds, as `(key, item)` in order; the feed keeps
     /// its mark and its last release.
-    pub fn take(&mut self, feed: &str) -> Vec<(Key<I>, V)> {
+    pub fn take(&mut self, feed: &[u8]) -> Vec<(Key<I>, V)> {
         let Some(i) = self.index(feed) else {
             return Vec::new();
         };
@@ -319,7 +322,12 @@ mod tests {
     }
 
     fn push(o: &mut Order<String, String>, feed: &str, ts: i64, id: &str) -> bool {
-        o.push(feed, key(ts, id), format!("{feed}{ts}{id}"), &Plain)
+        o.push(
+            feed.as_bytes(),
+            key(ts, id),
+            format!("{feed}{ts}{id}"),
+            &Plain,
+        )
     }
 
     #[test]
@@ -327,18 +335,18 @@ mod tests {
         // The module docstring's example of `detectors/ordering.py`.
         let mut o: Order<String, i64> = Order::new(10);
         for ts in [5, 3, 9, 17] {
-            assert!(o.push("P", key(ts, &ts.to_string()), ts, &Plain));
+            assert!(o.push(b"P", key(ts, &ts.to_string()), ts, &Plain));
         }
-        assert_eq!(o.ready("P"), Some(vec![3, 5]));
-        assert!(!o.push("P", key(4, "4"), 4, &Plain));
-        assert!(o.push("P", key(8, "8"), 8, &Plain));
-        assert_eq!(o.offer("Q", key(20, "20"), 20, &Plain), Some(vec![]));
-        let taken: Vec<i64> = o.take("P").into_iter().map(|(_, v)| v).collect();
+        assert_eq!(o.ready(b"P"), Some(vec![3, 5]));
+        assert!(!o.push(b"P", key(4, "4"), 4, &Plain));
+        assert!(o.push(b"P", key(8, "8"), 8, &Plain));
+        assert_eq!(o.offer(b"Q", key(20, "20"), 20, &Plain), Some(vec![]));
+        let taken: Vec<i64> = o.take(b"P").into_iter().map(|(_, v)| v).collect();
         assert_eq!((taken, o.len()), (vec![8, 9, 17], 1));
-        assert!(o.push("Q", key(9, "9"), 9, &Plain));
+        assert!(o.push(b"Q", key(9, "9"), 9, &Plain));
         assert_eq!(o.taken(Some(NO_BOUND), true, &Plain), vec![9, 20]);
         assert!(o.is_empty());
-        assert_eq!(o.ready("R"), None);
+        assert_eq!(o.ready(b"R"), None);
     }
 
     #[test]
@@ -348,9 +356,9 @@ mod tests {
         push(&mut o, "P", 1_000, "far");
         assert_eq!(o.feeds().next().unwrap().1.mark, 10);
         // 0 is not more than the lateness behind 10: still held.
-        assert_eq!(o.ready("P"), Some(vec![]));
+        assert_eq!(o.ready(b"P"), Some(vec![]));
         push(&mut o, "P", 1_000, "far2");
-        assert_eq!(o.ready("P"), Some(vec!["P0a".to_string()]));
+        assert_eq!(o.ready(b"P"), Some(vec!["P0a".to_string()]));
     }
 
     #[test]
@@ -358,7 +366,7 @@ mod tests {
         let mut o: Order<String, String> = Order::new(100);
         push(&mut o, "P", 5, "b");
         push(&mut o, "P", 7, "a");
-        o.push("P", key(5, "b"), "again".into(), &Plain);
+        o.push(b"P", key(5, "b"), "again".into(), &Plain);
         push(&mut o, "P", 5, "a");
         push(&mut o, "P", 6, "z");
         let out = o.taken(Some(NO_BOUND), true, &Plain);
@@ -399,11 +407,11 @@ mod tests {
                 item: ts.to_string(),
             })
             .into();
-        o.restore_feed("F", 9, None, entries, &Plain);
+        o.restore_feed(b"F", 9, None, entries, &Plain);
         o.seq = 3;
         assert_eq!((o.len(), o.oldest()), (3, Some(5)));
         assert_eq!(
-            o.offer("F", key(30, "z"), "30".into(), &Plain),
+            o.offer(b"F", key(30, "z"), "30".into(), &Plain),
             Some(vec!["5".into(), "7".into()])
         );
         assert_eq!(o.taken(Some(NO_BOUND), true, &Plain), ["9", "30"]);
@@ -417,7 +425,7 @@ mod tests {
         }
         push(&mut o, "P", 20, "end");
         push(&mut o, "P", 30, "end");
-        assert_eq!(o.ready("P").unwrap().len(), 100_000);
+        assert_eq!(o.ready(b"P").unwrap().len(), 100_000);
         assert!(o.feeds().next().unwrap().1.queue.capacity() < 1024);
     }
 }

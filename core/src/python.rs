@@ -360,6 +360,7 @@ impl Decoder {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_class::<crate::python_order::EventOrder>()?;
+    m.add_class::<crate::python_dedup::Deduplicator>()?;
     m.add("REASONS", PyTuple::new(m.py(), REASONS)?)?;
     m.add("KINDS", PyTuple::new(m.py(), KIND_NAMES)?)?;
     m.add("MAX_DEPTH", crate::json::MAX_DEPTH)?;

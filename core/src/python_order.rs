@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::order::{Entry, Ids, Key, Order, NO_BOUND};
+use crate::python_text::{text_of, utf8_of};
 
 type Id = Py<PyString>;
 
@@ -104,8 +105,8 @@ impl EventOrder {
     }
 
     /// The feeds seen, in the order they first appeared.
-    fn feeds(&self) -> Vec<String> {
-        self.inner.feeds().map(|(n, _)| n.to_string()).collect()
+    fn feeds<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyString>>> {
+        self.inner.feeds().map(|(n, _)| text_of(py, n)).collect()
     }
 
     /// Queues `item` under `key` in `feed`; `False` when the feed has
@@ -113,11 +114,13 @@ impl EventOrder {
     fn push(
         &mut self,
         py: Python<'_>,
-        feed: &str,
+        feed: &Bound<'_, PyString>,
         key: &Bound<'_, PyAny>,
         item: Py<PyAny>,
     ) -> PyResult<bool> {
-        Ok(self.inner.push(feed, key_of(key)?, item, &PyIds(py)))
+        Ok(self
+            .inner
+            .push(&utf8_of(feed)?, key_of(key)?, item, &PyIds(py)))
     }
 
     /// `push` then `ready` in one call: `None` when refused, else what the
@@ -125,20 +128,27 @@ impl EventOrder {
     fn offer<'py>(
         &mut self,
         py: Python<'py>,
-        feed: &str,
+        feed: &Bound<'_, PyString>,
         key: &Bound<'py, PyAny>,
         item: Py<PyAny>,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        match self.inner.offer(feed, key_of(key)?, item, &PyIds(py)) {
+        match self
+            .inner
+            .offer(&utf8_of(feed)?, key_of(key)?, item, &PyIds(py))
+        {
             None => Ok(None),
             Some(out) => Ok(Some(items(py, out)?)),
         }
     }
 
     /// What `feed`'s mark releases now, in order (often nothing).
-    fn ready<'py>(&mut self, py: Python<'py>, feed: &str) -> PyResult<Bound<'py, PyList>> {
-        match self.inner.ready(feed) {
-            None => Err(PyKeyError::new_err(feed.to_string())),
+    fn ready<'py>(
+        &mut self,
+        py: Python<'py>,
+        feed: &Bound<'_, PyString>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        match self.inner.ready(&utf8_of(feed)?) {
+            None => Err(PyKeyError::new_err(feed.clone().unbind())),
             Some(out) => items(py, out),
         }
     }
@@ -159,8 +169,12 @@ impl EventOrder {
 
     /// Removes and returns what `feed` holds, as `(key, item)` in key
     /// order; the feed keeps its mark and its last release.
-    fn take<'py>(&mut self, py: Python<'py>, feed: &str) -> PyResult<Bound<'py, PyList>> {
-        let out = self.inner.take(feed);
+    fn take<'py>(
+        &mut self,
+        py: Python<'py>,
+        feed: &Bound<'_, PyString>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = self.inner.take(&utf8_of(feed)?);
         let pairs = out
             .iter()
             .map(|(k, v)| PyTuple::new(py, [key_to_py(py, k)?.into_any(), v.bind(py).clone()]))
@@ -206,7 +220,7 @@ impl EventOrder {
                     0i64.into_pyobject(py)?.into_any(),
                 ],
             )?;
-            feeds.set_item(name, state)?;
+            feeds.set_item(text_of(py, name)?, state)?;
         }
         let out = PyDict::new(py);
         out.set_item("lateness_ms", self.inner.lateness_ms)?;
@@ -226,7 +240,9 @@ impl EventOrder {
             .cast::<PyDict>()
             .map_err(|_| bad("feeds are not a dict"))?;
         for (name, s) in feeds.iter() {
-            let name: String = name.extract()?;
+            let name = name
+                .cast_into::<PyString>()
+                .map_err(|_| bad("a feed is not named by a string"))?;
             let s: Vec<Bound<'_, PyAny>> = s.extract()?;
             if s.len() != 3 && s.len() != 4 {
                 return Err(bad("a feed is [mark, last, entries, head]"));
@@ -250,7 +266,7 @@ impl EventOrder {
                     })
                 })
                 .collect::<PyResult<Vec<_>>>()?;
-            inner.restore_feed(&name, s[0].extract()?, last, entries, &PyIds(py));
+            inner.restore_feed(&utf8_of(&name)?, s[0].extract()?, last, entries, &PyIds(py));
         }
         inner.seq = get("seq")?.extract()?;
         self.inner = inner;

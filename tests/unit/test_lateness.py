@@ -11,6 +11,7 @@ watermark is processed but moves the watermark only one horizon forward.
 from __future__ import annotations
 
 import msgspec
+import pytest
 from ledger import (
     HOUR_MS,
     at,
@@ -173,6 +174,63 @@ def test_the_watermarks_survive_a_snapshot():
     again = Engine().restore(eng.snapshot())
     assert again.dedup.watermarks == {("custody_txn", "P"): at(5) + H}
     assert feed(again, [custody("T2", at(5) - 1, "L3", "POOL", "100", "invest")]) == ["too_late"]
+
+
+def test_ids_are_told_apart_by_their_text_whatever_it_holds():
+    """Ids of any length, non-ASCII, and with no UTF-8 form (a lone
+    surrogate, as text read with ``errors="surrogateescape"`` holds) are
+    each their own; so are feeds and kinds."""
+    dedup = Deduplicator(H)
+    ids = ["", "T1", "T1\x00", "交易" * 20, "x" * 22, "x" * 23, "\udcff", "\udcfe", "\ud800"]
+    for i, txn in enumerate(ids):
+        assert dedup.admit("custody_txn", "P", txn, at(0) + i) == "new"
+    for txn in ids:
+        assert dedup.admit("custody_txn", "P", txn, at(1)) == "duplicate"
+    assert dedup.admit("custody_txn", "\udcff", "T1", at(0)) == "new"
+    assert dedup.admit("custody_txn", "\udcff", "T1", at(0)) == "duplicate"
+    assert dedup.admit("\udcff", "P", "T1", at(0)) == "new"
+    assert len(dedup) == len(ids) + 2
+    assert list(dedup.seen[("custody_txn", "P")]) == ids  # in the order of their times
+    assert dedup.seen[("custody_txn", "\udcff")] == {"T1": at(0)}
+
+
+def test_a_deduplicators_state_is_read_back_as_it_was_given():
+    """``watermarks``, ``seen`` and ``len`` are what a checkpoint keeps:
+    loaded into a new deduplicator they judge as the first one does, a feed
+    with a watermark and no id left included."""
+    dedup = Deduplicator(H)
+    assert dedup.admit("custody_txn", "P", "T2", at(2)) == "new"
+    assert dedup.admit("custody_txn", "P", "T1", at(1)) == "new"
+    assert dedup.admit("clearing_txn", "I1", "C1", at(0)) == "new"
+    seen = dedup.seen
+    assert seen == {
+        ("custody_txn", "P"): {"T1": at(1), "T2": at(2)},
+        ("clearing_txn", "I1"): {"C1": at(0)},
+    }
+    assert list(seen[("custody_txn", "P")]) == ["T1", "T2"]
+    back = Deduplicator(H)
+    back.load({**dedup.watermarks, ("custody_txn", "Q"): at(9)}, seen, len(dedup))
+    assert back.watermarks == {
+        ("custody_txn", "P"): at(2),
+        ("clearing_txn", "I1"): at(0),
+        ("custody_txn", "Q"): at(9),
+    }
+    assert back.seen == {**seen, ("custody_txn", "Q"): {}} and len(back) == 3
+    assert back.admit("custody_txn", "P", "T1", at(1)) == "duplicate"
+    assert back.admit("custody_txn", "Q", "T1", at(9) - H - 1) == "too_late"
+    assert back.admit("clearing_txn", "I1", "C2", at(0)) == "new"
+
+
+def test_an_id_that_is_not_text_is_refused_as_a_type_error():
+    dedup = Deduplicator(H)
+    for kind, feed, txn in [
+        ("custody_txn", "P", 7),
+        ("custody_txn", None, "T1"),
+        (b"k", "P", "T1"),
+    ]:
+        with pytest.raises(TypeError):
+            dedup.admit(kind, feed, txn, at(0))
+    assert len(dedup) == 0 and dedup.watermarks == {}
 
 
 def _lines(records: list) -> list[bytes]:

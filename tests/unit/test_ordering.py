@@ -8,7 +8,6 @@ import pickle
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from ledger import (
     HOUR_MS,
     account,
