@@ -521,3 +521,20 @@ def test_a_checkpoint_with_released_slots_before_its_head_is_read() -> None:
     assert len(old) == 1 and old.oldest() == 7 and old.feeds() == ["F"]
     assert old.push("F", (3, 0, "z"), "x3") is False
     assert old.release_until() == ["x7"]
+
+
+def test_feeds_are_told_apart_by_their_names_whatever_they_hold() -> None:
+    """A feed named by text with no UTF-8 form (a lone surrogate) is a
+    feed of its own, and keeps its name through its state (pickled: the
+    snapshot format holds UTF-8 text only, and the decoders refuse such
+    text before it becomes a record)."""
+    o = EventOrder(L)
+    for feed in ("P", "\udcff", "\udcfe", "交易"):
+        assert o.push(feed, (1, 0, "a"), feed)
+    assert o.feeds() == ["P", "\udcff", "\udcfe", "交易"]
+    back = pickle.loads(pickle.dumps(o))
+    assert list(back.__getstate__()["feeds"]) == o.feeds()
+    assert [k for k, _ in back.take("\udcff")] == [(1, 0, "a")]
+    assert back.release_until() == ["P", "\udcfe", "交易"]
+    with pytest.raises(KeyError):
+        back.ready("Q")
