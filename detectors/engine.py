@@ -507,7 +507,7 @@ class Engine:
             feed = record.platform_id  # type: ignore[union-attr]
         else:
             feed = self._feed(record)  # type: ignore[arg-type]
-        ready = self.order.offer(feed, key, (record, source))
+        ready = self.order.offer(feed, key, record, source)
         if ready is None:
             self._refuse_unplaced(record, source)
             return _NO_ALERTS
@@ -526,7 +526,7 @@ class Engine:
             feed = record.platform_id  # type: ignore[union-attr]
         else:
             feed = self._feed(record)  # type: ignore[arg-type]
-        if self.order.push(feed, sort_key(record, self.zone), (record, source)):
+        if self.order.push(feed, sort_key(record, self.zone), record, source):
             return feed
         self._refuse_unplaced(record, source)
         return None
@@ -586,9 +586,9 @@ class Engine:
             return
         order = self.order
         for old in sorted(note[0]):
-            for key, item in order.take(old):
-                if not order.push(self._feed(item[0]), key, item):
-                    self._refuse_unplaced(*item)
+            for key, (rec, src) in order.take(old):
+                if not order.push(self._feed(rec), key, rec, src):
+                    self._refuse_unplaced(rec, src)
 
     def _refuse_unplaced(self, record: Record, source: str) -> None:
         self._refuse(

@@ -115,11 +115,12 @@ class EventOrder(_core.EventOrder):
     """Per-feed queues released in event-time order (see the module): the
     stage of the compiled core (``core/src/order.rs``).
 
-    ``push(feed, key, item)`` queues ``item`` under ``key`` (a tuple
-    ``(event time, kind rank, id)``, as :func:`sort_key` gives, the id a
-    string) and returns ``False`` when the feed has already released a
-    later key; ``offer(feed, key, item)`` is ``push`` then ``ready`` in one
-    call (``None`` when refused); ``ready(feed)`` returns what the feed's
+    ``push(feed, key, item, source=None)`` queues ``item`` under ``key`` (a
+    tuple ``(event time, kind rank, id)``, as :func:`sort_key` gives, the id
+    a string) and returns ``False`` when the feed has already released a
+    later key; with a ``source`` the item leaves as ``(item, source)``, the
+    pair made only then. ``offer(feed, key, item, source=None)`` is
+    ``push`` then ``ready`` in one call (``None`` when refused); ``ready(feed)`` returns what the feed's
     mark releases now; ``ready_all()`` what every feed's mark releases;
     ``release_until(t)`` what is at or before ``t`` on every feed, in key
     order across feeds (everything with no ``t``); ``take(feed)`` removes
@@ -130,7 +131,7 @@ class EventOrder(_core.EventOrder):
     Each feed holds its records in a queue kept in ``(key, arrival)``
     order: a record that arrives in order (most do) is appended after one
     comparison, a late one is inserted in its place (a binary search). A
-    held record costs its 40-byte entry besides the item itself.
+    held record costs its 48-byte entry besides the item itself.
     Checkpoints hold ``{"lateness_ms", "feeds": {feed: [mark, last key,
     [(key, arrival, item), ...], 0]}, "seq"}`` (``__getstate__``), the
     layout of the stage written in Python, and a feed of the older layout

@@ -2,8 +2,10 @@
 //! holding Python records, the base of `detectors.ordering.EventOrder`.
 //!
 //! A held record costs its entry here (the key's time and rank as
-//! integers, references to its id and item, its arrival number: 40 bytes)
-//! where the stage in Python kept two tuples and an integer besides.
+//! integers, references to its id, item and source, its arrival number:
+//! 48 bytes) where the stage in Python kept three tuples and an integer
+//! besides: an item queued with its source leaves as the pair `(item,
+//! source)`, made only then.
 //! Ids are compared as Python compares strings, by code point: the UTF-8
 //! bytes of two strings compare in that order, and a string that has no
 //! UTF-8 form (a lone surrogate) is compared by Python itself.
@@ -72,8 +74,29 @@ fn key_to_py<'py>(py: Python<'py>, key: &Key<Id>) -> PyResult<Bound<'py, PyTuple
     )
 }
 
-fn items<'py>(py: Python<'py>, items: Vec<Py<PyAny>>) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(py, items)
+/// A held item: queued with a source, it leaves as `(item, source)`, the
+/// pair made only then (a record held costs no tuple).
+struct Held {
+    item: Py<PyAny>,
+    source: Option<Py<PyAny>>,
+}
+
+impl Held {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let item = self.item.bind(py).clone();
+        match &self.source {
+            None => Ok(item),
+            Some(src) => Ok(PyTuple::new(py, [item, src.bind(py).clone()])?.into_any()),
+        }
+    }
+}
+
+fn items<'py>(py: Python<'py>, items: Vec<Held>) -> PyResult<Bound<'py, PyList>> {
+    let out = items
+        .iter()
+        .map(|h| h.to_py(py))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, out)
 }
 
 /// `EventOrder(lateness_ms)`: per-feed queues released in event-time order
@@ -81,7 +104,7 @@ fn items<'py>(py: Python<'py>, items: Vec<Py<PyAny>>) -> PyResult<Bound<'py, PyL
 /// tuples, ids strings; items any object.
 #[pyclass(subclass, module = "fundflow._core", name = "EventOrder")]
 pub struct EventOrder {
-    inner: Order<Id, Py<PyAny>>,
+    inner: Order<Id, Held>,
 }
 
 #[pymethods]
@@ -110,31 +133,38 @@ impl EventOrder {
     }
 
     /// Queues `item` under `key` in `feed`; `False` when the feed has
-    /// already released a later key.
+    /// already released a later key. With `source`, the item leaves as
+    /// `(item, source)`.
+    #[pyo3(signature = (feed, key, item, source = None))]
     fn push(
         &mut self,
         py: Python<'_>,
         feed: &Bound<'_, PyString>,
         key: &Bound<'_, PyAny>,
         item: Py<PyAny>,
+        source: Option<Py<PyAny>>,
     ) -> PyResult<bool> {
+        let held = Held { item, source };
         Ok(self
             .inner
-            .push(&utf8_of(feed)?, key_of(key)?, item, &PyIds(py)))
+            .push(&utf8_of(feed)?, key_of(key)?, held, &PyIds(py)))
     }
 
     /// `push` then `ready` in one call: `None` when refused, else what the
-    /// feed releases now.
+    /// feed releases now. With `source`, the item leaves as `(item, source)`.
+    #[pyo3(signature = (feed, key, item, source = None))]
     fn offer<'py>(
         &mut self,
         py: Python<'py>,
         feed: &Bound<'_, PyString>,
         key: &Bound<'py, PyAny>,
         item: Py<PyAny>,
+        source: Option<Py<PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let held = Held { item, source };
         match self
             .inner
-            .offer(&utf8_of(feed)?, key_of(key)?, item, &PyIds(py))
+            .offer(&utf8_of(feed)?, key_of(key)?, held, &PyIds(py))
         {
             None => Ok(None),
             Some(out) => Ok(Some(items(py, out)?)),
@@ -177,7 +207,7 @@ impl EventOrder {
         let out = self.inner.take(&utf8_of(feed)?);
         let pairs = out
             .iter()
-            .map(|(k, v)| PyTuple::new(py, [key_to_py(py, k)?.into_any(), v.bind(py).clone()]))
+            .map(|(k, v)| PyTuple::new(py, [key_to_py(py, k)?.into_any(), v.to_py(py)?]))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, pairs)
     }
@@ -202,7 +232,7 @@ impl EventOrder {
                         [
                             key_to_py(py, &e.key)?.into_any(),
                             e.seq.into_pyobject(py)?.into_any(),
-                            e.item.bind(py).clone(),
+                            e.item.to_py(py)?,
                         ],
                     )
                 })
@@ -262,7 +292,7 @@ impl EventOrder {
                     Ok(Entry {
                         key: key_of(&key)?,
                         seq,
-                        item,
+                        item: Held { item, source: None },
                     })
                 })
                 .collect::<PyResult<Vec<_>>>()?;

@@ -538,3 +538,26 @@ def test_feeds_are_told_apart_by_their_names_whatever_they_hold() -> None:
     assert back.release_until() == ["P", "\udcfe", "交易"]
     with pytest.raises(KeyError):
         back.ready("Q")
+
+
+def test_an_item_queued_with_its_source_leaves_as_the_pair() -> None:
+    """The engine queues a record and its source apart and gets the pair
+    back, from every way out and through a checkpoint, which holds the
+    pair as the stage in Python held it."""
+    o = EventOrder(L)
+    assert o.push("P", (1, 0, "a"), "rec-a", "topic/0")
+    assert o.offer("P", (2, 0, "b"), "rec-b", "") == []
+    assert o.push("P", (3, 0, "c"), "plain")
+    assert o.__getstate__()["feeds"]["P"][2] == [
+        ((1, 0, "a"), 1, ("rec-a", "topic/0")),
+        ((2, 0, "b"), 2, ("rec-b", "")),
+        ((3, 0, "c"), 3, "plain"),
+    ]
+    back = pickle.loads(pickle.dumps(o))
+    assert o.take("P") == [
+        ((1, 0, "a"), ("rec-a", "topic/0")),
+        ((2, 0, "b"), ("rec-b", "")),
+        ((3, 0, "c"), "plain"),
+    ]
+    assert back.offer("P", (30, 0, "z"), "rec-z", "s") == [("rec-a", "topic/0"), ("rec-b", "")]
+    assert back.release_until() == ["plain", ("rec-z", "s")]
