@@ -160,6 +160,30 @@ impl Dedup {
         &mut self.feeds[i].1
     }
 
+    /// Bytes the tables take on the heap (each hash table's slots and
+    /// control bytes at its capacity, the ids too long to be inline, the
+    /// names): what `sys.getsizeof` reports beside the object.
+    pub fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(TxnId, i64)>() + 1;
+        let mut total = self.feeds.capacity() * std::mem::size_of::<([Name; 2], Feed)>();
+        for ([kind, feed], state) in &self.feeds {
+            total += 2 * (kind.len() + feed.len());
+            total += state.seen.capacity() * slot;
+            total += state
+                .seen
+                .keys()
+                .map(|k| match k {
+                    TxnId::Heap(b) => b.len(),
+                    TxnId::Inline { .. } => 0,
+                })
+                .sum::<usize>();
+        }
+        for (_, feeds) in &self.index {
+            total += feeds.capacity() * (std::mem::size_of::<(Name, usize)>() + 1);
+        }
+        total
+    }
+
     /// Sets the count of ids remembered (a checkpoint's).
     pub fn set_len(&mut self, size: usize) {
         self.size = size;
@@ -295,6 +319,14 @@ mod tests {
         }
         let held: usize = d.feeds().map(|(_, f)| f.seen.len()).sum();
         assert_eq!(held, d.len());
+        // 33 bytes a slot (the id inline, its time, a control byte), at
+        // most twice the slots in use after a sweep's shrink and growth.
+        assert!(d.heap_bytes() >= 33 * d.len());
+        assert!(
+            d.heap_bytes() <= 33 * 4 * (SWEEP_MIN + 1) + 1024,
+            "{}",
+            d.heap_bytes()
+        );
         // An id swept out is too late, never new again.
         assert_eq!(
             d.admit(b"custody_txn", b"P", b"T0000000", 0),

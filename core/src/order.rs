@@ -115,6 +115,16 @@ impl<I, V> Order<I, V> {
         self.feeds.iter().map(|(n, f)| (&**n, f))
     }
 
+    /// Bytes the queues and names take on the heap, at their capacity
+    /// (what an item references is its own).
+    pub fn heap_bytes(&self) -> usize {
+        let mut total = self.feeds.capacity() * std::mem::size_of::<Named<I, V>>();
+        for (name, f) in &self.feeds {
+            total += 2 * name.len() + f.queue.capacity() * std::mem::size_of::<Entry<I, V>>();
+        }
+        total + self.names.capacity() * (std::mem::size_of::<(Box<[u8]>, usize)>() + 1)
+    }
+
     fn index(&self, feed: &[u8]) -> Option<usize> {
         self.names.get(feed).copied()
     }

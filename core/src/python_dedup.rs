@@ -39,6 +39,11 @@ impl Deduplicator {
         self.inner.len()
     }
 
+    /// The object and what its tables hold on the heap, in bytes.
+    fn __sizeof__(&self) -> usize {
+        std::mem::size_of::<Self>() + self.inner.heap_bytes()
+    }
+
     /// `"new"`, `"duplicate"` or `"too_late"`: the verdict on transaction
     /// `txn_id` at event time `ts` of feed `feed` of kind `kind`.
     fn admit<'py>(

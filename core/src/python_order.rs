@@ -127,6 +127,11 @@ impl EventOrder {
         self.inner.len()
     }
 
+    /// The object and what its tables hold on the heap, in bytes.
+    fn __sizeof__(&self) -> usize {
+        std::mem::size_of::<Self>() + self.inner.heap_bytes()
+    }
+
     /// The feeds seen, in the order they first appeared.
     fn feeds<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyString>>> {
         self.inner.feeds().map(|(n, _)| text_of(py, n)).collect()

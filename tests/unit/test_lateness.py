@@ -10,6 +10,8 @@ watermark is processed but moves the watermark only one horizon forward.
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 import pytest
 from ledger import (
@@ -318,3 +320,18 @@ def test_a_report_later_than_the_kept_days_is_not_compared():
         "duplicates": 0,
         "too_late": 0,
     }
+
+
+def test_the_deduplicator_reports_the_memory_its_table_takes() -> None:
+    """``sys.getsizeof`` counts the compiled table (what the memory bench
+    reports): about 33 bytes a short id, more for one too long to be
+    held inline."""
+    dedup = Deduplicator(H)
+    empty = sys.getsizeof(dedup)
+    for i in range(10_000):
+        dedup.admit("custody_txn", "P", f"T{i:07d}", at(0) + i)
+    short = sys.getsizeof(dedup) - empty
+    assert 33 * 10_000 <= short <= 2 * 33 * 16_384 + 4096
+    for i in range(10_000):
+        dedup.admit("custody_txn", "Q", f"{i:040d}", at(0) + i)
+    assert sys.getsizeof(dedup) - empty - short >= 10_000 * (33 + 40)
