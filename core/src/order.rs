@@ -310,6 +310,16 @@ impl<I, V> Order<I, V> {
         q.into_iter().map(|e| (e.key, e.item)).collect()
     }
 
+    /// Calls `f` on every item held, feed by feed in order, until it fails.
+    pub fn try_each<E>(&self, mut f: impl FnMut(&V) -> Result<(), E>) -> Result<(), E> {
+        for (_, feed) in &self.feeds {
+            for e in &feed.queue {
+                f(&e.item)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The earliest event time held.
     pub fn oldest(&self) -> Option<i64> {
         self.feeds

@@ -13,8 +13,10 @@
 use std::cmp::Ordering;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::PyTraverseError;
 
 use crate::order::{Entry, Ids, Key, Order, NO_BOUND};
 use crate::python_text::{text_of, utf8_of};
@@ -125,6 +127,20 @@ impl EventOrder {
     /// Items held.
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+
+    /// The items held, for the cycle collector: a record that refers back
+    /// to its stage is collected with it.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.inner.try_each(|h| {
+            visit.call(&h.item)?;
+            visit.call(&h.source)
+        })
+    }
+
+    /// Drops what is held (the collector breaking a cycle).
+    fn __clear__(&mut self) {
+        self.inner = Order::new(self.inner.lateness_ms);
     }
 
     /// The object and what its tables hold on the heap, in bytes.

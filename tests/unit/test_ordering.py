@@ -4,8 +4,10 @@ late deliveries that each misjudged a platform before the stage."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import sys
+import weakref
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -572,3 +574,25 @@ def test_the_stage_reports_the_memory_its_queues_take() -> None:
     for i in range(1000):
         o.push("P", (i, 0, "x"), i, "")
     assert 48 * 1000 <= sys.getsizeof(o) - empty <= 2 * 48 * 1024 + 256
+
+
+def test_a_record_that_refers_back_to_its_stage_is_collected_with_it() -> None:
+    """The stage takes part in the cycle collector: an item held that
+    refers to the stage (directly, or as its source) does not keep either
+    alive once nothing else refers to them."""
+
+    class Item:
+        pass
+
+    for as_source in (False, True):
+        o = EventOrder(L)
+        item = Item()
+        item.stage = o  # type: ignore[attr-defined]
+        if as_source:
+            o.push("P", (1, 0, "a"), "record", item)
+        else:
+            o.push("P", (1, 0, "a"), item)
+        gone = weakref.ref(item)
+        del o, item
+        gc.collect()
+        assert gone() is None, as_source
