@@ -28,6 +28,7 @@
 //! assert_eq!(d.admit(b"clearing_txn", b"P", b"T1", 100), Verdict::New);
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// The least number of ids between two sweeps.
@@ -38,16 +39,6 @@ pub enum Verdict {
     New,
     Duplicate,
     TooLate,
-}
-
-impl Verdict {
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::New => "new",
-            Verdict::Duplicate => "duplicate",
-            Verdict::TooLate => "too_late",
-        }
-    }
 }
 
 const INLINE: usize = 22;
@@ -201,13 +192,14 @@ impl Dedup {
             Some(i) => &mut self.feeds[i].1,
             None => self.feed_mut(kind, feed),
         };
-        let id = TxnId::new(txn_id);
-        if state.seen.contains_key(&id) {
+        match state.seen.entry(TxnId::new(txn_id)) {
             // Before the watermark moves: a redelivered far-future record
             // must not pull it forward again.
-            return Verdict::Duplicate;
+            Entry::Occupied(_) => return Verdict::Duplicate,
+            Entry::Vacant(slot) => {
+                slot.insert(ts);
+            }
         }
-        state.seen.insert(id, ts);
         if ts > mark {
             state.mark = if mark >= 0 && ts - mark > horizon {
                 mark + horizon
