@@ -4,9 +4,9 @@
 # Two stages. `build` has the compiler: it installs the locked dependency tree
 # (requirements/runtime.txt, every file checked against its hash) into a venv
 # at /opt/fundflow, builds the package's wheel with the lock's setuptools
-# and setuptools-rust (the wheel holds the compiled fundflow.detectors._table,
-# from C, and fundflow._core, from the Rust crate core/ built with Debian's
-# cargo, which fetches the crates of core/Cargo.lock), and installs that
+# and setuptools-rust (the wheel holds the compiled fundflow._core, from the
+# Rust crate core/ built with Debian's cargo, which fetches the crates of
+# core/Cargo.lock, and links with build-essential's cc), and installs that
 # wheel into the same venv without resolving anything more. The runtime stage
 # is a slim Python with no compiler that receives the finished venv. The lock
 # is installed where the compiler is because not every locked package has a
@@ -42,7 +42,7 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/fundflow --create-home fund
 COPY --from=build /opt/fundflow /opt/fundflow
 ENV PATH=/opt/fundflow/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # An image whose commands cannot start is not tagged.
-RUN python -c "import fundflow.detectors._table, fundflow._core" \
+RUN python -c "import fundflow._core, fundflow.detectors.reference" \
     && fundflow --help > /dev/null \
     && fundflow worker --help > /dev/null
 USER fundflow

@@ -12,8 +12,9 @@ record is an outside party: its :class:`Flow` side is ``None`` (role
 ``unknown``).
 
 Memory: a reference holds every account and entity of the monitored world,
-so accounts and entities live in compiled tables (:class:`Table`, from
-``_table.c``) that keep their fields packed, not as Python objects: ids as
+so accounts and entities live in compiled tables (:class:`Table`, of the
+Rust core, ``core/src/table.rs``) that keep their fields packed, not as
+Python objects: ids as
 UTF-8 text, values that recur (banks, platforms, roles, licence lists,
 rates) once each; loans too. A look-up builds the record (the last few
 hundred built are kept for hot keys). Products, a few per platform and read
@@ -28,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from fundflow.detectors._table import Table
+from fundflow._core import Table
 from fundflow.schemas.records import (
     Account,
     Balance,

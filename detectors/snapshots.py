@@ -93,6 +93,7 @@ class SnapshotRefused(ValueError):
 def state_classes() -> dict[str, type]:
     """The registry: ``"module:qualname"`` -> class, for every class a
     snapshot may hold."""
+    from fundflow._core import Table  # noqa: PLC0415
     from fundflow.schemas import records  # noqa: PLC0415
 
     from . import (  # noqa: PLC0415 - every state class is known once all are imported
@@ -106,7 +107,6 @@ def state_classes() -> dict[str, type]:
         reserve_misuse,
         transfer_graph,
     )
-    from ._table import Table  # noqa: PLC0415
     from .base import SlotState  # noqa: PLC0415
 
     del engine
@@ -152,7 +152,8 @@ def _declared(cls: type) -> frozenset[str] | None:
     slots, or, for a class with a ``__dict__``, what its ``__init__`` sets
     on ``self``. ``None`` when the class's own ``__setstate__`` reads a
     state of its own shape (a tuple, or keys that are not attributes)."""
-    from ._table import Table  # noqa: PLC0415
+    from fundflow._core import Table  # noqa: PLC0415
+
     from .base import SlotState  # noqa: PLC0415
     from .ownership import Ownership  # noqa: PLC0415
     from .reference import Reference  # noqa: PLC0415
@@ -225,7 +226,7 @@ def _array(v: array.array) -> Any:
 
 
 def _trees() -> dict[type, Any]:
-    from ._table import Table  # noqa: PLC0415
+    from fundflow._core import Table  # noqa: PLC0415
 
     def listed(tag: Tag) -> Any:
         return lambda v: _Ext(tag, _encode([_tree(x) for x in v]))
@@ -298,7 +299,7 @@ def _number_text(data: Any, what: str) -> str:
 def _object(data: Any) -> Any:
     name, state = data
     cls = _class(name)
-    from ._table import Table  # noqa: PLC0415
+    from fundflow._core import Table  # noqa: PLC0415
 
     if isinstance(cls, type) and issubclass(cls, msgspec.Struct) or cls is Table:
         raise _refuse(f"{name} is not an object of plain state")
@@ -336,7 +337,7 @@ def _record(data: Any) -> Any:
 
 
 def _table_of(data: Any) -> Any:
-    from ._table import Table  # noqa: PLC0415
+    from fundflow._core import Table  # noqa: PLC0415
 
     factory, names, kinds, defaults, values, rows = data
     table = Table(_class(factory), names, kinds, defaults)

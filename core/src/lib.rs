@@ -19,6 +19,7 @@ pub mod json;
 pub mod order;
 pub mod pytext;
 pub mod strcache;
+pub mod table;
 pub mod unprintable;
 pub mod wire;
 
@@ -28,5 +29,7 @@ mod python;
 mod python_dedup;
 #[cfg(feature = "python")]
 mod python_order;
+#[cfg(feature = "python")]
+mod python_table;
 #[cfg(feature = "python")]
 mod python_text;

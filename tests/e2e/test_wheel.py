@@ -152,9 +152,7 @@ def loaded_from(log: str, site_packages: tuple[Path, ...]) -> dict[str, Path]:
 def test_the_wheel_holds_the_package_the_extension_and_its_data(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     ext = importlib.machinery.EXTENSION_SUFFIXES[0]  # this Python's, the one that built it
-    expected = {"fundflow/detectors/_table" + ext, "fundflow/detectors/defaults.toml",
-                # setuptools ships the extension's source too; it is never imported
-                "fundflow/detectors/_table.c",
+    expected = {"fundflow/detectors/defaults.toml",
                 # the Rust crate core/, built by setuptools-rust (its sources stay out)
                 "fundflow/_core" + ext}  # fmt: skip
     for package in PACKAGES:
@@ -182,8 +180,8 @@ def test_demo_runs_from_the_installed_wheel(installed):
     out, modules = fundflow(installed, "demo")
     (truth,) = [line for line in out.splitlines() if line.startswith("truth: ")]
     assert TRUTH in truth, truth
-    # The demo reads reference data through the compiled record table.
-    ext = modules["fundflow.detectors._table"]
+    # The demo decodes and reads reference data through the compiled core.
+    ext = modules["fundflow._core"]
     assert ext.name.endswith(importlib.machinery.EXTENSION_SUFFIXES[0])
     assert {"fundflow.detectors.engine", "fundflow.schemas.records"} <= set(modules)
     assert (installed.cwd / "fundflow-demo" / "alerts.jsonl").exists()
@@ -203,17 +201,17 @@ def test_the_import_log_is_read_right(tmp_path):
         f"# code object from '{pkg}/__pycache__/__init__.cpython-311.pyc'\n"
         f"# code object from {pkg}/cli.py\n"
         "import 'sys' # <class '_frozen_importlib.BuiltinImporter'>\n"
-        f"# extension module 'fundflow.detectors._table' loaded from '{pkg}/detectors/t.cpython-311-x86_64-linux-gnu.so'\n"
-        "import 'fundflow.detectors._table' # <_frozen_importlib_external.ExtensionFileLoader object at 0x1>\n"
+        f"# extension module 'fundflow._core' loaded from '{pkg}/t.cpython-311-x86_64-linux-gnu.so'\n"
+        "import 'fundflow._core' # <_frozen_importlib_external.ExtensionFileLoader object at 0x1>\n"
         "# code object from '/usr/lib/python3.11/__pycache__/json.cpython-311.pyc'\n"
         "import 'json' # <_frozen_importlib_external.SourceFileLoader object at 0x2>\n"
         "import 'fundflow.cli' # <_frozen_importlib_external.SourceFileLoader object at 0x3>\n"
         "import 'fundflow' # <_frozen_importlib_external.SourceFileLoader object at 0x4>\n"
-    ).replace("detectors/t.", "detectors/_table.")
+    ).replace("/t.", "/_core.")
     assert loaded_from(log, (site,)) == {
         "fundflow": pkg / "__pycache__" / "__init__.cpython-311.pyc",
         "fundflow.cli": pkg / "cli.py",
-        "fundflow.detectors._table": pkg / "detectors" / "_table.cpython-311-x86_64-linux-gnu.so",
+        "fundflow._core": pkg / "_core.cpython-311-x86_64-linux-gnu.so",
     }
     with pytest.raises(AssertionError, match="not from"):
         loaded_from(log + "import 'fundflow.graph' # <...SourceFileLoader object>\n", (site,))

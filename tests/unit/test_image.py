@@ -206,7 +206,8 @@ def tracked_files() -> list[str]:
 
 def build_inputs() -> set[str]:
     """Paths that building the wheel reads: pyproject.toml and its readme,
-    setup.py and its extensions' sources, the package folders it maps."""
+    setup.py and its extensions' sources (a Rust extension's, its crate's
+    folder), the package folders it maps."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     needed = {"pyproject.toml", "setup.py", project["project"]["readme"]}
     needed |= set(project["tool"]["setuptools"]["package-dir"].values())
@@ -216,6 +217,9 @@ def build_inputs() -> set[str]:
             sources = node.args[1] if len(node.args) > 1 else None
             assert isinstance(sources, ast.List), "setup.py: Extension sources are a list"
             needed |= {ast.literal_eval(s) for s in sources.elts}
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RustExtension":
+            (path,) = [k.value for k in node.keywords if k.arg == "path"]
+            needed.add(str(PurePosixPath(ast.literal_eval(path)).parent))
     return needed
 
 
@@ -262,7 +266,7 @@ def test_copies_from_a_stage_name_an_earlier_stage_and_what_it_made():
 def test_the_build_stage_gets_everything_the_wheel_is_built_from():
     sources = [str(PurePosixPath(s)) for c, _ in BUILD.copies if c.stage is None for s in c.sources]
     needed = build_inputs()
-    assert {"pyproject.toml", "setup.py", "README.md", "detectors/_table.c"} <= needed
+    assert {"pyproject.toml", "setup.py", "README.md", "core"} <= needed
     assert {"fundflow", "schemas", "detectors", "streams"} <= needed
     for path in sorted(needed):
         assert covered(path, sources), f"the build stage does not copy {path}"
@@ -314,7 +318,7 @@ def test_dockerignore_keeps_every_copied_file_in_the_context():
         assert not excluded(source, RULES), f".dockerignore leaves out {source}, which is copied"
     files = tracked_files()
     copied = [f for f in files if covered(f, sources)]
-    assert "detectors/_table.c" in copied and "schemas/json/alert.schema.json" in copied
+    assert "core/src/table.rs" in copied and "schemas/json/alert.schema.json" in copied
     for path in copied:
         assert not excluded(path, RULES), f".dockerignore leaves out {path}, which is copied"
 
@@ -324,7 +328,7 @@ def test_dockerignore_leaves_out_what_is_not_copied():
     extra = [f for f in tracked_files() if not covered(f, sources) and not excluded(f, RULES)]
     assert extra == [], f"in the build context but never copied: {extra}"
     # What local builds and runs leave in the package folders stays out too.
-    for artefact in ("detectors/_table.cpython-311-x86_64-linux-gnu.so",
+    for artefact in ("fundflow/_core.cpython-311-x86_64-linux-gnu.so",
                      "fundflow/__pycache__/cli.cpython-311.pyc", "fundflow.egg-info/PKG-INFO",
                      ".venv/bin/python", "deploy/env/worker.env", "build/lib/x.py"):  # fmt: skip
         assert excluded(artefact, RULES), artefact
