@@ -21,8 +21,8 @@
 //! through `surrogatepass`. A record is read by attribute (`names[1:]`), so
 //! any object with those attributes can be stored. Pickled as `(Table,
 //! (factory, names, kinds, defaults), (values, rows))`, `rows` the bytes
-//! of [`crate::table::Table::state`]; the index is rebuilt on load, with
-//! the loading process's hashes.
+//! of [`crate::table::Table::state`] (the state the C table this replaced
+//! wrote); the index is rebuilt on load.
 
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -98,7 +98,7 @@ pub struct Table {
     cache: Vec<Option<Cached>>,
 }
 
-/// The 32 bits of Python's hash of `key` the index probes by.
+/// The 32 bits of Python's hash of `key` that pick its cache bucket.
 fn hash_of(key: &Bound<'_, PyString>) -> PyResult<u32> {
     Ok(key.hash()? as u32)
 }
@@ -191,7 +191,7 @@ impl Table {
                 Staged::Int(x) => Field::Int(*x),
             })
             .collect();
-        let row = self.rows.set(hash, &utf8_of(key)?, &fields)?;
+        let row = self.rows.set(&utf8_of(key)?, &fields)?;
         let c = &mut self.cache[hash as usize % CACHE_SIZE];
         if c.as_ref().is_some_and(|c| c.row == row) {
             *c = None;
@@ -271,7 +271,7 @@ impl Table {
                 return Ok(Some(c.record.bind(py).clone()));
             }
         }
-        let Some(row) = self.rows.find(hash, &utf8_of(key)?) else {
+        let Some(row) = self.rows.find(&utf8_of(key)?) else {
             return Ok(None);
         };
         let record = self.make_record(py, row, key.clone())?;
@@ -396,7 +396,7 @@ impl Table {
         let Some(key) = str_key(&key) else {
             return Ok(false);
         };
-        Ok(self.rows.find(hash_of(key)?, &utf8_of(key)?).is_some())
+        Ok(self.rows.find(&utf8_of(key)?).is_some())
     }
 
     /// `get(key, default=None)`: the record of key, or default.
@@ -486,8 +486,7 @@ impl Table {
             }
         }
         let n = values.len() as u32;
-        self.rows
-            .load::<PyErr>(rows.as_bytes(), n, |key| hash_of(&text_of(py, key)?))
+        Ok(self.rows.load(rows.as_bytes(), n)?)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

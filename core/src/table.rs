@@ -22,21 +22,21 @@
 //!
 //! Keys and text are bytes (the Python binding hands a string's UTF-8, or
 //! for one with a lone surrogate what `surrogatepass` gives). The index
-//! probes by a 32-bit hash of the key that the caller computes, the same
-//! for equal keys: the binding uses Python's own hash of the string, which
-//! the string caches, so a look-up hashes nothing; a table's state
-//! ([`Table::state`]) holds no hash, and [`Table::load`] asks for the
-//! hashes again (Python's differ between processes).
+//! probes by SipHash-1-3 of the key under a key drawn at random for each
+//! table (std's `RandomState`, as its `HashMap` does): account ids come
+//! from outside, and ids chosen to collide must not turn look-ups into
+//! scans. A table's state ([`Table::state`]) holds no hash.
 //!
 //! ```
 //! use fundflow_core::table::{Field, Kind, Table};
 //! let mut t = Table::new(&[Kind::Text, Kind::Value, Kind::Int]);
-//! let h = 7; // any hash, the same for equal keys
-//! t.set(h, b"A1", &[Field::Text(Some(b"E1")), Field::Value(0), Field::Int(None)]).unwrap();
-//! let row = t.find(h, b"A1").unwrap();
+//! t.set(b"A1", &[Field::Text(Some(b"E1")), Field::Value(0), Field::Int(None)]).unwrap();
+//! let row = t.find(b"A1").unwrap();
 //! assert_eq!(t.field(row, 0), Field::Text(Some(b"E1")));
-//! assert_eq!(t.find(h, b"A2"), None);
+//! assert_eq!(t.find(b"A2"), None);
 //! ```
+
+use std::hash::{BuildHasher, RandomState};
 
 /// Rows a chunk holds.
 pub const CHUNK_ROWS: usize = 8192;
@@ -152,8 +152,10 @@ impl Arena {
     }
 }
 
+/// A table whose index hashes keys with `S` (std's keyed SipHash by
+/// default; the tests give a poor one, for long probe chains).
 #[derive(Debug)]
-pub struct Table {
+pub struct Table<S = RandomState> {
     kinds: Vec<Kind>,
     off: Vec<usize>,
     row_size: usize,
@@ -161,6 +163,7 @@ pub struct Table {
     count: u32,
     arena: Arena,
     slots: Vec<u32>,
+    hasher: S,
 }
 
 fn read_u32(r: &[u8], at: usize) -> u32 {
@@ -194,6 +197,13 @@ impl<'a> Reader<'a> {
 impl Table {
     /// A table with fields of `kinds` after the key (at most [`MAX_FIELDS`]).
     pub fn new(kinds: &[Kind]) -> Table {
+        Table::with_hasher(kinds, RandomState::new())
+    }
+}
+
+impl<S: BuildHasher> Table<S> {
+    /// A table whose index hashes keys with `hasher`.
+    pub fn with_hasher(kinds: &[Kind], hasher: S) -> Table<S> {
         assert!(
             kinds.len() <= MAX_FIELDS,
             "a table has at most {MAX_FIELDS} fields"
@@ -221,6 +231,7 @@ impl Table {
             count: 0,
             arena: Arena::default(),
             slots: vec![EMPTY; 8],
+            hasher,
         }
     }
 
@@ -292,6 +303,10 @@ impl Table {
         }
     }
 
+    fn hash(&self, key: &[u8]) -> u32 {
+        self.hasher.hash_one(key) as u32
+    }
+
     /// The slot holding `key`, or the empty slot where it would go.
     fn slot(&self, hash: u32, key: &[u8]) -> usize {
         let mask = self.slots.len() - 1;
@@ -311,9 +326,9 @@ impl Table {
         }
     }
 
-    /// The row of `key` (hashed `hash`), if it is held.
-    pub fn find(&self, hash: u32, key: &[u8]) -> Option<u32> {
-        match self.slots[self.slot(hash, key)] {
+    /// The row of `key`, if it is held.
+    pub fn find(&self, key: &[u8]) -> Option<u32> {
+        match self.slots[self.slot(self.hash(key), key)] {
             EMPTY => None,
             row => Some(row),
         }
@@ -362,10 +377,11 @@ impl Table {
         Ok(())
     }
 
-    /// Sets `key` (hashed `hash`) to `fields`: its row, updated in place
-    /// when it is held. A field that cannot be stored leaves the table as
-    /// it was, but for text already put in the arena.
-    pub fn set(&mut self, hash: u32, key: &[u8], fields: &[Field<'_>]) -> Result<u32, TableError> {
+    /// Sets `key` to `fields`: its row, updated in place when it is held.
+    /// A field that cannot be stored leaves the table as it was, but for
+    /// text already put in the arena.
+    pub fn set(&mut self, key: &[u8], fields: &[Field<'_>]) -> Result<u32, TableError> {
+        let hash = self.hash(key);
         let slot = self.slot(hash, key);
         let held = self.slots[slot];
         let mut tmp = [0u8; 8 * (MAX_FIELDS + 2)];
@@ -432,8 +448,8 @@ impl Table {
     /// The rows as bytes, in insertion order: each its key (a 4-byte length
     /// and the bytes), then its fields (a value as its 4-byte index, text
     /// as a 4-byte length, or `0xffffffff` for none, and the bytes, an int
-    /// as 8 bytes, `i64::MIN` for none), little-endian. No hash: a loading
-    /// process hashes the keys again ([`Table::load`]).
+    /// as 8 bytes, `i64::MIN` for none), little-endian. No hash: the
+    /// loading table hashes the keys with its own key.
     pub fn state(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for row in 0..self.count {
@@ -455,15 +471,10 @@ impl Table {
         out
     }
 
-    /// Adds the rows of `state` ([`Table::state`]), each key hashed by
-    /// `hash`; values must be indices below `values`. A damaged state is
-    /// refused where the damage is found, the rows before it kept.
-    pub fn load<E: From<TableError>>(
-        &mut self,
-        state: &[u8],
-        values: u32,
-        mut hash: impl FnMut(&[u8]) -> Result<u32, E>,
-    ) -> Result<(), E> {
+    /// Adds the rows of `state` ([`Table::state`]); values must be indices
+    /// below `values`. A damaged state is refused where the damage is
+    /// found, the rows before it kept.
+    pub fn load(&mut self, state: &[u8], values: u32) -> Result<(), TableError> {
         let mut p = Reader { p: state };
         let mut fields: Vec<Field<'_>> = Vec::with_capacity(self.kinds.len());
         while !p.p.is_empty() {
@@ -475,7 +486,7 @@ impl Table {
                     Kind::Value => {
                         let i = p.u32()?;
                         if i >= values {
-                            return Err(TableError::MissingValue.into());
+                            return Err(TableError::MissingValue);
                         }
                         Field::Value(i)
                     }
@@ -489,8 +500,7 @@ impl Table {
                     }
                 });
             }
-            let h = hash(key)?;
-            self.set(h, key, &fields)?;
+            self.set(key, &fields)?;
         }
         Ok(())
     }
@@ -500,12 +510,26 @@ impl Table {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::hash::{BuildHasherDefault, Hasher};
 
-    fn h(key: &[u8]) -> u32 {
-        // A poor hash on purpose: long probe chains.
-        key.iter()
-            .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(*b as u32))
-            & 0xff
+    /// A poor hash on purpose: 256 values, so long probe chains.
+    #[derive(Default)]
+    struct Poor(u32);
+
+    impl Hasher for Poor {
+        fn finish(&self) -> u64 {
+            (self.0 & 0xff) as u64
+        }
+
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = self.0.wrapping_mul(31).wrapping_add(*b as u32);
+            }
+        }
+    }
+
+    fn poor(kinds: &[Kind]) -> Table<BuildHasherDefault<Poor>> {
+        Table::with_hasher(kinds, BuildHasherDefault::default())
     }
 
     fn account(owner: &str, bank: u32, opened: Option<i64>) -> [Field<'_>; 3] {
@@ -519,7 +543,7 @@ mod tests {
     #[test]
     fn rows_agree_with_a_map_through_updates() {
         let kinds = [Kind::Text, Kind::Value, Kind::Int];
-        let mut t = Table::new(&kinds);
+        let mut t = poor(&kinds);
         let mut model: HashMap<String, (String, u32, Option<i64>)> = HashMap::new();
         let mut x = 12345u64;
         for step in 0..60_000u32 {
@@ -534,15 +558,11 @@ mod tests {
                 } else {
                     Some(step as i64 - 30_000)
                 };
-                t.set(
-                    h(key.as_bytes()),
-                    key.as_bytes(),
-                    &account(&owner, step % 7, opened),
-                )
-                .unwrap();
+                t.set(key.as_bytes(), &account(&owner, step % 7, opened))
+                    .unwrap();
                 model.insert(key, (owner, step % 7, opened));
             } else {
-                let got = t.find(h(key.as_bytes()), key.as_bytes());
+                let got = t.find(key.as_bytes());
                 match model.get(&key) {
                     None => assert_eq!(got, None),
                     Some((o, b, i)) => {
@@ -562,12 +582,12 @@ mod tests {
     #[test]
     fn the_same_text_set_again_takes_no_arena() {
         let mut t = Table::new(&[Kind::Text, Kind::Value, Kind::Int]);
-        t.set(1, b"A", &account("E1", 0, Some(5))).unwrap();
+        t.set(b"A", &account("E1", 0, Some(5))).unwrap();
         let before = t.heap_bytes();
         let used = t.arena.blocks[0].len();
-        t.set(1, b"A", &account("E1", 1, None)).unwrap();
+        t.set(b"A", &account("E1", 1, None)).unwrap();
         assert_eq!((t.heap_bytes(), t.arena.blocks[0].len()), (before, used));
-        t.set(1, b"A", &account("E2", 1, None)).unwrap();
+        t.set(b"A", &account("E2", 1, None)).unwrap();
         assert_eq!(t.arena.blocks[0].len(), used + 3);
         assert_eq!(t.len(), 1);
     }
@@ -575,26 +595,22 @@ mod tests {
     #[test]
     fn a_field_that_cannot_be_stored_leaves_the_row() {
         let mut t = Table::new(&[Kind::Text, Kind::Value, Kind::Int]);
-        t.set(1, b"A", &account("E1", 0, Some(5))).unwrap();
+        t.set(b"A", &account("E1", 0, Some(5))).unwrap();
         let bad = [
             Field::Text(Some(b"E9")),
             Field::Value(3),
             Field::Int(Some(i64::MIN)),
         ];
         assert_eq!(
-            t.set(1, b"A", &bad),
+            t.set(b"A", &bad),
             Err(TableError::Overflow("int too small for a table field"))
         );
-        assert!(matches!(t.set(2, b"B", &bad), Err(TableError::Overflow(_))));
+        assert!(matches!(t.set(b"B", &bad), Err(TableError::Overflow(_))));
         assert!(matches!(
-            t.set(
-                2,
-                b"B",
-                &[Field::Int(None), Field::Value(0), Field::Int(None)]
-            ),
+            t.set(b"B", &[Field::Int(None), Field::Value(0), Field::Int(None)]),
             Err(TableError::Shape(_))
         ));
-        assert_eq!((t.len(), t.find(2, b"B")), (1, None));
+        assert_eq!((t.len(), t.find(b"B")), (1, None));
         assert_eq!(t.field(0, 0), Field::Text(Some(b"E1")));
         assert_eq!(t.field(0, 2), Field::Int(Some(5)));
     }
@@ -608,29 +624,23 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_damage_is_refused() {
-        let mut t = Table::new(&[Kind::Text, Kind::Value, Kind::Int]);
+        let mut t = poor(&[Kind::Text, Kind::Value, Kind::Int]);
         let long = "9".repeat(BLOCK_BYTES + 10);
         let edges: Vec<String> = [254, 255, 256].iter().map(|n| "k".repeat(*n)).collect();
-        t.set(h(b"A"), b"A", &account("E1", 1, None)).unwrap();
-        t.set(
-            h(long.as_bytes()),
-            long.as_bytes(),
-            &account(&long, 0, Some(-1)),
-        )
-        .unwrap();
+        t.set(b"A", &account("E1", 1, None)).unwrap();
+        t.set(long.as_bytes(), &account(&long, 0, Some(-1)))
+            .unwrap();
         for k in &edges {
-            t.set(h(k.as_bytes()), k.as_bytes(), &account(k, 0, Some(1)))
-                .unwrap();
+            t.set(k.as_bytes(), &account(k, 0, Some(1))).unwrap();
         }
         t.set(
-            h(b"N"),
             b"N",
             &[Field::Text(None), Field::Value(0), Field::Int(None)],
         )
         .unwrap();
         let state = t.state();
         let mut back = Table::new(t.kinds());
-        back.load::<TableError>(&state, 2, |k| Ok(h(k))).unwrap();
+        back.load(&state, 2).unwrap();
         assert_eq!(back.len(), t.len());
         for row in 0..t.count {
             assert_eq!(back.key(row), t.key(row));
@@ -639,11 +649,15 @@ mod tests {
             }
         }
         assert_eq!(back.state(), state);
+        for row in 0..t.count {
+            // Found again under the loading table's own hash.
+            assert_eq!(back.find(t.key(row)), Some(row));
+        }
         let mut cut = Table::new(t.kinds());
-        let got = cut.load::<TableError>(&state[..state.len() - 3], 2, |k| Ok(h(k)));
+        let got = cut.load(&state[..state.len() - 3], 2);
         assert_eq!(got, Err(TableError::Truncated));
         let mut few = Table::new(t.kinds());
-        let got = few.load::<TableError>(&state, 1, |k| Ok(h(k)));
+        let got = few.load(&state, 1);
         assert_eq!(got, Err(TableError::MissingValue));
     }
 }
