@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fundflow import _core
 from fundflow.schemas.decode import fen_to_yuan
 from fundflow.schemas.records import SEVERITY_RANK, Alert
 
@@ -156,33 +158,88 @@ class Stated:
         self.built = built
 
 
-class AlertBook:
-    """Emission bookkeeping for one detector, and the settling of episodes.
+def _make_alert(
+    detector: str,
+    version: str,
+    zone: ZoneInfo,
+    thresholds: dict[str, Any] | None,
+    alert_id: str,
+    subject_id: str,
+    severity: str,
+    amount: int,
+    first_ts: int,
+    last_ts: int,
+    revision: int,
+    build: Builder,
+) -> Alert:
+    """The alert an :class:`AlertBook` states: ``build`` gives its accounts,
+    summary and evidence, and the evidence ends with the thresholds."""
+    accounts, summary, evidence = build()
+    if thresholds is not None:
+        evidence["thresholds"] = dict(thresholds)
+    return Alert(
+        alert_id=alert_id,
+        detector=detector,
+        severity=severity,  # type: ignore[arg-type]
+        subject_id=subject_id,
+        accounts=tuple(accounts),
+        first_ts=iso(first_ts, zone),
+        last_ts=iso(last_ts, zone),
+        amount=yuan(amount),
+        summary=summary,
+        evidence=evidence,
+        detector_version=version,
+        revision=revision,
+    )
 
-    ``offer`` is called with the current figures of a finding each time they
-    change; it appends an :class:`Alert` to ``out`` only when the finding is
-    new or has grown enough, calling ``build`` (accounts, summary, evidence)
-    only then, so the per-record cost of an unchanged finding stays small.
-    The book ends every alert's evidence with the thresholds in force
-    (``thresholds``), so no detector writes them.
 
-    Settling. An offer the book declines is kept, waiting, as the finding's
-    latest figures, with ``ends``: the last event time at which the
-    finding's episode can still change (its window or gap after the last
-    time the rule held, the end of its local day), or :data:`NO_END` for an
-    episode that ends at a record (:meth:`close`) or with the stream. When the subject's clock passes ``ends``
-    (:meth:`settle`, called by the detector as its subject's records
-    arrive; :meth:`settle_due` for every subject at once) the waiting offer
-    is made once more with ``final=True``: the alert's last revision then
-    carries the episode's complete figures. :meth:`settle_open` settles
-    every waiting offer (the end of a stream). An offer that is emitted, or
-    whose figures equal the last revision's, leaves nothing waiting.
+class AlertBook(_core.AlertBook):
+    """Emission bookkeeping for one detector, and the settling of episodes:
+    the compiled core's book (``core/src/book.rs``), which this class gives
+    the alerts it states.
+
+    ``offer(alert_id, subject_id, severity, amount, first_ts, last_ts,
+    build, *, final=False, ends=NO_END)`` is called with the current figures
+    of a finding each time they change; it appends an :class:`Alert` to
+    ``out`` only when the finding is new, its severity rises (a finding
+    never steps down a band in place: the alert states the worst seen) or
+    its amount grows by ``reemit_growth_pct`` per cent, calling ``build``
+    (accounts, summary, evidence) only then, so the per-record cost of an
+    unchanged finding stays small; ``True`` when it did. The book ends
+    every alert's evidence with the thresholds in force (``thresholds``),
+    so no detector writes them.
+
+    Settling. An offer the book declines while its figures moved is kept,
+    waiting, as the finding's latest figures, with ``ends``: the last event
+    time at which the finding's episode can still change (its window or
+    gap after the last time the rule held, the end of its local day), or
+    :data:`NO_END` for an episode that ends at a record (``close(subject_id,
+    alert_id)``) or with the stream. When the subject's clock passes
+    ``ends`` (``settle(subject_id, now)``, called by the detector as its
+    subject's records arrive; ``settle_due(now)`` for every subject at
+    once, subject by subject in id order) the waiting offer is made once
+    more with ``final=True``: the alert's last revision then carries the
+    episode's complete figures. ``settle_open()`` settles every waiting
+    offer (the end of a stream), subject by subject in id order, each
+    subject's in the order offered. An offer that is emitted, or whose
+    figures equal the last revision's, leaves nothing waiting.
 
     ``build`` of a declined offer is called later (when it settles, or when
     a snapshot is taken), so it must give what it would have given at the
     offer: it may read only state that changes together with a new offer of
-    the same finding (or capture what it reads).
+    the same finding (or capture what it reads). It must not call the book.
     """
+
+    def __new__(
+        cls,
+        detector: str,
+        version: str,
+        zone: ZoneInfo,
+        cfg: AlertConfig,
+        thresholds: dict[str, Any] | None = None,
+    ) -> AlertBook:
+        make = partial(_make_alert, detector, version, zone, thresholds)
+        return super().__new__(cls, cfg.reemit_growth_pct, SEVERITY_RANK, make)
 
     def __init__(
         self,
@@ -195,168 +252,31 @@ class AlertBook:
         self.detector = detector
         self.version = version
         self.zone = zone
-        self.growth_pct = cfg.reemit_growth_pct
         #: Every threshold in force, as written in the configuration: each
         #: alert's evidence ends with them (``thresholds``).
         self.thresholds = thresholds
-        self.said: dict[str, _Said] = {}
-        self.out: list[Alert] = []
-        # subject -> alert id -> [severity, amount, first_ts, last_ts, build, ends]
-        self.waiting: dict[str, dict[str, list[Any]]] = {}
-        # subject -> the earliest ``ends`` among its waiting offers, and the
-        # earliest of those: lower bounds (an offer moved later or settled
-        # leaves them early, and the next look mends them)
-        self.due: dict[str, int] = {}
-        self.earliest = NO_END
 
-    def offer(
-        self,
-        alert_id: str,
-        subject_id: str,
-        severity: str,
-        amount: int,
-        first_ts: int,
-        last_ts: int,
-        build: Builder,
-        *,
-        final: bool = False,
-        ends: int = NO_END,
-    ) -> bool:
-        """Offer a finding's current figures; ``True`` when an alert was
-        emitted. ``ends``: see the class docstring."""
-        said = self.said.get(alert_id)
-        if said is not None:
-            rank_up = SEVERITY_RANK[severity] > SEVERITY_RANK[said.severity]
-            grown = amount * 100 >= said.amount * (100 + self.growth_pct) and amount > said.amount
-            moved = amount != said.amount or last_ts != said.last_ts or severity != said.severity
-            if not (rank_up or grown or (final and moved)):
-                if moved:
-                    self._wait(
-                        alert_id, subject_id, [severity, amount, first_ts, last_ts, build, ends]
-                    )
-                else:
-                    self._unwait(alert_id, subject_id)
-                return False
-            # A finding never steps down a band in place: the alert states the worst seen.
-            if SEVERITY_RANK[severity] < SEVERITY_RANK[said.severity]:
-                severity = said.severity
-            revision = said.revision + 1
-        else:
-            revision = 1
-        accounts, summary, evidence = build()
-        if self.thresholds is not None:
-            evidence["thresholds"] = dict(self.thresholds)
-        self.out.append(
-            Alert(
-                alert_id=alert_id,
-                detector=self.detector,
-                severity=severity,  # type: ignore[arg-type]
-                subject_id=subject_id,
-                accounts=tuple(accounts),
-                first_ts=iso(first_ts, self.zone),
-                last_ts=iso(last_ts, self.zone),
-                amount=yuan(amount),
-                summary=summary,
-                evidence=evidence,
-                detector_version=self.version,
-                revision=revision,
-            )
-        )
-        self.said[alert_id] = _Said(revision, severity, amount, last_ts)
-        self._unwait(alert_id, subject_id)
-        return True
+    @property
+    def said(self) -> dict[str, _Said]:
+        """What was last stated under each id, in the order first stated."""
+        return {aid: _Said(*figures) for aid, *figures in self.said_items()}
 
-    def _wait(self, alert_id: str, subject_id: str, entry: list[Any]) -> None:
-        per = self.waiting.get(subject_id)
-        if per is None:
-            per = self.waiting[subject_id] = {}
-        per[alert_id] = entry
-        ends = entry[5]
-        if ends != NO_END:
-            due = self.due.get(subject_id)
-            if due is None or ends < due:
-                self.due[subject_id] = ends
-            if self.earliest == NO_END or ends < self.earliest:
-                self.earliest = ends
-
-    def _unwait(self, alert_id: str, subject_id: str) -> None:
-        per = self.waiting.get(subject_id)
-        if per is not None and per.pop(alert_id, None) is not None and not per:
-            del self.waiting[subject_id]
-            self.due.pop(subject_id, None)
-
-    def settle(self, subject_id: str, now: int) -> None:
-        """``subject_id``'s clock is at ``now``: settle its waiting offers
-        whose episode ended before it (``ends < now``). O(1) when none has."""
-        due = self.due.get(subject_id)
-        if due is None or now <= due:
-            return
-        per = self.waiting[subject_id]
-        ended = [aid for aid, entry in per.items() if entry[5] != NO_END and entry[5] < now]
-        for aid in ended:
-            self._final(aid, subject_id, per[aid])
-        per = self.waiting.get(subject_id)
-        if per is None:
-            return
-        ends = [entry[5] for entry in per.values() if entry[5] != NO_END]
-        if ends:
-            self.due[subject_id] = min(ends)
-        else:
-            self.due.pop(subject_id, None)
-
-    def close(self, subject_id: str, alert_id: str) -> None:
-        """The episode of ``alert_id`` has just ended at a record (its
-        exposure closed, its money left): settle its waiting offer now."""
-        per = self.waiting.get(subject_id)
-        entry = None if per is None else per.get(alert_id)
-        if entry is not None:
-            self._final(alert_id, subject_id, entry)
-
-    def settle_due(self, now: int) -> None:
-        """Every subject's clock is at ``now`` (a heartbeat, or each record
-        of a detector whose one clock is the whole stream's): settle what
-        ended before it, subject by subject in id order. O(1) when nothing
-        has ended."""
-        if self.earliest == NO_END or now <= self.earliest:
-            return
-        for subject_id in sorted(s for s, due in self.due.items() if due < now):
-            self.settle(subject_id, now)
-        self.earliest = min(self.due.values(), default=NO_END)
-
-    def settle_open(self) -> None:
-        """The end of a stream: settle every waiting offer, ended or not,
-        subject by subject in id order, each subject's in the order offered."""
-        for subject_id in sorted(self.waiting):
-            per = self.waiting[subject_id]
-            for aid in list(per):
-                self._final(aid, subject_id, per[aid])
-
-    def _final(self, alert_id: str, subject_id: str, entry: list[Any]) -> None:
-        severity, amount, first_ts, last_ts, build, ends = entry
-        self.offer(
-            alert_id, subject_id, severity, amount, first_ts, last_ts, build, final=True, ends=ends
+    @said.setter
+    def said(self, said: dict[str, _Said]) -> None:
+        self.load_said(
+            [(aid, s.revision, s.severity, s.amount, s.last_ts) for aid, s in said.items()]
         )
 
     def waiting_state(self) -> dict[str, dict[str, list[Any]]]:
         """The waiting offers as plain data (each builder called now), for a
         snapshot; :meth:`load_waiting` takes it back."""
         return {
-            subject: {aid: [*entry[:4], Stated(entry[4]()), entry[5]] for aid, entry in per.items()}
-            for subject, per in self.waiting.items()
+            subject: {
+                aid: [severity, amount, first_ts, last_ts, Stated(build()), ends]
+                for aid, severity, amount, first_ts, last_ts, build, ends in entries
+            }
+            for subject, entries in self.waiting_items()
         }
-
-    def load_waiting(self, state: dict[str, dict[str, list[Any]]]) -> None:
-        self.waiting = {subject: dict(per) for subject, per in state.items()}
-        self.due = {}
-        for subject, per in self.waiting.items():
-            ends = [entry[5] for entry in per.values() if entry[5] != NO_END]
-            if ends:
-                self.due[subject] = min(ends)
-        self.earliest = min(self.due.values(), default=NO_END)
-
-    def drain(self) -> list[Alert]:
-        out, self.out = self.out, []
-        return out
 
 
 def band(value: int, bands: tuple[tuple[int, str], ...], floor: str) -> str:

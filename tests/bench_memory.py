@@ -242,7 +242,7 @@ def structures(eng: Engine) -> list[tuple[str, object]]:
         parts.append(
             (f"{det.name} state", [getattr(det, k) for k in det._state_names])  # noqa: SLF001
         )
-        parts.append((f"{det.name} alert book", det.book.said))
+        parts.append((f"{det.name} alert book", det.book))
     return parts
 
 

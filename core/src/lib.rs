@@ -1,8 +1,11 @@
 //! fundflow's compiled per-record core: the JSON-lines wire decoder of
 //! `schemas/decode.py`, ported rule for rule so that the two give the same
-//! records and the same dead letters for the same bytes; and the
-//! event-time ordering stage of `detectors/ordering.py` ([`order`]), which
-//! holds the records of each feed until their place is settled.
+//! records and the same dead letters for the same bytes; and four of the
+//! engine's mechanisms: the event-time ordering stage of
+//! `detectors/ordering.py` ([`order`]), which holds the records of each
+//! feed until their place is settled, the deduplicator ([`dedup`]), the
+//! reference data's record table ([`table`]) and the alert book
+//! ([`book`]).
 //!
 //! ```
 //! use fundflow_core::decode::{Decoded, Decoder};
@@ -12,6 +15,7 @@
 //! assert_eq!(rec.fields[2].0, "balance");
 //! ```
 
+pub mod book;
 pub mod decode;
 pub mod dedup;
 pub mod isotime;
@@ -25,6 +29,8 @@ pub mod wire;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_book;
 #[cfg(feature = "python")]
 mod python_dedup;
 #[cfg(feature = "python")]

@@ -362,6 +362,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::python_order::EventOrder>()?;
     m.add_class::<crate::python_dedup::Deduplicator>()?;
     m.add_class::<crate::python_table::Table>()?;
+    m.add_class::<crate::python_book::AlertBook>()?;
     m.add("REASONS", PyTuple::new(m.py(), REASONS)?)?;
     m.add("KINDS", PyTuple::new(m.py(), KIND_NAMES)?)?;
     m.add("MAX_DEPTH", crate::json::MAX_DEPTH)?;
