@@ -87,6 +87,8 @@ pub struct Table {
     rows: table::Table,
     factory: Py<PyAny>,
     names: Py<PyTuple>,
+    /// `names[1:]`: the attribute each field is read from.
+    field_names: Vec<Py<PyString>>,
     kinds: Py<PyString>,
     defaults: Py<PyAny>,
     /// `names`, then the defaults' names: the record call's keywords.
@@ -166,32 +168,32 @@ impl Table {
         })
     }
 
-    /// Sets `key` to the field values `vals`.
+    /// Sets `key` to the field values `vals` (every field's, in order;
+    /// held on the stack).
     fn set_values(
         &mut self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        vals: &[Bound<'_, PyAny>],
+        vals: &[Option<Bound<'_, PyAny>>],
     ) -> PyResult<()> {
         let Some(key) = str_key(key) else {
             let t = key.get_type().name()?;
             return Err(PyTypeError::new_err(format!("table keys are str, not {t}")));
         };
         let hash = hash_of(key)?;
-        let staged = vals
-            .iter()
-            .enumerate()
-            .map(|(f, v)| self.stage(py, f, v))
-            .collect::<PyResult<Vec<_>>>()?;
-        let fields: Vec<Field<'_>> = staged
-            .iter()
-            .map(|s| match s {
+        let mut staged: [Option<Staged<'_>>; MAX_FIELDS] = Default::default();
+        for (f, v) in vals.iter().enumerate() {
+            staged[f] = Some(self.stage(py, f, v.as_ref().expect("a value a field"))?);
+        }
+        let mut fields = [Field::Int(None); MAX_FIELDS];
+        for (f, s) in staged[..vals.len()].iter().enumerate() {
+            fields[f] = match s.as_ref().expect("staged") {
                 Staged::Value(i) => Field::Value(*i),
                 Staged::Text(t) => Field::Text(t.as_deref()),
                 Staged::Int(x) => Field::Int(*x),
-            })
-            .collect();
-        let row = self.rows.set(&utf8_of(key)?, &fields)?;
+            };
+        }
+        let row = self.rows.set(&utf8_of(key)?, &fields[..vals.len()])?;
         let c = &mut self.cache[hash as usize % CACHE_SIZE];
         if c.as_ref().is_some_and(|c| c.row == row) {
             *c = None;
@@ -347,6 +349,11 @@ impl Table {
         Ok(Table {
             rows: table::Table::new(&kind_list),
             factory: factory.unbind(),
+            field_names: names
+                .iter()
+                .skip(1)
+                .map(|n| Ok(n.cast_into::<PyString>()?.unbind()))
+                .collect::<PyResult<_>>()?,
             names: names.unbind(),
             kinds: kinds.unbind(),
             defaults: defaults.unbind(),
@@ -379,13 +386,12 @@ impl Table {
         key: Bound<'_, PyAny>,
         record: Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let names = self.names.bind(py).clone();
-        let vals = names
-            .iter()
-            .skip(1)
-            .map(|n| record.getattr(n.cast_into::<PyString>()?))
-            .collect::<PyResult<Vec<_>>>()?;
-        self.set_values(py, &key, &vals)
+        let n = self.field_names.len();
+        let mut vals: [Option<Bound<'_, PyAny>>; MAX_FIELDS] = Default::default();
+        for (f, name) in self.field_names.iter().enumerate() {
+            vals[f] = Some(record.getattr(name.bind(py))?);
+        }
+        self.set_values(py, &key, &vals[..n])
     }
 
     fn __delitem__(&mut self, _key: Bound<'_, PyAny>) -> PyResult<()> {
@@ -492,6 +498,9 @@ impl Table {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.factory)?;
         visit.call(&self.names)?;
+        for n in &self.field_names {
+            visit.call(n)?;
+        }
         visit.call(&self.kinds)?;
         visit.call(&self.defaults)?;
         visit.call(&self.kwnames)?;
