@@ -100,6 +100,13 @@ pub struct Table {
     cache: Vec<Option<Cached>>,
 }
 
+/// Whether two strings hold the same text (`str.__eq__`, without the
+/// rich-comparison dispatch).
+fn same_text(a: &Bound<'_, PyString>, b: &Bound<'_, PyString>) -> bool {
+    // SAFETY: both are str objects; comparing two str cannot fail.
+    unsafe { ffi::PyUnicode_Compare(a.as_ptr(), b.as_ptr()) == 0 }
+}
+
 /// The 32 bits of Python's hash of `key` that pick its cache bucket.
 fn hash_of(key: &Bound<'_, PyString>) -> PyResult<u32> {
     Ok(key.hash()? as u32)
@@ -269,7 +276,7 @@ impl Table {
         let hash = hash_of(key)?;
         let at = hash as usize % CACHE_SIZE;
         if let Some(c) = &self.cache[at] {
-            if c.hash == hash && (c.key.is(key) || c.key.bind(py).as_any().eq(key)?) {
+            if c.hash == hash && (c.key.is(key) || same_text(c.key.bind(py), key)) {
                 return Ok(Some(c.record.bind(py).clone()));
             }
         }
