@@ -174,16 +174,34 @@ pub struct Emit<'a, B> {
     pub build: &'a B,
 }
 
+impl<'a, B> Emit<'a, B> {
+    /// The statement of `said`'s figures, from `first_ts`.
+    fn of(
+        alert_id: &'a [u8],
+        subject_id: &'a [u8],
+        said: &Said,
+        first_ts: i64,
+        build: &'a B,
+    ) -> Self {
+        Emit {
+            alert_id,
+            subject_id,
+            severity: said.severity,
+            amount: said.amount,
+            first_ts,
+            last_ts: said.last_ts,
+            revision: said.revision,
+            build,
+        }
+    }
+}
+
 /// What an offer comes to.
 enum Decision {
     /// Not stated; `moved` when its figures differ from the last revision.
-    Decline {
-        moved: bool,
-    },
-    State {
-        severity: usize,
-        revision: i64,
-    },
+    Decline { moved: bool },
+    /// Stated, with these figures (the severity the worst seen).
+    State(Said),
 }
 
 /// Why an offer is refused.
@@ -238,7 +256,7 @@ impl<B> Book<B> {
     fn decide(
         &self,
         alert_id: &[u8],
-        severity: usize,
+        mut severity: usize,
         amount: i128,
         last_ts: i64,
         final_: bool,
@@ -246,61 +264,35 @@ impl<B> Book<B> {
         if !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&amount) {
             return Err(BookError::Amount(amount));
         }
-        let Some(said) = self.said.get(alert_id) else {
-            return Ok(Decision::State {
-                severity,
-                revision: 1,
-            });
+        let revision = match self.said.get(alert_id) {
+            None => 1,
+            Some(said) => {
+                let rank_up = self.rank(severity) > self.rank(said.severity);
+                let grown =
+                    amount * 100 >= said.amount * (100 + self.growth_pct) && amount > said.amount;
+                let moved =
+                    amount != said.amount || last_ts != said.last_ts || severity != said.severity;
+                if !(rank_up || grown || (final_ && moved)) {
+                    return Ok(Decision::Decline { moved });
+                }
+                if self.rank(severity) < self.rank(said.severity) {
+                    severity = said.severity;
+                }
+                said.revision + 1
+            }
         };
-        let rank_up = self.rank(severity) > self.rank(said.severity);
-        let grown = amount * 100 >= said.amount * (100 + self.growth_pct) && amount > said.amount;
-        let moved = amount != said.amount || last_ts != said.last_ts || severity != said.severity;
-        if !(rank_up || grown || (final_ && moved)) {
-            return Ok(Decision::Decline { moved });
-        }
-        Ok(Decision::State {
-            severity: if self.rank(severity) < self.rank(said.severity) {
-                said.severity
-            } else {
-                severity
-            },
-            revision: said.revision + 1,
-        })
+        Ok(Decision::State(Said {
+            revision,
+            severity,
+            amount,
+            last_ts,
+        }))
     }
 
-    /// States a finding (`emit`), then notes it said.
-    #[allow(clippy::too_many_arguments)]
-    fn state<E>(
-        &mut self,
-        alert_id: &[u8],
-        subject_id: &[u8],
-        severity: usize,
-        revision: i64,
-        amount: i128,
-        first_ts: i64,
-        last_ts: i64,
-        build: &B,
-        emit: &mut impl FnMut(&Emit<'_, B>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        emit(&Emit {
-            alert_id,
-            subject_id,
-            severity,
-            amount,
-            first_ts,
-            last_ts,
-            revision,
-            build,
-        })?;
-        let said = Said {
-            revision,
-            severity,
-            amount,
-            last_ts,
-        };
+    /// Notes `said` as what `alert_id` last stated: nothing of it waits.
+    fn noted(&mut self, alert_id: &[u8], subject_id: &[u8], said: Said) {
         self.said.insert(alert_id, said);
         self.unwait(alert_id, subject_id);
-        Ok(())
     }
 
     /// Offers a finding's current figures; `true` when it was stated.
@@ -338,11 +330,9 @@ impl<B> Book<B> {
                 self.unwait(alert_id, subject_id);
                 Ok(false)
             }
-            Decision::State { severity, revision } => {
-                self.state(
-                    alert_id, subject_id, severity, revision, amount, first_ts, last_ts, &build,
-                    emit,
-                )?;
+            Decision::State(said) => {
+                emit(&Emit::of(alert_id, subject_id, &said, first_ts, &build))?;
+                self.noted(alert_id, subject_id, said);
                 Ok(true)
             }
         }
@@ -396,25 +386,9 @@ impl<B> Book<B> {
         let (severity, amount, first_ts, last_ts) = (e.severity, e.amount, e.first_ts, e.last_ts);
         match self.decide(alert_id, severity, amount, last_ts, true)? {
             Decision::Decline { .. } => self.unwait(alert_id, subject_id),
-            Decision::State { severity, revision } => {
-                emit(&Emit {
-                    alert_id,
-                    subject_id,
-                    severity,
-                    amount,
-                    first_ts,
-                    last_ts,
-                    revision,
-                    build: &e.build,
-                })?;
-                let said = Said {
-                    revision,
-                    severity,
-                    amount,
-                    last_ts,
-                };
-                self.said.insert(alert_id, said);
-                self.unwait(alert_id, subject_id);
+            Decision::State(said) => {
+                emit(&Emit::of(alert_id, subject_id, &said, first_ts, &e.build))?;
+                self.noted(alert_id, subject_id, said);
             }
         }
         Ok(())
