@@ -244,10 +244,6 @@ impl<B> Book<B> {
             .position(|(n, _)| n.as_bytes() == name)
     }
 
-    pub fn severity_name(&self, i: usize) -> &str {
-        &self.severities[i].0
-    }
-
     fn rank(&self, i: usize) -> i64 {
         self.severities[i].1
     }
