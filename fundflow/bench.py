@@ -5,8 +5,9 @@ on the same lines held in memory and on one core:
 
 1. a bare decode of every line (``msgspec.json.decode``, untyped; and
    ``orjson.loads`` when installed) — the floor for any JSON consumer;
-2. the typed decode and validation into records (``RecordDecoder``);
-3. the same decode in Rust (``fundflow._core``), counts only: the same
+2. the typed decode and validation into records, a call a record
+   (``RecordDecoder``, which hands each line to the compiled decoder);
+3. the same decode (``fundflow._core``), counts only: the same
    lines in chunks of about 1 MiB, records per kind and dead letters per
    reason back, no Python object per record;
 4. decode plus every detector (the engine, no output);
@@ -166,8 +167,8 @@ def _run(folder: Path, records: int, seed: int, as_json: bool) -> dict[str, Any]
         for chunk in chunks:
             rust_counts.append(count(chunk))
 
-    # Both paths of the replay: record by record (the Python decoder, each
-    # record submitted) and in batches (Engine.process_batch); each through
+    # Both paths of the replay: record by record (a decode call a record,
+    # each record submitted) and in batches (Engine.process_batch); each through
     # the ordering stage and every detector, as the replay runs them.
     def engine() -> None:
         dec = RecordDecoder(config.engine.zone).decode
@@ -247,7 +248,7 @@ def _run(folder: Path, records: int, seed: int, as_json: bool) -> dict[str, Any]
             )
         click.echo(
             f"typed decode       {figures['typed_decode_per_s']:>10,} records/s  "
-            f"({figures['ratio_typed_to_bare']}x; validation into records)"
+            f"({figures['ratio_typed_to_bare']}x; validation into records, a call a record)"
         )
         if figures["rust_decode_per_s"]:
             click.echo(
@@ -256,7 +257,7 @@ def _run(folder: Path, records: int, seed: int, as_json: bool) -> dict[str, Any]
             )
         click.echo(
             f"decode + detect    {figures['decode_and_detect_per_s']:>10,} records/s  "
-            f"({figures['ratio_detect_to_bare']}x; Python decode, record by record, "
+            f"({figures['ratio_detect_to_bare']}x; a decode call a record, "
             "ordering stage, every detector)"
         )
         click.echo(

@@ -1,7 +1,7 @@
 """Records, their wire shapes and JSON Schemas, and the decoder that turns raw
 input into records or dead letters. Pure: no I/O beyond what a caller hands in."""
 
-from .decode import REASONS, DeadLetter, RecordDecoder, fen_to_yuan, money_to_fen
+from .decode import REASONS, DeadLetter, RecordDecoder, fen_to_yuan
 from .records import (
     Account,
     Alert,
@@ -21,7 +21,6 @@ __all__ = [
     "DeadLetter",
     "RecordDecoder",
     "fen_to_yuan",
-    "money_to_fen",
     "Account",
     "Alert",
     "Balance",

@@ -17,39 +17,21 @@ input and a reason from :data:`REASONS`.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 
+from fundflow._core import Decoder
+
 from .records import (
-    Account,
-    Balance,
-    ClearingTxn,
-    CustodyTxn,
-    Entity,
-    Loan,
-    Product,
     Record,
-    Related,
-    ReserveReport,
 )
 from .wire import (
     ID_FIELDS,
     MONEY_FIELDS,
     TIME_FIELDS,
     WIRE_TYPES,
-    WireAccount,
-    WireBalance,
-    WireClearingTxn,
-    WireCustodyTxn,
-    WireEntity,
-    WireLoan,
-    WireProduct,
-    WireRecord,
-    WireReserveReport,
 )
 
 #: Every reason a record can be refused for. Shells count dead letters by
@@ -67,13 +49,6 @@ REASONS = (
     "too_large",  # a line or CSV cell over its limit, or JSON nested too deep to decode
     "too_late",  # a transaction older than the deduplication horizon (set by the engine)
 )
-
-MAX_MONEY_FEN = 10**15 * 100
-_BOM = b"\xef\xbb\xbf"
-# Accepted event times: 1970-01-01T00:00Z up to (not including) 2100-01-01T00:00Z.
-MIN_MS = 0
-MAX_MS = 4102444800000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 #: The longest line read by default, in bytes (the record limit of
@@ -95,137 +70,6 @@ class _Refused(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def money_to_fen(value: str | int | float, field: str, *, positive: bool = False) -> int:
-    """Yuan (string or JSON number, already shape-checked) to integer fen.
-
-    >>> money_to_fen("12.5", "amount"), money_to_fen(7, "amount"), money_to_fen("0.01", "amount")
-    (1250, 700, 1)
-    """
-    t = type(value)
-    if t is str:
-        s: str = value  # type: ignore[assignment]
-        if len(s) > 3 and s[-3] == "." and s[-1] != "\n":
-            # The common shape, two decimals (already checked against the
-            # money pattern, so one point at most): the digits are the fen.
-            fen = int(s.replace(".", ""))
-            if fen > MAX_MONEY_FEN:
-                raise _Refused("bad_amount", f"{field}: over 10^15 yuan")
-            if positive and fen <= 0:
-                raise _Refused("bad_amount", f"{field}: must be greater than 0")
-            return fen
-        if s[-1:] == "\n":
-            # The shape check runs Python's `re`, whose `$` also matches before
-            # a final newline, and int() skips it: "12.3\n" would read as 12.03.
-            raise _Refused("bad_amount", f"{field}: {s!r} is not a plain decimal")
-        i = s.find(".")
-        if i < 0:
-            fen = int(s) * 100
-        elif len(s) - i == 3:
-            fen = int(s[:i]) * 100 + int(s[i + 1 :])
-        else:
-            fen = int(s[:i]) * 100 + int(s[i + 1 :]) * 10
-    elif t is int:
-        fen = value * 100  # type: ignore[operator]
-    else:
-        # A JSON number with a fraction arrives as a double: take its shortest
-        # round-trip text, which is exact for amounts up to 15 significant
-        # digits; send larger amounts as strings.
-        text = repr(value)
-        if "e" in text or "E" in text or "n" in text:
-            raise _Refused("bad_amount", f"{field}: {text} is not a plain decimal")
-        if "." in text and len(text) - text.index(".") - 1 > 2:
-            raise _Refused("bad_amount", f"{field}: {text} has more than 2 decimals")
-        return money_to_fen(text if "." in text else text + ".00", field, positive=positive)
-    if fen > MAX_MONEY_FEN:
-        raise _Refused("bad_amount", f"{field}: over 10^15 yuan")
-    if positive and fen <= 0:
-        raise _Refused("bad_amount", f"{field}: must be greater than 0")
-    return fen
-
-
-def _rate(value: str | int | float, field: str) -> Decimal:
-    try:
-        d = Decimal(value if type(value) is not float else repr(value))
-    except InvalidOperation as e:  # pragma: no cover - shape checked before
-        raise _Refused("bad_field", f"{field}: not a decimal") from e
-    if not d.is_finite() or d < 0 or d > 10:
-        raise _Refused("bad_field", f"{field}: must be a decimal in 0..10")
-    return d
-
-
-# ASCII digits only: `\d` also takes other scripts' digits, which int() reads.
-# "00".."59" -> milliseconds: the seconds of a timestamp in one dict look-up,
-# which also refuses anything but two ASCII digits.
-_SECONDS = {f"{n:02d}": n * 1000 for n in range(60)}
-
-
-class TimeParser:
-    """ISO-8601 or epoch-ms values to epoch milliseconds.
-
-    Times without an offset are read in ``zone``. The common shapes
-    ``YYYY-MM-DDTHH:MM:SS`` with ``±HH:MM``, ``Z`` or no offset take a fast
-    path: the start of each minute is parsed once and cached, and only the
-    seconds are read per record.
-
-    >>> p = TimeParser("Asia/Shanghai")
-    >>> p.to_ms("2026-03-01T10:00:07+08:00", "ts"), p.to_ms("2026-03-01T02:00:07Z", "ts")
-    (1772330407000, 1772330407000)
-    """
-
-    def __init__(self, zone: str = "Asia/Shanghai") -> None:
-        self.zone = ZoneInfo(zone)
-        self._minutes: dict[str, int] = {}
-
-    def to_ms(self, value: str | int, field: str) -> int:
-        if type(value) is str:
-            n = len(value)
-            if (n == 25 or n == 20 or n == 19) and value[16] == ":":
-                secs = _SECONDS.get(value[17:19])
-                if secs is not None:
-                    key = value[:16] + value[19:]
-                    base = self._minutes.get(key)
-                    if base is None:
-                        base = self._minute(key, field)
-                    return base + secs
-            ms = self._parse(value, field)  # type: ignore[arg-type]
-        else:
-            ms = value  # type: ignore[assignment]
-        if ms < MIN_MS or ms >= MAX_MS:
-            raise _Refused("bad_time", f"{field}: outside 1970-01-01..2099-12-31")
-        return ms
-
-    def _minute(self, key: str, field: str) -> int:
-        """The start of a minute (``YYYY-MM-DDTHH:MM`` plus offset), checked
-        and cached; only minutes whose every second is in range are cached."""
-        base = self._parse(key[:16] + ":00" + key[16:], field)
-        if base < MIN_MS or base + 59_000 >= MAX_MS:
-            raise _Refused("bad_time", f"{field}: outside 1970-01-01..2099-12-31")
-        if len(self._minutes) >= 1 << 17:
-            self._minutes.clear()
-        self._minutes[key] = base
-        return base
-
-    def _parse(self, s: str, field: str) -> int:
-        try:
-            dt = datetime.fromisoformat(s)
-        except ValueError as e:
-            raise _Refused("bad_time", f"{field}: {s[:40]!r} is not ISO-8601") from e
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=self.zone)
-        delta = dt - _EPOCH
-        return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def _check_date(s: str, field: str) -> str:
-    try:
-        date.fromisoformat(s)
-    except ValueError as e:
-        raise _Refused("bad_time", f"{field}: {s!r} is not a date") from e
-    if not ("1970" <= s[:4] <= "2099"):
-        raise _Refused("bad_time", f"{field}: outside 1970..2099")
-    return s
 
 
 _PATH = re.compile(r"at `\$\.([A-Za-z_]+)[^`]*?([A-Za-z_]+)?`")
@@ -262,6 +106,13 @@ class RecordDecoder:
     ``decode(raw, kind=K)`` takes a payload whose kind is known from its topic
     (``type`` may be absent, and must equal K when present).
     ``from_row(mapping)`` takes a CSV row of strings.
+
+    Every rule of ``docs/wire-format.md`` is the compiled decoder's
+    (``fundflow._core.Decoder``, ``core/src/decode.rs``): this class hands it
+    one record at a time. A CSV row is first typed by its kind's wire struct
+    (:mod:`~fundflow.schemas.wire`, which reads the cells' text as the
+    numbers and lists they hold) and then decoded as the JSON line that says
+    the same (:meth:`row_line`).
     """
 
     #: Renames a foreign CSV layout's columns to wire fields before
@@ -269,20 +120,11 @@ class RecordDecoder:
     columns: ColumnMap | None = None
 
     def __init__(self, zone: str = "Asia/Shanghai", max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self.times = TimeParser(zone)
+        self.zone = zone
         self.max_line_bytes = max_line_bytes
-        self._any = msgspec.json.Decoder(WireRecord)
-        self._by_kind = {k: msgspec.json.Decoder(t) for k, t in WIRE_TYPES.items()}
-        self._convert = {
-            WireCustodyTxn: self._custody,
-            WireClearingTxn: self._clearing,
-            WireEntity: self._entity,
-            WireAccount: self._account,
-            WireProduct: self._product,
-            WireLoan: self._loan,
-            WireReserveReport: self._report,
-            WireBalance: self._balance,
-        }
+        # A zone the tz database lacks is a ValueError here.
+        self._any = Decoder(zone, max_line_bytes)
+        self._by_kind: dict[str, Decoder] = {}
 
     # -- entry points -------------------------------------------------------
 
@@ -290,40 +132,20 @@ class RecordDecoder:
         self, raw: bytes | str, kind: str | None = None, source: str = ""
     ) -> Record | DeadLetter:
         t = type(raw)
-        if t is not bytes and t is not str:
+        if t is str:
+            try:
+                raw = raw.encode()  # type: ignore[union-attr]
+            except UnicodeEncodeError as e:
+                # Lone surrogates: text read with errors="surrogateescape".
+                return self._dead("not_json", str(e), raw, source)
+        elif t is not bytes:
             raw = bytes(raw)  # bytearray, memoryview (a Kafka payload)
-            t = bytes
-        if len(raw) > self.max_line_bytes:
-            return self._dead(
-                "too_large", f"{len(raw)} bytes, limit {self.max_line_bytes}", raw, source
-            )
-        decoder = self._any if kind is None else self._by_kind.get(kind)
-        if decoder is None:
-            return self._dead("unknown_type", f"unknown record kind {kind!r}", raw, source)
-        try:
-            if t is bytes and raw.isascii():  # type: ignore[union-attr]
-                wire = decoder.decode(raw)
-            elif t is bytes:
-                # msgspec skips the bytes of unknown fields unchecked; a line
-                # that is not UTF-8 is not JSON (RFC 8259) wherever the bad
-                # bytes sit. A BOM comes from dumps written by Windows tools.
-                str(raw, "utf-8")  # type: ignore[call-overload]
-                wire = decoder.decode(raw[3:] if raw.startswith(_BOM) else raw)  # type: ignore[union-attr,arg-type]
-            else:
-                wire = decoder.decode(raw[1:] if raw[:1] == "\ufeff" else raw)
-        except msgspec.ValidationError as e:
-            return self._dead(_classify(str(e)), str(e), raw, source)
-        except (msgspec.DecodeError, UnicodeError) as e:
-            # UnicodeEncodeError: a str holding lone surrogates (text read
-            # with errors="surrogateescape").
-            return self._dead("not_json", str(e), raw, source)
-        except RecursionError:
-            # msgspec walks nested arrays recursively, unknown fields too.
-            return self._dead("too_large", "JSON nested too deep to decode", raw, source)
-        try:
-            return self._convert[type(wire)](wire)
-        except _Refused as e:
-            return self._dead(e.reason, e.detail, raw, source)
+        if kind is None:
+            return self._any.decode(raw, source)  # type: ignore[arg-type,no-any-return]
+        dec = self._by_kind.get(kind)
+        if dec is None:
+            dec = self._by_kind[kind] = Decoder(self.zone, self.max_line_bytes, kind)
+        return dec.decode(raw, source)  # type: ignore[arg-type,no-any-return]
 
     def too_large(self, head: bytes, size: int, source: str = "") -> DeadLetter:
         """The dead letter of a line of ``size`` bytes, over the limit, of
@@ -336,15 +158,16 @@ class RecordDecoder:
         """A CSV row (all strings): empty cells are absent fields; list and
         object cells (``licenses``, ``related``) hold JSON, or for
         ``licenses`` a ``;``-separated list. With :attr:`columns` set, the
-        row is first renamed to wire fields (a foreign dump's layout)."""
+        row is first renamed to wire fields (a foreign dump's layout). A
+        dead letter's ``raw`` is the row as JSON text."""
         got = self.wire_of_row(row, kind, source)
         if type(got) is DeadLetter:
             return got
         wire, raw = got  # type: ignore[misc]
-        try:
-            return self._convert[type(wire)](wire)
-        except _Refused as e:
-            return self._dead(e.reason, e.detail, raw, source)
+        rec = self.decode(msgspec.json.encode(wire), source=source)
+        if type(rec) is DeadLetter:
+            return self._dead(rec.reason, rec.detail, raw, source)
+        return rec
 
     def row_line(
         self, row: dict[str, Any], kind: str | None = None, source: str = ""
@@ -420,105 +243,6 @@ class RecordDecoder:
             # Lone surrogates would break the sink that writes it as UTF-8.
             raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
         return DeadLetter(reason=reason, detail=detail[:300], raw=raw[:65536], source=source)
-
-    # -- conversions: wire struct -> record ---------------------------------
-
-    def _custody(self, w: WireCustodyTxn) -> CustodyTxn:
-        if w.debit_account == w.credit_account:
-            raise _Refused("bad_field", "debit_account equals credit_account")
-        return CustodyTxn(
-            txn_id=w.txn_id,
-            ts=self.times.to_ms(w.ts, "ts"),
-            bank_id=w.bank_id,
-            platform_id=w.platform_id,
-            debit_account=w.debit_account,
-            credit_account=w.credit_account,
-            amount=money_to_fen(w.amount, "amount", positive=True),
-            purpose=w.purpose,
-            currency=w.currency,
-            product_id=w.product_id,
-            loan_id=w.loan_id,
-        )
-
-    def _clearing(self, w: WireClearingTxn) -> ClearingTxn:
-        if w.payer_account == w.payee_account:
-            raise _Refused("bad_field", "payer_account equals payee_account")
-        return ClearingTxn(
-            txn_id=w.txn_id,
-            ts=self.times.to_ms(w.ts, "ts"),
-            system=w.system,
-            initiator_id=w.initiator_id,
-            payer_bank=w.payer_bank,
-            payer_account=w.payer_account,
-            payee_bank=w.payee_bank,
-            payee_account=w.payee_account,
-            amount=money_to_fen(w.amount, "amount", positive=True),
-            currency=w.currency,
-            purpose=w.purpose,
-        )
-
-    def _entity(self, w: WireEntity) -> Entity:
-        related = tuple(
-            Related(
-                entity_id=r.entity_id,
-                relation=r.relation,
-                share=None if r.share is None else Decimal(repr(r.share)),
-            )
-            for r in w.related
-        )
-        return Entity(
-            entity_id=w.entity_id,
-            name=w.name,
-            kind=w.kind,
-            licenses=tuple(w.licenses),
-            related=related,
-        )
-
-    def _account(self, w: WireAccount) -> Account:
-        return Account(
-            account_id=w.account_id,
-            owner_id=w.owner_id,
-            bank_id=w.bank_id,
-            role=w.role,
-            platform_id=w.platform_id,
-            opened_at=None if w.opened_at is None else self.times.to_ms(w.opened_at, "opened_at"),
-        )
-
-    def _product(self, w: WireProduct) -> Product:
-        return Product(
-            product_id=w.product_id,
-            platform_id=w.platform_id,
-            term_days=w.term_days,
-            annual_rate=_rate(w.annual_rate, "annual_rate"),
-            min_ticket=None if w.min_ticket is None else money_to_fen(w.min_ticket, "min_ticket"),
-            private=w.private,
-        )
-
-    def _loan(self, w: WireLoan) -> Loan:
-        return Loan(
-            loan_id=w.loan_id,
-            platform_id=w.platform_id,
-            borrower_account=w.borrower_account,
-            principal=money_to_fen(w.principal, "principal", positive=True),
-            term_days=w.term_days,
-            annual_rate=_rate(w.annual_rate, "annual_rate"),
-            issued_at=self.times.to_ms(w.issued_at, "issued_at"),
-            purpose=w.purpose,
-        )
-
-    def _report(self, w: WireReserveReport) -> ReserveReport:
-        return ReserveReport(
-            institution_id=w.institution_id,
-            as_of=_check_date(w.as_of, "as_of"),
-            client_liabilities=money_to_fen(w.client_liabilities, "client_liabilities"),
-        )
-
-    def _balance(self, w: WireBalance) -> Balance:
-        return Balance(
-            account_id=w.account_id,
-            as_of=self.times.to_ms(w.as_of, "as_of"),
-            balance=money_to_fen(w.balance, "balance"),
-        )
 
 
 class ColumnMap:

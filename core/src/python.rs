@@ -97,23 +97,10 @@ impl Classes {
         let out = PyList::empty(py);
         let mut kinds = [0u64; KIND_NAMES.len()];
         for (n, d) in decoded {
-            let item = match d {
-                Decoded::Record(r) => {
-                    kinds[r.kind] += 1;
-                    self.record(py, r, strings)?
-                }
-                Decoded::Dead(dl) => {
-                    let kw = PyDict::new(py);
-                    kw.set_item(intern!(py, "reason"), dl.reason)?;
-                    kw.set_item(intern!(py, "detail"), &dl.detail)?;
-                    kw.set_item(intern!(py, "raw"), &dl.raw)?;
-                    if let Some(src) = source {
-                        kw.set_item(intern!(py, "source"), format!("{src}:{n}"))?;
-                    }
-                    self.dead_letter.bind(py).call((), Some(&kw))?
-                }
-            };
-            out.append(item)?;
+            if let Decoded::Record(r) = d {
+                kinds[r.kind] += 1;
+            }
+            out.append(self.item(py, d, source.map(|src| format!("{src}:{n}")), strings)?)?;
         }
         let by_kind = PyDict::new(py);
         for (name, n) in KIND_NAMES.iter().zip(kinds) {
@@ -122,6 +109,30 @@ impl Classes {
             }
         }
         Ok((out, by_kind))
+    }
+
+    /// One decoded line as its record, or as its `DeadLetter` (with
+    /// `source`, when given).
+    fn item<'py>(
+        &self,
+        py: Python<'py>,
+        d: &Decoded,
+        source: Option<String>,
+        strings: &mut Strings,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match d {
+            Decoded::Record(r) => self.record(py, r, strings),
+            Decoded::Dead(dl) => {
+                let kw = PyDict::new(py);
+                kw.set_item(intern!(py, "reason"), dl.reason)?;
+                kw.set_item(intern!(py, "detail"), &dl.detail)?;
+                kw.set_item(intern!(py, "raw"), &dl.raw)?;
+                if let Some(src) = source {
+                    kw.set_item(intern!(py, "source"), src)?;
+                }
+                self.dead_letter.bind(py).call((), Some(&kw))
+            }
+        }
     }
 
     /// The record of `r`'s kind, built by one keyword call of its class.
@@ -285,6 +296,20 @@ impl Decoder {
                 .collect()
         });
         self.with_strings(|strings| self.classes.build(py, &decoded, source, strings))
+    }
+
+    /// One record (`value`, a line or a message value: newlines inside it
+    /// are JSON whitespace) as its record or its `DeadLetter`, the dead
+    /// letter's source `source` (empty when not given).
+    #[pyo3(signature = (value, source = None))]
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        value: &[u8],
+        source: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let d = decode_one(&self.inner, value);
+        self.with_strings(|strings| self.classes.item(py, &d, source, strings))
     }
 
     /// Each of `values` (the values of Kafka messages: each one record,

@@ -338,14 +338,23 @@ def alert_diff(got: dict[str, tuple[Any, ...]], want: dict[str, tuple[Any, ...]]
     return "\n".join(lines)
 
 
+def event_ms(value: str | int) -> int:
+    """A wire time (ISO-8601, read in Asia/Shanghai without an offset, or
+    epoch ms) as epoch ms; a ``ValueError`` when it is neither."""
+    if isinstance(value, int):
+        return value
+    t = datetime.datetime.fromisoformat(value)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    d = t - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return (d.days * 86400 + d.seconds) * 1000 + d.microseconds // 1000
+
+
 def cut_world(path: Path, out: Path, *at: str) -> list[Path]:
     """The world file ``path`` in ``len(at) + 1`` files, cut at each time of ``at`` (by
     event time of the transactions, file order kept): everything before the
     first, then up to the next, and so on."""
-    from fundflow.schemas.decode import TimeParser
-
-    times = TimeParser()
-    cuts = [times.to_ms(t, "ts") for t in at]
+    cuts = [event_ms(t) for t in at]
     lines = path.read_bytes().splitlines(keepends=True)
     starts = [0]
     for i, line in enumerate(lines):
@@ -357,7 +366,7 @@ def cut_world(path: Path, out: Path, *at: str) -> list[Path]:
             continue
         if isinstance(rec, dict) and rec.get("type") in ("custody_txn", "clearing_txn"):
             try:
-                ms = times.to_ms(rec["ts"], "ts")
+                ms = event_ms(rec["ts"])
             except Exception:  # noqa: BLE001, S112 - a malformed time: not a cut point
                 continue
             while len(starts) <= len(cuts) and ms >= cuts[len(starts) - 1]:

@@ -38,6 +38,7 @@ from kafka_fixtures import (
     Broker,
     WorkerProcess,
     alert_diff,
+    event_ms,
     fundflow,
     input_ends,
     namespace,
@@ -89,9 +90,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _days(path: Path, out: Path) -> list[Path]:
     """The world cut at each local midnight (by the time of the transactions,
     file order kept): reference data and the first day, then one file a day."""
-    from fundflow.schemas.decode import TimeParser
-
-    times = TimeParser()
     lines = path.read_bytes().splitlines(keepends=True)
     first: date | None = None
     cuts: list[int] = []
@@ -104,16 +102,16 @@ def _days(path: Path, out: Path) -> list[Path]:
         if not isinstance(rec, dict) or rec.get("type") not in ("custody_txn", "clearing_txn"):
             continue
         try:
-            ms = times.to_ms(rec["ts"], "ts")
+            ms = event_ms(rec["ts"])
         except Exception:  # noqa: BLE001, S112 - a malformed time: not a cut point
             continue
         if first is None:
             first = date.fromisoformat(rec["ts"][:10])
-            next_cut = times.to_ms(f"{first + timedelta(days=1)}T00:00:00+08:00", "ts")
+            next_cut = event_ms(f"{first + timedelta(days=1)}T00:00:00+08:00")
         if ms >= next_cut:
             cuts.append(i)
             day = date.fromisoformat(rec["ts"][:10])
-            next_cut = times.to_ms(f"{day + timedelta(days=1)}T00:00:00+08:00", "ts")
+            next_cut = event_ms(f"{day + timedelta(days=1)}T00:00:00+08:00")
     files = []
     for n, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(lines)], strict=True)):
         f = out / f"day-{n}.jsonl"

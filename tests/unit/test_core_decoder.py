@@ -1,20 +1,30 @@
-"""The Rust decoder (``fundflow._core``) against the Python one
-(``RecordDecoder.decode``), line for line: the same record (its fields as
-``msgspec.to_builtins`` gives them) or the same dead letter (reason, detail
-and raw text), over simulated worlds, the hostile lines of
-``test_fuzz_decoders.py``, the cases below, random mutations of real
-lines and generated records of every kind, in several zones and with a kind
-given as a Kafka topic gives it.
+"""The compiled decoder (``fundflow._core.Decoder``), the only one: over
+simulated worlds, the hostile lines of ``test_fuzz_decoders.py``, the cases
+below, random mutations of real lines and generated records of every kind,
+in several zones and with a kind given as a Kafka topic gives it.
 
-One difference is known and pinned in its own test: how deep nesting may go
-before a line is ``too_large`` (Python's recursion limit, which depends on
-the stack the decoder is called from, against a fixed 1000 levels).
+Until 2026-12-08 a Python decoder of its own stood beside it, and these
+tests required both to give, line for line, the same record (its fields as
+``msgspec.to_builtins`` gives them) or the same dead letter (reason, detail
+and raw text). When it was retired, what both gave for every input of every
+test here was pinned as a SHA-256 digest and a row count
+(``tests/data/decoder_digests.json``, one entry per :func:`assert_same` call
+in call order, keyed by test id): every test below still requires the
+Python decoder's answers, and each also requires the three ways in
+(a chunk of lines, Kafka values, one record through ``RecordDecoder``) to
+agree. A change to the rules of ``docs/wire-format.md`` changes a digest on
+purpose: the failure names the test, and the new digest goes in the file
+with the change.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -30,6 +40,10 @@ from fundflow.schemas.wire import WIRE_TYPES
 from fundflow.simulate import write_world
 
 Row = tuple[str, dict[str, Any]]
+DIGESTS: dict[str, list[str]] = json.loads(
+    (Path(__file__).parents[1] / "data" / "decoder_digests.json").read_text()
+)
+_CALLS: dict[str, int] = {}
 
 
 def python_side(dec: RecordDecoder, line: bytes, kind: str | None) -> Row:
@@ -53,17 +67,30 @@ def row(got: Any) -> Row:
     return (got.TYPE, msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(got))))
 
 
+def assert_pinned(rows: list[Row]) -> None:
+    """``rows`` are what the retired Python decoder gave for this call of
+    this test (see the module docstring)."""
+    test = os.environ["PYTEST_CURRENT_TEST"].rsplit(" ", 1)[0].split("::", 1)[1]
+    n = _CALLS[test] = _CALLS.get(test, 0) + 1
+    pinned = DIGESTS.get(test, [])
+    got = f"{hashlib.sha256(msgspec.json.encode(rows)).hexdigest()} {len(rows)}"
+    assert n <= len(pinned), f"{test}: no digest pinned for call {n}"
+    assert got == pinned[n - 1], f"{test}, call {n}: {got}"
+
+
 def assert_same(
     lines: list[bytes], zone: str = "Asia/Shanghai", kind: str | None = None, limit: int = 1 << 20
 ) -> list[Row]:
-    """Both decoders over ``lines`` (no blank line, no newline inside one):
-    fails on the first line they disagree on. Returns the rows."""
+    """Decodes ``lines`` as a chunk and one by one through
+    ``RecordDecoder``, requires the same rows (failing on the first line
+    they disagree on) and the rows pinned for this call. Returns the rows."""
     dec = RecordDecoder(zone, max_line_bytes=limit)
     want = [python_side(dec, ln, kind) for ln in lines]
     got = rust_side(lines, zone, kind, limit)
     assert len(got) == len(want)
     for line, g, w in zip(lines, got, want, strict=True):
         assert g == w, f"line {line[:300]!r}"
+    assert_pinned(want)
     return want
 
 
@@ -98,7 +125,7 @@ def test_simulated_worlds_decode_the_same(worlds: dict[str, list[bytes]], name: 
     assert reasons == {"bad_amount", "bad_time", "missing_field", "not_json", "unknown_type"}
 
 
-def test_counts_are_the_python_decoders_tallies(worlds: dict[str, list[bytes]]):
+def test_counts_are_the_tallies_of_the_records(worlds: dict[str, list[bytes]]):
     lines = worlds["seed 7, noisy"]
     dec = RecordDecoder()
     kinds: dict[str, int] = {}
@@ -225,6 +252,7 @@ def test_kafka_values_decode_the_same(worlds: dict[str, list[bytes]]):
         else:
             want.append(row(dec.decode(v)))
     assert len(got) == len(values)
+    assert_pinned(want)
     for v, g, w in zip(values, got, want, strict=True):
         assert row(g) == w, f"value {v!r:.300}"
     decoded = [k for k, _ in want if k != "dead_letter"]
@@ -892,25 +920,20 @@ def test_pinned_dead_letters():
     ]
 
 
-def test_nesting_depth_is_the_one_known_difference():
-    """Python refuses nesting at its recursion limit, less the frames on the
-    stack when the decoder is called (under pytest, some dozens); the Rust
-    decoder at a fixed MAX_DEPTH levels. Below the lower bound and above
-    MAX_DEPTH both agree (the cases above); in between Python refuses a line
-    that the Rust decoder accepts."""
+def test_nesting_deeper_than_max_depth_is_too_large():
+    """A fixed MAX_DEPTH levels, whatever the caller's stack (the retired
+    Python decoder refused at its recursion limit, less the frames below
+    it: some dozens levels fewer under pytest, its one known difference).
+    The object is one level, each array one more."""
 
     def line(arrays: int) -> bytes:
         return BALANCE[:-1] + b',"x":' + b"[" * arrays + b"]" * arrays + b"}"
 
-    rust = Decoder()
-    # The object is one level, each array one more.
-    assert rust.records(line(MAX_DEPTH - 1))[0][0].TYPE == "balance"
-    deep = rust.records(line(MAX_DEPTH))[0][0]
-    assert deep.reason == "too_large"
-    assert deep.detail == "JSON nested too deep to decode"
-    py = RecordDecoder()
-    assert py.decode(line(MAX_DEPTH - 1)).reason == "too_large"
-    assert py.decode(line(MAX_DEPTH - 200)).TYPE == "balance"
+    for dec in (Decoder().decode, RecordDecoder().decode):
+        assert dec(line(MAX_DEPTH - 1)).TYPE == "balance"
+        deep = dec(line(MAX_DEPTH))
+        assert (deep.reason, deep.detail) == ("too_large", "JSON nested too deep to decode")
+    assert Decoder().records(line(MAX_DEPTH))[0][0] == deep
 
 
 def test_an_unknown_zone_is_refused():
