@@ -75,6 +75,7 @@ def _build_app(faust: Any, w: Worker, datadir: str, loop: Any) -> Any:
         broker_session_timeout=s.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(1.0, s.session_timeout_ms / 4000),
         broker_max_poll_records=s.batch_size,
+        consumer_max_fetch_size=s.fetch_bytes,
         # Nothing commits on a timer: the worker commits after checkpoints.
         broker_commit_livelock_soft_timeout=365 * 24 * 3600.0,
         consumer_auto_offset_reset="earliest",

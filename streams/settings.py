@@ -68,6 +68,10 @@ class KafkaSettings:
     #: puts in one batch (Kafka's ``batch.size``); a burst of alerts larger
     #: than a batch waits a broker round trip per batch
     producer_batch_bytes: int = 512 * 1024
+    #: the most bytes of one input partition a fetch brings (Kafka's
+    #: ``max.partition.fetch.bytes``): over a backlog the worker waits a
+    #: broker round trip each time a partition's fetched bytes run out
+    fetch_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.partitions > 10_000:
@@ -117,6 +121,11 @@ class KafkaSettings:
             raise ValueError(
                 "kafka.producer_batch_bytes must be in 16384..1000000 (the producer's "
                 f"largest request), got {self.producer_batch_bytes}"
+            )
+        if not 1 << 20 <= self.fetch_bytes <= 1 << 26:
+            raise ValueError(
+                "kafka.fetch_bytes must be in 1048576..67108864 (at least a record's "
+                f"limit, 1 MiB), got {self.fetch_bytes}"
             )
         if not self.bootstrap.strip():
             raise ValueError("kafka.bootstrap must name at least one host:port")

@@ -259,6 +259,9 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
     assert KafkaSettings().producer_batch_bytes == 524_288
     env = {"FUNDFLOW_KAFKA_PRODUCER_BATCH_BYTES": "16384"}
     assert load_kafka_settings(None, env=env).producer_batch_bytes == 16_384
+    assert KafkaSettings().fetch_bytes == 8 << 20
+    env = {"FUNDFLOW_KAFKA_FETCH_BYTES": "1048576"}
+    assert load_kafka_settings(None, env=env).fetch_bytes == 1 << 20
 
 
 @pytest.mark.parametrize(
@@ -273,6 +276,8 @@ def test_settings_defaults_file_then_environment(tmp_path) -> None:
         ("", {"FUNDFLOW_KAFKA_IDLE_SECONDS": "0"}, "idle_seconds must be > 0"),
         ("", {"FUNDFLOW_KAFKA_PRODUCER_BATCH_BYTES": "16383"}, "producer_batch_bytes must be in"),
         ("[kafka]\nproducer_batch_bytes = 1000001\n", {}, "producer_batch_bytes must be in"),
+        ("", {"FUNDFLOW_KAFKA_FETCH_BYTES": "1048575"}, "fetch_bytes must be in"),
+        ("[kafka]\nfetch_bytes = 67108865\n", {}, "fetch_bytes must be in"),
         ("[kafka\n", {}, "not valid TOML"),
     ],
 )
@@ -303,3 +308,23 @@ def test_repeat_filter_lets_one_line_of_a_kind_through_per_interval() -> None:
     assert f.filter(rec()) is False
     with pytest.raises(ValueError, match="interval"):
         RepeatFilter(("x",), interval=0)
+
+
+def test_the_worker_app_fetches_what_the_settings_say(tmp_path) -> None:
+    """The Faust app hands aiokafka ``consumer_max_fetch_size`` as
+    ``max_partition_fetch_bytes``: the worker's fetch size is the setting."""
+    import asyncio
+
+    import faust
+
+    from fundflow.streams.worker import Worker, _build_app
+
+    loop = asyncio.new_event_loop()
+    try:
+        for fetch in (KafkaSettings().fetch_bytes, 3 << 20):
+            w = Worker(KafkaSettings(fetch_bytes=fetch), load_config(None))
+            app = _build_app(faust, w, str(tmp_path / str(fetch)), loop)
+            assert app.conf.consumer_max_fetch_size == fetch
+            assert app.conf.broker_max_poll_records == w.settings.batch_size
+    finally:
+        loop.close()
