@@ -24,9 +24,7 @@ import msgspec
 
 from fundflow._core import Decoder
 
-from .records import (
-    Record,
-)
+from .records import Record
 from .wire import (
     ID_FIELDS,
     MONEY_FIELDS,
@@ -63,13 +61,6 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     raw: str
     source: str = ""
-
-
-class _Refused(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 _PATH = re.compile(r"at `\$\.([A-Za-z_]+)[^`]*?([A-Za-z_]+)?`")
