@@ -235,7 +235,9 @@ def worker_cmd(
             raise KafkaUserError(
                 "--metrics-port needs prometheus-client (pip install prometheus-client)"
             ) from None
-        metrics = PrometheusMetrics(mode="worker")
+        # The whole-stream worker reads every record the others read: its
+        # mode lets a sum over workers leave its input counts out.
+        metrics = PrometheusMetrics(mode="whole_stream" if whole_stream else "worker")
         try:
             server = metrics.serve(metrics_port)
         except OSError as e:

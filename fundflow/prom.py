@@ -90,7 +90,7 @@ class MetricsServer:
 
 class PrometheusMetrics:
     """The Metrics protocol on Prometheus collectors; ``mode`` (``replay``,
-    ``worker``) goes into ``fundflow_build_info``."""
+    ``worker``, ``whole_stream``) goes into ``fundflow_build_info``."""
 
     def __init__(self, *, mode: str = "replay", registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()

@@ -361,6 +361,37 @@ def test_scale_out_two_workers(broker: Broker, world: dict[str, Any], tmp_path: 
     assert union == single, alert_diff(union, single)
 
 
+def test_the_whole_stream_worker_says_so_in_its_build_info(broker: Broker, tmp_path: Path) -> None:
+    """The whole-stream worker reads every record the partitioned workers
+    read: its metrics carry build mode ``whole_stream``, by which the
+    overview dashboard's sums over workers leave its input counts out
+    (``test_grafana.py::test_sums_over_workers_leave_the_whole_stream_worker_out``)."""
+    ns = namespace()
+    _topics(broker, ns, 2)
+    port = free_port()
+    w = WorkerProcess(broker, ns, tmp_path / "w.db", tmp_path / "w.log", "--whole-stream",
+                      "--metrics-port", str(port))  # fmt: skip
+    try:
+        w.wait_health(
+            "the whole-stream worker holds every partition",
+            lambda h: h["status"] == "ready" and h["holds_every_partition"],
+        )
+        samples = wait_for(
+            "its metrics",
+            lambda: _scrape_when(
+                port, lambda m: ("fundflow_build_info", (("mode", "whole_stream"),)) in m
+            ),
+            timeout=30,
+        )
+        assert [k for k in samples if k[0] == "fundflow_build_info"] == [
+            ("fundflow_build_info", (("mode", "whole_stream"),))
+        ]
+        w.signal(signal.SIGTERM)
+        assert w.wait(timeout=60) == 0, w.output()
+    finally:
+        w.kill()
+
+
 def test_poison_input_goes_to_the_dead_letter_topic(
     broker: Broker, tmp_path: Path, kafka_python
 ) -> None:

@@ -704,3 +704,68 @@ def test_the_reader_role_can_only_read(store):
     psycopg = _need("psycopg", "'psycopg[binary]'")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         store["conn"].execute("UPDATE alerts SET status = 'open'")
+
+
+def _panel_expr(uid: str, title: str) -> str:
+    """The PromQL of the one Prometheus target of the panel titled ``title``."""
+    board = BOARDS[uid]
+    found = [
+        substitute(expr, PROM_VALUES, board, "promql")
+        for where, _ref, expr in promql_queries(board)
+        if where == title
+    ]
+    assert len(found) == 1, (title, [w for w, _, _ in promql_queries(board)])
+    return found[0]
+
+
+def test_sums_over_workers_leave_the_whole_stream_worker_out(tmp_path):
+    """Two partitioned workers and the whole-stream worker, which reads the
+    records both read (and refuses the same ones): evaluated by ``promtool
+    test rules``, the overview's throughput and dead-letter panels give the
+    partitioned workers' sum, and its lag panel the most behind of the
+    readers of a partition, never the sum of two consumer groups' lags."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if _ci():
+            pytest.fail("promtool not found (CI is set): run deploy/prometheus/ci-install.sh")
+        pytest.skip("promtool not found: run deploy/prometheus/ci-install.sh")
+    uid = "fundflow-overview"
+    workers = {"a": ("worker", 6000), "b": ("worker", 3000), "w": ("whole_stream", 9000)}
+    series = []
+    for inst, (mode, per_minute) in workers.items():
+        at = f'job="fundflow", instance="{inst}"'
+        series += [
+            {"series": f'fundflow_build_info{{{at}, mode="{mode}", version="1", '
+                       'python_version="3.11.7"}', "values": "1x40"},
+            {"series": f'fundflow_records_in_total{{{at}, topic="fundflow.custody", '
+                       'kind="custody_txn"}', "values": f"0+{per_minute // 2}x40"},
+            {"series": f'fundflow_dead_letters_total{{{at}, reason="not_json"}}',
+             "values": f"0+{per_minute // 200}x40"},
+            {"series": f'fundflow_consumer_lag{{{at}, topic="fundflow.custody", partition="0"}}',
+             "values": f"{per_minute // 1000}x40"},
+        ]  # fmt: skip
+    cases = [
+        ("Records in /s", "{}", 150),
+        ("Throughput by topic and kind", '{topic="fundflow.custody", kind="custody_txn"}', 150),
+        ("Dead letters by reason", '{reason="not_json"}', 1.5),
+        ("Consumer lag by partition", '{topic="fundflow.custody", partition="0"}', 9),
+    ]
+    doc = {
+        "rule_files": [],
+        "evaluation_interval": "30s",
+        "tests": [{
+            "interval": "30s",
+            "input_series": series,
+            "promql_expr_test": [
+                {"expr": _panel_expr(uid, title), "eval_time": "15m",
+                 "exp_samples": [{"labels": labels, "value": value}]}
+                for title, labels, value in cases
+            ],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "sums.test.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
