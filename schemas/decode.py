@@ -1,8 +1,10 @@
 """Decoding and validation: raw bytes, lines or CSV rows into records.
 
-:class:`RecordDecoder` is the one place where outside input becomes a typed
-record. It never raises on bad input: a record that breaks a rule of
-``docs/wire-format.md`` comes back as a :class:`DeadLetter` holding the raw
+Every rule of ``docs/wire-format.md`` is the compiled decoder's
+(``fundflow._core.Decoder``, ``core/src/decode.rs``): the replay and the
+worker hand it whole chunks; :class:`RecordDecoder` hands it one record at
+a time, and types a CSV row first. Neither raises on bad input: a record
+that breaks a rule comes back as a :class:`DeadLetter` holding the raw
 input and a reason from :data:`REASONS`.
 
 >>> dec = RecordDecoder()
