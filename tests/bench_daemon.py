@@ -294,7 +294,7 @@ def main() -> None:
         proc.start()
         # (arrival ms, source, released_ms, the alert's own Kafka timestamp: when produced)
         arrivals: list[tuple[float, str, int, int]] = []
-        end_wait = None
+        end_wait = done_at = None
         while True:
             for records in consumer.poll(timeout_ms=50).values():
                 now = time.time() * 1000
@@ -311,7 +311,14 @@ def main() -> None:
             if not proc.is_alive():
                 end_wait = end_wait or time.monotonic()
                 h = live.health()
-                if h and (time.monotonic() - end_wait > 20 or h["records"] >= args.latency_records):
+                # Every record processed and nothing left in the ordering
+                # stage: the alerts of its idle release at the end are in
+                # flight, and read for two seconds more.
+                if h and h["records"] >= args.latency_records and h["held"] == 0:
+                    done_at = done_at or time.monotonic()
+                if h and (
+                    time.monotonic() - end_wait > 60 or (done_at and time.monotonic() - done_at > 2)
+                ):
                     break
         proc.join()
         sent2 = dict(sent2)
