@@ -46,11 +46,11 @@ DIGESTS: dict[str, list[str]] = json.loads(
 _CALLS: dict[str, int] = {}
 
 
-def python_side(dec: RecordDecoder, line: bytes, kind: str | None) -> Row:
+def one_by_one(dec: RecordDecoder, line: bytes, kind: str | None) -> Row:
     return row(dec.decode(line, kind))
 
 
-def rust_side(lines: list[bytes], zone: str, kind: str | None, limit: int) -> list[Row]:
+def as_a_chunk(lines: list[bytes], zone: str, kind: str | None, limit: int) -> list[Row]:
     records, _ = Decoder(zone, limit, kind).records(b"\n".join(lines))
     return [row(got) for got in records]
 
@@ -85,8 +85,8 @@ def assert_same(
     ``RecordDecoder``, requires the same rows (failing on the first line
     they disagree on) and the rows pinned for this call. Returns the rows."""
     dec = RecordDecoder(zone, max_line_bytes=limit)
-    want = [python_side(dec, ln, kind) for ln in lines]
-    got = rust_side(lines, zone, kind, limit)
+    want = [one_by_one(dec, ln, kind) for ln in lines]
+    got = as_a_chunk(lines, zone, kind, limit)
     assert len(got) == len(want)
     for line, g, w in zip(lines, got, want, strict=True):
         assert g == w, f"line {line[:300]!r}"
@@ -510,7 +510,7 @@ def test_times_in_every_zone(zone: str):
 
 
 def test_a_shanghai_time_without_offset_is_utc_plus_8():
-    row = rust_side([field(BALANCE, "as_of", b'"2026-03-01T10:00:07"')], "Asia/Shanghai", None, 99)
+    row = as_a_chunk([field(BALANCE, "as_of", b'"2026-03-01T10:00:07"')], "Asia/Shanghai", None, 99)
     assert row == [("balance", {"account_id": "A1", "as_of": 1772330407000, "balance": 1230})]
 
 
@@ -601,7 +601,7 @@ def test_money_in_every_money_field():
 
 def test_money_is_exact_fen():
     lines = [field(TXN, "amount", m) for m in (b'"0.01"', b"0.07", b'"999999999999999.99"')]
-    amounts = [v["amount"] for _, v in rust_side(lines, "UTC", None, 1 << 20)]
+    amounts = [v["amount"] for _, v in as_a_chunk(lines, "UTC", None, 1 << 20)]
     assert amounts == [1, 7, 99999999999999999]
 
 
@@ -906,7 +906,7 @@ def test_pinned_dead_letters():
         b"[1]",
         TXN.replace(b"T1", b"T\xff"),
     ]
-    got = [(v["reason"], v["detail"]) for _, v in rust_side(lines, "Asia/Shanghai", None, 1 << 20)]
+    got = [(v["reason"], v["detail"]) for _, v in as_a_chunk(lines, "Asia/Shanghai", None, 1 << 20)]
     money = r"'^([0-9]{1,15}(\\.[0-9]{1,2})?|1000000000000000(\\.0{1,2})?)$'"
     assert got == [
         ("bad_amount", f"Expected `str` matching regex {money} - at `$.amount`"),
